@@ -1,0 +1,3 @@
+//! Pure domain logic: no I/O, no clock, no database. Everything here is unit-tested.
+
+pub mod city;

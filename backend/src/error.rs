@@ -1,0 +1,261 @@
+//! The one error type of the HTTP layer.
+//!
+//! A handler returns [`AppError`]; its `IntoResponse` stores both messages in a response
+//! extension, and the `localize_errors` middleware (see `http::mod`) renders the single
+//! JSON shape `{"error":{"code","message"}}` in the caller's language. Internal details
+//! are logged once, here, and never sent to the client.
+
+use std::borrow::Cow;
+
+use axum::{
+    extract::rejection::{JsonRejection, PathRejection, QueryRejection},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+
+use crate::{live::LiveError, store::StoreError};
+
+/// An error answer: HTTP status, stable code, and a message in Vietnamese and English.
+#[derive(Debug, Clone)]
+pub struct AppError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// Vietnamese message (the default).
+    pub vi: Cow<'static, str>,
+    /// English message.
+    pub en: Cow<'static, str>,
+}
+
+/// The payload the localisation middleware turns into the JSON body.
+#[derive(Debug, Clone)]
+pub struct ErrorPayload(pub AppError);
+
+impl AppError {
+    /// An error with the given status, code and messages.
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        vi: impl Into<Cow<'static, str>>,
+        en: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self { status, code, vi: vi.into(), en: en.into() }
+    }
+
+    /// 400 with a code of the caller's input.
+    pub fn bad_request(code: &'static str, vi: impl Into<Cow<'static, str>>, en: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, vi, en)
+    }
+
+    /// 422: well-formed but not acceptable.
+    pub fn unprocessable(code: &'static str, vi: impl Into<Cow<'static, str>>, en: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, vi, en)
+    }
+
+    /// 404.
+    pub fn not_found(code: &'static str, vi: impl Into<Cow<'static, str>>, en: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, vi, en)
+    }
+
+    /// 409.
+    pub fn conflict(code: &'static str, vi: impl Into<Cow<'static, str>>, en: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, vi, en)
+    }
+
+    /// 401: no valid credentials.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Thiếu hoặc sai mã truy cập (Authorization: Bearer …).",
+            "Missing or invalid access token (Authorization: Bearer …).",
+        )
+    }
+
+    /// 403: authenticated, but the role or scope does not allow it.
+    pub fn forbidden(vi: impl Into<Cow<'static, str>>, en: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", vi, en)
+    }
+
+    /// 503: a dependency is down; the client may retry.
+    pub fn unavailable(what: &'static str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            format!("Dịch vụ tạm thời không sẵn sàng ({what}). Vui lòng thử lại."),
+            format!("The service is temporarily unavailable ({what}). Please retry."),
+        )
+    }
+
+    /// 500: logs the cause once; the client sees only a generic message.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Lỗi hệ thống. Vui lòng thử lại sau.",
+            "Internal error. Please try again later.",
+        )
+    }
+
+    /// The message in the language chosen (`en` or anything else for Vietnamese).
+    pub fn message(&self, english: bool) -> &str {
+        if english { &self.en } else { &self.vi }
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.en)
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status;
+        let mut resp = status.into_response();
+        resp.extensions_mut().insert(ErrorPayload(self));
+        resp
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                AppError::unavailable("database")
+            }
+            StoreError::Conflict(constraint) => conflict_for(&constraint),
+            StoreError::Internal(cause) => AppError::internal(&cause),
+        }
+    }
+}
+
+impl From<LiveError> for AppError {
+    fn from(e: LiveError) -> Self {
+        tracing::warn!(error = %e, "live state unavailable");
+        AppError::unavailable("live state")
+    }
+}
+
+/// Maps a unique-constraint name to a 409 the user can act on.
+fn conflict_for(constraint: &str) -> AppError {
+    match constraint {
+        "points_code_key" => AppError::conflict(
+            "point_code_taken",
+            "Mã điểm đỗ đã tồn tại.",
+            "A parking point with this code already exists.",
+        ),
+        "districts_code_key" => AppError::conflict(
+            "district_code_taken",
+            "Mã quận đã tồn tại.",
+            "A district with this code already exists.",
+        ),
+        "streets_district_name_key" => AppError::conflict(
+            "street_exists",
+            "Tuyến phố này đã có trong quận.",
+            "This street already exists in the district.",
+        ),
+        other => AppError::conflict(
+            "conflict",
+            format!("Xung đột dữ liệu ({other})."),
+            format!("Conflicting data ({other})."),
+        ),
+    }
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(r: JsonRejection) -> Self {
+        let detail = r.body_text();
+        match r {
+            JsonRejection::MissingJsonContentType(_) => AppError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Cần gửi JSON với Content-Type: application/json.",
+                "Send JSON with Content-Type: application/json.",
+            ),
+            JsonRejection::BytesRejection(_) => AppError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Nội dung yêu cầu quá lớn hoặc bị cắt.",
+                "The request body is too large or was cut off.",
+            ),
+            _ => AppError::bad_request(
+                "invalid_body",
+                format!("Nội dung JSON không hợp lệ: {detail}"),
+                format!("Invalid JSON body: {detail}"),
+            ),
+        }
+    }
+}
+
+impl From<QueryRejection> for AppError {
+    fn from(r: QueryRejection) -> Self {
+        let detail = r.body_text();
+        AppError::bad_request(
+            "invalid_query",
+            format!("Tham số truy vấn không hợp lệ: {detail}"),
+            format!("Invalid query parameters: {detail}"),
+        )
+    }
+}
+
+impl From<PathRejection> for AppError {
+    fn from(r: PathRejection) -> Self {
+        let detail = r.body_text();
+        AppError::bad_request(
+            "invalid_path",
+            format!("Đường dẫn không hợp lệ: {detail}"),
+            format!("Invalid path parameter: {detail}"),
+        )
+    }
+}
+
+/// Fallback payload for statuses raised by middleware (body limit, timeout, unknown route).
+pub fn error_for_status(status: StatusCode) -> AppError {
+    match status {
+        StatusCode::NOT_FOUND => AppError::not_found(
+            "route_not_found",
+            "Không có đường dẫn này.",
+            "No such route.",
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => AppError::new(
+            status,
+            "method_not_allowed",
+            "Phương thức không được hỗ trợ cho đường dẫn này.",
+            "Method not allowed for this route.",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::new(
+            status,
+            "payload_too_large",
+            "Nội dung yêu cầu quá lớn.",
+            "The request body is too large.",
+        ),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => AppError::new(
+            status,
+            "timeout",
+            "Yêu cầu xử lý quá lâu. Vui lòng thử lại.",
+            "The request took too long. Please retry.",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => AppError::new(
+            status,
+            "unsupported_media_type",
+            "Kiểu nội dung không được hỗ trợ.",
+            "Unsupported content type.",
+        ),
+        s if s.is_server_error() => AppError::new(
+            s,
+            "internal_error",
+            "Lỗi hệ thống. Vui lòng thử lại sau.",
+            "Internal error. Please try again later.",
+        ),
+        s => AppError::new(
+            s,
+            "bad_request",
+            "Yêu cầu không hợp lệ.",
+            "Bad request.",
+        ),
+    }
+}

@@ -1,0 +1,98 @@
+//! Extractors: JSON, query and path wrappers whose rejections use the one error shape,
+//! and the staff authentication extractors.
+
+use axum::{
+    extract::{FromRequest, FromRequestParts},
+    http::{header::AUTHORIZATION, request::Parts},
+};
+use iparking_mobile_api::StaffRole;
+
+use super::AppState;
+use crate::{auth::token_hash, error::AppError, store::Principal};
+
+/// `axum::Json` with our error shape on rejection.
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(AppError))]
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `axum::extract::Query` with our error shape on rejection.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(AppError))]
+pub struct Query<T>(pub T);
+
+/// `axum::extract::Path` with our error shape on rejection.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(AppError))]
+pub struct Path<T>(pub T);
+
+/// Any authenticated staff member.
+#[derive(Debug, Clone)]
+pub struct Staff(pub Principal);
+
+impl FromRequestParts<AppState> for Staff {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(AppError::unauthorized)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 256)
+            .ok_or_else(AppError::unauthorized)?;
+        let principal = state.store.principal_by_token(&token_hash(token)).await?.ok_or_else(AppError::unauthorized)?;
+        tracing::Span::current().record("staff.id", principal.staff_id);
+        Ok(Staff(principal))
+    }
+}
+
+/// A staff member with the `admin` role.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Principal);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let Staff(p) = Staff::from_request_parts(parts, state).await?;
+        if p.role != StaffRole::Admin {
+            return Err(AppError::forbidden(
+                "Cần quyền quản trị (admin) cho thao tác này.",
+                "This action needs the admin role.",
+            ));
+        }
+        Ok(Admin(p))
+    }
+}
+
+impl Admin {
+    /// Refuses unless the admin covers district `code`.
+    pub fn require_district(&self, code: &str) -> Result<(), AppError> {
+        if self.0.covers_district(code) {
+            Ok(())
+        } else {
+            Err(AppError::forbidden(
+                format!("Tài khoản của bạn không quản lý quận {code}."),
+                format!("Your account does not manage district {code}."),
+            ))
+        }
+    }
+
+    /// Refuses unless the admin is city-wide.
+    pub fn require_city_wide(&self) -> Result<(), AppError> {
+        if self.0.district_codes.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::forbidden(
+                "Chỉ quản trị viên toàn thành phố được làm thao tác này.",
+                "Only a city-wide admin may do this.",
+            ))
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! HTTP: one router module per audience, assembled here with the middleware stack.
+
+use std::{future::Future, sync::Arc, time::Instant};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{DefaultBodyLimit, MatchedPath, Request},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::Response,
+};
+use iparking_mobile_api::{ErrorBody, ErrorDetail};
+use tokio::net::TcpListener;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::{
+    App,
+    error::{ErrorPayload, error_for_status},
+};
+
+pub mod admin;
+pub mod extract;
+pub mod ops;
+pub mod points;
+
+/// The state every handler receives.
+pub type AppState = Arc<App>;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "iParking API",
+        description = "Pay-by-phone street parking. Errors always have the shape \
+            {\"error\":{\"code\":\"…\",\"message\":\"…\"}}; messages are Vietnamese by default, \
+            English with Accept-Language: en.",
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "points", description = "Parking points for drivers"),
+        (name = "admin", description = "City administration (role admin)"),
+        (name = "ops", description = "Health, readiness, metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// The routes and their OpenAPI document.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(points::nearby_points))
+        .routes(routes!(points::get_point))
+        .routes(routes!(points::list_districts))
+        .routes(routes!(admin::create_district))
+        .routes(routes!(admin::create_street, admin::list_streets))
+        .routes(routes!(admin::create_point))
+        .routes(routes!(admin::update_point))
+        .routes(routes!(admin::close_point))
+        .routes(routes!(admin::open_point))
+        .routes(routes!(admin::import_points))
+        .routes(routes!(admin::create_staff))
+        .routes(routes!(admin::revoke_token))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .split_for_parts()
+}
+
+/// The OpenAPI document, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+/// The whole HTTP service for `app`.
+pub fn router(app: AppState) -> Router {
+    let (routes, openapi) = api();
+    let settings = app.settings.clone();
+    routes
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .fallback(|| async { error_for_status(StatusCode::NOT_FOUND) })
+        .with_state(app)
+        // Layers run bottom-up on the way in: the last added is the outermost.
+        .layer(DefaultBodyLimit::max(settings.json_body_limit))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, settings.request_timeout))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                // Only the route template: queries and paths may carry personal data.
+                let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+                let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                tracing::info_span!("http", method = %req.method(), route, request.id = request_id, staff.id = tracing::field::Empty)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn(shape_errors))
+}
+
+/// Whether the caller prefers English over Vietnamese (`Accept-Language`, q-values honoured).
+pub fn prefers_english(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mut best: Option<(f32, bool)> = None;
+    for part in value.split(',') {
+        let mut it = part.trim().split(';');
+        let tag = it.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = it
+            .find_map(|p| p.trim().strip_prefix("q="))
+            .and_then(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let english = if tag == "en" || tag.starts_with("en-") {
+            true
+        } else if tag == "vi" || tag.starts_with("vi-") {
+            false
+        } else {
+            continue;
+        };
+        if best.is_none_or(|(bq, _)| q > bq) {
+            best = Some((q, english));
+        }
+    }
+    best.is_some_and(|(_, english)| english)
+}
+
+/// Renders every error answer in the one JSON shape, in the caller's language: the
+/// handlers' [`AppError`](crate::error::AppError)s and the bare statuses of middleware
+/// (timeout, panic, unknown route, method not allowed).
+async fn shape_errors(req: Request, next: Next) -> Response {
+    let english = prefers_english(req.headers());
+    let mut resp = next.run(req).await;
+    let status = resp.status();
+    let error = match resp.extensions_mut().remove::<ErrorPayload>() {
+        Some(ErrorPayload(e)) => e,
+        None if (status.is_client_error() || status.is_server_error())
+            && resp.headers().get(header::CONTENT_TYPE).is_none_or(|ct| ct.as_bytes() != b"application/json") =>
+        {
+            error_for_status(status)
+        }
+        None => return resp,
+    };
+    let body = ErrorBody { error: ErrorDetail { code: error.code.to_owned(), message: error.message(english).to_owned() } };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let (mut parts, _) = resp.into_parts();
+    parts.status = error.status;
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(if english { "en" } else { "vi" }));
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels[..2]).record(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains in-flight requests.
+/// Also runs the point index refresher for as long as it serves.
+pub async fn serve(listener: TcpListener, app: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    ops::prometheus();
+    let refresher = tokio::spawn(refresh_index_forever(app.clone()));
+    let result = axum::serve(listener, router(app).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await;
+    refresher.abort();
+    result
+}
+
+async fn refresh_index_forever(app: AppState) {
+    let mut tick = tokio::time::interval(app.settings.index_refresh);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = app.refresh_index().await {
+            tracing::warn!(error = %e, "point index refresh failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn langs(v: &str) -> bool {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_str(v).unwrap());
+        prefers_english(&h)
+    }
+
+    #[test]
+    fn language_negotiation() {
+        assert!(!prefers_english(&HeaderMap::new()));
+        assert!(langs("en"));
+        assert!(langs("en-US,en;q=0.9"));
+        assert!(!langs("vi-VN,vi;q=0.9,en;q=0.8"));
+        assert!(langs("vi;q=0.3, en;q=0.7"));
+        assert!(!langs("fr-FR"));
+        assert!(langs("fr, en;q=0.5"));
+    }
+}

@@ -1,0 +1,69 @@
+//! Operations: liveness, readiness, Prometheus metrics.
+
+use std::sync::OnceLock;
+
+use axum::{
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+};
+use iparking_mobile_api::{HealthView, ReadyView};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use super::{AppState, extract::Json};
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive", body = HealthView)))]
+pub async fn healthz() -> Json<HealthView> {
+    Json(HealthView { status: "ok".into() })
+}
+
+/// The database and the live state answer. 503 (same body) when either does not.
+#[utoipa::path(
+    get, path = "/readyz", tag = "ops",
+    responses(
+        (status = 200, description = "Ready", body = ReadyView),
+        (status = 503, description = "A dependency is down", body = ReadyView),
+    )
+)]
+pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
+    let (db, live) = tokio::join!(app.store.ping(), app.live.ping());
+    let word = |ok: bool| if ok { "ok" } else { "unavailable" }.to_owned();
+    let ready = db.is_ok() && live.is_ok();
+    let view = ReadyView {
+        database: word(db.is_ok()),
+        live_state: word(live.is_ok()),
+        database_backend: app.store.backend().into(),
+        live_state_backend: app.live.backend().into(),
+    };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    // Not the error shape on purpose: probes and operators want each dependency's state.
+    (status, [(header::CONTENT_TYPE, "application/json")], axum::Json(view))
+}
+
+/// The process-wide Prometheus recorder (one per process, shared by every app in it).
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+            .expect("static buckets are valid");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (an embedding program); then ours
+        // still renders what is recorded through it... which is nothing, so say so once.
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a global metrics recorder was already installed; /metrics will be empty");
+        }
+        handle
+    })
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", body = String)))]
+pub async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        prometheus().render(),
+    )
+}

@@ -1,0 +1,132 @@
+//! iParking: pay-by-phone street parking.
+//!
+//! The library exposes [`App`] (the shared state), [`http::router`] and [`http::serve`],
+//! so `main.rs` stays thin and the black-box tests start the real server on
+//! `127.0.0.1:0`.
+#![forbid(unsafe_code)]
+
+use std::{sync::Arc, time::Duration};
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod import;
+pub mod live;
+pub mod nearby;
+pub mod registry;
+pub mod seed;
+pub mod store;
+
+use live::LiveState;
+use nearby::PointIndex;
+use store::{Store, StoreResult};
+
+/// The time source; tests can drive it.
+pub trait Clock: Send + Sync + 'static {
+    /// Now, in UTC.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Tunables of a running server.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Longest a request may take before it is answered 503 `timeout`.
+    pub request_timeout: Duration,
+    /// Largest JSON body accepted.
+    pub json_body_limit: usize,
+    /// Largest point file accepted by the import route.
+    pub import_body_limit: usize,
+    /// How often each node checks whether the registry changed (other nodes' writes).
+    pub index_refresh: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(15),
+            json_body_limit: 64 * 1024,
+            import_body_limit: 32 * 1024 * 1024,
+            index_refresh: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Everything a request handler needs, shared by all of them.
+pub struct App {
+    /// Durable truth.
+    pub store: Arc<dyn Store>,
+    /// Fast shared state.
+    pub live: Arc<dyn LiveState>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Tunables.
+    pub settings: Settings,
+    index: ArcSwap<PointIndex>,
+    index_rebuild: tokio::sync::Mutex<()>,
+}
+
+impl App {
+    /// Builds the app: rebuilds the live state from the database and loads the point index.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        live: Arc<dyn LiveState>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> anyhow::Result<Arc<Self>> {
+        let app = Arc::new(Self {
+            store,
+            live,
+            clock,
+            settings,
+            index: ArcSwap::from_pointee(PointIndex::empty()),
+            index_rebuild: tokio::sync::Mutex::new(()),
+        });
+        live::rebuild_occupancy(app.store.as_ref(), app.live.as_ref()).await?;
+        app.refresh_index().await?;
+        Ok(app)
+    }
+
+    /// The current point index snapshot.
+    pub fn index(&self) -> Arc<PointIndex> {
+        self.index.load_full()
+    }
+
+    /// Rebuilds the point index if the registry changed since it was built. Returns
+    /// whether it was rebuilt. Called after this node's own registry writes and
+    /// periodically for other nodes' writes.
+    pub async fn refresh_index(&self) -> StoreResult<bool> {
+        let _one_at_a_time = self.index_rebuild.lock().await;
+        // Read the version before the points: a change racing with us bumps the version
+        // past what we record, so the next refresh picks it up.
+        let version = self.store.registry_version().await?;
+        if version == self.index.load().version() {
+            return Ok(false);
+        }
+        let points = self.store.points().await?;
+        let started = std::time::Instant::now();
+        let index = PointIndex::build(points, version);
+        tracing::info!(
+            registry.version = version,
+            points = index.len(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "point index rebuilt"
+        );
+        self.index.store(Arc::new(index));
+        Ok(true)
+    }
+}

@@ -1,0 +1,119 @@
+//! Redis live state: production, shared by every API node.
+//!
+//! Keys live under a prefix (default `ipk:`) so several deployments or test runs can share
+//! one Redis. Occupancy is one hash, `{prefix}occupancy`, field = point id; the
+//! check-and-take of a space is a Lua script, so it is atomic across nodes.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::{Script, aio::ConnectionManager};
+
+use super::{LiveError, LiveState};
+
+const TRY_OCCUPY: &str = r"
+local n = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if n < tonumber(ARGV[2]) then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+  return 1
+end
+return 0";
+
+const RELEASE: &str = r"
+local n = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if n > 0 then redis.call('HINCRBY', KEYS[1], ARGV[1], -1) end
+return 0";
+
+/// Live state in Redis.
+#[derive(Clone)]
+pub struct RedisLive {
+    conn: ConnectionManager,
+    occupancy_key: String,
+    try_occupy: Script,
+    release: Script,
+}
+
+fn err(e: redis::RedisError) -> LiveError {
+    LiveError(e.to_string())
+}
+
+impl RedisLive {
+    /// Connects to `redis://…`; every key starts with `prefix`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, LiveError> {
+        let client = redis::Client::open(url).map_err(err)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2);
+        let conn = ConnectionManager::new_with_config(client, config).await.map_err(err)?;
+        Ok(Self {
+            conn,
+            occupancy_key: format!("{prefix}occupancy"),
+            try_occupy: Script::new(TRY_OCCUPY),
+            release: Script::new(RELEASE),
+        })
+    }
+}
+
+#[async_trait]
+impl LiveState for RedisLive {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn ping(&self) -> Result<(), LiveError> {
+        let mut c = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn occupancy(&self, point_ids: &[i64]) -> Result<Vec<i64>, LiveError> {
+        if point_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn.clone();
+        let vals: Vec<Option<i64>> = redis::cmd("HMGET")
+            .arg(&self.occupancy_key)
+            .arg(point_ids)
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        Ok(vals.into_iter().map(|v| v.unwrap_or(0)).collect())
+    }
+
+    async fn try_occupy(&self, point_id: i64, capacity: i64) -> Result<bool, LiveError> {
+        let mut c = self.conn.clone();
+        let took: i64 = self
+            .try_occupy
+            .key(&self.occupancy_key)
+            .arg(point_id)
+            .arg(capacity)
+            .invoke_async(&mut c)
+            .await
+            .map_err(err)?;
+        Ok(took == 1)
+    }
+
+    async fn release(&self, point_id: i64) -> Result<(), LiveError> {
+        let mut c = self.conn.clone();
+        let _: i64 = self
+            .release
+            .key(&self.occupancy_key)
+            .arg(point_id)
+            .invoke_async(&mut c)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn reset_occupancy(&self, counts: &[(i64, i64)]) -> Result<(), LiveError> {
+        let mut c = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&self.occupancy_key).ignore();
+        for chunk in counts.chunks(1000) {
+            pipe.hset_multiple(&self.occupancy_key, chunk).ignore();
+        }
+        let () = pipe.query_async(&mut c).await.map_err(err)?;
+        Ok(())
+    }
+}

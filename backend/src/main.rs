@@ -1,0 +1,266 @@
+//! The `iparking` binary: thin. Parse flags, connect, delegate to the library.
+#![forbid(unsafe_code)]
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use iparking::{
+    App, Settings, SystemClock,
+    config::{DatabaseArgs, LiveArgs},
+    http, import,
+    registry::{self, import_drafts},
+    seed,
+};
+use iparking_mobile_api::{ImportFormat, ImportMode, StaffRole};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "iparking", version, about = "Pay-by-phone street parking backend")]
+struct Cli {
+    #[command(flatten)]
+    db: DatabaseArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (migrates first; seeds Hanoi's pilot into an empty embedded database).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "IPARKING_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        live: LiveArgs,
+        /// Do not seed the demo data into an empty embedded database.
+        #[arg(long, env = "IPARKING_NO_SEED")]
+        no_seed: bool,
+        /// Seconds before a request is answered 503 timeout.
+        #[arg(long, env = "IPARKING_REQUEST_TIMEOUT_SECS", default_value_t = 15)]
+        request_timeout_secs: u64,
+    },
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Load seed data (safe to run again: present rows are kept).
+    Seed {
+        #[command(subcommand)]
+        which: SeedCommand,
+    },
+    /// Import data from a file.
+    Import {
+        #[command(subcommand)]
+        what: ImportCommand,
+    },
+    /// Manage staff principals.
+    Staff {
+        #[command(subcommand)]
+        action: StaffCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SeedCommand {
+    /// Hanoi's 2017 pilot: 17 points, 248 spaces in Hoàn Kiếm, plus streets of Ba Đình, Hai Bà Trưng, Đống Đa.
+    HanoiPilot,
+    /// A synthetic city for load tests.
+    Synthetic {
+        /// Number of points.
+        #[arg(long, default_value_t = 100_000)]
+        points: usize,
+        /// Random seed (the same seed gives the same city).
+        #[arg(long, default_value_t = 2017)]
+        rng_seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Import parking points from GeoJSON (.geojson/.json) or CSV (.csv).
+    Points {
+        /// The file.
+        file: PathBuf,
+        /// File format; default from the extension.
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+        /// What to do when some rows are invalid.
+        #[arg(long, value_enum, default_value = "all-or-nothing")]
+        mode: ModeArg,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Geojson,
+    Csv,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    /// Import nothing if any row is invalid.
+    AllOrNothing,
+    /// Import the valid rows, report the others.
+    ValidOnly,
+}
+
+#[derive(Subcommand)]
+enum StaffCommand {
+    /// Create a staff member and print its bearer token (shown once).
+    Add {
+        /// Role.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// District code of the scope (repeat for several); none means city-wide.
+        #[arg(long = "district")]
+        districts: Vec<String>,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        /// Token id (printed by `staff add`).
+        #[arg(long)]
+        token_id: i64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Admin,
+    Finance,
+    Warden,
+    Inspector,
+}
+
+impl From<RoleArg> for StaffRole {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Admin => StaffRole::Admin,
+            RoleArg::Finance => StaffRole::Finance,
+            RoleArg::Warden => StaffRole::Warden,
+            RoleArg::Inspector => StaffRole::Inspector,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let now = || chrono::Utc::now();
+    match cli.command {
+        Command::Migrate => {
+            cli.db.connect().await?;
+            eprintln!("migrations applied");
+        }
+        Command::Serve { listen, live, no_seed, request_timeout_secs } => {
+            let store = cli.db.connect().await?;
+            if cli.db.is_embedded_default() && !no_seed && store.districts().await?.is_empty() {
+                let r = registry::load_seed(store.as_ref(), seed::hanoi_pilot(), now()).await?;
+                tracing::info!(points = r.points_created, "empty embedded database: seeded Hanoi's pilot");
+            }
+            let live = live.connect().await?;
+            let settings = Settings { request_timeout: Duration::from_secs(request_timeout_secs), ..Settings::default() };
+            let app = App::new(store, live, Arc::new(SystemClock), settings).await?;
+            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+            tracing::info!(
+                listen = %listener.local_addr()?,
+                database = app.store.backend(),
+                live_state = app.live.backend(),
+                points = app.index().len(),
+                "iparking serving; API docs at /docs"
+            );
+            http::serve(listener, app, shutdown_signal()).await?;
+            tracing::info!("stopped");
+        }
+        Command::Seed { which } => {
+            let store = cli.db.connect().await?;
+            let seed = match which {
+                SeedCommand::HanoiPilot => seed::hanoi_pilot(),
+                SeedCommand::Synthetic { points, rng_seed } => seed::synthetic(points, rng_seed),
+            };
+            let r = registry::load_seed(store.as_ref(), seed, now()).await?;
+            println!(
+                "districts created: {}, points created: {}, points already present: {}",
+                r.districts_created, r.points_created, r.points_present
+            );
+        }
+        Command::Import { what: ImportCommand::Points { file, format, mode } } => {
+            let format = match format {
+                Some(FormatArg::Geojson) => ImportFormat::Geojson,
+                Some(FormatArg::Csv) => ImportFormat::Csv,
+                None => match file.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+                    Some("csv") => ImportFormat::Csv,
+                    Some("geojson" | "json") => ImportFormat::Geojson,
+                    _ => anyhow::bail!("cannot tell the format from the file name; pass --format geojson|csv"),
+                },
+            };
+            let mode = match mode {
+                ModeArg::AllOrNothing => ImportMode::AllOrNothing,
+                ModeArg::ValidOnly => ImportMode::ValidOnly,
+            };
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let rows = import::parse(format, &bytes).map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.0))?;
+            let store = cli.db.connect().await?;
+            let report = import_drafts(store.as_ref(), rows, mode, None, now()).await?;
+            for e in &report.rejected {
+                eprintln!("line {}: {}{}", e.line, e.code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default(), e.message);
+            }
+            println!("rows: {}, imported: {}, rejected: {}", report.rows, report.imported, report.rejected.len());
+            if !report.rejected.is_empty() {
+                std::process::exit(if report.imported == 0 { 2 } else { 1 });
+            }
+        }
+        Command::Staff { action } => {
+            let store = cli.db.connect().await?;
+            let app = App::new(store, Arc::new(iparking::live::MemoryLive::new()), Arc::new(SystemClock), Settings::default()).await?;
+            match action {
+                StaffCommand::Add { role, name, districts } => {
+                    let name = iparking::domain::city::validate_name("name", &name).map_err(|e| anyhow::anyhow!(e.en))?;
+                    let created = http::admin::add_staff(&app, name, role.into(), &districts).await.map_err(|e| anyhow::anyhow!("{}", e.en))?;
+                    eprintln!(
+                        "staff {} ({}) created, token id {}; the token is shown once:",
+                        created.id,
+                        created.role.as_str(),
+                        created.token_id
+                    );
+                    println!("{}", created.token);
+                }
+                StaffCommand::Revoke { token_id } => {
+                    if app.store.revoke_token(token_id, now()).await? {
+                        println!("token {token_id} revoked");
+                    } else {
+                        anyhow::bail!("no active token with id {token_id}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; draining requests");
+}

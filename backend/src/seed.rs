@@ -1,0 +1,167 @@
+//! Seed data: Hanoi's 2017 pilot and its first extension, and a synthetic city for load tests.
+
+use iparking_mobile_api::VehicleClass::{self, Car, Minibus, Motorbike};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+use crate::{import::PointDraft, registry::Seed};
+
+/// The four districts of the September 2017 extension.
+const DISTRICTS: [(&str, &str); 4] =
+    [("HK", "Hoàn Kiếm"), ("BD", "Ba Đình"), ("HBT", "Hai Bà Trưng"), ("DD", "Đống Đa")];
+
+/// Hanoi's pilot (Hoàn Kiếm, from mid-2017): 17 points with 248 car spaces on Lý Thường
+/// Kiệt and Trần Hưng Đạo, plus a few points on streets of Ba Đình, Hai Bà Trưng and
+/// Đống Đa. Coordinates follow the streets west to east; each point has a short curb line
+/// along the street.
+pub fn hanoi_pilot() -> Seed {
+    let mut points = Vec::new();
+    // Lý Thường Kiệt: 9 points, 135 spaces, from Lê Duẩn to Lê Thánh Tông.
+    let ltk = [
+        ("Lê Duẩn", 16),
+        ("Trần Bình Trọng", 14),
+        ("Quán Sứ", 12),
+        ("Thợ Nhuộm", 18),
+        ("Quang Trung", 15),
+        ("Bà Triệu", 13),
+        ("Hàng Bài", 17),
+        ("Ngô Quyền", 14),
+        ("Lê Thánh Tông", 16),
+    ];
+    for (i, (cross, capacity)) in ltk.iter().enumerate() {
+        let t = i as f64 / (ltk.len() - 1) as f64;
+        let (lat, lon) = (21.0257 - 0.0013 * t, 105.8460 + 0.0100 * t);
+        points.push(point(i + 1, "Lý Thường Kiệt", cross, lat, lon, *capacity, &[Car, Minibus]));
+    }
+    // Trần Hưng Đạo: 8 points, 113 spaces, from Quán Sứ to Phan Chu Trinh.
+    let thd = [
+        ("Quán Sứ", 15),
+        ("Thợ Nhuộm", 12),
+        ("Phố Huế", 14),
+        ("Quang Trung", 16),
+        ("Bà Triệu", 13),
+        ("Hàng Bài", 15),
+        ("Ngô Quyền", 12),
+        ("Phan Chu Trinh", 16),
+    ];
+    for (i, (cross, capacity)) in thd.iter().enumerate() {
+        let t = i as f64 / (thd.len() - 1) as f64;
+        let (lat, lon) = (21.0228 - 0.0018 * t, 105.8465 + 0.0105 * t);
+        points.push(point(ltk.len() + i + 1, "Trần Hưng Đạo", cross, lat, lon, *capacity, &[Car, Minibus]));
+    }
+    let others: [(&str, &str, &str, f64, f64, i32, &[VehicleClass]); 10] = [
+        ("BD001", "Phan Đình Phùng", "Hoàng Diệu", 21.0399, 105.8402, 20, &[Car]),
+        ("BD002", "Phan Đình Phùng", "Quán Thánh", 21.0401, 105.8458, 18, &[Car, Minibus]),
+        ("BD003", "Điện Biên Phủ", "Trần Phú", 21.0322, 105.8419, 14, &[Car]),
+        ("BD004", "Điện Biên Phủ", "Nguyễn Thái Học", 21.0305, 105.8446, 12, &[Car, Motorbike]),
+        ("HBT001", "Bà Triệu", "Nguyễn Du", 21.0152, 105.8497, 10, &[Car]),
+        ("HBT002", "Bà Triệu", "Thái Phiên", 21.0121, 105.8495, 12, &[Car, Motorbike]),
+        ("HBT003", "Lê Đại Hành", "Vincom", 21.0108, 105.8461, 25, &[Car, Minibus, Motorbike]),
+        ("DD001", "Tôn Đức Thắng", "Văn Miếu", 21.0251, 105.8331, 16, &[Car]),
+        ("DD002", "Tôn Đức Thắng", "Hàng Bột", 21.0201, 105.8312, 14, &[Car, Minibus]),
+        ("DD003", "Xã Đàn", "Phương Mai", 21.0149, 105.8362, 30, &[Car, Motorbike]),
+    ];
+    for (i, (code, street, cross, lat, lon, capacity, classes)) in others.iter().enumerate() {
+        points.push(PointDraft {
+            line: (18 + i) as u64,
+            code: (*code).to_owned(),
+            name: format!("{street} – gần {cross}"),
+            district: code.trim_end_matches(|c: char| c.is_ascii_digit()).to_owned(),
+            street: (*street).to_owned(),
+            lat: *lat,
+            lon: *lon,
+            curb: Some(curb_along(*lat, *lon)),
+            capacity: *capacity,
+            vehicle_classes: classes.to_vec(),
+        });
+    }
+    Seed { districts: DISTRICTS.iter().map(|(c, n)| ((*c).to_owned(), (*n).to_owned())).collect(), points }
+}
+
+fn point(n: usize, street: &str, cross: &str, lat: f64, lon: f64, capacity: i32, classes: &[VehicleClass]) -> PointDraft {
+    PointDraft {
+        line: n as u64,
+        code: format!("HK{n:03}"),
+        name: format!("{street} – gần {cross}"),
+        district: "HK".to_owned(),
+        street: street.to_owned(),
+        lat,
+        lon,
+        curb: Some(curb_along(lat, lon)),
+        capacity,
+        vehicle_classes: classes.to_vec(),
+    }
+}
+
+/// A ~30 m east–west curb line centred on the signboard.
+fn curb_along(lat: f64, lon: f64) -> Vec<[f64; 2]> {
+    vec![[lon - 0.00015, lat], [lon + 0.00015, lat]]
+}
+
+/// Number of districts of the synthetic city (`SYA` … `SYJ`).
+pub const SYNTHETIC_DISTRICTS: usize = 10;
+
+/// A synthetic city of `n` points (at most 9,999,990) spread over a 22 × 21 km box around
+/// Hanoi, in 10 districts of 100 streets each. The same `rng_seed` gives the same city.
+pub fn synthetic(n: usize, rng_seed: u64) -> Seed {
+    let mut rng = StdRng::seed_from_u64(rng_seed);
+    let districts: Vec<(String, String)> = (0..SYNTHETIC_DISTRICTS)
+        .map(|i| {
+            let letter = (b'A' + i as u8) as char;
+            (format!("SY{letter}"), format!("Quận tổng hợp {letter}"))
+        })
+        .collect();
+    let points = (0..n)
+        .map(|i| {
+            let (district, _) = &districts[i % SYNTHETIC_DISTRICTS];
+            let number = i / SYNTHETIC_DISTRICTS + 1;
+            let street = rng.random_range(1..=100);
+            let motorbikes = rng.random_bool(0.2);
+            PointDraft {
+                line: i as u64 + 1,
+                code: format!("{district}{number:06}"),
+                name: format!("Điểm tổng hợp {district}-{number}"),
+                district: district.clone(),
+                street: format!("Phố tổng hợp {street}"),
+                lat: rng.random_range(20.92..21.12),
+                lon: rng.random_range(105.74..105.95),
+                curb: None,
+                capacity: rng.random_range(5..=40),
+                vehicle_classes: if motorbikes { vec![Car, Motorbike] } else { vec![Car] },
+            }
+        })
+        .collect();
+    Seed { districts, points }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pilot_matches_the_2017_figures() {
+        let seed = hanoi_pilot();
+        let hk: Vec<&PointDraft> = seed.points.iter().filter(|p| p.district == "HK").collect();
+        assert_eq!(hk.len(), 17);
+        assert_eq!(hk.iter().map(|p| p.capacity).sum::<i32>(), 248);
+        let streets: std::collections::BTreeSet<&str> = hk.iter().map(|p| p.street.as_str()).collect();
+        assert_eq!(streets.into_iter().collect::<Vec<_>>(), vec!["Lý Thường Kiệt", "Trần Hưng Đạo"]);
+        for d in ["BD", "HBT", "DD"] {
+            assert!(seed.points.iter().any(|p| p.district == d), "{d}");
+        }
+        for p in &seed.points {
+            crate::domain::city::validate_point_code(&p.code, &p.district).unwrap();
+        }
+    }
+
+    #[test]
+    fn synthetic_is_deterministic_and_unique() {
+        let a = synthetic(2000, 7);
+        let b = synthetic(2000, 7);
+        assert_eq!(a.points, b.points);
+        let codes: std::collections::HashSet<&str> = a.points.iter().map(|p| p.code.as_str()).collect();
+        assert_eq!(codes.len(), 2000);
+        for p in &a.points {
+            crate::domain::city::validate_point_code(&p.code, &p.district).unwrap();
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Durable storage: the [`Store`] trait and its two implementations, SQLite (the embedded
+//! default) and PostgreSQL (production). Both share their SQL (see `sql.rs`): every query
+//! binds its parameters, none is formatted from input.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use iparking_mobile_api::{PointStatus, StaffRole, VehicleClass};
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// What a storage call can fail with.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached (connection refused, pool timed out). Retryable.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A uniqueness rule was broken; carries the constraint name.
+    #[error("constraint violated: {0}")]
+    Conflict(String),
+    /// Anything else: a bug or a corrupt row.
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+/// Result of a storage call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A district.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct District {
+    /// Row id.
+    pub id: i64,
+    /// Short code, e.g. `HK`.
+    pub code: String,
+    /// Name, e.g. `Hoàn Kiếm`.
+    pub name: String,
+}
+
+/// A street and its district.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Street {
+    /// Row id.
+    pub id: i64,
+    /// Name, unique within its district.
+    pub name: String,
+    /// District row id.
+    pub district_id: i64,
+    /// District code.
+    pub district_code: String,
+}
+
+/// A parking point with its street and district.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointRecord {
+    /// Row id (internal; the public id is `code`).
+    pub id: i64,
+    /// Signboard code.
+    pub code: String,
+    /// Display name.
+    pub name: String,
+    /// Street row id.
+    pub street_id: i64,
+    /// Street name.
+    pub street_name: String,
+    /// District row id.
+    pub district_id: i64,
+    /// District code.
+    pub district_code: String,
+    /// District name.
+    pub district_name: String,
+    /// Latitude.
+    pub lat: f64,
+    /// Longitude.
+    pub lon: f64,
+    /// Curb line as `[lon, lat]` pairs.
+    pub curb: Option<Vec<[f64; 2]>>,
+    /// Spaces.
+    pub capacity: i32,
+    /// Allowed classes.
+    pub vehicle_classes: Vec<VehicleClass>,
+    /// Open or closed.
+    pub status: PointStatus,
+    /// Last registry change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A validated point to create on an existing street.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPoint {
+    /// Signboard code (validated against the street's district).
+    pub code: String,
+    /// Display name.
+    pub name: String,
+    /// Street row id.
+    pub street_id: i64,
+    /// Latitude.
+    pub lat: f64,
+    /// Longitude.
+    pub lon: f64,
+    /// Curb line.
+    pub curb: Option<Vec<[f64; 2]>>,
+    /// Spaces.
+    pub capacity: i32,
+    /// Allowed classes (non-empty, sorted).
+    pub vehicle_classes: Vec<VehicleClass>,
+}
+
+/// A validated point to create on a street named within a district; the street is
+/// created when missing. Used by imports and seeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPointOnStreet {
+    /// District row id.
+    pub district_id: i64,
+    /// Street name.
+    pub street_name: String,
+    /// Signboard code.
+    pub code: String,
+    /// Display name.
+    pub name: String,
+    /// Latitude.
+    pub lat: f64,
+    /// Longitude.
+    pub lon: f64,
+    /// Curb line.
+    pub curb: Option<Vec<[f64; 2]>>,
+    /// Spaces.
+    pub capacity: i32,
+    /// Allowed classes.
+    pub vehicle_classes: Vec<VehicleClass>,
+}
+
+/// A validated change to a point; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PointPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New `(lat, lon)`.
+    pub position: Option<(f64, f64)>,
+    /// New curb line; `Some(None)` removes it.
+    pub curb: Option<Option<Vec<[f64; 2]>>>,
+    /// New capacity.
+    pub capacity: Option<i32>,
+    /// New classes.
+    pub vehicle_classes: Option<Vec<VehicleClass>>,
+}
+
+/// A staff member to create.
+#[derive(Debug, Clone)]
+pub struct NewStaff {
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: StaffRole,
+    /// District row ids of the scope; empty means city-wide.
+    pub district_ids: Vec<i64>,
+}
+
+/// Who is calling, resolved from a bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Staff row id.
+    pub staff_id: i64,
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: StaffRole,
+    /// District codes of the scope; empty means city-wide.
+    pub district_codes: Vec<String>,
+    /// The token row that authenticated this call.
+    pub token_id: i64,
+}
+
+impl Principal {
+    /// Whether the principal may act in district `code`.
+    pub fn covers_district(&self, code: &str) -> bool {
+        self.district_codes.is_empty() || self.district_codes.iter().any(|c| c == code)
+    }
+}
+
+/// Durable storage of the city registry and staff.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    /// Applies the embedded migrations (safe to run on every start and from many nodes).
+    async fn migrate(&self) -> StoreResult<()>;
+    /// A round trip to the database.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Creates a district.
+    async fn create_district(&self, code: &str, name: &str, now: DateTime<Utc>) -> StoreResult<District>;
+    /// All districts, by code.
+    async fn districts(&self) -> StoreResult<Vec<District>>;
+    /// Creates a street in a district.
+    async fn create_street(&self, district_id: i64, name: &str, now: DateTime<Utc>) -> StoreResult<Street>;
+    /// Streets of one district (or all), by name.
+    async fn streets(&self, district_id: Option<i64>) -> StoreResult<Vec<Street>>;
+    /// One street.
+    async fn street(&self, id: i64) -> StoreResult<Option<Street>>;
+
+    /// Creates a point on an existing street.
+    async fn create_point(&self, point: &NewPoint, now: DateTime<Utc>) -> StoreResult<PointRecord>;
+    /// Creates many points in one transaction, creating missing streets; all or none.
+    async fn insert_points(&self, points: &[NewPointOnStreet], now: DateTime<Utc>) -> StoreResult<u64>;
+    /// Changes a point; `None` if there is no such code.
+    async fn update_point(&self, code: &str, patch: &PointPatch, now: DateTime<Utc>) -> StoreResult<Option<PointRecord>>;
+    /// Opens or closes a point; `None` if there is no such code.
+    async fn set_point_status(&self, code: &str, status: PointStatus, now: DateTime<Utc>) -> StoreResult<Option<PointRecord>>;
+    /// One point by code.
+    async fn point(&self, code: &str) -> StoreResult<Option<PointRecord>>;
+    /// Every point (to build the in-memory index).
+    async fn points(&self) -> StoreResult<Vec<PointRecord>>;
+    /// Every point code (to check an import before writing).
+    async fn point_codes(&self) -> StoreResult<Vec<String>>;
+    /// A counter bumped by every registry change.
+    async fn registry_version(&self) -> StoreResult<i64>;
+    /// Occupied spaces per point id, counted from the durable record of parked vehicles.
+    ///
+    /// The live state's occupancy counters are rebuilt from this at start. Parking
+    /// sessions arrive with the drivers' issue; until then no vehicle is recorded as
+    /// parked, so the answer is empty (every point is free).
+    async fn occupied_by_point(&self) -> StoreResult<Vec<(i64, i64)>>;
+
+    /// Creates a staff member with a first token (its SHA-256). Returns `(staff_id, token_id)`.
+    async fn create_staff(&self, staff: &NewStaff, token_hash: &str, now: DateTime<Utc>) -> StoreResult<(i64, i64)>;
+    /// The principal holding an unrevoked token with this hash.
+    async fn principal_by_token(&self, token_hash: &str) -> StoreResult<Option<Principal>>;
+    /// Revokes a token; `false` if there was no such unrevoked token.
+    async fn revoke_token(&self, token_id: i64, now: DateTime<Utc>) -> StoreResult<bool>;
+}
+
+/// Maps a sqlx error to a [`StoreError`], naming the constraint of a unique violation
+/// the same way on both databases (SQLite reports `table.column`, not the name).
+pub(crate) fn map_sqlx(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            let name = db.constraint().map(str::to_owned).unwrap_or_else(|| sqlite_constraint(db.message()));
+            StoreError::Conflict(name)
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        sqlx::Error::Database(db) if is_pg_unavailable(db.code().as_deref()) => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+/// PostgreSQL SQLSTATE classes 08 (connection) and 57P (operator intervention: shutdown).
+fn is_pg_unavailable(code: Option<&str>) -> bool {
+    code.is_some_and(|c| c.starts_with("08") || c.starts_with("57P"))
+}
+
+fn sqlite_constraint(message: &str) -> String {
+    // "UNIQUE constraint failed: points.code" -> the PostgreSQL constraint name.
+    let cols = message.rsplit(": ").next().unwrap_or("");
+    match cols {
+        "points.code" => "points_code_key",
+        "districts.code" => "districts_code_key",
+        "streets.district_id, streets.name" => "streets_district_name_key",
+        "staff_tokens.token_hash" => "staff_tokens_hash_key",
+        other => other,
+    }
+    .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_constraint_names_match_postgres() {
+        assert_eq!(sqlite_constraint("UNIQUE constraint failed: points.code"), "points_code_key");
+        assert_eq!(
+            sqlite_constraint("UNIQUE constraint failed: streets.district_id, streets.name"),
+            "streets_district_name_key"
+        );
+    }
+
+    #[test]
+    fn principal_scope() {
+        let mut p = Principal {
+            staff_id: 1,
+            name: "a".into(),
+            role: StaffRole::Admin,
+            district_codes: vec![],
+            token_id: 1,
+        };
+        assert!(p.covers_district("HK"));
+        p.district_codes = vec!["BD".into()];
+        assert!(!p.covers_district("HK"));
+        assert!(p.covers_district("BD"));
+    }
+}

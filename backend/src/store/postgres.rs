@@ -1,0 +1,39 @@
+//! PostgreSQL: production. Many API nodes share one database.
+
+use std::time::Duration;
+
+use sqlx::{
+    Postgres,
+    migrate::Migrator,
+    postgres::{PgPool, PgPoolOptions},
+};
+
+use super::{StoreResult, map_sqlx, sql::sql_store_impl};
+
+static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// The PostgreSQL store.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `postgres://…`. The pool is lazy-tolerant: a database that is down
+    /// makes calls fail with `Unavailable` (503) instead of killing the process.
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(url)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(Self { pool })
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        &MIGRATOR
+    }
+}
+
+sql_store_impl!(PgStore, Postgres, "postgres");

@@ -1,0 +1,265 @@
+use reqwest::{Method, StatusCode};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::types::*;
+
+/// A typed async client for the iParking HTTP API.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), iparking_mobile_api::ClientError> {
+/// let api = iparking_mobile_api::Client::new("http://127.0.0.1:8080");
+/// let near = api
+///     .nearby_points(&iparking_mobile_api::NearbyQuery {
+///         lat: 21.0245, lon: 105.8530, radius_m: Some(1000.0), limit: None, vehicle_class: None,
+///     })
+///     .await?;
+/// println!("{} points", near.points.len());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    language: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: never print it.
+        f.debug_struct("Client").field("base", &self.base).finish_non_exhaustive()
+    }
+}
+
+/// What can go wrong calling the API.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with the error shape.
+    #[error("HTTP {status}: {} ({})", .error.code, .error.message)]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The error body.
+        error: ErrorDetail,
+    },
+    /// The request did not reach the server or the answer was cut.
+    #[error("transport: {0}")]
+    Transport(#[from] reqwest::Error),
+    /// The server answered something that is not the contract.
+    #[error("unexpected answer (HTTP {status}): {body}")]
+    Unexpected {
+        /// HTTP status.
+        status: u16,
+        /// The first bytes of the body.
+        body: String,
+    },
+}
+
+impl ClientError {
+    /// The stable error code, when the server sent one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Api { error, .. } => Some(&error.code),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } | Self::Unexpected { status, .. } => Some(*status),
+            Self::Transport(e) => e.status().map(|s| s.as_u16()),
+        }
+    }
+}
+
+impl Client {
+    /// A client for the server at `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base: impl Into<String>) -> Self {
+        Self::with_http(reqwest::Client::new(), base)
+    }
+
+    /// A client sharing an existing `reqwest::Client` (connection pool).
+    pub fn with_http(http: reqwest::Client, base: impl Into<String>) -> Self {
+        Self {
+            http,
+            base: base.into().trim_end_matches('/').to_owned(),
+            token: None,
+            language: None,
+        }
+    }
+
+    /// The same client, authenticated with a bearer token.
+    pub fn with_token(&self, token: impl Into<String>) -> Self {
+        Self { token: Some(token.into()), ..self.clone() }
+    }
+
+    /// The same client, asking for messages in `lang` (`vi` or `en`).
+    pub fn with_language(&self, lang: impl Into<String>) -> Self {
+        Self { language: Some(lang.into()), ..self.clone() }
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(l) = &self.language {
+            req = req.header(reqwest::header::ACCEPT_LANGUAGE, l);
+        }
+        req
+    }
+
+    async fn send<T: DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<T, ClientError> {
+        let resp = req.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|_| unexpected(status, &bytes));
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api { status: status.as_u16(), error: body.error }),
+            Err(_) => Err(unexpected(status, &bytes)),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        Self::send(self.request(Method::GET, path)).await
+    }
+
+    async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        Self::send(self.request(Method::POST, path).json(body)).await
+    }
+
+    /// `GET /healthz`.
+    pub async fn healthz(&self) -> Result<HealthView, ClientError> {
+        self.get("/healthz").await
+    }
+
+    /// `GET /readyz`.
+    pub async fn readyz(&self) -> Result<ReadyView, ClientError> {
+        self.get("/readyz").await
+    }
+
+    /// `GET /v1/points`: open points near a position, nearest first.
+    pub async fn nearby_points(&self, q: &NearbyQuery) -> Result<NearbyResponse, ClientError> {
+        Self::send(self.request(Method::GET, "/v1/points").query(q)).await
+    }
+
+    /// `GET /v1/points/{code}`.
+    pub async fn point(&self, code: &str) -> Result<PointView, ClientError> {
+        self.get(&format!("/v1/points/{}", encode_segment(code))).await
+    }
+
+    /// `GET /v1/districts`.
+    pub async fn districts(&self) -> Result<Vec<DistrictView>, ClientError> {
+        self.get("/v1/districts").await
+    }
+
+    /// `POST /v1/admin/districts`.
+    pub async fn create_district(&self, body: &CreateDistrict) -> Result<DistrictView, ClientError> {
+        self.post("/v1/admin/districts", body).await
+    }
+
+    /// `POST /v1/admin/streets`.
+    pub async fn create_street(&self, body: &CreateStreet) -> Result<StreetView, ClientError> {
+        self.post("/v1/admin/streets", body).await
+    }
+
+    /// `GET /v1/admin/streets?district=`.
+    pub async fn streets(&self, district: &str) -> Result<Vec<StreetView>, ClientError> {
+        Self::send(self.request(Method::GET, "/v1/admin/streets").query(&[("district", district)])).await
+    }
+
+    /// `POST /v1/admin/points`.
+    pub async fn create_point(&self, body: &CreatePoint) -> Result<PointView, ClientError> {
+        self.post("/v1/admin/points", body).await
+    }
+
+    /// `PATCH /v1/admin/points/{code}`.
+    pub async fn update_point(&self, code: &str, body: &UpdatePoint) -> Result<PointView, ClientError> {
+        Self::send(
+            self.request(Method::PATCH, &format!("/v1/admin/points/{}", encode_segment(code))).json(body),
+        )
+        .await
+    }
+
+    /// `POST /v1/admin/points/{code}/close`.
+    pub async fn close_point(&self, code: &str) -> Result<PointView, ClientError> {
+        self.post(&format!("/v1/admin/points/{}/close", encode_segment(code)), &serde_json::json!({}))
+            .await
+    }
+
+    /// `POST /v1/admin/points/{code}/open`.
+    pub async fn open_point(&self, code: &str) -> Result<PointView, ClientError> {
+        self.post(&format!("/v1/admin/points/{}/open", encode_segment(code)), &serde_json::json!({}))
+            .await
+    }
+
+    /// `POST /v1/admin/points/import`: the file's bytes as the body.
+    pub async fn import_points(
+        &self,
+        format: ImportFormat,
+        mode: ImportMode,
+        file: Vec<u8>,
+    ) -> Result<ImportReport, ClientError> {
+        let q = ImportQuery { format, mode: Some(mode) };
+        let content_type = match format {
+            ImportFormat::Geojson => "application/geo+json",
+            ImportFormat::Csv => "text/csv",
+        };
+        Self::send(
+            self.request(Method::POST, "/v1/admin/points/import")
+                .query(&q)
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(file),
+        )
+        .await
+    }
+
+    /// `POST /v1/admin/staff`.
+    pub async fn create_staff(&self, body: &CreateStaff) -> Result<StaffCreated, ClientError> {
+        self.post("/v1/admin/staff", body).await
+    }
+
+    /// `DELETE /v1/admin/tokens/{id}`: revoke a staff token.
+    pub async fn revoke_token(&self, token_id: i64) -> Result<(), ClientError> {
+        let resp = self.request(Method::DELETE, &format!("/v1/admin/tokens/{token_id}")).send().await?;
+        let status = resp.status();
+        if status == StatusCode::NO_CONTENT {
+            return Ok(());
+        }
+        let bytes = resp.bytes().await?;
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api { status: status.as_u16(), error: body.error }),
+            Err(_) => Err(unexpected(status, &bytes)),
+        }
+    }
+}
+
+fn unexpected(status: StatusCode, bytes: &[u8]) -> ClientError {
+    let body = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
+    ClientError::Unexpected { status: status.as_u16(), body }
+}
+
+/// Percent-encodes a path segment (codes are ASCII, but a client must not break on input).
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,364 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// The one error shape of every 4xx and 5xx answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// A stable, machine-readable code and a message in the caller's language.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable code, e.g. `point_not_found`. Clients branch on this, never on the message.
+    #[schema(example = "point_not_found")]
+    pub code: String,
+    /// Human-readable message, Vietnamese by default, English with `Accept-Language: en`.
+    pub message: String,
+}
+
+/// Vehicle classes of Hanoi Decision 44/2017/QĐ-UBND.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VehicleClass {
+    /// Cars of up to 9 seats and trucks under 2 tonnes.
+    Car,
+    /// Passenger vehicles of 10 to 16 seats.
+    Minibus,
+    /// Passenger vehicles over 16 seats and trucks of 2 tonnes or more.
+    Large,
+    /// Motorbikes and scooters.
+    Motorbike,
+}
+
+impl VehicleClass {
+    /// Every class, in tariff order.
+    pub const ALL: [VehicleClass; 4] = [Self::Car, Self::Minibus, Self::Large, Self::Motorbike];
+
+    /// The wire name (`car`, `minibus`, `large`, `motorbike`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Car => "car",
+            Self::Minibus => "minibus",
+            Self::Large => "large",
+            Self::Motorbike => "motorbike",
+        }
+    }
+
+    /// Parses a wire name; `None` when it is not a class.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s.trim())
+    }
+}
+
+/// Whether a point takes new sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PointStatus {
+    /// Open for parking.
+    Open,
+    /// Closed by the city (works, events); not offered to drivers.
+    Closed,
+}
+
+impl PointStatus {
+    /// The wire and database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// A district (quận) of the city.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DistrictView {
+    /// Short code used as the prefix of its point codes, e.g. `HK` for Hoàn Kiếm.
+    #[schema(example = "HK")]
+    pub code: String,
+    /// Name, e.g. `Hoàn Kiếm`.
+    pub name: String,
+}
+
+/// Body of `POST /v1/admin/districts`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDistrict {
+    /// 2 to 4 upper-case ASCII letters, e.g. `HK`, `HBT`.
+    pub code: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// A street, belonging to one district.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StreetView {
+    /// Street id.
+    pub id: i64,
+    /// Street name, e.g. `Lý Thường Kiệt`.
+    pub name: String,
+    /// Code of the district it belongs to.
+    pub district_code: String,
+}
+
+/// Body of `POST /v1/admin/streets`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateStreet {
+    /// District code, e.g. `HK`.
+    pub district_code: String,
+    /// Street name, unique within the district.
+    pub name: String,
+}
+
+/// A street parking point as drivers and staff see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PointView {
+    /// Signboard code, e.g. `HK001`: the district code followed by digits.
+    #[schema(example = "HK001")]
+    pub code: String,
+    /// Name shown on the app and the signboard.
+    pub name: String,
+    /// The street the point is on.
+    pub street: StreetView,
+    /// The district's name (its code is in `street.district_code`).
+    pub district_name: String,
+    /// Latitude (WGS 84) of the signboard.
+    pub lat: f64,
+    /// Longitude (WGS 84) of the signboard.
+    pub lon: f64,
+    /// Curb line as `[lon, lat]` pairs, when the city surveyed it.
+    pub curb: Option<Vec<[f64; 2]>>,
+    /// Number of spaces.
+    pub capacity: i32,
+    /// Free spaces now, from the live state; `null` if the live state cannot be reached.
+    pub free_spaces: Option<i32>,
+    /// Vehicle classes allowed to park here.
+    pub vehicle_classes: Vec<VehicleClass>,
+    /// Open or closed.
+    pub status: PointStatus,
+    /// Last change to the point's registry entry.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Query of `GET /v1/points`.
+#[derive(Debug, Clone, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NearbyQuery {
+    /// Latitude of the driver, -90..=90.
+    pub lat: f64,
+    /// Longitude of the driver, -180..=180.
+    pub lon: f64,
+    /// Search radius in metres, greater than 0 and at most 50,000. Default 1,000.
+    pub radius_m: Option<f64>,
+    /// How many points at most, 1..=100. Default 20.
+    pub limit: Option<u32>,
+    /// Only points that allow this vehicle class.
+    pub vehicle_class: Option<VehicleClass>,
+}
+
+/// One result of a nearby search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NearbyPoint {
+    /// Great-circle (haversine) distance from the query position, in metres.
+    pub distance_m: f64,
+    /// The point.
+    pub point: PointView,
+}
+
+/// Answer of `GET /v1/points`: open points, nearest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NearbyResponse {
+    /// Points within the radius, nearest first.
+    pub points: Vec<NearbyPoint>,
+    /// The radius that was searched, in metres.
+    pub radius_m: f64,
+}
+
+/// Body of `POST /v1/admin/points`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePoint {
+    /// Signboard code: the street's district code followed by 3 to 6 digits.
+    pub code: String,
+    /// Display name.
+    pub name: String,
+    /// Street id (see `POST /v1/admin/streets`).
+    pub street_id: i64,
+    /// Latitude of the signboard.
+    pub lat: f64,
+    /// Longitude of the signboard.
+    pub lon: f64,
+    /// Optional curb line as `[lon, lat]` pairs (2 to 500 of them).
+    #[serde(default)]
+    pub curb: Option<Vec<[f64; 2]>>,
+    /// Number of spaces, 0..=10,000.
+    pub capacity: i32,
+    /// Allowed vehicle classes (at least one).
+    pub vehicle_classes: Vec<VehicleClass>,
+}
+
+/// Body of `PATCH /v1/admin/points/{code}`: every field is optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePoint {
+    /// New display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// New latitude (give `lon` too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lat: Option<f64>,
+    /// New longitude (give `lat` too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lon: Option<f64>,
+    /// New curb line; an empty list removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curb: Option<Vec<[f64; 2]>>,
+    /// New capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<i32>,
+    /// New allowed vehicle classes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vehicle_classes: Option<Vec<VehicleClass>>,
+}
+
+/// File format of a point import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportFormat {
+    /// GeoJSON FeatureCollection of Point or LineString features.
+    Geojson,
+    /// CSV with a header row.
+    Csv,
+}
+
+/// What to do when some rows of an import are invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportMode {
+    /// Import nothing if any row is invalid (the default).
+    #[default]
+    AllOrNothing,
+    /// Import the valid rows and report the others.
+    ValidOnly,
+}
+
+/// Query of `POST /v1/admin/points/import`.
+#[derive(Debug, Clone, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ImportQuery {
+    /// `geojson` or `csv`.
+    pub format: ImportFormat,
+    /// `all_or_nothing` (default) or `valid_only`.
+    pub mode: Option<ImportMode>,
+}
+
+/// One rejected row of an import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ImportRowError {
+    /// Line of the CSV file (1 is the header), or feature index + 1 in the GeoJSON.
+    pub line: u64,
+    /// Point code of the row, when it could be read.
+    pub code: Option<String>,
+    /// Why the row was rejected.
+    pub message: String,
+}
+
+/// Result of an import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ImportReport {
+    /// The mode that was applied.
+    pub mode: ImportMode,
+    /// Rows read from the file.
+    pub rows: u64,
+    /// Points created.
+    pub imported: u64,
+    /// Rows rejected, with their line and reason.
+    pub rejected: Vec<ImportRowError>,
+}
+
+/// Staff roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StaffRole {
+    /// City administrator: districts, streets, points, tariffs, staff.
+    Admin,
+    /// Finance staff: revenue, reconciliation, period close.
+    Finance,
+    /// Parking warden: checks, cash, violations in assigned districts.
+    Warden,
+    /// Inspector: city-wide checks.
+    Inspector,
+}
+
+impl StaffRole {
+    /// The wire and database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Finance => "finance",
+            Self::Warden => "warden",
+            Self::Inspector => "inspector",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Admin, Self::Finance, Self::Warden, Self::Inspector]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// Body of `POST /v1/admin/staff`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateStaff {
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: StaffRole,
+    /// District codes the principal is limited to; empty means city-wide.
+    #[serde(default)]
+    pub districts: Vec<String>,
+}
+
+/// Answer of `POST /v1/admin/staff`: the bearer token is shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StaffCreated {
+    /// Staff id.
+    pub id: i64,
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: StaffRole,
+    /// District scope; empty means city-wide.
+    pub districts: Vec<String>,
+    /// Id of the token, for revocation.
+    pub token_id: i64,
+    /// The bearer token. It is stored only as a hash and cannot be shown again.
+    pub token: String,
+}
+
+/// Answer of `/healthz`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HealthView {
+    /// Always `ok` when the process answers.
+    pub status: String,
+}
+
+/// Answer of `/readyz`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReadyView {
+    /// `ok` or `unavailable`.
+    pub database: String,
+    /// `ok` or `unavailable`.
+    pub live_state: String,
+    /// Storage backend: `sqlite` or `postgres`.
+    pub database_backend: String,
+    /// Live state backend: `memory` or `redis`.
+    pub live_state_backend: String,
+}
