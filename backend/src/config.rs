@@ -37,9 +37,9 @@ impl DatabaseArgs {
                     .await
                     .with_context(|| format!("opening SQLite under {}", self.data_dir.display()))?,
             ),
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Arc::new(
-                PgStore::connect(url, self.db_max_connections).await.context("connecting to PostgreSQL")?,
-            ),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Arc::new(PgStore::connect(url, self.db_max_connections).await.context("connecting to PostgreSQL")?)
+            }
             Some(url) if url.starts_with("sqlite:") => {
                 Arc::new(SqliteStore::connect(url).await.context("opening SQLite")?)
             }

@@ -49,7 +49,11 @@ impl AppError {
     }
 
     /// 422: well-formed but not acceptable.
-    pub fn unprocessable(code: &'static str, vi: impl Into<Cow<'static, str>>, en: impl Into<Cow<'static, str>>) -> Self {
+    pub fn unprocessable(
+        code: &'static str,
+        vi: impl Into<Cow<'static, str>>,
+        en: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, vi, en)
     }
 
@@ -216,23 +220,16 @@ impl From<PathRejection> for AppError {
 /// Fallback payload for statuses raised by middleware (body limit, timeout, unknown route).
 pub fn error_for_status(status: StatusCode) -> AppError {
     match status {
-        StatusCode::NOT_FOUND => AppError::not_found(
-            "route_not_found",
-            "Không có đường dẫn này.",
-            "No such route.",
-        ),
+        StatusCode::NOT_FOUND => AppError::not_found("route_not_found", "Không có đường dẫn này.", "No such route."),
         StatusCode::METHOD_NOT_ALLOWED => AppError::new(
             status,
             "method_not_allowed",
             "Phương thức không được hỗ trợ cho đường dẫn này.",
             "Method not allowed for this route.",
         ),
-        StatusCode::PAYLOAD_TOO_LARGE => AppError::new(
-            status,
-            "payload_too_large",
-            "Nội dung yêu cầu quá lớn.",
-            "The request body is too large.",
-        ),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            AppError::new(status, "payload_too_large", "Nội dung yêu cầu quá lớn.", "The request body is too large.")
+        }
         StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => AppError::new(
             status,
             "timeout",
@@ -251,11 +248,6 @@ pub fn error_for_status(status: StatusCode) -> AppError {
             "Lỗi hệ thống. Vui lòng thử lại sau.",
             "Internal error. Please try again later.",
         ),
-        s => AppError::new(
-            s,
-            "bad_request",
-            "Yêu cầu không hợp lệ.",
-            "Bad request.",
-        ),
+        s => AppError::new(s, "bad_request", "Yêu cầu không hợp lệ.", "Bad request."),
     }
 }

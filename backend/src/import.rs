@@ -72,8 +72,8 @@ fn check_row(raw: RawRow<'_>) -> Result<PointDraft, ImportRowError> {
     let code_ref = code.as_deref();
     let missing = |field: &str| row_err(line, code_ref, format!("missing field `{field}`"));
     let code = code.clone().filter(|c| !c.is_empty()).ok_or_else(|| missing("code"))?;
-    let name = validate_name("name", raw.name.ok_or_else(|| missing("name"))?)
-        .map_err(|e| row_err(line, code_ref, e.en))?;
+    let name =
+        validate_name("name", raw.name.ok_or_else(|| missing("name"))?).map_err(|e| row_err(line, code_ref, e.en))?;
     let district = raw.district.map(|d| d.trim().to_uppercase()).ok_or_else(|| missing("district"))?;
     city::validate_district_code(&district).map_err(|e| row_err(line, code_ref, e.en))?;
     city::validate_point_code(&code, &district).map_err(|e| row_err(line, code_ref, e.en))?;
@@ -88,8 +88,8 @@ fn check_row(raw: RawRow<'_>) -> Result<PointDraft, ImportRowError> {
         (None, None) => return Err(missing("lat/lon")),
     };
     validate_position(lat, lon).map_err(|e| row_err(line, code_ref, e.en))?;
-    let capacity =
-        validate_capacity(raw.capacity.ok_or_else(|| missing("capacity"))?).map_err(|e| row_err(line, code_ref, e.en))?;
+    let capacity = validate_capacity(raw.capacity.ok_or_else(|| missing("capacity"))?)
+        .map_err(|e| row_err(line, code_ref, e.en))?;
     let classes = raw.classes.map_err(|m| row_err(line, code_ref, m))?;
     let vehicle_classes = validate_classes(&classes).map_err(|e| row_err(line, code_ref, e.en))?;
     Ok(PointDraft { line, code, name, district, street, lat, lon, curb: raw.curb, capacity, vehicle_classes })
@@ -204,7 +204,9 @@ fn parse_csv(bytes: &[u8]) -> Result<ParsedRows, FileError> {
         let line = rec.position().map_or(fallback_line, |p| p.line());
         let get = |i: usize| rec.get(idx[i]).filter(|s| !s.is_empty());
         let num = |i: usize, what: &str| -> Result<Option<f64>, ImportRowError> {
-            get(i).map(|s| s.parse::<f64>().map_err(|_| row_err(line, get(0), format!("{what} is not a number")))).transpose()
+            get(i)
+                .map(|s| s.parse::<f64>().map_err(|_| row_err(line, get(0), format!("{what} is not a number"))))
+                .transpose()
         };
         let parsed = (|| {
             let lat = num(4, "lat")?;

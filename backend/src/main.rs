@@ -164,7 +164,8 @@ async fn main() -> anyhow::Result<()> {
                 tracing::info!(points = r.points_created, "empty embedded database: seeded Hanoi's pilot");
             }
             let live = live.connect().await?;
-            let settings = Settings { request_timeout: Duration::from_secs(request_timeout_secs), ..Settings::default() };
+            let settings =
+                Settings { request_timeout: Duration::from_secs(request_timeout_secs), ..Settings::default() };
             let app = App::new(store, live, Arc::new(SystemClock), settings).await?;
             let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
             tracing::info!(
@@ -208,7 +209,12 @@ async fn main() -> anyhow::Result<()> {
             let store = cli.db.connect().await?;
             let report = import_drafts(store.as_ref(), rows, mode, None, now()).await?;
             for e in &report.rejected {
-                eprintln!("line {}: {}{}", e.line, e.code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default(), e.message);
+                eprintln!(
+                    "line {}: {}{}",
+                    e.line,
+                    e.code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default(),
+                    e.message
+                );
             }
             println!("rows: {}, imported: {}, rejected: {}", report.rows, report.imported, report.rejected.len());
             if !report.rejected.is_empty() {
@@ -217,11 +223,20 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Staff { action } => {
             let store = cli.db.connect().await?;
-            let app = App::new(store, Arc::new(iparking::live::MemoryLive::new()), Arc::new(SystemClock), Settings::default()).await?;
+            let app = App::new(
+                store,
+                Arc::new(iparking::live::MemoryLive::new()),
+                Arc::new(SystemClock),
+                Settings::default(),
+            )
+            .await?;
             match action {
                 StaffCommand::Add { role, name, districts } => {
-                    let name = iparking::domain::city::validate_name("name", &name).map_err(|e| anyhow::anyhow!(e.en))?;
-                    let created = http::admin::add_staff(&app, name, role.into(), &districts).await.map_err(|e| anyhow::anyhow!("{}", e.en))?;
+                    let name =
+                        iparking::domain::city::validate_name("name", &name).map_err(|e| anyhow::anyhow!(e.en))?;
+                    let created = http::admin::add_staff(&app, name, role.into(), &districts)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{}", e.en))?;
                     eprintln!(
                         "staff {} ({}) created, token id {}; the token is shown once:",
                         created.id,

@@ -38,11 +38,7 @@ pub struct Hit {
 
 fn to_xyz(lat: f64, lon: f64) -> [f64; 3] {
     let (lat, lon) = (lat.to_radians(), lon.to_radians());
-    [
-        EARTH_RADIUS_M * lat.cos() * lon.cos(),
-        EARTH_RADIUS_M * lat.cos() * lon.sin(),
-        EARTH_RADIUS_M * lat.sin(),
-    ]
+    [EARTH_RADIUS_M * lat.cos() * lon.cos(), EARTH_RADIUS_M * lat.cos() * lon.sin(), EARTH_RADIUS_M * lat.sin()]
 }
 
 /// Chord length for a great-circle distance: 2R·sin(d / 2R).
@@ -55,11 +51,8 @@ impl PointIndex {
     /// An index over `points` at registry `version`.
     pub fn build(points: Vec<PointRecord>, version: i64) -> Self {
         let points: Vec<Arc<PointRecord>> = points.into_iter().map(Arc::new).collect();
-        let entries = points
-            .iter()
-            .enumerate()
-            .map(|(i, p)| GeomWithData::new(to_xyz(p.lat, p.lon), i as u32))
-            .collect();
+        let entries =
+            points.iter().enumerate().map(|(i, p)| GeomWithData::new(to_xyz(p.lat, p.lon), i as u32)).collect();
         Self { tree: RTree::bulk_load(entries), points, version }
     }
 
@@ -152,13 +145,13 @@ mod tests {
     fn matches_a_brute_force_haversine_scan() {
         let pts = scatter(3000);
         let idx = PointIndex::build(pts.clone(), 1);
-        for (lat, lon, r, limit) in [(21.02, 105.85, 1000.0, 20), (21.0, 105.83, 300.0, 100), (21.05, 105.88, 2500.0, 7)] {
-            let got: Vec<(i64, f64)> = idx.nearest(lat, lon, r, limit, None).iter().map(|h| (h.point.id, h.distance_m)).collect();
-            let mut want: Vec<(i64, f64)> = pts
-                .iter()
-                .map(|p| (p.id, distance_m((lat, lon), (p.lat, p.lon))))
-                .filter(|(_, d)| *d <= r)
-                .collect();
+        for (lat, lon, r, limit) in
+            [(21.02, 105.85, 1000.0, 20), (21.0, 105.83, 300.0, 100), (21.05, 105.88, 2500.0, 7)]
+        {
+            let got: Vec<(i64, f64)> =
+                idx.nearest(lat, lon, r, limit, None).iter().map(|h| (h.point.id, h.distance_m)).collect();
+            let mut want: Vec<(i64, f64)> =
+                pts.iter().map(|p| (p.id, distance_m((lat, lon), (p.lat, p.lon)))).filter(|(_, d)| *d <= r).collect();
             want.sort_by(|a, b| a.1.total_cmp(&b.1));
             want.truncate(limit);
             assert_eq!(got.len(), want.len());
@@ -187,7 +180,8 @@ mod tests {
     fn radius_is_exact_in_metres() {
         // A point 1000 m north: inside at 1001 m, outside at 999 m.
         let north = 1000.0 / (EARTH_RADIUS_M.to_radians());
-        let idx = PointIndex::build(vec![point(1, 21.0 + north, 105.85, vec![VehicleClass::Car], PointStatus::Open)], 1);
+        let idx =
+            PointIndex::build(vec![point(1, 21.0 + north, 105.85, vec![VehicleClass::Car], PointStatus::Open)], 1);
         assert_eq!(idx.nearest(21.0, 105.85, 1001.0, 5, None).len(), 1);
         assert_eq!(idx.nearest(21.0, 105.85, 999.0, 5, None).len(), 0);
         // Across the antimeridian.

@@ -112,7 +112,8 @@ pub async fn load_seed(store: &dyn Store, seed: Seed, now: DateTime<Utc>) -> any
     let existing: HashSet<String> = store.point_codes().await?.into_iter().collect();
     let (present_points, new_points): (Vec<PointDraft>, Vec<PointDraft>) =
         seed.points.into_iter().partition(|p| existing.contains(&p.code));
-    let report = import_drafts(store, new_points.into_iter().map(Ok).collect(), ImportMode::AllOrNothing, None, now).await?;
+    let report =
+        import_drafts(store, new_points.into_iter().map(Ok).collect(), ImportMode::AllOrNothing, None, now).await?;
     if let Some(e) = report.rejected.first() {
         anyhow::bail!("seed data rejected at line {}: {}", e.line, e.message);
     }

@@ -29,7 +29,7 @@ pub fn hanoi_pilot() -> Seed {
     ];
     for (i, (cross, capacity)) in ltk.iter().enumerate() {
         let t = i as f64 / (ltk.len() - 1) as f64;
-        let (lat, lon) = (21.0257 - 0.0013 * t, 105.8460 + 0.0100 * t);
+        let (lat, lon) = (round6(21.0257 - 0.0013 * t), round6(105.8460 + 0.0100 * t));
         points.push(point(i + 1, "Lý Thường Kiệt", cross, lat, lon, *capacity, &[Car, Minibus]));
     }
     // Trần Hưng Đạo: 8 points, 113 spaces, from Quán Sứ to Phan Chu Trinh.
@@ -45,7 +45,7 @@ pub fn hanoi_pilot() -> Seed {
     ];
     for (i, (cross, capacity)) in thd.iter().enumerate() {
         let t = i as f64 / (thd.len() - 1) as f64;
-        let (lat, lon) = (21.0228 - 0.0018 * t, 105.8465 + 0.0105 * t);
+        let (lat, lon) = (round6(21.0228 - 0.0018 * t), round6(105.8465 + 0.0105 * t));
         points.push(point(ltk.len() + i + 1, "Trần Hưng Đạo", cross, lat, lon, *capacity, &[Car, Minibus]));
     }
     let others: [(&str, &str, &str, f64, f64, i32, &[VehicleClass]); 10] = [
@@ -77,7 +77,15 @@ pub fn hanoi_pilot() -> Seed {
     Seed { districts: DISTRICTS.iter().map(|(c, n)| ((*c).to_owned(), (*n).to_owned())).collect(), points }
 }
 
-fn point(n: usize, street: &str, cross: &str, lat: f64, lon: f64, capacity: i32, classes: &[VehicleClass]) -> PointDraft {
+fn point(
+    n: usize,
+    street: &str,
+    cross: &str,
+    lat: f64,
+    lon: f64,
+    capacity: i32,
+    classes: &[VehicleClass],
+) -> PointDraft {
     PointDraft {
         line: n as u64,
         code: format!("HK{n:03}"),
@@ -92,9 +100,14 @@ fn point(n: usize, street: &str, cross: &str, lat: f64, lon: f64, capacity: i32,
     }
 }
 
+/// Survey precision: 6 decimals of a degree is about 0.1 m.
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
 /// A ~30 m east–west curb line centred on the signboard.
 fn curb_along(lat: f64, lon: f64) -> Vec<[f64; 2]> {
-    vec![[lon - 0.00015, lat], [lon + 0.00015, lat]]
+    vec![[round6(lon - 0.00015), lat], [round6(lon + 0.00015), lat]]
 }
 
 /// Number of districts of the synthetic city (`SYA` … `SYJ`).

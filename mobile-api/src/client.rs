@@ -81,12 +81,7 @@ impl Client {
 
     /// A client sharing an existing `reqwest::Client` (connection pool).
     pub fn with_http(http: reqwest::Client, base: impl Into<String>) -> Self {
-        Self {
-            http,
-            base: base.into().trim_end_matches('/').to_owned(),
-            token: None,
-            language: None,
-        }
+        Self { http, base: base.into().trim_end_matches('/').to_owned(), token: None, language: None }
     }
 
     /// The same client, authenticated with a bearer token.
@@ -132,11 +127,7 @@ impl Client {
         Self::send(self.request(Method::GET, path)).await
     }
 
-    async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, ClientError> {
+    async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
         Self::send(self.request(Method::POST, path).json(body)).await
     }
 
@@ -187,22 +178,17 @@ impl Client {
 
     /// `PATCH /v1/admin/points/{code}`.
     pub async fn update_point(&self, code: &str, body: &UpdatePoint) -> Result<PointView, ClientError> {
-        Self::send(
-            self.request(Method::PATCH, &format!("/v1/admin/points/{}", encode_segment(code))).json(body),
-        )
-        .await
+        Self::send(self.request(Method::PATCH, &format!("/v1/admin/points/{}", encode_segment(code))).json(body)).await
     }
 
     /// `POST /v1/admin/points/{code}/close`.
     pub async fn close_point(&self, code: &str) -> Result<PointView, ClientError> {
-        self.post(&format!("/v1/admin/points/{}/close", encode_segment(code)), &serde_json::json!({}))
-            .await
+        self.post(&format!("/v1/admin/points/{}/close", encode_segment(code)), &serde_json::json!({})).await
     }
 
     /// `POST /v1/admin/points/{code}/open`.
     pub async fn open_point(&self, code: &str) -> Result<PointView, ClientError> {
-        self.post(&format!("/v1/admin/points/{}/open", encode_segment(code)), &serde_json::json!({}))
-            .await
+        self.post(&format!("/v1/admin/points/{}/open", encode_segment(code)), &serde_json::json!({})).await
     }
 
     /// `POST /v1/admin/points/import`: the file's bytes as the body.

@@ -307,9 +307,7 @@ impl StaffRole {
 
     /// Parses a wire name.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Admin, Self::Finance, Self::Warden, Self::Inspector]
-            .into_iter()
-            .find(|r| r.as_str() == s)
+        [Self::Admin, Self::Finance, Self::Warden, Self::Inspector].into_iter().find(|r| r.as_str() == s)
     }
 }
 

@@ -1,0 +1,277 @@
+//! Test harness: starts the real iParking server on 127.0.0.1:0 against a fresh database
+//! (SQLite in a temp dir, or a new PostgreSQL database) and a fresh live state (in process,
+//! or a new key prefix in Redis).
+//!
+//! PostgreSQL and Redis come from `IPARKING_TEST_PG_URL` and `IPARKING_TEST_REDIS_URL`,
+//! which `scripts/test` sets after starting private instances. A test that needs one and
+//! finds it unset **fails**: a suite that silently skips is a failing suite.
+#![forbid(unsafe_code)]
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use iparking::{
+    App, Settings, SystemClock,
+    live::{LiveState, MemoryLive, RedisLive},
+    registry, seed,
+    store::{PgStore, SqliteStore, Store},
+};
+use iparking_mobile_api::{Client, CreateStaff, StaffRole};
+use rand::Rng;
+use sqlx::{Connection, Executor, PgConnection};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A new database on the test PostgreSQL server.
+    Postgres,
+}
+
+/// Which live state a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Live {
+    /// In process.
+    Memory,
+    /// A fresh key prefix on the test Redis server.
+    Redis,
+}
+
+/// The admin URL of the test PostgreSQL server.
+pub fn pg_url() -> String {
+    std::env::var("IPARKING_TEST_PG_URL").unwrap_or_else(|_| {
+        panic!("IPARKING_TEST_PG_URL is not set. Run ./scripts/test, which starts PostgreSQL and Redis for the tests.")
+    })
+}
+
+/// The URL of the test Redis server.
+pub fn redis_url() -> String {
+    std::env::var("IPARKING_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!(
+            "IPARKING_TEST_REDIS_URL is not set. Run ./scripts/test, which starts PostgreSQL and Redis for the tests."
+        )
+    })
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}{:016x}", rand::rng().random::<u64>())
+}
+
+/// A database for one test; keeps its temp dir alive.
+#[derive(Debug)]
+pub struct TestDb {
+    /// The URL the store was opened with.
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// A new, empty, unmigrated database.
+    pub async fn create(db: Db) -> Self {
+        match db {
+            Db::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("test.db").display());
+                Self { url, _dir: Some(dir) }
+            }
+            Db::Postgres => {
+                let admin = pg_url();
+                let name = unique("iparking_test_");
+                let mut conn = PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL");
+                conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .await
+                    .expect("create test database");
+                let _ = conn.close().await;
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+                Self { url: format!("{base}/{name}"), _dir: None }
+            }
+        }
+    }
+
+    /// Opens and migrates the store.
+    pub async fn store(&self) -> Arc<dyn Store> {
+        let store: Arc<dyn Store> = if self.url.starts_with("sqlite:") {
+            Arc::new(SqliteStore::connect(&self.url).await.expect("open SQLite"))
+        } else {
+            Arc::new(PgStore::connect(&self.url, 8).await.expect("connect PostgreSQL"))
+        };
+        store.migrate().await.expect("migrate");
+        store
+    }
+}
+
+/// A fresh live state; for Redis, a new key prefix (or the given one, to share it).
+pub async fn live_state(live: Live, prefix: Option<&str>) -> Arc<dyn LiveState> {
+    match live {
+        Live::Memory => Arc::new(MemoryLive::new()),
+        Live::Redis => {
+            let prefix = prefix.map_or_else(|| unique("t:") + ":", str::to_owned);
+            Arc::new(RedisLive::connect(&redis_url(), &prefix).await.expect("connect to the test Redis"))
+        }
+    }
+}
+
+/// A running server and clients for it.
+pub struct TestApp {
+    /// The app behind the server (for white-box checks of state after black-box calls).
+    pub app: Arc<App>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// An anonymous client.
+    pub client: Client,
+    /// A client holding a city-wide admin token.
+    pub admin: Client,
+    /// The database, kept alive for the test.
+    pub db: Arc<TestDb>,
+    /// The Redis prefix in use, if any.
+    pub redis_prefix: Option<String>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Options of [`TestApp::start_with`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Load Hanoi's pilot seed first.
+    pub seed_pilot: bool,
+    /// Share this database instead of creating one.
+    pub share_db: Option<Arc<TestDb>>,
+    /// Use this Redis prefix (to share live state with another node).
+    pub redis_prefix: Option<String>,
+    /// Server tunables.
+    pub settings: Settings,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            seed_pilot: true,
+            share_db: None,
+            redis_prefix: None,
+            settings: Settings { index_refresh: Duration::from_millis(100), ..Settings::default() },
+        }
+    }
+}
+
+impl TestApp {
+    /// A server on `db` and `live`, seeded with Hanoi's pilot.
+    pub async fn start(db: Db, live: Live) -> Self {
+        Self::start_with(db, live, Options::default()).await
+    }
+
+    /// A server with options.
+    pub async fn start_with(db: Db, live: Live, opts: Options) -> Self {
+        let test_db = match opts.share_db {
+            Some(d) => d,
+            None => Arc::new(TestDb::create(db).await),
+        };
+        let store = test_db.store().await;
+        if opts.seed_pilot {
+            registry::load_seed(store.as_ref(), seed::hanoi_pilot(), chrono::Utc::now()).await.expect("seed");
+        }
+        let redis_prefix = match live {
+            Live::Redis => Some(opts.redis_prefix.unwrap_or_else(|| unique("t:") + ":")),
+            Live::Memory => None,
+        };
+        let live_state = live_state(live, redis_prefix.as_deref()).await;
+        let app = App::new(store, live_state, Arc::new(SystemClock), opts.settings).await.expect("app");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel();
+        let server = tokio::spawn(iparking::http::serve(listener, app.clone(), async {
+            let _ = rx.await;
+        }));
+        let client = Client::new(format!("http://{addr}"));
+        let token = iparking::http::admin::add_staff(&app, "Test admin".into(), StaffRole::Admin, &[])
+            .await
+            .expect("admin")
+            .token;
+        let admin = client.with_token(token);
+        Self { app, addr, client, admin, db: test_db, redis_prefix, shutdown: Some(tx), server: Some(server) }
+    }
+
+    /// A base URL for raw requests.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A client holding a new token of `role` limited to `districts`.
+    pub async fn staff(&self, role: StaffRole, districts: &[&str]) -> Client {
+        let created = self
+            .admin
+            .create_staff(&CreateStaff {
+                name: format!("{} test", role.as_str()),
+                role,
+                districts: districts.iter().map(|d| (*d).to_owned()).collect(),
+            })
+            .await
+            .expect("create staff");
+        self.client.with_token(created.token)
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Runs a test body on SQLite + in-process live state and on PostgreSQL + Redis.
+///
+/// ```ignore
+/// matrix!(nearby_is_sorted, |t| { ... });
+/// ```
+/// makes `nearby_is_sorted::sqlite_memory` and `nearby_is_sorted::postgres_redis`.
+#[macro_export]
+macro_rules! matrix {
+    ($name:ident, |$t:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite_memory() {
+                let $t = $crate::TestApp::start($crate::Db::Sqlite, $crate::Live::Memory).await;
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_redis() {
+                let $t = $crate::TestApp::start($crate::Db::Postgres, $crate::Live::Redis).await;
+                $body
+            }
+        }
+    };
+}
+
+/// Sends a raw request and returns `(status, json body)`.
+pub async fn raw(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    let json = serde_json::from_str(&text).unwrap_or_else(|_| serde_json::Value::String(text));
+    (status, json)
+}
+
+/// Asserts the error shape and code of a raw answer.
+#[track_caller]
+pub fn assert_error(answer: &(u16, serde_json::Value), status: u16, code: &str) {
+    assert_eq!(answer.0, status, "status of {}", answer.1);
+    assert_eq!(answer.1["error"]["code"], code, "code of {}", answer.1);
+    let msg = answer.1["error"]["message"].as_str().unwrap_or("");
+    assert!(!msg.is_empty(), "error without a message: {}", answer.1);
+    assert_eq!(answer.1.as_object().map(|o| o.len()), Some(1), "extra top-level fields: {}", answer.1);
+}

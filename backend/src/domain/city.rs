@@ -52,9 +52,7 @@ pub fn validate_district_code(code: &str) -> Result<(), Invalid> {
 /// (`IP25HK 001 …`), so the prefix must be the district of the point's street.
 pub fn validate_point_code(code: &str, district_code: &str) -> Result<(), Invalid> {
     let digits = code.strip_prefix(district_code).unwrap_or("");
-    if code.starts_with(district_code)
-        && (3..=6).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
+    if code.starts_with(district_code) && (3..=6).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
     {
         Ok(())
     } else {

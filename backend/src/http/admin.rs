@@ -153,9 +153,11 @@ pub async fn create_point(
     admin: Admin,
     Json(body): Json<CreatePoint>,
 ) -> Result<(StatusCode, Json<PointView>), AppError> {
-    let street = app.store.street(body.street_id).await?.ok_or_else(|| {
-        AppError::not_found("street_not_found", "Không có tuyến phố này.", "No such street.")
-    })?;
+    let street = app
+        .store
+        .street(body.street_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("street_not_found", "Không có tuyến phố này.", "No such street."))?;
     admin.require_district(&street.district_code)?;
     let code = normalise_code(&body.code);
     city::validate_point_code(&code, &street.district_code).map_err(invalid)?;
@@ -251,7 +253,12 @@ pub async fn update_point(
     answer(&app, p).await
 }
 
-async fn set_status(app: AppState, admin: Admin, code: String, status: PointStatus) -> Result<Json<PointView>, AppError> {
+async fn set_status(
+    app: AppState,
+    admin: Admin,
+    code: String,
+    status: PointStatus,
+) -> Result<Json<PointView>, AppError> {
     let code = normalise_code(&code);
     existing_point(&app, &admin, &code).await?;
     let p = app.store.set_point_status(&code, status, app.clock.now()).await?.ok_or_else(|| point_not_found(&code))?;
@@ -269,7 +276,11 @@ async fn set_status(app: AppState, admin: Admin, code: String, status: PointStat
         (status = 404, description = "No such point", body = ErrorBody),
     )
 )]
-pub async fn close_point(State(app): State<AppState>, admin: Admin, Path(code): Path<String>) -> Result<Json<PointView>, AppError> {
+pub async fn close_point(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(code): Path<String>,
+) -> Result<Json<PointView>, AppError> {
     set_status(app, admin, code, PointStatus::Closed).await
 }
 
@@ -283,7 +294,11 @@ pub async fn close_point(State(app): State<AppState>, admin: Admin, Path(code): 
         (status = 404, description = "No such point", body = ErrorBody),
     )
 )]
-pub async fn open_point(State(app): State<AppState>, admin: Admin, Path(code): Path<String>) -> Result<Json<PointView>, AppError> {
+pub async fn open_point(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(code): Path<String>,
+) -> Result<Json<PointView>, AppError> {
     set_status(app, admin, code, PointStatus::Open).await
 }
 
@@ -322,13 +337,24 @@ pub async fn import_points(
         )
     })?;
     let rows = import::parse(q.format, &bytes).map_err(|e| {
-        AppError::bad_request("invalid_file", format!("Không đọc được tệp: {}", e.0), format!("Cannot read the file: {}", e.0))
+        AppError::bad_request(
+            "invalid_file",
+            format!("Không đọc được tệp: {}", e.0),
+            format!("Cannot read the file: {}", e.0),
+        )
     })?;
-    let report = import_drafts(app.store.as_ref(), rows, q.mode.unwrap_or_default(), Some(&admin.0), app.clock.now()).await?;
+    let report =
+        import_drafts(app.store.as_ref(), rows, q.mode.unwrap_or_default(), Some(&admin.0), app.clock.now()).await?;
     if report.imported > 0 {
         after_registry_write(&app).await;
     }
-    tracing::info!(rows = report.rows, imported = report.imported, rejected = report.rejected.len(), staff.id = admin.0.staff_id, "points imported");
+    tracing::info!(
+        rows = report.rows,
+        imported = report.imported,
+        rejected = report.rejected.len(),
+        staff.id = admin.0.staff_id,
+        "points imported"
+    );
     let status = if report.rejected.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     Ok((status, Json(report)))
 }
@@ -352,7 +378,12 @@ pub async fn create_staff(
     admin.require_city_wide()?;
     let name = city::validate_name("name", &body.name).map_err(invalid)?;
     let created = add_staff(&app, name, body.role, &body.districts).await?;
-    tracing::info!(staff.id = created.id, staff.role = body.role.as_str(), by.staff.id = admin.0.staff_id, "staff created");
+    tracing::info!(
+        staff.id = created.id,
+        staff.role = body.role.as_str(),
+        by.staff.id = admin.0.staff_id,
+        "staff created"
+    );
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -395,12 +426,20 @@ pub async fn add_staff(
         (status = 404, description = "No such active token", body = ErrorBody),
     )
 )]
-pub async fn revoke_token(State(app): State<AppState>, admin: Admin, Path(id): Path<i64>) -> Result<StatusCode, AppError> {
+pub async fn revoke_token(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, AppError> {
     admin.require_city_wide()?;
     if app.store.revoke_token(id, app.clock.now()).await? {
         tracing::info!(token.id = id, by.staff.id = admin.0.staff_id, "token revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(AppError::not_found("token_not_found", "Không có mã truy cập này (hoặc đã bị thu hồi).", "No such active token."))
+        Err(AppError::not_found(
+            "token_not_found",
+            "Không có mã truy cập này (hoặc đã bị thu hồi).",
+            "No such active token.",
+        ))
     }
 }

@@ -13,11 +13,13 @@ use axum::{
 use iparking_mobile_api::{ErrorBody, ErrorDetail};
 use tokio::net::TcpListener;
 use tower_http::{
+    LatencyUnit,
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
-    trace::TraceLayer,
+    trace::{DefaultOnResponse, TraceLayer},
 };
+use tracing::Level;
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
@@ -60,7 +62,10 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -96,19 +101,29 @@ pub fn router(app: AppState) -> Router {
     let settings = app.settings.clone();
     routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        // Inside routing, so the matched route template is known.
+        .route_layer(middleware::from_fn(record_metrics))
         .fallback(|| async { error_for_status(StatusCode::NOT_FOUND) })
         .with_state(app)
         // Layers run bottom-up on the way in: the last added is the outermost.
         .layer(DefaultBodyLimit::max(settings.json_body_limit))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, settings.request_timeout))
-        .layer(middleware::from_fn(record_metrics))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                // Only the route template: queries and paths may carry personal data.
-                let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
-                let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-                tracing::info_span!("http", method = %req.method(), route, request.id = request_id, staff.id = tracing::field::Empty)
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    // Never the URI: paths and queries may carry personal data. The route
+                    // template is recorded once routing has matched (`record_metrics`).
+                    let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    tracing::info_span!(
+                        "http",
+                        method = %req.method(),
+                        route = tracing::field::Empty,
+                        request.id = request_id,
+                        staff.id = tracing::field::Empty
+                    )
+                })
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Micros)),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -125,10 +140,7 @@ pub fn prefers_english(headers: &HeaderMap) -> bool {
     for part in value.split(',') {
         let mut it = part.trim().split(';');
         let tag = it.next().unwrap_or("").trim().to_ascii_lowercase();
-        let q = it
-            .find_map(|p| p.trim().strip_prefix("q="))
-            .and_then(|q| q.parse::<f32>().ok())
-            .unwrap_or(1.0);
+        let q = it.find_map(|p| p.trim().strip_prefix("q=")).and_then(|q| q.parse::<f32>().ok()).unwrap_or(1.0);
         let english = if tag == "en" || tag.starts_with("en-") {
             true
         } else if tag == "vi" || tag.starts_with("vi-") {
@@ -159,7 +171,8 @@ async fn shape_errors(req: Request, next: Next) -> Response {
         }
         None => return resp,
     };
-    let body = ErrorBody { error: ErrorDetail { code: error.code.to_owned(), message: error.message(english).to_owned() } };
+    let body =
+        ErrorBody { error: ErrorDetail { code: error.code.to_owned(), message: error.message(english).to_owned() } };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let (mut parts, _) = resp.into_parts();
     parts.status = error.status;
@@ -172,6 +185,7 @@ async fn shape_errors(req: Request, next: Next) -> Response {
 async fn record_metrics(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    tracing::Span::current().record("route", route.as_str());
     let method = req.method().as_str().to_owned();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
@@ -183,7 +197,11 @@ async fn record_metrics(req: Request, next: Next) -> Response {
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains in-flight requests.
 /// Also runs the point index refresher for as long as it serves.
-pub async fn serve(listener: TcpListener, app: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    app: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     ops::prometheus();
     let refresher = tokio::spawn(refresh_index_forever(app.clone()));
     let result = axum::serve(listener, router(app).into_make_service_with_connect_info::<std::net::SocketAddr>())

@@ -72,12 +72,8 @@ impl LiveState for RedisLive {
             return Ok(Vec::new());
         }
         let mut c = self.conn.clone();
-        let vals: Vec<Option<i64>> = redis::cmd("HMGET")
-            .arg(&self.occupancy_key)
-            .arg(point_ids)
-            .query_async(&mut c)
-            .await
-            .map_err(err)?;
+        let vals: Vec<Option<i64>> =
+            redis::cmd("HMGET").arg(&self.occupancy_key).arg(point_ids).query_async(&mut c).await.map_err(err)?;
         Ok(vals.into_iter().map(|v| v.unwrap_or(0)).collect())
     }
 
@@ -96,13 +92,7 @@ impl LiveState for RedisLive {
 
     async fn release(&self, point_id: i64) -> Result<(), LiveError> {
         let mut c = self.conn.clone();
-        let _: i64 = self
-            .release
-            .key(&self.occupancy_key)
-            .arg(point_id)
-            .invoke_async(&mut c)
-            .await
-            .map_err(err)?;
+        let _: i64 = self.release.key(&self.occupancy_key).arg(point_id).invoke_async(&mut c).await.map_err(err)?;
         Ok(())
     }
 

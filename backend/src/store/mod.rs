@@ -208,9 +208,19 @@ pub trait Store: Send + Sync + 'static {
     /// Creates many points in one transaction, creating missing streets; all or none.
     async fn insert_points(&self, points: &[NewPointOnStreet], now: DateTime<Utc>) -> StoreResult<u64>;
     /// Changes a point; `None` if there is no such code.
-    async fn update_point(&self, code: &str, patch: &PointPatch, now: DateTime<Utc>) -> StoreResult<Option<PointRecord>>;
+    async fn update_point(
+        &self,
+        code: &str,
+        patch: &PointPatch,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<PointRecord>>;
     /// Opens or closes a point; `None` if there is no such code.
-    async fn set_point_status(&self, code: &str, status: PointStatus, now: DateTime<Utc>) -> StoreResult<Option<PointRecord>>;
+    async fn set_point_status(
+        &self,
+        code: &str,
+        status: PointStatus,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<PointRecord>>;
     /// One point by code.
     async fn point(&self, code: &str) -> StoreResult<Option<PointRecord>>;
     /// Every point (to build the in-memory index).
@@ -283,13 +293,8 @@ mod tests {
 
     #[test]
     fn principal_scope() {
-        let mut p = Principal {
-            staff_id: 1,
-            name: "a".into(),
-            role: StaffRole::Admin,
-            district_codes: vec![],
-            token_id: 1,
-        };
+        let mut p =
+            Principal { staff_id: 1, name: "a".into(), role: StaffRole::Admin, district_codes: vec![], token_id: 1 };
         assert!(p.covers_district("HK"));
         p.district_codes = vec!["BD".into()];
         assert!(!p.covers_district("HK"));

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use iparking_mobile_api::{PointStatus, StaffRole};
 
-use super::{District, PointRecord, Street, StoreError};
+use super::{District, PointRecord, StoreError, Street};
 use crate::domain::city::classes_from_db;
 
 pub(crate) const POINT_SELECT: &str = "SELECT p.id, p.code, p.name, p.street_id, s.name AS street_name, \
@@ -197,7 +197,10 @@ macro_rules! sql_store_impl {
                 Ok(row.into())
             }
 
-            async fn streets(&self, district_id: Option<i64>) -> $crate::store::StoreResult<Vec<$crate::store::Street>> {
+            async fn streets(
+                &self,
+                district_id: Option<i64>,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::Street>> {
                 let rows: Vec<$crate::store::sql::StreetRow> = sqlx::query_as(
                     "SELECT s.id, s.name, s.district_id, d.code AS district_code \
                      FROM streets s JOIN districts d ON d.id = s.district_id \
@@ -371,11 +374,8 @@ macro_rules! sql_store_impl {
 
             async fn point(&self, code: &str) -> $crate::store::StoreResult<Option<$crate::store::PointRecord>> {
                 let sql = sqlx::AssertSqlSafe(format!("{} WHERE p.code = $1", $crate::store::sql::POINT_SELECT));
-                let row: Option<$crate::store::sql::PointRow> = sqlx::query_as(sql)
-                    .bind(code)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err($crate::store::map_sqlx)?;
+                let row: Option<$crate::store::sql::PointRow> =
+                    sqlx::query_as(sql).bind(code).fetch_optional(&self.pool).await.map_err($crate::store::map_sqlx)?;
                 row.map(TryInto::try_into).transpose()
             }
 
@@ -472,7 +472,11 @@ macro_rules! sql_store_impl {
                 }))
             }
 
-            async fn revoke_token(&self, token_id: i64, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<bool> {
+            async fn revoke_token(
+                &self,
+                token_id: i64,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<bool> {
                 let n = sqlx::query("UPDATE staff_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
                     .bind(token_id)
                     .bind(now)
@@ -497,11 +501,8 @@ macro_rules! sql_store_impl {
             code: &str,
         ) -> $crate::store::StoreResult<Option<$crate::store::PointRecord>> {
             let sql = sqlx::AssertSqlSafe(format!("{} WHERE p.code = $1", $crate::store::sql::POINT_SELECT));
-            let row: Option<$crate::store::sql::PointRow> = sqlx::query_as(sql)
-                .bind(code)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err($crate::store::map_sqlx)?;
+            let row: Option<$crate::store::sql::PointRow> =
+                sqlx::query_as(sql).bind(code).fetch_optional(&mut **tx).await.map_err($crate::store::map_sqlx)?;
             row.map(TryInto::try_into).transpose()
         }
     };
