@@ -151,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let now = || chrono::Utc::now();
+    let now = || iparking::Clock::now(&SystemClock);
     match cli.command {
         Command::Migrate => {
             cli.db.connect().await?;

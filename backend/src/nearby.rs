@@ -12,7 +12,7 @@ use std::sync::Arc;
 use iparking_mobile_api::{PointStatus, VehicleClass};
 use rstar::{RTree, primitives::GeomWithData};
 
-use crate::{domain::city::distance_m, store::PointRecord};
+use crate::store::PointRecord;
 
 /// geo's mean Earth radius (IUGG), the one `Haversine` uses.
 const EARTH_RADIUS_M: f64 = 6_371_008.8;
@@ -95,7 +95,9 @@ impl PointIndex {
             if p.status != PointStatus::Open || class.is_some_and(|c| !p.vehicle_classes.contains(&c)) {
                 continue;
             }
-            let distance_m = distance_m((lat, lon), (p.lat, p.lon));
+            // The great-circle distance from the chord, on the same sphere as geo's
+            // Haversine (equal to it up to float rounding, without its trigonometry).
+            let distance_m = 2.0 * EARTH_RADIUS_M * (d2.sqrt() / (2.0 * EARTH_RADIUS_M)).min(1.0).asin();
             if distance_m <= radius_m {
                 out.push(Hit { point: Arc::clone(p), distance_m });
             }
@@ -109,6 +111,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
+    use crate::domain::city::distance_m;
 
     fn point(id: i64, lat: f64, lon: f64, classes: Vec<VehicleClass>, status: PointStatus) -> PointRecord {
         PointRecord {

@@ -48,7 +48,9 @@ pub fn hanoi_pilot() -> Seed {
         let (lat, lon) = (round6(21.0228 - 0.0018 * t), round6(105.8465 + 0.0105 * t));
         points.push(point(ltk.len() + i + 1, "Trần Hưng Đạo", cross, lat, lon, *capacity, &[Car, Minibus]));
     }
-    let others: [(&str, &str, &str, f64, f64, i32, &[VehicleClass]); 10] = [
+    // (code, street, near, lat, lon, capacity, classes)
+    type Row<'a> = (&'a str, &'a str, &'a str, f64, f64, i32, &'a [VehicleClass]);
+    let others: [Row<'_>; 10] = [
         ("BD001", "Phan Đình Phùng", "Hoàng Diệu", 21.0399, 105.8402, 20, &[Car]),
         ("BD002", "Phan Đình Phùng", "Quán Thánh", 21.0401, 105.8458, 18, &[Car, Minibus]),
         ("BD003", "Điện Biên Phủ", "Trần Phú", 21.0322, 105.8419, 14, &[Car]),

@@ -168,7 +168,9 @@ impl TestApp {
         };
         let store = test_db.store().await;
         if opts.seed_pilot {
-            registry::load_seed(store.as_ref(), seed::hanoi_pilot(), chrono::Utc::now()).await.expect("seed");
+            registry::load_seed(store.as_ref(), seed::hanoi_pilot(), iparking::Clock::now(&SystemClock))
+                .await
+                .expect("seed");
         }
         let redis_prefix = match live {
             Live::Redis => Some(opts.redis_prefix.unwrap_or_else(|| unique("t:") + ":")),
@@ -231,7 +233,7 @@ impl Drop for TestApp {
 
 /// Runs a test body on SQLite + in-process live state and on PostgreSQL + Redis.
 ///
-/// ```ignore
+/// ```text
 /// matrix!(nearby_is_sorted, |t| { ... });
 /// ```
 /// makes `nearby_is_sorted::sqlite_memory` and `nearby_is_sorted::postgres_redis`.
@@ -262,7 +264,7 @@ pub async fn raw(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
     let resp = req.send().await.expect("request");
     let status = resp.status().as_u16();
     let text = resp.text().await.expect("body");
-    let json = serde_json::from_str(&text).unwrap_or_else(|_| serde_json::Value::String(text));
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     (status, json)
 }
 

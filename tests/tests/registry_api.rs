@@ -42,7 +42,8 @@ matrix!(nearby_finds_the_pilot_points_sorted, |t| {
     let d = t.client.nearby_points(&NearbyQuery { radius_m: None, limit: None, ..near(21.0245, 105.8530, 0.0) }).await;
     assert_eq!(d.unwrap().points.len(), 17);
     // A limit cuts the nearest first.
-    let three = t.client.nearby_points(&NearbyQuery { limit: Some(3), ..near(21.0245, 105.8530, 1000.0) }).await.unwrap();
+    let three =
+        t.client.nearby_points(&NearbyQuery { limit: Some(3), ..near(21.0245, 105.8530, 1000.0) }).await.unwrap();
     assert_eq!(three.points.iter().map(|p| &p.point.code).collect::<Vec<_>>(), codes[..3].iter().collect::<Vec<_>>());
     // Far from any point: nothing.
     assert!(t.client.nearby_points(&near(10.77, 106.70, 5000.0)).await.unwrap().points.is_empty());
@@ -115,7 +116,11 @@ matrix!(admin_routes_need_an_admin_token, |t| {
     // A revoked token stops working at once.
     let created = t
         .admin
-        .create_staff(&iparking_mobile_api::CreateStaff { name: "Temp".into(), role: StaffRole::Admin, districts: vec![] })
+        .create_staff(&iparking_mobile_api::CreateStaff {
+            name: "Temp".into(),
+            role: StaffRole::Admin,
+            districts: vec![],
+        })
         .await
         .unwrap();
     let temp = t.client.with_token(&created.token);
@@ -135,9 +140,14 @@ matrix!(admin_manages_streets_and_points, |t| {
     let e = t.admin.create_district(&CreateDistrict { code: "cg1".into(), name: "x".into() }).await.unwrap_err();
     assert_eq!(api_code(e), (400, "invalid_district_code".into()));
 
-    let s = t.admin.create_street(&CreateStreet { district_code: "cg".into(), name: " Xuân Thủy ".into() }).await.unwrap();
+    let s =
+        t.admin.create_street(&CreateStreet { district_code: "cg".into(), name: " Xuân Thủy ".into() }).await.unwrap();
     assert_eq!((s.name.as_str(), s.district_code.as_str()), ("Xuân Thủy", "CG"));
-    let e = t.admin.create_street(&CreateStreet { district_code: "CG".into(), name: "Xuân Thủy".into() }).await.unwrap_err();
+    let e = t
+        .admin
+        .create_street(&CreateStreet { district_code: "CG".into(), name: "Xuân Thủy".into() })
+        .await
+        .unwrap_err();
     assert_eq!(api_code(e), (409, "street_exists".into()));
     let e = t.admin.create_street(&CreateStreet { district_code: "ZZ".into(), name: "X".into() }).await.unwrap_err();
     assert_eq!(api_code(e), (404, "district_not_found".into()));
@@ -149,7 +159,8 @@ matrix!(admin_manages_streets_and_points, |t| {
         street_id: s.id,
         lat: 21.0368,
         lon: 105.7826,
-        curb: Some(vec![[105.7825, 21.0368], [105.7828, 21.0368]]),
+        // Full-precision coordinates must come back bit-for-bit (JSON float round trip).
+        curb: Some(vec![[105.87289333593561, 21.036812345678901], [105.7828, 21.0368]]),
         capacity: 12,
         vehicle_classes: vec![VehicleClass::Car, VehicleClass::Car],
     };
@@ -172,6 +183,8 @@ matrix!(admin_manages_streets_and_points, |t| {
     let p = t.admin.create_point(&new_point("cg001")).await.unwrap();
     assert_eq!((p.code.as_str(), p.capacity, p.free_spaces), ("CG001", 12, Some(12)));
     assert_eq!(p.vehicle_classes, vec![VehicleClass::Car]);
+    assert_eq!(p.curb, Some(vec![[105.87289333593561, 21.036812345678901], [105.7828, 21.0368]]));
+    assert_eq!(t.client.point("CG001").await.unwrap().curb, p.curb);
     let e = t.admin.create_point(&new_point("CG001")).await.unwrap_err();
     assert_eq!(api_code(e), (409, "point_code_taken".into()));
     // The node that wrote sees the point at once in nearby search.
@@ -239,7 +252,11 @@ matrix!(district_scoped_admin_stays_in_its_district, |t| {
     // Unknown district in a staff scope.
     let e = t
         .admin
-        .create_staff(&iparking_mobile_api::CreateStaff { name: "x".into(), role: StaffRole::Warden, districts: vec!["ZZ".into()] })
+        .create_staff(&iparking_mobile_api::CreateStaff {
+            name: "x".into(),
+            role: StaffRole::Warden,
+            districts: vec!["ZZ".into()],
+        })
         .await;
     assert_eq!(api_code(e.unwrap_err()), (404, "district_not_found".into()));
 });
@@ -258,11 +275,10 @@ matrix!(import_csv_all_or_nothing_and_valid_only, |t| {
     let http = reqwest::Client::new();
     let before = point_count(&t).await;
     let version = t.app.store.registry_version().await.unwrap();
-    let a = raw(
-        http.post(t.url("/v1/admin/points/import?format=csv"))
-            .bearer_auth(admin_token(&t).await)
-            .body(body.clone()),
-    )
+    let a = raw(http
+        .post(t.url("/v1/admin/points/import?format=csv"))
+        .bearer_auth(admin_token(&t).await)
+        .body(body.clone()))
     .await;
     assert_eq!(a.0, 422, "{}", a.1);
     assert_eq!(a.1["imported"], 0);
@@ -309,7 +325,8 @@ matrix!(import_geojson_with_curb_lines, |t| {
                             "capacity": 6, "vehicle_classes": "car"}}
         ]
     });
-    let rep = t.admin.import_points(ImportFormat::Geojson, ImportMode::AllOrNothing, doc.to_string().into()).await.unwrap();
+    let rep =
+        t.admin.import_points(ImportFormat::Geojson, ImportMode::AllOrNothing, doc.to_string().into()).await.unwrap();
     assert_eq!(rep.imported, 2);
     let p = t.client.point("HK701").await.unwrap();
     assert_eq!(p.curb.as_ref().unwrap().len(), 2);
@@ -317,7 +334,8 @@ matrix!(import_geojson_with_curb_lines, |t| {
 
     let http = reqwest::Client::new();
     let token = admin_token(&t).await;
-    let bad = raw(http.post(t.url("/v1/admin/points/import?format=geojson")).bearer_auth(&token).body("{not json")).await;
+    let bad =
+        raw(http.post(t.url("/v1/admin/points/import?format=geojson")).bearer_auth(&token).body("{not json")).await;
     assert_error(&bad, 400, "invalid_file");
     let bad = raw(http.post(t.url("/v1/admin/points/import?format=xml")).bearer_auth(&token).body("<a/>")).await;
     assert_error(&bad, 400, "invalid_query");
@@ -344,26 +362,25 @@ async fn oversized_and_malformed_bodies_are_refused() {
     assert!(t.client.point("HK801").await.is_err());
     // JSON bodies are capped at 64 KiB.
     let huge_name = "x".repeat(70 * 1024);
-    let a = raw(
-        http.post(t.url("/v1/admin/districts"))
-            .bearer_auth(&token)
-            .json(&json!({"code": "AB", "name": huge_name})),
-    )
+    let a = raw(http
+        .post(t.url("/v1/admin/districts"))
+        .bearer_auth(&token)
+        .json(&json!({"code": "AB", "name": huge_name})))
     .await;
     assert_error(&a, 413, "payload_too_large");
-    let a = raw(
-        http.post(t.url("/v1/admin/districts"))
-            .bearer_auth(&token)
-            .header("content-type", "application/json")
-            .body("{\"code\": \"AB\""),
-    )
+    let a = raw(http
+        .post(t.url("/v1/admin/districts"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{\"code\": \"AB\""))
     .await;
     assert_error(&a, 400, "invalid_body");
     let a = raw(http.post(t.url("/v1/admin/districts")).bearer_auth(&token).json(&json!({"code": "AB"}))).await;
     assert_error(&a, 400, "invalid_body");
-    let a = raw(
-        http.post(t.url("/v1/admin/districts")).bearer_auth(&token).json(&json!({"code": "AB", "name": "x", "extra": 1})),
-    )
+    let a = raw(http
+        .post(t.url("/v1/admin/districts"))
+        .bearer_auth(&token)
+        .json(&json!({"code": "AB", "name": "x", "extra": 1})))
     .await;
     assert_error(&a, 400, "invalid_body");
     let a = raw(http.post(t.url("/v1/admin/districts")).bearer_auth(&token).body("code=AB")).await;
@@ -414,7 +431,12 @@ async fn second_node_sees_registry_changes() {
     let b = TestApp::start_with(
         Db::Postgres,
         Live::Redis,
-        Options { seed_pilot: false, share_db: Some(a.db.clone()), redis_prefix: a.redis_prefix.clone(), ..Options::default() },
+        Options {
+            seed_pilot: false,
+            share_db: Some(a.db.clone()),
+            redis_prefix: a.redis_prefix.clone(),
+            ..Options::default()
+        },
     )
     .await;
     let q = near(21.0290, 105.8600, 100.0);

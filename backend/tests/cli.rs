@@ -1,0 +1,398 @@
+//! Black-box tests of the `iparking` command line: the real binary, a fresh SQLite
+//! database under a temporary `--data-dir` per test. The effects are checked by reading
+//! that database back through the library's store after the process has exited.
+
+use std::{
+    path::Path,
+    process::{Command, Output},
+};
+
+use iparking::{
+    auth::token_hash,
+    store::{PointRecord, Principal, SqliteStore, Store},
+};
+use iparking_mobile_api::{StaffRole, VehicleClass};
+
+const CSV_HEADER: &str = "code,name,district,street,lat,lon,capacity,vehicle_classes";
+
+/// Runs the binary with `--data-dir dir` and `args`, isolated from the caller's
+/// environment (a `DATABASE_URL` there would send the test to another database).
+fn iparking(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_iparking"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("IPARKING_DATA_DIR")
+        .env_remove("IPARKING_DB_MAX_CONNECTIONS")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running the iparking binary")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).expect("stderr is UTF-8")
+}
+
+/// Asserts success and returns stdout.
+#[track_caller]
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "expected success, got {:?}\nstdout: {}\nstderr: {}", o.status, stdout(o), stderr(o));
+    stdout(o)
+}
+
+fn block_on<T>(f: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+/// The points stored in the database under `dir`, by code.
+fn stored_points(dir: &Path) -> Vec<PointRecord> {
+    block_on(async {
+        let store = SqliteStore::open_in(dir).await.unwrap();
+        let mut points = store.points().await.unwrap();
+        points.sort_by(|a, b| a.code.cmp(&b.code));
+        points
+    })
+}
+
+fn stored_codes(dir: &Path) -> Vec<String> {
+    stored_points(dir).into_iter().map(|p| p.code).collect()
+}
+
+fn stored_point(dir: &Path, code: &str) -> Option<PointRecord> {
+    stored_points(dir).into_iter().find(|p| p.code == code)
+}
+
+fn principal(dir: &Path, token: &str) -> Option<Principal> {
+    block_on(async {
+        let store = SqliteStore::open_in(dir).await.unwrap();
+        store.principal_by_token(&token_hash(token)).await.unwrap()
+    })
+}
+
+/// A fresh data directory with Hanoi's pilot seeded (districts HK, BD, HBT, DD).
+fn seeded() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&iparking(dir.path(), &["seed", "hanoi-pilot"]));
+    dir
+}
+
+fn write(dir: &Path, name: &str, contents: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn csv(rows: &[&str]) -> String {
+    let mut s = String::from(CSV_HEADER);
+    for r in rows {
+        s.push('\n');
+        s.push_str(r);
+    }
+    s.push('\n');
+    s
+}
+
+const SEEDED_POINTS: usize = 27;
+
+#[test]
+fn migrate_creates_the_database_and_seeding_twice_keeps_what_is_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("nested").join("data");
+
+    let out = iparking(&data, &["migrate"]);
+    ok(&out);
+    assert!(stderr(&out).contains("migrations applied"), "{}", stderr(&out));
+    assert!(data.join("iparking.db").is_file(), "migrate should create iparking.db under --data-dir");
+    assert!(stored_points(&data).is_empty());
+    // Migrating an up-to-date database again is fine.
+    ok(&iparking(&data, &["migrate"]));
+
+    let out = iparking(&data, &["seed", "hanoi-pilot"]);
+    assert_eq!(ok(&out), "districts created: 4, points created: 27, points already present: 0\n");
+    let points = stored_points(&data);
+    assert_eq!(points.len(), SEEDED_POINTS);
+    let hk: Vec<&PointRecord> = points.iter().filter(|p| p.district_code == "HK").collect();
+    assert_eq!(hk.len(), 17);
+    assert_eq!(hk.iter().map(|p| p.capacity).sum::<i32>(), 248);
+    let mut districts: Vec<&str> = points.iter().map(|p| p.district_code.as_str()).collect();
+    districts.sort_unstable();
+    districts.dedup();
+    assert_eq!(districts, ["BD", "DD", "HBT", "HK"]);
+
+    let out = iparking(&data, &["seed", "hanoi-pilot"]);
+    assert_eq!(ok(&out), "districts created: 0, points created: 0, points already present: 27\n");
+    assert_eq!(stored_points(&data), points, "a second seed must leave the points as they were");
+}
+
+#[test]
+fn a_valid_csv_imports_every_row_and_a_second_import_is_refused() {
+    let dir = seeded();
+    let file = write(
+        dir.path(),
+        "points.csv",
+        &csv(&[
+            "HK501,Hàng Bài – gần Tràng Tiền,HK,Hàng Bài,21.0241,105.8530,12,car;motorbike",
+            "bd502,Quán Thánh – gần Hàng Bún,BD,Quán Thánh,21.0420,105.8450,8,car",
+            "HBT503,Lò Đúc – gần Trần Xuân Soạn,HBT,Lò Đúc,21.0160,105.8560,20,\"car,minibus\"",
+        ]),
+    );
+
+    let out = iparking(dir.path(), &["import", "points", &file]);
+    assert_eq!(ok(&out), "rows: 3, imported: 3, rejected: 0\n");
+    assert_eq!(stored_points(dir.path()).len(), SEEDED_POINTS + 3);
+
+    let p = stored_point(dir.path(), "HK501").expect("HK501 imported");
+    assert_eq!(p.name, "Hàng Bài – gần Tràng Tiền");
+    assert_eq!(p.district_code, "HK");
+    assert_eq!(p.street_name, "Hàng Bài");
+    assert_eq!((p.lat, p.lon), (21.0241, 105.8530));
+    assert_eq!(p.capacity, 12);
+    assert_eq!(p.vehicle_classes, [VehicleClass::Car, VehicleClass::Motorbike]);
+    assert_eq!(p.curb, None);
+    // Codes are upper-cased on the way in.
+    let p = stored_point(dir.path(), "BD502").expect("bd502 imported as BD502");
+    assert_eq!((p.district_code.as_str(), p.capacity), ("BD", 8));
+    let p = stored_point(dir.path(), "HBT503").expect("HBT503 imported");
+    assert_eq!(p.vehicle_classes, [VehicleClass::Car, VehicleClass::Minibus]);
+
+    // The same file again: every code is taken, nothing is written, exit 2 (nothing imported).
+    let out = iparking(dir.path(), &["import", "points", &file]);
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "rows: 3, imported: 0, rejected: 3\n");
+    let err = stderr(&out);
+    for (line, code) in [(2, "HK501"), (3, "BD502"), (4, "HBT503")] {
+        assert!(err.contains(&format!("line {line}: {code}: point {code} already exists")), "{err}");
+    }
+    assert_eq!(stored_points(dir.path()).len(), SEEDED_POINTS + 3);
+}
+
+#[test]
+fn a_bad_row_stops_an_all_or_nothing_import_and_is_skipped_in_valid_only_mode() {
+    let dir = seeded();
+    let file = write(
+        dir.path(),
+        "points.csv",
+        &csv(&[
+            "HK601,Điểm A,HK,Hàng Bài,21.0241,105.8530,12,car",
+            "HK602,Điểm B,HK,Hàng Bài,21.0242,105.8531,-3,car",
+            "DD603,Điểm C,DD,Xã Đàn,21.0150,105.8370,9,car;motorbike",
+        ]),
+    );
+
+    // Default mode is all-or-nothing: the bad row (CSV line 3) is reported, nothing written.
+    let out = iparking(dir.path(), &["import", "points", &file]);
+    assert_eq!(out.status.code(), Some(2), "stdout: {}\nstderr: {}", stdout(&out), stderr(&out));
+    assert_eq!(stdout(&out), "rows: 3, imported: 0, rejected: 1\n");
+    let err = stderr(&out);
+    assert!(err.contains("line 3: HK602: Capacity must be between 0 and 10000"), "{err}");
+    assert!(!err.contains("line 2") && !err.contains("line 4"), "only line 3 is bad: {err}");
+    let codes = stored_codes(dir.path());
+    assert_eq!(codes.len(), SEEDED_POINTS);
+    assert!(!codes.iter().any(|c| c == "HK601" || c == "DD603"), "{codes:?}");
+
+    // The same, spelled out.
+    let out = iparking(dir.path(), &["import", "points", &file, "--mode", "all-or-nothing"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stored_points(dir.path()).len(), SEEDED_POINTS);
+
+    // Valid-only: the two good rows go in, the bad one is reported, exit 1.
+    let out = iparking(dir.path(), &["import", "points", &file, "--mode", "valid-only"]);
+    assert_eq!(out.status.code(), Some(1), "stdout: {}\nstderr: {}", stdout(&out), stderr(&out));
+    assert_eq!(stdout(&out), "rows: 3, imported: 2, rejected: 1\n");
+    assert!(stderr(&out).contains("line 3: HK602:"), "{}", stderr(&out));
+    let codes = stored_codes(dir.path());
+    assert_eq!(codes.len(), SEEDED_POINTS + 2);
+    assert!(codes.iter().any(|c| c == "HK601") && codes.iter().any(|c| c == "DD603"), "{codes:?}");
+    assert!(!codes.iter().any(|c| c == "HK602"), "{codes:?}");
+    assert_eq!(
+        stored_point(dir.path(), "DD603").unwrap().vehicle_classes,
+        [VehicleClass::Car, VehicleClass::Motorbike]
+    );
+}
+
+#[test]
+fn rows_naming_an_unknown_district_or_a_code_of_another_district_are_rejected() {
+    let dir = seeded();
+    let file = write(
+        dir.path(),
+        "points.csv",
+        &csv(&["ZZ701,Điểm A,ZZ,Phố Z,21.02,105.85,5,car", "BD702,Điểm B,HK,Hàng Bài,21.02,105.85,5,car"]),
+    );
+    let out = iparking(dir.path(), &["import", "points", &file, "--mode", "valid-only"]);
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "rows: 2, imported: 0, rejected: 2\n");
+    let err = stderr(&out);
+    assert!(err.contains("line 2: ZZ701: unknown district ZZ"), "{err}");
+    assert!(err.contains("line 3: BD702:") && err.contains("district code HK"), "{err}");
+    assert_eq!(stored_points(dir.path()).len(), SEEDED_POINTS);
+}
+
+#[test]
+fn a_geojson_line_string_imports_with_its_curb_and_midpoint() {
+    let dir = seeded();
+    let doc = serde_json::json!({
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "LineString", "coordinates": [[105.8500, 21.0200], [105.8520, 21.0200]]},
+                "properties": {"code": "HK801", "name": "Tràng Tiền – gần Nhà hát", "district": "HK",
+                               "street": "Tràng Tiền", "capacity": 10, "vehicle_classes": ["car", "minibus"]}
+            },
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [105.8410, 21.0400]},
+                "properties": {"code": "BD802", "name": "Hoàng Diệu – gần Cửa Bắc", "district": "BD",
+                               "street": "Hoàng Diệu", "capacity": 6, "vehicle_classes": "car"}
+            }
+        ]
+    });
+    let file = write(dir.path(), "points.geojson", &doc.to_string());
+
+    let out = iparking(dir.path(), &["import", "points", &file]);
+    assert_eq!(ok(&out), "rows: 2, imported: 2, rejected: 0\n");
+
+    let p = stored_point(dir.path(), "HK801").expect("HK801 imported");
+    assert_eq!(p.curb, Some(vec![[105.8500, 21.0200], [105.8520, 21.0200]]));
+    // The signboard sits halfway along the line.
+    assert!((p.lat - 21.0200).abs() < 1e-9 && (p.lon - 105.8510).abs() < 1e-6, "({}, {})", p.lat, p.lon);
+    assert_eq!((p.capacity, p.street_name.as_str()), (10, "Tràng Tiền"));
+    assert_eq!(p.vehicle_classes, [VehicleClass::Car, VehicleClass::Minibus]);
+    let p = stored_point(dir.path(), "BD802").expect("BD802 imported");
+    // GeoJSON positions are [lon, lat].
+    assert_eq!((p.lat, p.lon, p.curb), (21.0400, 105.8410, None));
+
+    // `.json` is GeoJSON too.
+    let doc = serde_json::json!({"type": "FeatureCollection", "features": [{
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": [105.8420, 21.0410]},
+        "properties": {"code": "BD803", "name": "C", "district": "BD", "street": "Hoàng Diệu",
+                       "capacity": 4, "vehicle_classes": ["car"]}
+    }]});
+    let file = write(dir.path(), "more.json", &doc.to_string());
+    assert_eq!(ok(&iparking(dir.path(), &["import", "points", &file])), "rows: 1, imported: 1, rejected: 0\n");
+    assert_eq!(stored_points(dir.path()).len(), SEEDED_POINTS + 3);
+}
+
+#[test]
+fn an_unknown_extension_needs_format() {
+    let dir = seeded();
+    let file = write(dir.path(), "points.txt", &csv(&["HK901,Điểm A,HK,Hàng Bài,21.0241,105.8530,12,car"]));
+
+    let out = iparking(dir.path(), &["import", "points", &file]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("cannot tell the format from the file name") && err.contains("--format"), "{err}");
+    assert_eq!(stdout(&out), "");
+    assert_eq!(stored_points(dir.path()).len(), SEEDED_POINTS);
+
+    // Told the format, the same file imports.
+    let out = iparking(dir.path(), &["import", "points", &file, "--format", "csv"]);
+    assert_eq!(ok(&out), "rows: 1, imported: 1, rejected: 0\n");
+    assert!(stored_point(dir.path(), "HK901").is_some());
+}
+
+#[test]
+fn a_file_that_is_not_what_its_extension_says_is_refused_whole() {
+    let dir = seeded();
+    let file = write(dir.path(), "points.geojson", &csv(&["HK951,Điểm A,HK,Hàng Bài,21.0241,105.8530,12,car"]));
+    let out = iparking(dir.path(), &["import", "points", &file]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not valid JSON"), "{}", stderr(&out));
+
+    let file = write(dir.path(), "bad.csv", "code,name\nHK952,A\n");
+    let out = iparking(dir.path(), &["import", "points", &file]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("the CSV header lacks column(s) district"), "{}", stderr(&out));
+
+    let out = iparking(dir.path(), &["import", "points", &dir.path().join("missing.csv").to_string_lossy()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("reading"), "{}", stderr(&out));
+    assert_eq!(stored_points(dir.path()).len(), SEEDED_POINTS);
+}
+
+/// `staff add` prints the token, and only the token, on stdout; the token id on stderr.
+fn staff_add(dir: &Path, args: &[&str]) -> (String, i64) {
+    let mut all = vec!["staff", "add"];
+    all.extend_from_slice(args);
+    let out = iparking(dir, &all);
+    let stdout = ok(&out);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "stdout must be exactly the token: {stdout:?}");
+    assert!(stdout.ends_with('\n'));
+    let token = lines[0].to_owned();
+    let secret = token.strip_prefix("ipk_staff_").unwrap_or_else(|| panic!("not a staff token: {token}"));
+    assert!(secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+    let err = stderr(&out);
+    let token_id = err
+        .split("token id ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no token id on stderr: {err}"));
+    (token, token_id)
+}
+
+#[test]
+fn staff_tokens_are_printed_once_and_can_be_revoked_once() {
+    let dir = seeded();
+
+    let (admin, admin_token_id) = staff_add(dir.path(), &["--role", "admin", "--name", "Ops"]);
+    let p = principal(dir.path(), &admin).expect("the printed token authenticates");
+    assert_eq!((p.name.as_str(), p.role, p.token_id), ("Ops", StaffRole::Admin, admin_token_id));
+    assert!(p.district_codes.is_empty(), "no --district means city-wide: {:?}", p.district_codes);
+
+    let (warden, warden_token_id) =
+        staff_add(dir.path(), &["--role", "warden", "--name", "W", "--district", "hk", "--district", "BD"]);
+    assert_ne!(warden, admin);
+    assert_ne!(warden_token_id, admin_token_id);
+    let p = principal(dir.path(), &warden).expect("the warden's token authenticates");
+    assert_eq!(p.role, StaffRole::Warden);
+    assert_eq!(p.district_codes, ["BD", "HK"]);
+
+    // An unknown district: refused, nothing printed on stdout.
+    let out = iparking(dir.path(), &["staff", "add", "--role", "warden", "--name", "W", "--district", "ZZ"]);
+    assert!(!out.status.success());
+    assert_eq!(stdout(&out), "", "no token may be printed for a refused staff member");
+    assert!(stderr(&out).contains("No district with code ZZ"), "{}", stderr(&out));
+
+    // Revoke the admin's token: once.
+    let id = admin_token_id.to_string();
+    let out = iparking(dir.path(), &["staff", "revoke", "--token-id", &id]);
+    assert_eq!(ok(&out), format!("token {id} revoked\n"));
+    assert!(principal(dir.path(), &admin).is_none(), "a revoked token must not authenticate");
+    assert!(principal(dir.path(), &warden).is_some(), "revoking one token leaves the others");
+
+    let out = iparking(dir.path(), &["staff", "revoke", "--token-id", &id]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(&format!("no active token with id {id}")), "{}", stderr(&out));
+
+    let out = iparking(dir.path(), &["staff", "revoke", "--token-id", "999"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no active token with id 999"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_first_token_of_a_fresh_database_is_id_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, token_id) = staff_add(dir.path(), &["--role", "admin", "--name", "Ops"]);
+    assert_eq!(token_id, 1);
+    ok(&iparking(dir.path(), &["staff", "revoke", "--token-id", "1"]));
+    let out = iparking(dir.path(), &["staff", "revoke", "--token-id", "1"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no active token with id 1"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_bad_staff_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = iparking(dir.path(), &["staff", "add", "--role", "admin", "--name", "   "]);
+    assert!(!out.status.success());
+    assert_eq!(stdout(&out), "");
+    assert!(stderr(&out).contains("Field name needs"), "{}", stderr(&out));
+}
