@@ -160,7 +160,7 @@ matrix!(admin_manages_streets_and_points, |t| {
         lat: 21.0368,
         lon: 105.7826,
         // Full-precision coordinates must come back bit-for-bit (JSON float round trip).
-        curb: Some(vec![[105.87289333593561, 21.036812345678901], [105.7828, 21.0368]]),
+        curb: Some(vec![[105.87289333593561, 21.0368123456789], [105.7828, 21.0368]]),
         capacity: 12,
         vehicle_classes: vec![VehicleClass::Car, VehicleClass::Car],
     };
@@ -183,7 +183,7 @@ matrix!(admin_manages_streets_and_points, |t| {
     let p = t.admin.create_point(&new_point("cg001")).await.unwrap();
     assert_eq!((p.code.as_str(), p.capacity, p.free_spaces), ("CG001", 12, Some(12)));
     assert_eq!(p.vehicle_classes, vec![VehicleClass::Car]);
-    assert_eq!(p.curb, Some(vec![[105.87289333593561, 21.036812345678901], [105.7828, 21.0368]]));
+    assert_eq!(p.curb, Some(vec![[105.87289333593561, 21.0368123456789], [105.7828, 21.0368]]));
     assert_eq!(t.client.point("CG001").await.unwrap().curb, p.curb);
     let e = t.admin.create_point(&new_point("CG001")).await.unwrap_err();
     assert_eq!(api_code(e), (409, "point_code_taken".into()));
