@@ -8,7 +8,7 @@
 use std::{sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
 
 pub mod auth;
 pub mod config;
@@ -22,6 +22,7 @@ pub mod registry;
 pub mod seed;
 pub mod store;
 
+use domain::tariff::Tariff;
 use live::LiveState;
 use nearby::PointIndex;
 use store::{Store, StoreResult};
@@ -39,8 +40,7 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     /// Whole microseconds: PostgreSQL keeps no finer, so both databases store the same instant.
     fn now(&self) -> DateTime<Utc> {
-        let now = Utc::now();
-        now.with_nanosecond(now.nanosecond() / 1_000 * 1_000).unwrap_or(now)
+        domain::tariff::truncate_micros(Utc::now())
     }
 }
 
@@ -80,6 +80,24 @@ pub struct App {
     pub settings: Settings,
     index: ArcSwap<PointIndex>,
     index_rebuild: tokio::sync::Mutex<()>,
+    tariffs: ArcSwap<TariffBook>,
+    tariff_reload: tokio::sync::Mutex<()>,
+}
+
+/// Every published tariff, in memory: they are few, immutable, and read on every quote.
+#[derive(Debug, Default)]
+pub struct TariffBook {
+    /// Tariff version this snapshot was loaded at (-1: never loaded).
+    pub version: i64,
+    /// All tariffs, by id.
+    pub tariffs: Vec<Tariff>,
+}
+
+impl TariffBook {
+    /// The tariff with this id.
+    pub fn get(&self, id: i64) -> Option<&Tariff> {
+        self.tariffs.binary_search_by_key(&id, |t| t.id).ok().map(|i| &self.tariffs[i])
+    }
 }
 
 impl App {
@@ -97,10 +115,32 @@ impl App {
             settings,
             index: ArcSwap::from_pointee(PointIndex::empty()),
             index_rebuild: tokio::sync::Mutex::new(()),
+            tariffs: ArcSwap::from_pointee(TariffBook { version: -1, tariffs: Vec::new() }),
+            tariff_reload: tokio::sync::Mutex::new(()),
         });
         live::rebuild_occupancy(app.store.as_ref(), app.live.as_ref()).await?;
         app.refresh_index().await?;
+        app.refresh_tariffs().await?;
         Ok(app)
+    }
+
+    /// The current tariff snapshot.
+    pub fn tariffs(&self) -> Arc<TariffBook> {
+        self.tariffs.load_full()
+    }
+
+    /// Reloads the tariffs if any changed (this node's writes or another node's).
+    pub async fn refresh_tariffs(&self) -> StoreResult<bool> {
+        let _one_at_a_time = self.tariff_reload.lock().await;
+        let version = self.store.tariff_version().await?;
+        if version == self.tariffs.load().version {
+            return Ok(false);
+        }
+        let mut tariffs = self.store.tariffs().await?;
+        tariffs.sort_by_key(|t| t.id);
+        tracing::info!(tariff.version = version, tariffs = tariffs.len(), "tariffs reloaded");
+        self.tariffs.store(Arc::new(TariffBook { version, tariffs }));
+        Ok(true)
     }
 
     /// The current point index snapshot.

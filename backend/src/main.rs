@@ -186,8 +186,8 @@ async fn main() -> anyhow::Result<()> {
             };
             let r = registry::load_seed(store.as_ref(), seed, now()).await?;
             println!(
-                "districts created: {}, points created: {}, points already present: {}",
-                r.districts_created, r.points_created, r.points_present
+                "districts created: {}, points created: {}, points already present: {}, tariffs published: {}",
+                r.districts_created, r.points_created, r.points_present, r.tariffs_published
             );
         }
         Command::Import { what: ImportCommand::Points { file, format, mode } } => {

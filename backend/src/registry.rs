@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use iparking_mobile_api::{ImportMode, ImportReport, ImportRowError};
 
 use crate::{
+    domain::tariff::Tariff,
     import::{ParsedRows, PointDraft},
     store::{NewPointOnStreet, Principal, Store, StoreResult},
 };
@@ -86,6 +87,8 @@ pub struct Seed {
     pub districts: Vec<(String, String)>,
     /// Points to create when their code is unused.
     pub points: Vec<PointDraft>,
+    /// Tariffs to publish when no tariff of the same name exists.
+    pub tariffs: Vec<iparking_mobile_api::TariffSpec>,
 }
 
 /// What a seed did.
@@ -97,6 +100,8 @@ pub struct SeedReport {
     pub points_created: u64,
     /// Points already present (a seed can be run again safely).
     pub points_present: usize,
+    /// Tariffs published.
+    pub tariffs_published: usize,
 }
 
 /// Loads a seed: missing districts and points are created, present ones are left alone.
@@ -117,5 +122,19 @@ pub async fn load_seed(store: &dyn Store, seed: Seed, now: DateTime<Utc>) -> any
     if let Some(e) = report.rejected.first() {
         anyhow::bail!("seed data rejected at line {}: {}", e.line, e.message);
     }
-    Ok(SeedReport { districts_created, points_created: report.imported, points_present: present_points.len() })
+    let existing_tariffs: HashSet<String> = store.tariffs().await?.into_iter().map(|t| t.name).collect();
+    let mut tariffs_published = 0;
+    for spec in seed.tariffs.iter().filter(|t| !existing_tariffs.contains(&t.name)) {
+        let tariff = Tariff::from_spec(0, spec).map_err(|e| anyhow::anyhow!("seed tariff {}: {e}", spec.name))?;
+        if let Err(ids) = store.publish_tariff(&tariff, None, now).await? {
+            anyhow::bail!("seed tariff {} overlaps published tariff(s) {ids:?}", spec.name);
+        }
+        tariffs_published += 1;
+    }
+    Ok(SeedReport {
+        districts_created,
+        points_created: report.imported,
+        points_present: present_points.len(),
+        tariffs_published,
+    })
 }

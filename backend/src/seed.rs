@@ -1,7 +1,14 @@
 //! Seed data: Hanoi's 2017 pilot and its first extension, and a synthetic city for load tests.
 
-use iparking_mobile_api::VehicleClass::{self, Car, Minibus, Motorbike};
+use chrono::{DateTime, TimeZone, Utc};
+use iparking_mobile_api::{
+    TariffScope, TariffSpec, TierSpec,
+    VehicleClass::{self, Car, Large, Minibus, Motorbike},
+    WindowSpec,
+};
 use rand::{Rng, SeedableRng, rngs::StdRng};
+
+use crate::domain::tariff::LOCAL_TZ;
 
 use crate::{import::PointDraft, registry::Seed};
 
@@ -76,7 +83,113 @@ pub fn hanoi_pilot() -> Seed {
             vehicle_classes: classes.to_vec(),
         });
     }
-    Seed { districts: DISTRICTS.iter().map(|(c, n)| ((*c).to_owned(), (*n).to_owned())).collect(), points }
+    let mut tariffs: Vec<TariffSpec> = ["HK", "BD", "HBT"]
+        .iter()
+        .map(|d| {
+            decision44(
+                &format!("QĐ 44/2017 – {d} (nội thành) – ô tô đến 9 chỗ"),
+                TariffScope::District { district: (*d).to_owned() },
+                vec![Car],
+                [25_000, 35_000, 45_000],
+                150_000,
+                Some(300_000),
+            )
+        })
+        .collect();
+    tariffs.push(decision44(
+        "QĐ 44/2017 – Đống Đa – ô tô đến 9 chỗ",
+        TariffScope::District { district: "DD".into() },
+        vec![Car],
+        [25_000, 35_000, 45_000],
+        150_000,
+        None,
+    ));
+    tariffs.extend(other_classes());
+    Seed { districts: DISTRICTS.iter().map(|(c, n)| ((*c).to_owned(), (*n).to_owned())).collect(), points, tariffs }
+}
+
+/// 1 Jan 2018, 00:00 in Hanoi: Decision 44/2017/QĐ-UBND takes effect.
+pub fn decision44_effective() -> DateTime<Utc> {
+    LOCAL_TZ.with_ymd_and_hms(2018, 1, 1, 0, 0, 0).single().map_or_else(Utc::now, |d| d.with_timezone(&Utc))
+}
+
+/// A Decision 44/2017 style tariff: day 06:00–18:00 and night 18:00–06:00, hourly tiers
+/// for hours 1–2, 3–4 and 5+, the night sold at most as one block, an optional daily cap.
+pub fn decision44(
+    name: &str,
+    scope: TariffScope,
+    classes: Vec<VehicleClass>,
+    [h1, h3, h5]: [i64; 3],
+    night_block: i64,
+    daily_cap: Option<i64>,
+) -> TariffSpec {
+    let tiers = vec![
+        TierSpec { from_hour: 1, price: h1 },
+        TierSpec { from_hour: 3, price: h3 },
+        TierSpec { from_hour: 5, price: h5 },
+    ];
+    TariffSpec {
+        name: name.to_owned(),
+        scope,
+        vehicle_classes: classes,
+        valid_from: decision44_effective(),
+        valid_until: None,
+        turn_minutes: Some(60),
+        windows: vec![
+            WindowSpec {
+                label: "Ban ngày".into(),
+                days: vec![],
+                start: "06:00".into(),
+                end: "18:00".into(),
+                tiers: tiers.clone(),
+                block_price: None,
+            },
+            WindowSpec {
+                label: "Qua đêm".into(),
+                days: vec![],
+                start: "18:00".into(),
+                end: "06:00".into(),
+                tiers,
+                block_price: Some(night_block),
+            },
+        ],
+        daily_cap,
+        minimum_charge: None,
+        max_stay_minutes: Some(24 * 60),
+        grace_minutes: Some(10),
+        sms_surcharge_per_turn: None,
+    }
+}
+
+/// City-wide tariffs for the classes other than cars. Demo values in the Decision's shape
+/// (its table prices each class separately); a city publishes its own.
+fn other_classes() -> Vec<TariffSpec> {
+    vec![
+        decision44(
+            "Minh họa – toàn thành phố – xe 10–16 chỗ",
+            TariffScope::City,
+            vec![Minibus],
+            [35_000, 45_000, 55_000],
+            200_000,
+            Some(400_000),
+        ),
+        decision44(
+            "Minh họa – toàn thành phố – xe trên 16 chỗ, tải từ 2 tấn",
+            TariffScope::City,
+            vec![Large],
+            [50_000, 60_000, 70_000],
+            300_000,
+            Some(600_000),
+        ),
+        decision44(
+            "Minh họa – toàn thành phố – xe máy",
+            TariffScope::City,
+            vec![Motorbike],
+            [5_000, 5_000, 5_000],
+            20_000,
+            Some(30_000),
+        ),
+    ]
 }
 
 fn point(
@@ -145,7 +258,16 @@ pub fn synthetic(n: usize, rng_seed: u64) -> Seed {
             }
         })
         .collect();
-    Seed { districts, points }
+    let mut tariffs = vec![decision44(
+        "QĐ 44/2017 – thành phố tổng hợp – ô tô đến 9 chỗ",
+        TariffScope::City,
+        vec![Car],
+        [25_000, 35_000, 45_000],
+        150_000,
+        Some(300_000),
+    )];
+    tariffs.extend(other_classes());
+    Seed { districts, points, tariffs }
 }
 
 #[cfg(test)]
@@ -162,6 +284,15 @@ mod tests {
         assert_eq!(streets.into_iter().collect::<Vec<_>>(), vec!["Lý Thường Kiệt", "Trần Hưng Đạo"]);
         for d in ["BD", "HBT", "DD"] {
             assert!(seed.points.iter().any(|p| p.district == d), "{d}");
+        }
+        // Every class allowed at a point has a tariff, and every tariff validates.
+        let tariffs: Vec<crate::domain::tariff::Tariff> =
+            seed.tariffs.iter().map(|t| crate::domain::tariff::Tariff::from_spec(0, t).unwrap()).collect();
+        for p in &seed.points {
+            let at = crate::domain::tariff::PointRef { code: &p.code, street_id: 0, district_code: &p.district };
+            for c in &p.vehicle_classes {
+                assert!(crate::domain::tariff::resolve(&tariffs, &at, *c, Utc::now()).is_some(), "{} {c:?}", p.code);
+            }
         }
         for p in &seed.points {
             crate::domain::city::validate_point_code(&p.code, &p.district).unwrap();

@@ -113,7 +113,7 @@ fn migrate_creates_the_database_and_seeding_twice_keeps_what_is_there() {
     ok(&iparking(&data, &["migrate"]));
 
     let out = iparking(&data, &["seed", "hanoi-pilot"]);
-    assert_eq!(ok(&out), "districts created: 4, points created: 27, points already present: 0\n");
+    assert_eq!(ok(&out), "districts created: 4, points created: 27, points already present: 0, tariffs published: 7\n");
     let points = stored_points(&data);
     assert_eq!(points.len(), SEEDED_POINTS);
     let hk: Vec<&PointRecord> = points.iter().filter(|p| p.district_code == "HK").collect();
@@ -125,7 +125,7 @@ fn migrate_creates_the_database_and_seeding_twice_keeps_what_is_there() {
     assert_eq!(districts, ["BD", "DD", "HBT", "HK"]);
 
     let out = iparking(&data, &["seed", "hanoi-pilot"]);
-    assert_eq!(ok(&out), "districts created: 0, points created: 0, points already present: 27\n");
+    assert_eq!(ok(&out), "districts created: 0, points created: 0, points already present: 27, tariffs published: 0\n");
     assert_eq!(stored_points(&data), points, "a second seed must leave the points as they were");
 }
 

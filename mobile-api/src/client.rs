@@ -1,7 +1,7 @@
 use reqwest::{Method, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::types::*;
+use crate::{tariff::*, types::*};
 
 /// A typed async client for the iParking HTTP API.
 ///
@@ -210,6 +210,31 @@ impl Client {
                 .body(file),
         )
         .await
+    }
+
+    /// `POST /v1/quotes`: price a stay (or find how long an amount buys).
+    pub async fn quote(&self, body: &QuoteRequest) -> Result<QuoteView, ClientError> {
+        self.post("/v1/quotes", body).await
+    }
+
+    /// `GET /v1/points/{code}/tariff`: a point's prices on a day.
+    pub async fn point_tariff(&self, code: &str, q: &PointTariffQuery) -> Result<PointTariffView, ClientError> {
+        Self::send(self.request(Method::GET, &format!("/v1/points/{}/tariff", encode_segment(code))).query(q)).await
+    }
+
+    /// `POST /v1/admin/tariffs`: publish a tariff.
+    pub async fn publish_tariff(&self, spec: &TariffSpec) -> Result<TariffView, ClientError> {
+        self.post("/v1/admin/tariffs", spec).await
+    }
+
+    /// `GET /v1/admin/tariffs`.
+    pub async fn tariffs(&self, q: &TariffListQuery) -> Result<Vec<TariffView>, ClientError> {
+        Self::send(self.request(Method::GET, "/v1/admin/tariffs").query(q)).await
+    }
+
+    /// `POST /v1/admin/tariffs/{id}/retire`.
+    pub async fn retire_tariff(&self, id: i64, body: &RetireTariff) -> Result<TariffView, ClientError> {
+        self.post(&format!("/v1/admin/tariffs/{id}/retire"), body).await
     }
 
     /// `POST /v1/admin/staff`.

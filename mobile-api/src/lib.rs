@@ -7,7 +7,9 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod tariff;
 mod types;
 
 pub use client::{Client, ClientError};
+pub use tariff::*;
 pub use types::*;

@@ -675,7 +675,10 @@ async fn check_occupied_by_point(store: Arc<dyn Store>) {
 
 async fn check_seed_hanoi_pilot(store: Arc<dyn Store>) {
     let report = registry::load_seed(store.as_ref(), seed::hanoi_pilot(), at(1)).await.expect("first seed");
-    assert_eq!(report, SeedReport { districts_created: 4, points_created: 27, points_present: 0 });
+    assert_eq!(
+        report,
+        SeedReport { districts_created: 4, points_created: 27, points_present: 0, tariffs_published: 7 }
+    );
     let codes: Vec<String> = store.districts().await.expect("districts").into_iter().map(|d| d.code).collect();
     assert_eq!(codes, ["BD", "DD", "HBT", "HK"]);
 
@@ -707,7 +710,7 @@ async fn check_seed_hanoi_pilot(store: Arc<dyn Store>) {
     // A second run creates nothing and changes nothing.
     let v = version(&store).await;
     let again = registry::load_seed(store.as_ref(), seed::hanoi_pilot(), at(2)).await.expect("second seed");
-    assert_eq!(again, SeedReport { districts_created: 0, points_created: 0, points_present: 27 });
+    assert_eq!(again, SeedReport { districts_created: 0, points_created: 0, points_present: 27, tariffs_published: 0 });
     assert_eq!(store.points().await.expect("points"), points, "a second seed changed the points");
     assert_eq!(point_count(&store).await, 27);
     assert_eq!(version(&store).await, v, "a no-op seed bumped the registry version");
@@ -718,7 +721,12 @@ async fn check_seed_synthetic(store: Arc<dyn Store>) {
     let report = registry::load_seed(store.as_ref(), seed::synthetic(N, 42), at(1)).await.expect("synthetic seed");
     assert_eq!(
         report,
-        SeedReport { districts_created: seed::SYNTHETIC_DISTRICTS, points_created: N as u64, points_present: 0 }
+        SeedReport {
+            districts_created: seed::SYNTHETIC_DISTRICTS,
+            points_created: N as u64,
+            points_present: 0,
+            tariffs_published: 4,
+        }
     );
     let points = store.points().await.expect("points");
     assert_eq!(points.len(), N);
@@ -733,6 +741,6 @@ async fn check_seed_synthetic(store: Arc<dyn Store>) {
         );
     }
     let again = registry::load_seed(store.as_ref(), seed::synthetic(N, 42), at(2)).await.expect("second seed");
-    assert_eq!(again, SeedReport { districts_created: 0, points_created: 0, points_present: N });
+    assert_eq!(again, SeedReport { districts_created: 0, points_created: 0, points_present: N, tariffs_published: 0 });
     assert_eq!(point_count(&store).await, N);
 }

@@ -22,7 +22,7 @@ pub struct Invalid {
 }
 
 impl Invalid {
-    fn new(code: &'static str, vi: impl Into<String>, en: impl Into<String>) -> Self {
+    pub(crate) fn new(code: &'static str, vi: impl Into<String>, en: impl Into<String>) -> Self {
         Self { code, vi: vi.into(), en: en.into() }
     }
 }

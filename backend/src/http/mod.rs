@@ -36,6 +36,7 @@ pub mod admin;
 pub mod extract;
 pub mod ops;
 pub mod points;
+pub mod tariffs;
 
 /// The state every handler receives.
 pub type AppState = Arc<App>;
@@ -51,6 +52,7 @@ pub type AppState = Arc<App>;
     modifiers(&BearerAuth),
     tags(
         (name = "points", description = "Parking points for drivers"),
+        (name = "tariffs", description = "Prices and quotes"),
         (name = "admin", description = "City administration (role admin)"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
@@ -75,6 +77,10 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(points::nearby_points))
         .routes(routes!(points::get_point))
         .routes(routes!(points::list_districts))
+        .routes(routes!(tariffs::create_quote))
+        .routes(routes!(tariffs::point_tariff))
+        .routes(routes!(tariffs::publish_tariff, tariffs::list_tariffs))
+        .routes(routes!(tariffs::retire_tariff))
         .routes(routes!(admin::create_district))
         .routes(routes!(admin::create_street, admin::list_streets))
         .routes(routes!(admin::create_point))
@@ -218,6 +224,9 @@ async fn refresh_index_forever(app: AppState) {
         tick.tick().await;
         if let Err(e) = app.refresh_index().await {
             tracing::warn!(error = %e, "point index refresh failed");
+        }
+        if let Err(e) = app.refresh_tariffs().await {
+            tracing::warn!(error = %e, "tariff reload failed");
         }
     }
 }

@@ -6,6 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use iparking_mobile_api::{PointStatus, StaffRole, VehicleClass};
 
+use crate::domain::tariff::Tariff;
+
 mod postgres;
 mod sql;
 mod sqlite;
@@ -235,6 +237,28 @@ pub trait Store: Send + Sync + 'static {
     /// sessions arrive with the drivers' issue; until then no vehicle is recorded as
     /// parked, so the answer is empty (every point is free).
     async fn occupied_by_point(&self) -> StoreResult<Vec<(i64, i64)>>;
+
+    /// Publishes a tariff (validated, id 0) unless it overlaps a tariff of the same scope,
+    /// class and time: then nothing is written and the overlapping ids are returned.
+    async fn publish_tariff(
+        &self,
+        tariff: &Tariff,
+        published_by: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Result<Tariff, Vec<i64>>>;
+    /// Every tariff ever published (they are few; each node keeps them in memory).
+    async fn tariffs(&self) -> StoreResult<Vec<Tariff>>;
+    /// Ends a tariff's validity at `at` (not before it starts, never later than an earlier
+    /// end). `None` if there is no such tariff.
+    async fn retire_tariff(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        by: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Tariff>>;
+    /// A counter bumped by every tariff change.
+    async fn tariff_version(&self) -> StoreResult<i64>;
 
     /// Creates a staff member with a first token (its SHA-256). Returns `(staff_id, token_id)`.
     async fn create_staff(&self, staff: &NewStaff, token_hash: &str, now: DateTime<Utc>) -> StoreResult<(i64, i64)>;

@@ -106,6 +106,39 @@ pub(crate) struct PrincipalRow {
     pub role: String,
 }
 
+#[derive(sqlx::FromRow)]
+pub(crate) struct TariffRow {
+    pub id: i64,
+    pub spec: String,
+    pub valid_until: Option<DateTime<Utc>>,
+    pub published_at: DateTime<Utc>,
+}
+
+impl TryFrom<TariffRow> for crate::domain::tariff::Tariff {
+    type Error = StoreError;
+
+    fn try_from(r: TariffRow) -> Result<Self, StoreError> {
+        let mut spec: iparking_mobile_api::TariffSpec = serde_json::from_str(&r.spec)
+            .map_err(|e| StoreError::Internal(format!("tariff {} has a corrupt spec: {e}", r.id)))?;
+        spec.valid_until = r.valid_until;
+        let mut t = crate::domain::tariff::Tariff::from_spec(r.id, &spec)
+            .map_err(|e| StoreError::Internal(format!("tariff {} no longer validates: {e}", r.id)))?;
+        t.published_at = Some(r.published_at);
+        Ok(t)
+    }
+}
+
+/// `(scope_kind, scope_ref)` columns of a scope.
+pub(crate) fn scope_columns(scope: &iparking_mobile_api::TariffScope) -> (&'static str, String) {
+    use iparking_mobile_api::TariffScope;
+    match scope {
+        TariffScope::City => ("city", String::new()),
+        TariffScope::District { district } => ("district", district.clone()),
+        TariffScope::Street { street_id } => ("street", street_id.to_string()),
+        TariffScope::Point { point } => ("point", point.clone()),
+    }
+}
+
 pub(crate) fn role_from_db(s: &str) -> Result<StaffRole, StoreError> {
     StaffRole::parse(s).ok_or_else(|| StoreError::Internal(format!("unknown staff role {s}")))
 }
@@ -406,6 +439,112 @@ macro_rules! sql_store_impl {
                 Ok(Vec::new())
             }
 
+            async fn publish_tariff(
+                &self,
+                tariff: &$crate::domain::tariff::Tariff,
+                published_by: Option<i64>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Result<$crate::domain::tariff::Tariff, Vec<i64>>> {
+                let (kind, scope_ref) = $crate::store::sql::scope_columns(&tariff.scope);
+                let mut tx = self.pool.begin().await.map_err($crate::store::map_sqlx)?;
+                // First statement is a write: it takes the row lock (PostgreSQL) or the write
+                // lock (SQLite), so concurrent publishers run the overlap check one at a time.
+                bump_tariff_version(&mut tx).await?;
+                let same_scope: Vec<$crate::store::sql::TariffRow> = sqlx::query_as(
+                    "SELECT id, spec, valid_until, published_at FROM tariffs WHERE scope_kind = $1 AND scope_ref = $2",
+                )
+                .bind(kind)
+                .bind(&scope_ref)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                let mut conflicts = Vec::new();
+                for row in same_scope {
+                    let existing: $crate::domain::tariff::Tariff = row.try_into()?;
+                    if existing.overlaps(tariff) {
+                        conflicts.push(existing.id);
+                    }
+                }
+                if !conflicts.is_empty() {
+                    tx.rollback().await.map_err($crate::store::map_sqlx)?;
+                    return Ok(Err(conflicts));
+                }
+                let spec = serde_json::to_string(&tariff.to_spec())
+                    .map_err(|e| $crate::store::StoreError::Internal(e.to_string()))?;
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO tariffs (name, scope_kind, scope_ref, vehicle_classes, valid_from, valid_until, spec, \
+                     published_at, published_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                )
+                .bind(&tariff.name)
+                .bind(kind)
+                .bind(&scope_ref)
+                .bind($crate::domain::city::classes_to_db(&tariff.classes))
+                .bind(tariff.valid_from)
+                .bind(tariff.valid_until)
+                .bind(spec)
+                .bind(now)
+                .bind(published_by)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(Ok($crate::domain::tariff::Tariff { id, published_at: Some(now), ..tariff.clone() }))
+            }
+
+            async fn tariffs(&self) -> $crate::store::StoreResult<Vec<$crate::domain::tariff::Tariff>> {
+                let rows: Vec<$crate::store::sql::TariffRow> =
+                    sqlx::query_as("SELECT id, spec, valid_until, published_at FROM tariffs ORDER BY id")
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err($crate::store::map_sqlx)?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn retire_tariff(
+                &self,
+                id: i64,
+                at: chrono::DateTime<chrono::Utc>,
+                by: Option<i64>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Option<$crate::domain::tariff::Tariff>> {
+                let mut tx = self.pool.begin().await.map_err($crate::store::map_sqlx)?;
+                bump_tariff_version(&mut tx).await?;
+                let row: Option<$crate::store::sql::TariffRow> =
+                    sqlx::query_as("SELECT id, spec, valid_until, published_at FROM tariffs WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err($crate::store::map_sqlx)?;
+                let Some(row) = row else { return Ok(None) };
+                let current: $crate::domain::tariff::Tariff = row.try_into()?;
+                let end = at.max(current.valid_from);
+                if current.valid_until.is_none_or(|u| end < u) {
+                    sqlx::query("UPDATE tariffs SET valid_until = $2, retired_at = $3, retired_by = $4 WHERE id = $1")
+                        .bind(id)
+                        .bind(end)
+                        .bind(now)
+                        .bind(by)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err($crate::store::map_sqlx)?;
+                }
+                let row: $crate::store::sql::TariffRow =
+                    sqlx::query_as("SELECT id, spec, valid_until, published_at FROM tariffs WHERE id = $1")
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err($crate::store::map_sqlx)?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(Some(row.try_into()?))
+            }
+
+            async fn tariff_version(&self) -> $crate::store::StoreResult<i64> {
+                sqlx::query_scalar("SELECT version FROM tariff_meta WHERE id = 1")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::store::map_sqlx)
+            }
+
             async fn create_staff(
                 &self,
                 staff: &$crate::store::NewStaff,
@@ -490,6 +629,14 @@ macro_rules! sql_store_impl {
 
         async fn bump_version(tx: &mut sqlx::Transaction<'_, $db>) -> $crate::store::StoreResult<()> {
             sqlx::query("UPDATE registry_meta SET version = version + 1 WHERE id = 1")
+                .execute(&mut **tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+            Ok(())
+        }
+
+        async fn bump_tariff_version(tx: &mut sqlx::Transaction<'_, $db>) -> $crate::store::StoreResult<()> {
+            sqlx::query("UPDATE tariff_meta SET version = version + 1 WHERE id = 1")
                 .execute(&mut **tx)
                 .await
                 .map_err($crate::store::map_sqlx)?;
