@@ -26,6 +26,8 @@ pub struct AppError {
     pub vi: Cow<'static, str>,
     /// English message.
     pub en: Cow<'static, str>,
+    /// Machine-readable facts, rendered as `error.details`.
+    pub details: Option<serde_json::Value>,
 }
 
 /// The payload the localisation middleware turns into the JSON body.
@@ -40,7 +42,13 @@ impl AppError {
         vi: impl Into<Cow<'static, str>>,
         en: impl Into<Cow<'static, str>>,
     ) -> Self {
-        Self { status, code, vi: vi.into(), en: en.into() }
+        Self { status, code, vi: vi.into(), en: en.into(), details: None }
+    }
+
+    /// The same error with machine-readable details.
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
     }
 
     /// 400 with a code of the caller's input.

@@ -20,6 +20,7 @@ pub mod live;
 pub mod nearby;
 pub mod registry;
 pub mod seed;
+pub mod sms;
 pub mod store;
 
 use domain::tariff::Tariff;
@@ -55,6 +56,16 @@ pub struct Settings {
     pub import_body_limit: usize,
     /// How often each node checks whether the registry changed (other nodes' writes).
     pub index_refresh: Duration,
+    /// How often each node closes expired sessions.
+    pub expiry_interval: Duration,
+    /// One-time codes a phone may request per window.
+    pub otp_per_phone: u32,
+    /// One-time codes a client address may request per window.
+    pub otp_per_ip: u32,
+    /// The rate-limit window for one-time codes.
+    pub otp_window: Duration,
+    /// Whether the demo sandbox payment gateway is on (embedded default only).
+    pub sandbox_payments: bool,
 }
 
 impl Default for Settings {
@@ -64,6 +75,11 @@ impl Default for Settings {
             json_body_limit: 64 * 1024,
             import_body_limit: 32 * 1024 * 1024,
             index_refresh: Duration::from_secs(2),
+            expiry_interval: Duration::from_secs(30),
+            otp_per_phone: 5,
+            otp_per_ip: 30,
+            otp_window: Duration::from_secs(15 * 60),
+            sandbox_payments: false,
         }
     }
 }
@@ -78,6 +94,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Tunables.
     pub settings: Settings,
+    /// Outgoing SMS.
+    pub sms: Arc<dyn sms::SmsGateway>,
     index: ArcSwap<PointIndex>,
     index_rebuild: tokio::sync::Mutex<()>,
     tariffs: ArcSwap<TariffBook>,
@@ -108,11 +126,23 @@ impl App {
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> anyhow::Result<Arc<Self>> {
+        Self::with_sms(store, live, clock, settings, Arc::new(sms::ConsoleSms)).await
+    }
+
+    /// [`App::new`] with a given SMS gateway.
+    pub async fn with_sms(
+        store: Arc<dyn Store>,
+        live: Arc<dyn LiveState>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        sms: Arc<dyn sms::SmsGateway>,
+    ) -> anyhow::Result<Arc<Self>> {
         let app = Arc::new(Self {
             store,
             live,
             clock,
             settings,
+            sms,
             index: ArcSwap::from_pointee(PointIndex::empty()),
             index_rebuild: tokio::sync::Mutex::new(()),
             tariffs: ArcSwap::from_pointee(TariffBook { version: -1, tariffs: Vec::new() }),

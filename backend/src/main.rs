@@ -39,6 +39,10 @@ enum Command {
         /// Seconds before a request is answered 503 timeout.
         #[arg(long, env = "IPARKING_REQUEST_TIMEOUT_SECS", default_value_t = 15)]
         request_timeout_secs: u64,
+        /// The demo's SANDBOX payment gateway (play-money wallet top-ups). Default: on for the
+        /// embedded default, off when DATABASE_URL is set.
+        #[arg(long, env = "IPARKING_SANDBOX_PAYMENTS")]
+        sandbox_payments: Option<bool>,
     },
     /// Apply the database migrations and exit.
     Migrate,
@@ -157,15 +161,21 @@ async fn main() -> anyhow::Result<()> {
             cli.db.connect().await?;
             eprintln!("migrations applied");
         }
-        Command::Serve { listen, live, no_seed, request_timeout_secs } => {
+        Command::Serve { listen, live, no_seed, request_timeout_secs, sandbox_payments } => {
             let store = cli.db.connect().await?;
             if cli.db.is_embedded_default() && !no_seed && store.districts().await?.is_empty() {
                 let r = registry::load_seed(store.as_ref(), seed::hanoi_pilot(), now()).await?;
                 tracing::info!(points = r.points_created, "empty embedded database: seeded Hanoi's pilot");
             }
             let live = live.connect().await?;
-            let settings =
-                Settings { request_timeout: Duration::from_secs(request_timeout_secs), ..Settings::default() };
+            let settings = Settings {
+                request_timeout: Duration::from_secs(request_timeout_secs),
+                sandbox_payments: sandbox_payments.unwrap_or(cli.db.is_embedded_default()),
+                ..Settings::default()
+            };
+            if settings.sandbox_payments {
+                tracing::warn!("SANDBOX payment gateway is ON: wallets take play money. Not for production.");
+            }
             let app = App::new(store, live, Arc::new(SystemClock), settings).await?;
             let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
             tracing::info!(

@@ -17,6 +17,9 @@ pub struct ErrorDetail {
     pub code: String,
     /// Human-readable message, Vietnamese by default, English with `Accept-Language: en`.
     pub message: String,
+    /// Machine-readable facts for some codes (e.g. the amount missing, alternative points).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 /// Vehicle classes of Hanoi Decision 44/2017/QĐ-UBND.
@@ -359,4 +362,230 @@ pub struct ReadyView {
     pub database_backend: String,
     /// Live state backend: `memory` or `redis`.
     pub live_state_backend: String,
+}
+
+/// Body of `POST /v1/auth/otp`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OtpRequest {
+    /// Vietnamese mobile number, any common format (`0912 345 678`, `+84912345678`).
+    pub phone: String,
+}
+
+/// Answer of `POST /v1/auth/otp`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OtpSent {
+    /// The number the code went to, masked.
+    pub phone: String,
+    /// Seconds the code stays valid.
+    pub expires_in_seconds: u64,
+}
+
+/// Body of `POST /v1/auth/token`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The same number as for the code.
+    pub phone: String,
+    /// The 6-digit code.
+    pub code: String,
+}
+
+/// Answer of `POST /v1/auth/token`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DriverToken {
+    /// Bearer token for the driver routes. Shown once; stored only as a hash.
+    pub token: String,
+    /// Driver id.
+    pub driver_id: i64,
+}
+
+/// A driver's vehicle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VehicleView {
+    /// Id.
+    pub id: i64,
+    /// Normalised plate, e.g. `30A12345`.
+    pub plate: String,
+    /// Class.
+    pub vehicle_class: VehicleClass,
+    /// Registered at.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Body of `POST /v1/me/vehicles`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddVehicle {
+    /// Plate as written (`30A-123.45`).
+    pub plate: String,
+    /// Class.
+    pub vehicle_class: VehicleClass,
+}
+
+/// One wallet movement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WalletMovement {
+    /// Ledger transaction id.
+    pub transaction_id: i64,
+    /// `sandbox_topup`, `session_start`, `session_extend`, `session_refund`, …
+    pub kind: String,
+    /// VND, positive into the wallet.
+    pub amount: i64,
+    /// Session concerned.
+    pub session_id: Option<i64>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Answer of `GET /v1/me/wallet`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WalletView {
+    /// Balance, VND.
+    pub balance: i64,
+    /// Always `VND`.
+    pub currency: String,
+    /// Whether play-money top-ups (demo sandbox) are on for this server.
+    pub sandbox: bool,
+    /// Latest movements, newest first.
+    pub movements: Vec<WalletMovement>,
+}
+
+/// Body of `POST /v1/me/wallet/sandbox-topups` (demo sandbox only).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxTopup {
+    /// VND, 1,000 to 10,000,000.
+    pub amount: i64,
+}
+
+/// How a session is paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentSource {
+    /// The driver's prepaid wallet.
+    #[default]
+    Wallet,
+}
+
+/// Body of `POST /v1/sessions`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartSession {
+    /// Point code from the signboard.
+    pub point_code: String,
+    /// Plate as written.
+    pub plate: String,
+    /// Class; default: the class of the registered vehicle with this plate.
+    #[serde(default)]
+    pub vehicle_class: Option<VehicleClass>,
+    /// Minutes wanted (rounded up to whole turns). Give this or `turns`.
+    #[serde(default)]
+    pub minutes: Option<u32>,
+    /// Turns wanted. Give this or `minutes`.
+    #[serde(default)]
+    pub turns: Option<u32>,
+    /// Payment source (default wallet).
+    #[serde(default)]
+    pub payment: Option<PaymentSource>,
+    /// The driver's latitude, to warn when far from the point.
+    #[serde(default)]
+    pub lat: Option<f64>,
+    /// The driver's longitude.
+    #[serde(default)]
+    pub lon: Option<f64>,
+}
+
+/// Body of `POST /v1/sessions/{id}/extend`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendSession {
+    /// Minutes to add (rounded up to whole turns). Give this or `turns`.
+    #[serde(default)]
+    pub minutes: Option<u32>,
+    /// Turns to add.
+    #[serde(default)]
+    pub turns: Option<u32>,
+}
+
+/// Body of `PATCH /v1/sessions/{id}`: fix a mistyped plate within 5 minutes of the start.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CorrectPlate {
+    /// The right plate.
+    pub plate: String,
+}
+
+/// Session state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    /// Paid and running (or within the grace period).
+    Active,
+    /// Stopped or expired.
+    Ended,
+}
+
+/// One purchase of a session (the start or an extension), for the receipt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SessionPurchase {
+    /// Turns bought.
+    pub turns: u32,
+    /// Amount, VND.
+    pub amount: i64,
+    /// Paid until after it.
+    pub paid_until: DateTime<Utc>,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The priced lines.
+    pub lines: Vec<crate::QuoteLine>,
+}
+
+/// A parking session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SessionView {
+    /// Id.
+    pub id: i64,
+    /// Status.
+    pub status: SessionStatus,
+    /// Point code.
+    pub point_code: String,
+    /// Plate.
+    pub plate: String,
+    /// Class.
+    pub vehicle_class: VehicleClass,
+    /// Tariff (version) that priced it.
+    pub tariff_id: i64,
+    /// `app`, `sms` or `warden`.
+    pub channel: String,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    /// Paid until.
+    pub paid_until: DateTime<Utc>,
+    /// Paid until plus the grace period.
+    pub expires_at: DateTime<Utc>,
+    /// Turns bought.
+    pub turns: u32,
+    /// Charged in all, VND.
+    pub amount_charged: i64,
+    /// Refunded in all, VND.
+    pub amount_refunded: i64,
+    /// End.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// `stopped` or `expired`.
+    pub end_reason: Option<String>,
+    /// Warnings, e.g. far from the point.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Purchases (receipt), on `GET /v1/sessions/{id}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purchases: Vec<SessionPurchase>,
+}
+
+/// Query of `GET /v1/sessions`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SessionListQuery {
+    /// `active` or `ended`; default both.
+    pub status: Option<SessionStatus>,
 }

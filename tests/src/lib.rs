@@ -126,6 +126,8 @@ pub struct TestApp {
     pub db: Arc<TestDb>,
     /// The Redis prefix in use, if any.
     pub redis_prefix: Option<String>,
+    /// Every SMS the server sent.
+    pub sms: Arc<iparking::sms::OutboxSms>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -149,7 +151,12 @@ impl Default for Options {
             seed_pilot: true,
             share_db: None,
             redis_prefix: None,
-            settings: Settings { index_refresh: Duration::from_millis(100), ..Settings::default() },
+            settings: Settings {
+                index_refresh: Duration::from_millis(100),
+                expiry_interval: Duration::from_millis(200),
+                sandbox_payments: true,
+                ..Settings::default()
+            },
         }
     }
 }
@@ -177,7 +184,9 @@ impl TestApp {
             Live::Memory => None,
         };
         let live_state = live_state(live, redis_prefix.as_deref()).await;
-        let app = App::new(store, live_state, Arc::new(SystemClock), opts.settings).await.expect("app");
+        let sms = Arc::new(iparking::sms::OutboxSms::default());
+        let app =
+            App::with_sms(store, live_state, Arc::new(SystemClock), opts.settings, sms.clone()).await.expect("app");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel();
@@ -190,7 +199,7 @@ impl TestApp {
             .expect("admin")
             .token;
         let admin = client.with_token(token);
-        Self { app, addr, client, admin, db: test_db, redis_prefix, shutdown: Some(tx), server: Some(server) }
+        Self { app, addr, client, admin, db: test_db, redis_prefix, sms, shutdown: Some(tx), server: Some(server) }
     }
 
     /// A base URL for raw requests.

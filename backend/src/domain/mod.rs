@@ -1,5 +1,8 @@
 //! Pure domain logic: no I/O, no clock, no database. Everything here is unit-tested.
 
 pub mod city;
+pub mod ledger;
 pub mod money;
+pub mod phone;
+pub mod plate;
 pub mod tariff;

@@ -33,9 +33,11 @@ use crate::{
 };
 
 pub mod admin;
+pub mod drivers;
 pub mod extract;
 pub mod ops;
 pub mod points;
+pub mod sessions;
 pub mod tariffs;
 
 /// The state every handler receives.
@@ -53,6 +55,8 @@ pub type AppState = Arc<App>;
     tags(
         (name = "points", description = "Parking points for drivers"),
         (name = "tariffs", description = "Prices and quotes"),
+        (name = "drivers", description = "Driver login, vehicles, wallet"),
+        (name = "sessions", description = "Parking sessions"),
         (name = "admin", description = "City administration (role admin)"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
@@ -77,6 +81,17 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(points::nearby_points))
         .routes(routes!(points::get_point))
         .routes(routes!(points::list_districts))
+        .routes(routes!(drivers::send_otp))
+        .routes(routes!(drivers::create_token))
+        .routes(routes!(drivers::logout))
+        .routes(routes!(drivers::list_vehicles, drivers::add_vehicle))
+        .routes(routes!(drivers::remove_vehicle))
+        .routes(routes!(drivers::get_wallet))
+        .routes(routes!(drivers::sandbox_topup))
+        .routes(routes!(sessions::start_session, sessions::list_sessions))
+        .routes(routes!(sessions::get_session, sessions::correct_plate))
+        .routes(routes!(sessions::extend_session))
+        .routes(routes!(sessions::stop_session))
         .routes(routes!(tariffs::create_quote))
         .routes(routes!(tariffs::point_tariff))
         .routes(routes!(tariffs::publish_tariff, tariffs::list_tariffs))
@@ -177,8 +192,13 @@ async fn shape_errors(req: Request, next: Next) -> Response {
         }
         None => return resp,
     };
-    let body =
-        ErrorBody { error: ErrorDetail { code: error.code.to_owned(), message: error.message(english).to_owned() } };
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: error.code.to_owned(),
+            message: error.message(english).to_owned(),
+            details: error.details.clone(),
+        },
+    };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let (mut parts, _) = resp.into_parts();
     parts.status = error.status;
@@ -210,11 +230,36 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     ops::prometheus();
     let refresher = tokio::spawn(refresh_index_forever(app.clone()));
+    let expirer = tokio::spawn(expire_sessions_forever(app.clone()));
     let result = axum::serve(listener, router(app).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await;
     refresher.abort();
+    expirer.abort();
     result
+}
+
+/// Closes expired sessions and frees their spaces in the live state. Safe on many nodes at
+/// once: each session is closed by one `UPDATE … WHERE status = 'active'`.
+async fn expire_sessions_forever(app: AppState) {
+    let mut tick = tokio::time::interval(app.settings.expiry_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match app.store.expire_sessions(app.clock.now()).await {
+            Ok(ended) => {
+                for s in &ended {
+                    if let Err(e) = app.live.adjust_occupancy(s.point_id, -1).await {
+                        tracing::warn!(error = %e, "live occupancy not updated after expiry");
+                    }
+                }
+                if !ended.is_empty() {
+                    tracing::info!(sessions = ended.len(), "expired sessions closed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "session expiry failed"),
+        }
+    }
 }
 
 async fn refresh_index_forever(app: AppState) {

@@ -52,7 +52,8 @@ fn no_tariff(p: &PointRecord, class: VehicleClass) -> AppError {
     )
 }
 
-fn quote_error(e: QuoteError) -> AppError {
+/// Maps a pricing refusal to an answer.
+pub fn quote_error(e: QuoteError) -> AppError {
     match e {
         QuoteError::ZeroDuration => AppError::bad_request(
             "invalid_duration",

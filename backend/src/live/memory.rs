@@ -1,15 +1,27 @@
 //! In-process live state: the embedded default (one node).
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
 
-use super::{LiveError, LiveState};
+use super::{LiveError, LiveState, OtpCheck, opaque_key};
 
 /// Live state in this process's memory.
 #[derive(Default)]
 pub struct MemoryLive {
     occupancy: Mutex<HashMap<i64, i64>>,
+    /// key -> (window end, count)
+    rates: Mutex<HashMap<String, (Instant, u32)>>,
+    /// subject -> (code, expires, attempts left)
+    otps: Mutex<HashMap<String, (String, Instant, u32)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl MemoryLive {
@@ -64,5 +76,46 @@ impl LiveState for MemoryLive {
         map.clear();
         map.extend(counts.iter().copied());
         Ok(())
+    }
+
+    async fn adjust_occupancy(&self, point_id: i64, delta: i64) -> Result<(), LiveError> {
+        let mut map = self.occupancy();
+        let n = map.entry(point_id).or_insert(0);
+        *n = (*n + delta).max(0);
+        Ok(())
+    }
+
+    async fn rate_limit(&self, key: &str, limit: u32, window: Duration) -> Result<bool, LiveError> {
+        let now = Instant::now();
+        let mut rates = lock(&self.rates);
+        rates.retain(|_, (end, _)| *end > now);
+        let (_, count) = rates.entry(key.to_owned()).or_insert((now + window, 0));
+        *count += 1;
+        Ok(*count <= limit)
+    }
+
+    async fn put_otp(&self, subject: &str, code: &str, ttl: Duration, attempts: u32) -> Result<(), LiveError> {
+        lock(&self.otps).insert(opaque_key(subject), (code.to_owned(), Instant::now() + ttl, attempts));
+        Ok(())
+    }
+
+    async fn check_otp(&self, subject: &str, code: &str) -> Result<OtpCheck, LiveError> {
+        let key = opaque_key(subject);
+        let mut otps = lock(&self.otps);
+        let Some((stored, expires, left)) = otps.get_mut(&key) else { return Ok(OtpCheck::Missing) };
+        if *expires <= Instant::now() {
+            otps.remove(&key);
+            return Ok(OtpCheck::Missing);
+        }
+        if stored == code {
+            otps.remove(&key);
+            return Ok(OtpCheck::Valid);
+        }
+        *left = left.saturating_sub(1);
+        if *left == 0 {
+            otps.remove(&key);
+            return Ok(OtpCheck::Locked);
+        }
+        Ok(OtpCheck::Wrong(*left))
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::{Script, aio::ConnectionManager};
 
-use super::{LiveError, LiveState};
+use super::{LiveError, LiveState, OtpCheck, opaque_key};
 
 const TRY_OCCUPY: &str = r"
 local n = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
@@ -24,13 +24,36 @@ local n = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if n > 0 then redis.call('HINCRBY', KEYS[1], ARGV[1], -1) end
 return 0";
 
+const ADJUST: &str = r"
+local n = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') + tonumber(ARGV[2])
+if n < 0 then n = 0 end
+redis.call('HSET', KEYS[1], ARGV[1], n)
+return n";
+
+const RATE: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n";
+
+const CHECK_OTP: &str = r"
+local code = redis.call('HGET', KEYS[1], 'code')
+if not code then return -2 end
+if code == ARGV[1] then redis.call('DEL', KEYS[1]) return -1 end
+local left = redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+if left <= 0 then redis.call('DEL', KEYS[1]) return 0 end
+return left";
+
 /// Live state in Redis.
 #[derive(Clone)]
 pub struct RedisLive {
     conn: ConnectionManager,
+    prefix: String,
     occupancy_key: String,
     try_occupy: Script,
     release: Script,
+    adjust: Script,
+    rate: Script,
+    check_otp: Script,
 }
 
 fn err(e: redis::RedisError) -> LiveError {
@@ -48,9 +71,13 @@ impl RedisLive {
         let conn = ConnectionManager::new_with_config(client, config).await.map_err(err)?;
         Ok(Self {
             conn,
+            prefix: prefix.to_owned(),
             occupancy_key: format!("{prefix}occupancy"),
             try_occupy: Script::new(TRY_OCCUPY),
             release: Script::new(RELEASE),
+            adjust: Script::new(ADJUST),
+            rate: Script::new(RATE),
+            check_otp: Script::new(CHECK_OTP),
         })
     }
 }
@@ -105,5 +132,51 @@ impl LiveState for RedisLive {
         }
         let () = pipe.query_async(&mut c).await.map_err(err)?;
         Ok(())
+    }
+
+    async fn adjust_occupancy(&self, point_id: i64, delta: i64) -> Result<(), LiveError> {
+        let mut c = self.conn.clone();
+        let _: i64 =
+            self.adjust.key(&self.occupancy_key).arg(point_id).arg(delta).invoke_async(&mut c).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn rate_limit(&self, key: &str, limit: u32, window: Duration) -> Result<bool, LiveError> {
+        let mut c = self.conn.clone();
+        let n: i64 = self
+            .rate
+            .key(format!("{}rate:{}", self.prefix, opaque_key(key)))
+            .arg(window.as_millis() as u64)
+            .invoke_async(&mut c)
+            .await
+            .map_err(err)?;
+        Ok(n <= i64::from(limit))
+    }
+
+    async fn put_otp(&self, subject: &str, code: &str, ttl: Duration, attempts: u32) -> Result<(), LiveError> {
+        let mut c = self.conn.clone();
+        let key = format!("{}otp:{}", self.prefix, opaque_key(subject));
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .del(&key)
+            .ignore()
+            .hset_multiple(&key, &[("code", code.to_owned()), ("attempts", attempts.to_string())])
+            .ignore()
+            .pexpire(&key, ttl.as_millis() as i64)
+            .ignore();
+        let () = pipe.query_async(&mut c).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn check_otp(&self, subject: &str, code: &str) -> Result<OtpCheck, LiveError> {
+        let mut c = self.conn.clone();
+        let key = format!("{}otp:{}", self.prefix, opaque_key(subject));
+        let n: i64 = self.check_otp.key(key).arg(code).invoke_async(&mut c).await.map_err(err)?;
+        Ok(match n {
+            -1 => OtpCheck::Valid,
+            -2 => OtpCheck::Missing,
+            0 => OtpCheck::Locked,
+            left => OtpCheck::Wrong(u32::try_from(left).unwrap_or(0)),
+        })
     }
 }

@@ -8,8 +8,10 @@ use iparking_mobile_api::{PointStatus, StaffRole, VehicleClass};
 
 use crate::domain::tariff::Tariff;
 
+pub mod drivers;
 mod postgres;
 mod sql;
+mod sql_drivers;
 mod sqlite;
 
 pub use postgres::PgStore;
@@ -186,7 +188,7 @@ impl Principal {
 
 /// Durable storage of the city registry and staff.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: drivers::DriverStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Applies the embedded migrations (safe to run on every start and from many nodes).
@@ -231,11 +233,8 @@ pub trait Store: Send + Sync + 'static {
     async fn point_codes(&self) -> StoreResult<Vec<String>>;
     /// A counter bumped by every registry change.
     async fn registry_version(&self) -> StoreResult<i64>;
-    /// Occupied spaces per point id, counted from the durable record of parked vehicles.
-    ///
-    /// The live state's occupancy counters are rebuilt from this at start. Parking
-    /// sessions arrive with the drivers' issue; until then no vehicle is recorded as
-    /// parked, so the answer is empty (every point is free).
+    /// Occupied spaces per point id: active sessions. The live state's occupancy counters
+    /// are rebuilt from this at start.
     async fn occupied_by_point(&self) -> StoreResult<Vec<(i64, i64)>>;
 
     /// Publishes a tariff (validated, id 0) unless it overlaps a tariff of the same scope,
@@ -297,6 +296,11 @@ fn sqlite_constraint(message: &str) -> String {
         "districts.code" => "districts_code_key",
         "streets.district_id, streets.name" => "streets_district_name_key",
         "staff_tokens.token_hash" => "staff_tokens_hash_key",
+        "idempotency_keys.scope, idempotency_keys.key" => "idempotency_keys_pkey",
+        "sessions.plate" => "sessions_active_plate_key",
+        "drivers.phone" => "drivers_phone_key",
+        "vehicles.driver_id, vehicles.plate" => "vehicles_driver_plate_key",
+        "driver_tokens.token_hash" => "driver_tokens_hash_key",
         other => other,
     }
     .to_owned()

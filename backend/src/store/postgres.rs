@@ -8,7 +8,7 @@ use sqlx::{
     postgres::{PgPool, PgPoolOptions},
 };
 
-use super::{StoreResult, map_sqlx, sql::sql_store_impl};
+use super::{StoreResult, map_sqlx, sql::sql_store_impl, sql_drivers::sql_driver_store_impl};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -34,6 +34,12 @@ impl PgStore {
     fn migrator(&self) -> &'static Migrator {
         &MIGRATOR
     }
+
+    /// A writing transaction; rows are locked with `FOR UPDATE` where it matters.
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Postgres>> {
+        self.pool.begin().await.map_err(map_sqlx)
+    }
 }
 
 sql_store_impl!(PgStore, Postgres, "postgres");
+sql_driver_store_impl!(PgStore, Postgres, " FOR UPDATE");

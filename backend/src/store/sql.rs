@@ -434,9 +434,10 @@ macro_rules! sql_store_impl {
             }
 
             async fn occupied_by_point(&self) -> $crate::store::StoreResult<Vec<(i64, i64)>> {
-                // No table records parked vehicles yet (parking sessions come with the
-                // drivers' issue), so the durable truth is that every point is empty.
-                Ok(Vec::new())
+                sqlx::query_as("SELECT point_id, COUNT(*) FROM sessions WHERE status = 'active' GROUP BY point_id")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::store::map_sqlx)
             }
 
             async fn publish_tariff(

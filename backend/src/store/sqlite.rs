@@ -8,7 +8,7 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use super::{StoreError, StoreResult, map_sqlx, sql::sql_store_impl};
+use super::{StoreError, StoreResult, map_sqlx, sql::sql_store_impl, sql_drivers::sql_driver_store_impl};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -47,6 +47,13 @@ impl SqliteStore {
     fn migrator(&self) -> &'static Migrator {
         &MIGRATOR
     }
+
+    /// A writing transaction. `BEGIN IMMEDIATE` takes SQLite's write lock at once, so two
+    /// writers queue (busy timeout) instead of deadlocking when both read then write.
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_sqlx)
+    }
 }
 
 sql_store_impl!(SqliteStore, Sqlite, "sqlite");
+sql_driver_store_impl!(SqliteStore, Sqlite, "");

@@ -1,0 +1,169 @@
+//! Double-entry bookkeeping. Every movement of money is an [`Entry`] whose postings sum to
+//! zero; it is written in the same database transaction as the state it pays for.
+//!
+//! Sign convention: positive = credit (what the city owes, e.g. a driver's wallet; or has
+//! earned, a point's revenue); negative = debit (what is owed to the city or held for it:
+//! processor clearing, carrier receivable, a warden's cash, sandbox funding).
+
+use super::money::Vnd;
+
+/// Kinds of ledger account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccountKind {
+    /// A driver's prepaid wallet (liability). Never negative.
+    Wallet,
+    /// Money the card processor owes us.
+    ProcessorClearing,
+    /// Money a mobile carrier owes us (SMS).
+    CarrierReceivable,
+    /// The carrier's share of SMS revenue.
+    CarrierFee,
+    /// Cash a warden holds for the city.
+    WardenCash,
+    /// Revenue earned at a point (rolled up per street and district).
+    PointRevenue,
+    /// Refunds paid out.
+    Refunds,
+    /// The demo sandbox's source of play money. Never used in production.
+    SandboxFunding,
+}
+
+impl AccountKind {
+    /// The database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Wallet => "wallet",
+            Self::ProcessorClearing => "processor_clearing",
+            Self::CarrierReceivable => "carrier_receivable",
+            Self::CarrierFee => "carrier_fee",
+            Self::WardenCash => "warden_cash",
+            Self::PointRevenue => "point_revenue",
+            Self::Refunds => "refunds",
+            Self::SandboxFunding => "sandbox_funding",
+        }
+    }
+}
+
+/// An account: a kind and what it belongs to (driver id, point id, warden id, carrier).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Account {
+    /// Kind.
+    pub kind: AccountKind,
+    /// Owner reference (`""` for singletons).
+    pub reference: String,
+}
+
+impl Account {
+    /// A driver's wallet.
+    pub fn wallet(driver_id: i64) -> Self {
+        Self { kind: AccountKind::Wallet, reference: driver_id.to_string() }
+    }
+
+    /// A point's revenue.
+    pub fn point_revenue(point_id: i64) -> Self {
+        Self { kind: AccountKind::PointRevenue, reference: point_id.to_string() }
+    }
+
+    /// The sandbox's play-money source.
+    pub fn sandbox() -> Self {
+        Self { kind: AccountKind::SandboxFunding, reference: String::new() }
+    }
+}
+
+/// One side of an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posting {
+    /// The account.
+    pub account: Account,
+    /// Signed amount, never zero.
+    pub amount: Vnd,
+}
+
+/// A balanced set of postings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// What happened, e.g. `session_start`.
+    pub kind: &'static str,
+    /// The postings; they sum to zero.
+    pub postings: Vec<Posting>,
+}
+
+/// An entry that does not balance, or has a zero or lone posting: always a bug.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unbalanced ledger entry {kind}: postings sum to {sum}")]
+pub struct Unbalanced {
+    /// Entry kind.
+    pub kind: &'static str,
+    /// The sum.
+    pub sum: i64,
+}
+
+impl Entry {
+    /// Builds an entry, dropping zero postings; refuses one that does not balance.
+    pub fn new(kind: &'static str, postings: Vec<Posting>) -> Result<Entry, Unbalanced> {
+        let postings: Vec<Posting> = postings.into_iter().filter(|p| p.amount != Vnd::ZERO).collect();
+        let sum: i64 = postings.iter().map(|p| p.amount.get()).sum();
+        if sum != 0 || postings.len() == 1 {
+            return Err(Unbalanced { kind, sum });
+        }
+        Ok(Entry { kind, postings })
+    }
+
+    /// A driver pays `amount` from the wallet for parking at a point.
+    pub fn wallet_payment(kind: &'static str, driver_id: i64, point_id: i64, amount: Vnd) -> Result<Entry, Unbalanced> {
+        Entry::new(
+            kind,
+            vec![
+                Posting { account: Account::wallet(driver_id), amount: -amount },
+                Posting { account: Account::point_revenue(point_id), amount },
+            ],
+        )
+    }
+
+    /// Unused parking is refunded from a point's revenue to the wallet.
+    pub fn wallet_refund(driver_id: i64, point_id: i64, amount: Vnd) -> Result<Entry, Unbalanced> {
+        Entry::new(
+            "session_refund",
+            vec![
+                Posting { account: Account::point_revenue(point_id), amount: -amount },
+                Posting { account: Account::wallet(driver_id), amount },
+            ],
+        )
+    }
+
+    /// Demo only: play money into a wallet.
+    pub fn sandbox_topup(driver_id: i64, amount: Vnd) -> Result<Entry, Unbalanced> {
+        Entry::new(
+            "sandbox_topup",
+            vec![
+                Posting { account: Account::sandbox(), amount: -amount },
+                Posting { account: Account::wallet(driver_id), amount },
+            ],
+        )
+    }
+
+    /// Whether the entry is empty (every posting was zero).
+    pub fn is_empty(&self) -> bool {
+        self.postings.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_balance_or_are_refused() {
+        let e = Entry::wallet_payment("session_start", 1, 2, Vnd(25_000)).unwrap();
+        assert_eq!(e.postings.iter().map(|p| p.amount.get()).sum::<i64>(), 0);
+        assert_eq!(e.postings[0].account, Account::wallet(1));
+        assert_eq!(e.postings[0].amount, Vnd(-25_000));
+        assert!(Entry::new("x", vec![Posting { account: Account::sandbox(), amount: Vnd(5) }]).is_err());
+        let lopsided = vec![
+            Posting { account: Account::sandbox(), amount: Vnd(-5) },
+            Posting { account: Account::wallet(1), amount: Vnd(6) },
+        ];
+        assert_eq!(Entry::new("x", lopsided).unwrap_err().sum, 1);
+        assert!(Entry::wallet_refund(1, 2, Vnd(0)).unwrap().is_empty());
+    }
+}

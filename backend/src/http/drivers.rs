@@ -1,0 +1,436 @@
+//! Drivers: phone login with one-time codes, vehicles, the wallet.
+
+use std::net::SocketAddr;
+
+use axum::{
+    body::Bytes,
+    extract::{ConnectInfo, FromRequestParts, State},
+    http::{HeaderMap, StatusCode, header::AUTHORIZATION, request::Parts},
+    response::{IntoResponse, Response},
+};
+use iparking_mobile_api::{
+    AddVehicle as AddVehicleBody, DriverToken, ErrorBody, OtpRequest, OtpSent, SandboxTopup, TokenRequest, VehicleView,
+    WalletMovement, WalletView,
+};
+use rand::Rng;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use super::{
+    AppState,
+    extract::{Json, Path},
+    points::invalid,
+};
+use crate::{
+    auth::token_hash,
+    domain::{ledger::Entry, money::Vnd, phone::Phone, plate::Plate},
+    error::AppError,
+    live::OtpCheck,
+    store::{
+        StoreError,
+        drivers::{AddVehicle, DriverPrincipal, IdemClaim, Vehicle},
+    },
+};
+
+/// Most vehicles on one account.
+pub const MAX_VEHICLES: usize = 10;
+/// How long a one-time code is valid.
+pub const OTP_TTL_SECS: u64 = 300;
+/// Wrong codes allowed before a code is destroyed.
+pub const OTP_ATTEMPTS: u32 = 5;
+/// Prefix of driver tokens.
+pub const DRIVER_TOKEN_PREFIX: &str = "ipk_drv_";
+
+/// An authenticated driver.
+#[derive(Debug, Clone)]
+pub struct Driver(pub DriverPrincipal);
+
+impl FromRequestParts<AppState> for Driver {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let token = bearer(&parts.headers).ok_or_else(AppError::unauthorized)?;
+        let p = state.store.driver_by_token(&token_hash(token)).await?.ok_or_else(AppError::unauthorized)?;
+        Ok(Driver(p))
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let header = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+}
+
+/// Parses a JSON body read as bytes (money routes hash the exact bytes for idempotency).
+pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, AppError> {
+    let is_json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !is_json {
+        return Err(AppError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Cần gửi JSON với Content-Type: application/json.",
+            "Send JSON with Content-Type: application/json.",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        AppError::bad_request(
+            "invalid_body",
+            format!("Nội dung JSON không hợp lệ: {e}"),
+            format!("Invalid JSON body: {e}"),
+        )
+    })
+}
+
+/// The `Idempotency-Key` of a state-changing call, claimed for a caller.
+pub struct Idempotency {
+    claim: IdemClaim,
+}
+
+impl Idempotency {
+    /// Reads the header (required) and hashes the request.
+    pub fn from_request(
+        scope: String,
+        headers: &HeaderMap,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Self, AppError> {
+        let key = headers
+            .get("idempotency-key")
+            .ok_or_else(|| {
+                AppError::bad_request(
+                    "idempotency_key_required",
+                    "Thiếu tiêu đề Idempotency-Key cho thao tác có thu/chi tiền.",
+                    "This call moves money: send an Idempotency-Key header (e.g. a UUID).",
+                )
+            })?
+            .to_str()
+            .ok()
+            .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+            .ok_or_else(|| {
+                AppError::bad_request(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key cần 1–255 ký tự ASCII in được.",
+                    "Idempotency-Key must be 1–255 printable ASCII characters.",
+                )
+            })?;
+        let mut h = Sha256::new();
+        h.update(method.as_bytes());
+        h.update(b" ");
+        h.update(path.as_bytes());
+        h.update(b"\n");
+        h.update(body);
+        Ok(Self { claim: IdemClaim { scope, key: key.to_owned(), request_hash: hex::encode(h.finalize()) } })
+    }
+
+    /// The claim to write in the same transaction as the effect.
+    pub fn claim(&self) -> &IdemClaim {
+        &self.claim
+    }
+
+    /// The first answer if this key was used before: the same answer for the same request,
+    /// 422 for a different request, 409 while the first is still running.
+    pub async fn replay(&self, app: &AppState) -> Result<Option<Response>, AppError> {
+        let Some(rec) = app.store.idempotency_get(&self.claim.scope, &self.claim.key).await? else {
+            return Ok(None);
+        };
+        if rec.request_hash != self.claim.request_hash {
+            return Err(AppError::unprocessable(
+                "idempotency_key_reused",
+                "Idempotency-Key này đã dùng cho một yêu cầu khác.",
+                "This Idempotency-Key was used for a different request.",
+            ));
+        }
+        match (rec.status, rec.response) {
+            (Some(status), Some(body)) => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                let mut resp = (status, body).into_response();
+                resp.headers_mut()
+                    .insert(axum::http::header::CONTENT_TYPE, "application/json".parse().expect("static"));
+                resp.headers_mut().insert("idempotent-replayed", "true".parse().expect("static"));
+                Ok(Some(resp))
+            }
+            _ => Err(AppError::conflict(
+                "idempotency_in_progress",
+                "Yêu cầu trước với cùng Idempotency-Key đang được xử lý. Thử lại sau giây lát.",
+                "A request with this Idempotency-Key is still being processed. Retry shortly.",
+            )),
+        }
+    }
+
+    /// Records the first answer, and returns it.
+    pub async fn complete<T: serde::Serialize>(
+        &self,
+        app: &AppState,
+        status: StatusCode,
+        body: &T,
+    ) -> Result<Response, AppError> {
+        let json = serde_json::to_string(body).map_err(|e| AppError::internal(&e))?;
+        app.store.idempotency_complete(&self.claim.scope, &self.claim.key, status.as_u16(), &json).await?;
+        let mut resp = (status, json).into_response();
+        resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, "application/json".parse().expect("static"));
+        Ok(resp)
+    }
+
+    /// Maps the store's error: a concurrent duplicate (the claim collided) is replayed.
+    pub async fn on_store_error(&self, app: &AppState, e: StoreError) -> Result<Response, AppError> {
+        if matches!(&e, StoreError::Conflict(c) if c == "idempotency_keys_pkey")
+            && let Some(resp) = self.replay(app).await?
+        {
+            return Ok(resp);
+        }
+        Err(e.into())
+    }
+}
+
+/// Sends a one-time login code by SMS. Rate-limited per phone and per client address.
+#[utoipa::path(
+    post, path = "/v1/auth/otp", tag = "drivers", request_body = OtpRequest,
+    responses(
+        (status = 202, description = "Code sent", body = OtpSent),
+        (status = 400, description = "Malformed phone number", body = ErrorBody),
+        (status = 429, description = "Too many codes requested", body = ErrorBody),
+    )
+)]
+pub async fn send_otp(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(body): Json<OtpRequest>,
+) -> Result<(StatusCode, Json<OtpSent>), AppError> {
+    let phone = Phone::parse(&body.phone).map_err(invalid)?;
+    let s = &app.settings;
+    let by_ip = app.live.rate_limit(&format!("otp-ip:{}", peer.ip()), s.otp_per_ip, s.otp_window).await?;
+    let by_phone = app.live.rate_limit(&format!("otp-phone:{}", phone.as_str()), s.otp_per_phone, s.otp_window).await?;
+    if !by_ip || !by_phone {
+        return Err(AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Bạn đã yêu cầu quá nhiều mã. Vui lòng thử lại sau 15 phút.",
+            "Too many codes requested. Please try again in 15 minutes.",
+        ));
+    }
+    let code = format!("{:06}", rand::rng().random_range(0..1_000_000));
+    app.live.put_otp(phone.as_str(), &code, std::time::Duration::from_secs(OTP_TTL_SECS), OTP_ATTEMPTS).await?;
+    let text = format!("iParking: ma dang nhap cua ban la {code}, het han sau 5 phut. Khong chia se ma nay.");
+    app.sms.send(&phone, &text).await.map_err(|e| {
+        tracing::warn!(error = %e, "OTP SMS failed");
+        AppError::unavailable("SMS")
+    })?;
+    Ok((StatusCode::ACCEPTED, Json(OtpSent { phone: phone.masked(), expires_in_seconds: OTP_TTL_SECS })))
+}
+
+/// Exchanges a phone number and its one-time code for a bearer token.
+#[utoipa::path(
+    post, path = "/v1/auth/token", tag = "drivers", request_body = TokenRequest,
+    responses(
+        (status = 200, description = "Logged in", body = DriverToken),
+        (status = 400, description = "Malformed phone or code", body = ErrorBody),
+        (status = 401, description = "Wrong, expired or used code", body = ErrorBody),
+        (status = 429, description = "Too many wrong codes: request a new one", body = ErrorBody),
+    )
+)]
+pub async fn create_token(
+    State(app): State<AppState>,
+    Json(body): Json<TokenRequest>,
+) -> Result<Json<DriverToken>, AppError> {
+    let phone = Phone::parse(&body.phone).map_err(invalid)?;
+    let code = body.code.trim();
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AppError::bad_request("invalid_code", "Mã gồm 6 chữ số.", "The code has 6 digits."));
+    }
+    match app.live.check_otp(phone.as_str(), code).await? {
+        OtpCheck::Valid => {}
+        OtpCheck::Wrong(left) => {
+            return Err(AppError::new(
+                StatusCode::UNAUTHORIZED,
+                "otp_invalid",
+                format!("Mã không đúng. Còn {left} lần thử."),
+                format!("Wrong code. {left} attempts left."),
+            )
+            .with_details(serde_json::json!({ "attempts_left": left })));
+        }
+        OtpCheck::Locked => {
+            return Err(AppError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "otp_locked",
+                "Nhập sai quá nhiều lần. Hãy yêu cầu mã mới.",
+                "Too many wrong codes. Request a new code.",
+            ));
+        }
+        OtpCheck::Missing => {
+            return Err(AppError::new(
+                StatusCode::UNAUTHORIZED,
+                "otp_expired",
+                "Mã đã hết hạn hoặc đã được dùng. Hãy yêu cầu mã mới.",
+                "The code has expired or was already used. Request a new one.",
+            ));
+        }
+    }
+    let now = app.clock.now();
+    let driver_id = app.store.upsert_driver(phone.as_str(), now).await?;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill(&mut bytes);
+    let token = format!("{DRIVER_TOKEN_PREFIX}{}", hex::encode(bytes));
+    app.store.create_driver_token(driver_id, &token_hash(&token), now).await?;
+    tracing::info!(driver.id = driver_id, "driver logged in");
+    Ok(Json(DriverToken { token, driver_id }))
+}
+
+/// Revokes the token of this call.
+#[utoipa::path(
+    post, path = "/v1/auth/logout", tag = "drivers", security(("bearer" = [])),
+    responses((status = 204, description = "Logged out"), (status = 401, description = "No valid token", body = ErrorBody))
+)]
+pub async fn logout(State(app): State<AppState>, Driver(d): Driver) -> Result<StatusCode, AppError> {
+    app.store.revoke_driver_token(d.token_id, app.clock.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn vehicle_view(v: Vehicle) -> VehicleView {
+    VehicleView {
+        id: v.id,
+        plate: v.plate.as_str().to_owned(),
+        vehicle_class: v.vehicle_class,
+        created_at: v.created_at,
+    }
+}
+
+/// The driver's vehicles.
+#[utoipa::path(
+    get, path = "/v1/me/vehicles", tag = "drivers", security(("bearer" = [])),
+    responses((status = 200, description = "Vehicles", body = [VehicleView]))
+)]
+pub async fn list_vehicles(State(app): State<AppState>, Driver(d): Driver) -> Result<Json<Vec<VehicleView>>, AppError> {
+    Ok(Json(app.store.vehicles(d.driver_id).await?.into_iter().map(vehicle_view).collect()))
+}
+
+/// Registers a vehicle (at most 10 per account).
+#[utoipa::path(
+    post, path = "/v1/me/vehicles", tag = "drivers", request_body = AddVehicleBody, security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Added", body = VehicleView),
+        (status = 400, description = "Not a plate", body = ErrorBody),
+        (status = 409, description = "Already registered", body = ErrorBody),
+        (status = 422, description = "Too many vehicles", body = ErrorBody),
+    )
+)]
+pub async fn add_vehicle(
+    State(app): State<AppState>,
+    Driver(d): Driver,
+    Json(body): Json<AddVehicleBody>,
+) -> Result<(StatusCode, Json<VehicleView>), AppError> {
+    let plate = Plate::parse(&body.plate).map_err(invalid)?;
+    match app.store.add_vehicle(d.driver_id, &plate, body.vehicle_class, MAX_VEHICLES, app.clock.now()).await? {
+        AddVehicle::Added(v) => Ok((StatusCode::CREATED, Json(vehicle_view(v)))),
+        AddVehicle::Duplicate => Err(AppError::conflict(
+            "vehicle_exists",
+            "Biển số này đã có trong tài khoản.",
+            "This plate is already on your account.",
+        )),
+        AddVehicle::TooMany => Err(AppError::unprocessable(
+            "too_many_vehicles",
+            format!("Mỗi tài khoản có tối đa {MAX_VEHICLES} xe."),
+            format!("An account can hold at most {MAX_VEHICLES} vehicles."),
+        )),
+    }
+}
+
+/// Removes a vehicle. Another driver's vehicle answers 404, as if it did not exist.
+#[utoipa::path(
+    delete, path = "/v1/me/vehicles/{id}", tag = "drivers", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Vehicle id")),
+    responses((status = 204, description = "Removed"), (status = 404, description = "No such vehicle", body = ErrorBody))
+)]
+pub async fn remove_vehicle(
+    State(app): State<AppState>,
+    Driver(d): Driver,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, AppError> {
+    if app.store.remove_vehicle(d.driver_id, id, app.clock.now()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AppError::not_found("vehicle_not_found", "Không có xe này.", "No such vehicle."))
+    }
+}
+
+/// The wallet's balance and latest movements.
+#[utoipa::path(
+    get, path = "/v1/me/wallet", tag = "drivers", security(("bearer" = [])),
+    responses((status = 200, description = "Wallet", body = WalletView))
+)]
+pub async fn get_wallet(State(app): State<AppState>, Driver(d): Driver) -> Result<Json<WalletView>, AppError> {
+    let (balance, lines) = app.store.wallet(d.driver_id, 100).await?;
+    Ok(Json(WalletView {
+        balance: balance.get(),
+        currency: "VND".into(),
+        sandbox: app.settings.sandbox_payments,
+        movements: lines
+            .into_iter()
+            .map(|l| WalletMovement {
+                transaction_id: l.transaction_id,
+                kind: l.kind,
+                amount: l.amount.get(),
+                session_id: l.session_id,
+                at: l.at,
+            })
+            .collect(),
+    }))
+}
+
+/// SANDBOX (demo only): adds play money to the wallet. Off in production, where top-ups go
+/// through the card processor. Needs an `Idempotency-Key`.
+#[utoipa::path(
+    post, path = "/v1/me/wallet/sandbox-topups", tag = "drivers", request_body = SandboxTopup,
+    security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, description = "Unique per top-up; retries reuse it")),
+    responses(
+        (status = 201, description = "Credited (sandbox play money)", body = WalletView),
+        (status = 400, description = "Amount out of range, missing Idempotency-Key", body = ErrorBody),
+        (status = 404, description = "The sandbox is off on this server", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key reused for another request", body = ErrorBody),
+    )
+)]
+pub async fn sandbox_topup(
+    State(app): State<AppState>,
+    Driver(d): Driver,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    if !app.settings.sandbox_payments {
+        return Err(AppError::not_found(
+            "sandbox_disabled",
+            "Máy chủ này không bật cổng thanh toán thử nghiệm.",
+            "The sandbox payment gateway is off on this server.",
+        ));
+    }
+    let idem = Idempotency::from_request(
+        format!("driver:{}", d.driver_id),
+        &headers,
+        "POST",
+        "/v1/me/wallet/sandbox-topups",
+        &body,
+    )?;
+    if let Some(resp) = idem.replay(&app).await? {
+        return Ok(resp);
+    }
+    let req: SandboxTopup = parse_json(&headers, &body)?;
+    if !(1_000..=10_000_000).contains(&req.amount) {
+        return Err(AppError::bad_request(
+            "invalid_amount",
+            "Số tiền nạp thử phải từ 1.000 đến 10.000.000 đồng.",
+            "A sandbox top-up must be between 1,000 and 10,000,000 VND.",
+        ));
+    }
+    let entry = Entry::sandbox_topup(d.driver_id, Vnd(req.amount)).map_err(|e| AppError::internal(&e))?;
+    if let Err(e) = app.store.sandbox_topup(d.driver_id, &entry, Some(idem.claim()), app.clock.now()).await {
+        return idem.on_store_error(&app, e).await;
+    }
+    let Json(view) = get_wallet(State(app.clone()), Driver(d)).await?;
+    idem.complete(&app, StatusCode::CREATED, &view).await
+}

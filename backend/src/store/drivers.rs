@@ -1,0 +1,339 @@
+//! Storage of drivers, vehicles, the ledger, sessions and idempotency records.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use iparking_mobile_api::VehicleClass;
+
+use super::StoreResult;
+use crate::domain::{ledger::Entry, money::Vnd, plate::Plate};
+
+/// A driver resolved from a bearer token.
+#[derive(Debug, Clone)]
+pub struct DriverPrincipal {
+    /// Driver id.
+    pub driver_id: i64,
+    /// The token row that authenticated the call.
+    pub token_id: i64,
+}
+
+/// A registered vehicle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vehicle {
+    /// Id.
+    pub id: i64,
+    /// Normalised plate.
+    pub plate: Plate,
+    /// Class.
+    pub vehicle_class: VehicleClass,
+    /// Registered at.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Outcome of adding a vehicle.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AddVehicle {
+    /// Added.
+    Added(Vehicle),
+    /// The account already has this plate.
+    Duplicate,
+    /// The account has the most vehicles allowed.
+    TooMany,
+}
+
+/// One movement of a wallet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WalletLine {
+    /// Ledger transaction.
+    pub transaction_id: i64,
+    /// What happened (`sandbox_topup`, `session_start`, …).
+    pub kind: String,
+    /// Signed amount (positive = into the wallet).
+    pub amount: Vnd,
+    /// Session paid or refunded, if any.
+    pub session_id: Option<i64>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// An idempotency key claimed by a state-changing call, inserted in the same transaction.
+#[derive(Debug, Clone)]
+pub struct IdemClaim {
+    /// Who (e.g. `driver:12`): keys are per caller.
+    pub scope: String,
+    /// The client's key.
+    pub key: String,
+    /// SHA-256 of method, path and body.
+    pub request_hash: String,
+}
+
+/// A stored idempotency record.
+#[derive(Debug, Clone)]
+pub struct IdemRecord {
+    /// Hash of the first request.
+    pub request_hash: String,
+    /// The first answer's status, once known.
+    pub status: Option<u16>,
+    /// The first answer's body, once known.
+    pub response: Option<String>,
+}
+
+/// A parking session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    /// Id.
+    pub id: i64,
+    /// Driver (none for SMS and warden sessions).
+    pub driver_id: Option<i64>,
+    /// Plate.
+    pub plate: Plate,
+    /// Class.
+    pub vehicle_class: VehicleClass,
+    /// Point id.
+    pub point_id: i64,
+    /// Point code.
+    pub point_code: String,
+    /// Tariff (version) that priced it.
+    pub tariff_id: i64,
+    /// `app`, `sms`, `warden`.
+    pub channel: String,
+    /// Active until stopped or expired.
+    pub active: bool,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    /// Paid until.
+    pub paid_until: DateTime<Utc>,
+    /// Paid until plus grace.
+    pub expires_at: DateTime<Utc>,
+    /// Turns bought.
+    pub turns: u32,
+    /// Charged in all.
+    pub amount_charged: Vnd,
+    /// Refunded in all.
+    pub amount_refunded: Vnd,
+    /// End.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// `stopped` or `expired`.
+    pub end_reason: Option<String>,
+    /// When the plate was corrected, if it was.
+    pub plate_corrected_at: Option<DateTime<Utc>>,
+}
+
+/// A session to start, priced, with its ledger entry.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// Driver.
+    pub driver_id: Option<i64>,
+    /// Plate.
+    pub plate: Plate,
+    /// Class.
+    pub vehicle_class: VehicleClass,
+    /// Point id.
+    pub point_id: i64,
+    /// Tariff id.
+    pub tariff_id: i64,
+    /// Channel.
+    pub channel: String,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    /// Paid until.
+    pub paid_until: DateTime<Utc>,
+    /// Paid until plus grace.
+    pub expires_at: DateTime<Utc>,
+    /// Turns.
+    pub turns: u32,
+    /// Price.
+    pub amount: Vnd,
+    /// The priced quote (JSON) for the receipt.
+    pub quote: String,
+    /// The payment.
+    pub entry: Entry,
+}
+
+/// Outcome of starting a session.
+#[derive(Debug, Clone)]
+pub enum StartOutcome {
+    /// Started; also the sessions that had expired and were closed on the way.
+    Started(SessionRow, Vec<SessionRow>),
+    /// The plate already has an active session.
+    PlateActive(SessionRow),
+    /// The point is full.
+    PointFull,
+    /// The wallet lacks money.
+    InsufficientFunds {
+        /// Balance now.
+        balance: Vnd,
+    },
+}
+
+/// A priced change to a session (extension or stop), computed from the locked row.
+#[derive(Debug, Clone)]
+pub struct PricedChange {
+    /// Turns after the change.
+    pub turns: u32,
+    /// Paid until after the change.
+    pub paid_until: DateTime<Utc>,
+    /// Expiry after the change.
+    pub expires_at: DateTime<Utc>,
+    /// Money moved: charged (extension) or refunded (stop).
+    pub amount: Vnd,
+    /// The ledger entry (empty when nothing moves).
+    pub entry: Option<Entry>,
+    /// Quote JSON for the receipt (extensions).
+    pub quote: Option<String>,
+}
+
+/// Outcome of changing a session.
+#[derive(Debug, Clone)]
+pub enum ChangeOutcome {
+    /// Done.
+    Done(SessionRow),
+    /// No such session for this driver.
+    NotFound,
+    /// The session has ended (stop: returned as it is, nothing moved).
+    Ended(SessionRow),
+    /// The wallet lacks money.
+    InsufficientFunds {
+        /// Balance now.
+        balance: Vnd,
+    },
+    /// The pricing callback refused (e.g. beyond the maximum stay).
+    Refused(crate::domain::tariff::QuoteError),
+}
+
+/// Outcome of a plate correction.
+#[derive(Debug, Clone)]
+pub enum CorrectPlate {
+    /// Corrected.
+    Done(SessionRow),
+    /// No such session for this driver.
+    NotFound,
+    /// The correction window has passed, or the plate was corrected already.
+    TooLate,
+    /// The session has ended.
+    Ended,
+    /// The new plate has an active session.
+    PlateActive(SessionRow),
+}
+
+/// Ledger integrity findings (all empty when the books are sound).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerReport {
+    /// Transactions whose postings do not sum to zero.
+    pub unbalanced_transactions: Vec<i64>,
+    /// Accounts whose balance differs from the sum of their postings: (id, balance, sum).
+    pub balance_mismatches: Vec<(i64, i64, i64)>,
+    /// Wallets below zero.
+    pub negative_wallets: Vec<i64>,
+    /// Point revenue in the ledger, and charged minus refunded over all sessions.
+    pub revenue_vs_sessions: (i64, i64),
+}
+
+impl LedgerReport {
+    /// Whether every invariant holds.
+    pub fn is_sound(&self) -> bool {
+        self.unbalanced_transactions.is_empty()
+            && self.balance_mismatches.is_empty()
+            && self.negative_wallets.is_empty()
+            && self.revenue_vs_sessions.0 == self.revenue_vs_sessions.1
+    }
+}
+
+/// A pricing callback for [`DriverStore::extend_session`] and [`DriverStore::stop_session`]:
+/// given the locked session row, what changes.
+pub type PriceChange<'a> =
+    &'a (dyn Fn(&SessionRow) -> Result<PricedChange, crate::domain::tariff::QuoteError> + Send + Sync);
+
+/// Drivers, vehicles, the ledger, sessions.
+#[async_trait]
+pub trait DriverStore: Send + Sync {
+    /// The driver with this phone, created if new.
+    async fn upsert_driver(&self, phone: &str, now: DateTime<Utc>) -> StoreResult<i64>;
+    /// Stores a driver token's hash.
+    async fn create_driver_token(&self, driver_id: i64, token_hash: &str, now: DateTime<Utc>) -> StoreResult<i64>;
+    /// The driver holding an unrevoked token with this hash.
+    async fn driver_by_token(&self, token_hash: &str) -> StoreResult<Option<DriverPrincipal>>;
+    /// Revokes a driver token.
+    async fn revoke_driver_token(&self, token_id: i64, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// A driver's phone (E.164).
+    async fn driver_phone(&self, driver_id: i64) -> StoreResult<Option<String>>;
+
+    /// A driver's vehicles.
+    async fn vehicles(&self, driver_id: i64) -> StoreResult<Vec<Vehicle>>;
+    /// Adds a vehicle unless the plate is there already or the account has `max`.
+    async fn add_vehicle(
+        &self,
+        driver_id: i64,
+        plate: &Plate,
+        class: VehicleClass,
+        max: usize,
+        now: DateTime<Utc>,
+    ) -> StoreResult<AddVehicle>;
+    /// Removes a vehicle of this driver; `false` if there is none.
+    async fn remove_vehicle(&self, driver_id: i64, vehicle_id: i64, now: DateTime<Utc>) -> StoreResult<bool>;
+
+    /// A wallet's balance and latest movements (newest first).
+    async fn wallet(&self, driver_id: i64, limit: i64) -> StoreResult<(Vnd, Vec<WalletLine>)>;
+    /// Demo only: credits play money. Returns the new balance.
+    async fn sandbox_topup(
+        &self,
+        driver_id: i64,
+        entry: &Entry,
+        idem: Option<&IdemClaim>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vnd>;
+
+    /// An idempotency record.
+    async fn idempotency_get(&self, scope: &str, key: &str) -> StoreResult<Option<IdemRecord>>;
+    /// Stores the first answer of a claimed key.
+    async fn idempotency_complete(&self, scope: &str, key: &str, status: u16, response: &str) -> StoreResult<()>;
+
+    /// Starts a session: capacity, one active session per plate and the payment are
+    /// checked and written in one transaction.
+    async fn start_session(
+        &self,
+        new: &NewSession,
+        capacity: i32,
+        idem: Option<&IdemClaim>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<StartOutcome>;
+    /// Extends an active session of `driver_id`, priced from the locked row.
+    async fn extend_session(
+        &self,
+        session_id: i64,
+        driver_id: i64,
+        price: PriceChange<'_>,
+        idem: Option<&IdemClaim>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ChangeOutcome>;
+    /// Stops an active session of `driver_id`, refunding what `price` says.
+    async fn stop_session(
+        &self,
+        session_id: i64,
+        driver_id: i64,
+        price: PriceChange<'_>,
+        idem: Option<&IdemClaim>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ChangeOutcome>;
+    /// Corrects the plate of an active session started less than `window` ago (once).
+    async fn correct_plate(
+        &self,
+        session_id: i64,
+        driver_id: i64,
+        plate: &Plate,
+        window: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<CorrectPlate>;
+    /// One session.
+    async fn session(&self, id: i64) -> StoreResult<Option<SessionRow>>;
+    /// A driver's sessions, newest first; `active` filters.
+    async fn driver_sessions(&self, driver_id: i64, active: Option<bool>, limit: i64) -> StoreResult<Vec<SessionRow>>;
+    /// Purchases of a session (turns, amount, paid until, quote JSON, at), oldest first.
+    async fn session_purchases(
+        &self,
+        session_id: i64,
+    ) -> StoreResult<Vec<(u32, Vnd, DateTime<Utc>, String, DateTime<Utc>)>>;
+    /// Ends every active session whose expiry has passed; returns them.
+    async fn expire_sessions(&self, now: DateTime<Utc>) -> StoreResult<Vec<SessionRow>>;
+    /// Checks the ledger's invariants.
+    async fn ledger_report(&self) -> StoreResult<LedgerReport>;
+}

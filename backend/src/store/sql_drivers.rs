@@ -1,0 +1,787 @@
+//! The SQL of [`super::DriverStore`], shared by both databases (see `sql.rs` for why a
+//! macro). The two differences are passed in: how a writing transaction begins (SQLite
+//! takes the write lock at once with `BEGIN IMMEDIATE`) and the row-lock suffix
+//! (`FOR UPDATE` on PostgreSQL; SQLite's single writer needs none).
+
+use chrono::{DateTime, Utc};
+
+use super::{
+    StoreError,
+    drivers::{SessionRow, Vehicle},
+};
+use crate::domain::{money::Vnd, plate::Plate};
+
+pub(crate) const SESSION_SELECT: &str = "SELECT s.id, s.driver_id, s.plate, s.vehicle_class, s.point_id, \
+     p.code AS point_code, s.tariff_id, s.channel, s.status, s.started_at, s.paid_until, s.expires_at, s.turns, \
+     s.amount_charged, s.amount_refunded, s.ended_at, s.end_reason, s.plate_corrected_at \
+     FROM sessions s JOIN points p ON p.id = s.point_id";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SessionDbRow {
+    pub id: i64,
+    pub driver_id: Option<i64>,
+    pub plate: String,
+    pub vehicle_class: String,
+    pub point_id: i64,
+    pub point_code: String,
+    pub tariff_id: i64,
+    pub channel: String,
+    pub status: String,
+    pub started_at: DateTime<Utc>,
+    pub paid_until: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub turns: i32,
+    pub amount_charged: i64,
+    pub amount_refunded: i64,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub end_reason: Option<String>,
+    pub plate_corrected_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<SessionDbRow> for SessionRow {
+    type Error = StoreError;
+
+    fn try_from(r: SessionDbRow) -> Result<Self, StoreError> {
+        Ok(SessionRow {
+            id: r.id,
+            driver_id: r.driver_id,
+            plate: Plate::from_db(r.plate),
+            vehicle_class: iparking_mobile_api::VehicleClass::parse(&r.vehicle_class)
+                .ok_or_else(|| StoreError::Internal(format!("session {} has class {}", r.id, r.vehicle_class)))?,
+            point_id: r.point_id,
+            point_code: r.point_code,
+            tariff_id: r.tariff_id,
+            channel: r.channel,
+            active: r.status == "active",
+            started_at: r.started_at,
+            paid_until: r.paid_until,
+            expires_at: r.expires_at,
+            turns: u32::try_from(r.turns).unwrap_or(0),
+            amount_charged: Vnd(r.amount_charged),
+            amount_refunded: Vnd(r.amount_refunded),
+            ended_at: r.ended_at,
+            end_reason: r.end_reason,
+            plate_corrected_at: r.plate_corrected_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct VehicleDbRow {
+    pub id: i64,
+    pub plate: String,
+    pub vehicle_class: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<VehicleDbRow> for Vehicle {
+    fn from(r: VehicleDbRow) -> Self {
+        Vehicle {
+            id: r.id,
+            plate: Plate::from_db(r.plate),
+            vehicle_class: iparking_mobile_api::VehicleClass::parse(&r.vehicle_class)
+                .unwrap_or(iparking_mobile_api::VehicleClass::Car),
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// Implements [`super::DriverStore`] for a store with `pool`, `begin_write()` and the given
+/// row-lock suffix.
+macro_rules! sql_driver_store_impl {
+    ($store:ty, $db:ty, $lock:literal) => {
+        #[async_trait::async_trait]
+        impl $crate::store::drivers::DriverStore for $store {
+            async fn upsert_driver(&self, phone: &str, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<i64> {
+                sqlx::query("INSERT INTO drivers (phone, created_at) VALUES ($1, $2) ON CONFLICT (phone) DO NOTHING")
+                    .bind(phone)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                sqlx::query_scalar("SELECT id FROM drivers WHERE phone = $1")
+                    .bind(phone)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::store::map_sqlx)
+            }
+
+            async fn create_driver_token(
+                &self,
+                driver_id: i64,
+                token_hash: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<i64> {
+                sqlx::query_scalar(
+                    "INSERT INTO driver_tokens (driver_id, token_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
+                )
+                .bind(driver_id)
+                .bind(token_hash)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await
+                .map_err($crate::store::map_sqlx)
+            }
+
+            async fn driver_by_token(
+                &self,
+                token_hash: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::drivers::DriverPrincipal>> {
+                let row: Option<(i64, i64)> = sqlx::query_as(
+                    "SELECT driver_id, id FROM driver_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                Ok(row.map(|(driver_id, token_id)| $crate::store::drivers::DriverPrincipal { driver_id, token_id }))
+            }
+
+            async fn revoke_driver_token(&self, token_id: i64, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<bool> {
+                let n = sqlx::query("UPDATE driver_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                    .bind(token_id)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::store::map_sqlx)?
+                    .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn driver_phone(&self, driver_id: i64) -> $crate::store::StoreResult<Option<String>> {
+                sqlx::query_scalar("SELECT phone FROM drivers WHERE id = $1")
+                    .bind(driver_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::map_sqlx)
+            }
+
+            async fn vehicles(&self, driver_id: i64) -> $crate::store::StoreResult<Vec<$crate::store::drivers::Vehicle>> {
+                let rows: Vec<$crate::store::sql_drivers::VehicleDbRow> = sqlx::query_as(
+                    "SELECT id, plate, vehicle_class, created_at FROM vehicles \
+                     WHERE driver_id = $1 AND removed_at IS NULL ORDER BY id",
+                )
+                .bind(driver_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn add_vehicle(
+                &self,
+                driver_id: i64,
+                plate: &$crate::domain::plate::Plate,
+                class: iparking_mobile_api::VehicleClass,
+                max: usize,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::drivers::AddVehicle> {
+                use $crate::store::drivers::AddVehicle;
+                let mut tx = self.begin_write().await?;
+                // Lock the driver so two concurrent adds cannot both pass the count.
+                let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM drivers WHERE id = $1{}", $lock));
+                sqlx::query(locked).bind(driver_id).execute(&mut *tx).await.map_err($crate::store::map_sqlx)?;
+                let plates: Vec<String> =
+                    sqlx::query_scalar("SELECT plate FROM vehicles WHERE driver_id = $1 AND removed_at IS NULL")
+                        .bind(driver_id)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err($crate::store::map_sqlx)?;
+                if plates.iter().any(|p| p == plate.as_str()) {
+                    return Ok(AddVehicle::Duplicate);
+                }
+                if plates.len() >= max {
+                    return Ok(AddVehicle::TooMany);
+                }
+                let row: $crate::store::sql_drivers::VehicleDbRow = sqlx::query_as(
+                    "INSERT INTO vehicles (driver_id, plate, vehicle_class, created_at) VALUES ($1, $2, $3, $4) \
+                     RETURNING id, plate, vehicle_class, created_at",
+                )
+                .bind(driver_id)
+                .bind(plate.as_str())
+                .bind(class.as_str())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(AddVehicle::Added(row.into()))
+            }
+
+            async fn remove_vehicle(
+                &self,
+                driver_id: i64,
+                vehicle_id: i64,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<bool> {
+                let n = sqlx::query(
+                    "UPDATE vehicles SET removed_at = $3 WHERE id = $1 AND driver_id = $2 AND removed_at IS NULL",
+                )
+                .bind(vehicle_id)
+                .bind(driver_id)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::store::map_sqlx)?
+                .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn wallet(
+                &self,
+                driver_id: i64,
+                limit: i64,
+            ) -> $crate::store::StoreResult<($crate::domain::money::Vnd, Vec<$crate::store::drivers::WalletLine>)> {
+                let reference = driver_id.to_string();
+                let balance: Option<i64> =
+                    sqlx::query_scalar("SELECT balance FROM accounts WHERE kind = 'wallet' AND ref = $1")
+                        .bind(&reference)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err($crate::store::map_sqlx)?;
+                let rows: Vec<(i64, String, i64, Option<i64>, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+                    "SELECT t.id, t.kind, p.amount, t.session_id, t.created_at FROM postings p \
+                     JOIN ledger_transactions t ON t.id = p.transaction_id JOIN accounts a ON a.id = p.account_id \
+                     WHERE a.kind = 'wallet' AND a.ref = $1 ORDER BY t.id DESC LIMIT $2",
+                )
+                .bind(&reference)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                let lines = rows
+                    .into_iter()
+                    .map(|(transaction_id, kind, amount, session_id, at)| $crate::store::drivers::WalletLine {
+                        transaction_id,
+                        kind,
+                        amount: $crate::domain::money::Vnd(amount),
+                        session_id,
+                        at,
+                    })
+                    .collect();
+                Ok(($crate::domain::money::Vnd(balance.unwrap_or(0)), lines))
+            }
+
+            async fn sandbox_topup(
+                &self,
+                driver_id: i64,
+                entry: &$crate::domain::ledger::Entry,
+                idem: Option<&$crate::store::drivers::IdemClaim>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::domain::money::Vnd> {
+                let mut tx = self.begin_write().await?;
+                claim(&mut tx, idem, now).await?;
+                if post(&mut tx, entry, None, now).await?.is_err() {
+                    return Err($crate::store::StoreError::Internal("a top-up cannot overdraw".into()));
+                }
+                let balance: i64 = sqlx::query_scalar("SELECT balance FROM accounts WHERE kind = 'wallet' AND ref = $1")
+                    .bind(driver_id.to_string())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok($crate::domain::money::Vnd(balance))
+            }
+
+            async fn idempotency_get(
+                &self,
+                scope: &str,
+                key: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::drivers::IdemRecord>> {
+                let row: Option<(String, Option<i32>, Option<String>)> = sqlx::query_as(
+                    "SELECT request_hash, status, response FROM idempotency_keys WHERE scope = $1 AND key = $2",
+                )
+                .bind(scope)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                Ok(row.map(|(request_hash, status, response)| $crate::store::drivers::IdemRecord {
+                    request_hash,
+                    status: status.and_then(|s| u16::try_from(s).ok()),
+                    response,
+                }))
+            }
+
+            async fn idempotency_complete(
+                &self,
+                scope: &str,
+                key: &str,
+                status: u16,
+                response: &str,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query("UPDATE idempotency_keys SET status = $3, response = $4 WHERE scope = $1 AND key = $2")
+                    .bind(scope)
+                    .bind(key)
+                    .bind(i32::from(status))
+                    .bind(response)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                Ok(())
+            }
+
+            async fn start_session(
+                &self,
+                new: &$crate::store::drivers::NewSession,
+                capacity: i32,
+                idem: Option<&$crate::store::drivers::IdemClaim>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::drivers::StartOutcome> {
+                use $crate::store::drivers::StartOutcome;
+                let mut tx = self.begin_write().await?;
+                // Lock the point: concurrent starts there run the capacity check one at a time.
+                let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM points WHERE id = $1{}", $lock));
+                sqlx::query(locked).bind(new.point_id).execute(&mut *tx).await.map_err($crate::store::map_sqlx)?;
+                let expired = expire_in(&mut tx, "(s.plate = $2 OR s.point_id = $3)", Some((new.plate.as_str(), new.point_id)), now).await?;
+                let active = session_where(&mut *tx, "s.plate = $1 AND s.status = 'active'", new.plate.as_str()).await?;
+                if let Some(active) = active {
+                    return Ok(StartOutcome::PlateActive(active));
+                }
+                let occupied: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE point_id = $1 AND status = 'active'")
+                        .bind(new.point_id)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err($crate::store::map_sqlx)?;
+                if occupied >= i64::from(capacity) {
+                    return Ok(StartOutcome::PointFull);
+                }
+                claim(&mut tx, idem, now).await?;
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO sessions (driver_id, plate, vehicle_class, point_id, tariff_id, channel, status, \
+                     started_at, paid_until, expires_at, turns, amount_charged, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $11, $12) RETURNING id",
+                )
+                .bind(new.driver_id)
+                .bind(new.plate.as_str())
+                .bind(new.vehicle_class.as_str())
+                .bind(new.point_id)
+                .bind(new.tariff_id)
+                .bind(&new.channel)
+                .bind(new.started_at)
+                .bind(new.paid_until)
+                .bind(new.expires_at)
+                .bind(new.turns as i32)
+                .bind(new.amount.get())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                let txn = match post(&mut tx, &new.entry, Some(id), now).await? {
+                    Ok(txn) => txn,
+                    Err(balance) => return Ok(StartOutcome::InsufficientFunds { balance }),
+                };
+                purchase(&mut tx, id, new.turns, new.amount, new.paid_until, &new.quote, txn, now).await?;
+                let row = session_where(&mut *tx, "s.id = $1", id).await?
+                    .ok_or_else(|| $crate::store::StoreError::Internal("inserted session vanished".into()))?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(StartOutcome::Started(row, expired))
+            }
+
+            async fn extend_session(
+                &self,
+                session_id: i64,
+                driver_id: i64,
+                price: $crate::store::drivers::PriceChange<'_>,
+                idem: Option<&$crate::store::drivers::IdemClaim>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::drivers::ChangeOutcome> {
+                use $crate::store::drivers::ChangeOutcome;
+                let mut tx = self.begin_write().await?;
+                let Some(row) = lock_session(&mut tx, session_id, driver_id).await? else {
+                    return Ok(ChangeOutcome::NotFound);
+                };
+                if !row.active || row.expires_at <= now {
+                    // Expired sessions are closed (and the live state told) by the expiry job.
+                    return Ok(ChangeOutcome::Ended(row));
+                }
+                let change = match price(&row) {
+                    Ok(c) => c,
+                    Err(e) => return Ok(ChangeOutcome::Refused(e)),
+                };
+                claim(&mut tx, idem, now).await?;
+                let txn = match &change.entry {
+                    Some(entry) => match post(&mut tx, entry, Some(row.id), now).await? {
+                        Ok(t) => Some(t),
+                        Err(balance) => return Ok(ChangeOutcome::InsufficientFunds { balance }),
+                    },
+                    None => None,
+                };
+                sqlx::query(
+                    "UPDATE sessions SET turns = $2, paid_until = $3, expires_at = $4, \
+                     amount_charged = amount_charged + $5 WHERE id = $1",
+                )
+                .bind(row.id)
+                .bind(change.turns as i32)
+                .bind(change.paid_until)
+                .bind(change.expires_at)
+                .bind(change.amount.get())
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                let added = change.turns.saturating_sub(row.turns).max(1);
+                purchase(&mut tx, row.id, added, change.amount, change.paid_until, change.quote.as_deref().unwrap_or("{}"), txn.unwrap_or_default(), now).await?;
+                let row = session_where(&mut *tx, "s.id = $1", row.id).await?
+                    .ok_or_else(|| $crate::store::StoreError::Internal("session vanished".into()))?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(ChangeOutcome::Done(row))
+            }
+
+            async fn stop_session(
+                &self,
+                session_id: i64,
+                driver_id: i64,
+                price: $crate::store::drivers::PriceChange<'_>,
+                idem: Option<&$crate::store::drivers::IdemClaim>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::drivers::ChangeOutcome> {
+                use $crate::store::drivers::ChangeOutcome;
+                let mut tx = self.begin_write().await?;
+                let Some(row) = lock_session(&mut tx, session_id, driver_id).await? else {
+                    return Ok(ChangeOutcome::NotFound);
+                };
+                if !row.active || row.expires_at <= now {
+                    // Expired sessions are closed (and the live state told) by the expiry job.
+                    return Ok(ChangeOutcome::Ended(row));
+                }
+                let change = match price(&row) {
+                    Ok(c) => c,
+                    Err(e) => return Ok(ChangeOutcome::Refused(e)),
+                };
+                claim(&mut tx, idem, now).await?;
+                if let Some(entry) = &change.entry
+                    && post(&mut tx, entry, Some(row.id), now).await?.is_err()
+                {
+                    return Err($crate::store::StoreError::Internal("a refund cannot overdraw a wallet".into()));
+                }
+                sqlx::query(
+                    "UPDATE sessions SET status = 'ended', end_reason = 'stopped', ended_at = $2, \
+                     amount_refunded = amount_refunded + $3 WHERE id = $1",
+                )
+                .bind(row.id)
+                .bind(now)
+                .bind(change.amount.get())
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                let row = session_where(&mut *tx, "s.id = $1", row.id).await?
+                    .ok_or_else(|| $crate::store::StoreError::Internal("session vanished".into()))?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(ChangeOutcome::Done(row))
+            }
+
+            async fn correct_plate(
+                &self,
+                session_id: i64,
+                driver_id: i64,
+                plate: &$crate::domain::plate::Plate,
+                window: chrono::Duration,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::drivers::CorrectPlate> {
+                use $crate::store::drivers::CorrectPlate;
+                let mut tx = self.begin_write().await?;
+                let Some(row) = lock_session(&mut tx, session_id, driver_id).await? else {
+                    return Ok(CorrectPlate::NotFound);
+                };
+                if !row.active || row.expires_at <= now {
+                    return Ok(CorrectPlate::Ended);
+                }
+                if row.plate_corrected_at.is_some() || now - row.started_at > window {
+                    return Ok(CorrectPlate::TooLate);
+                }
+                expire_in(&mut tx, "s.plate = $2", Some((plate.as_str(), 0)), now).await?;
+                if let Some(other) = session_where(&mut *tx, "s.plate = $1 AND s.status = 'active'", plate.as_str()).await? {
+                    return Ok(CorrectPlate::PlateActive(other));
+                }
+                sqlx::query("UPDATE sessions SET plate = $2, plate_corrected_at = $3 WHERE id = $1")
+                    .bind(row.id)
+                    .bind(plate.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                let row = session_where(&mut *tx, "s.id = $1", row.id).await?
+                    .ok_or_else(|| $crate::store::StoreError::Internal("session vanished".into()))?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(CorrectPlate::Done(row))
+            }
+
+            async fn session(&self, id: i64) -> $crate::store::StoreResult<Option<$crate::store::drivers::SessionRow>> {
+                let mut conn = self.pool.acquire().await.map_err($crate::store::map_sqlx)?;
+                session_where(&mut *conn, "s.id = $1", id).await
+            }
+
+            async fn driver_sessions(
+                &self,
+                driver_id: i64,
+                active: Option<bool>,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::drivers::SessionRow>> {
+                let status = active.map(|a| if a { "active" } else { "ended" });
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "{} WHERE s.driver_id = $1 AND ($2 IS NULL OR s.status = $2) ORDER BY s.id DESC LIMIT $3",
+                    $crate::store::sql_drivers::SESSION_SELECT
+                ));
+                let rows: Vec<$crate::store::sql_drivers::SessionDbRow> = sqlx::query_as(sql)
+                    .bind(driver_id)
+                    .bind(status)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn session_purchases(
+                &self,
+                session_id: i64,
+            ) -> $crate::store::StoreResult<Vec<(u32, $crate::domain::money::Vnd, chrono::DateTime<chrono::Utc>, String, chrono::DateTime<chrono::Utc>)>> {
+                let rows: Vec<(i32, i64, chrono::DateTime<chrono::Utc>, String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+                    "SELECT turns, amount, paid_until, quote, created_at FROM session_purchases \
+                     WHERE session_id = $1 ORDER BY id",
+                )
+                .bind(session_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(t, a, p, q, c)| (u32::try_from(t).unwrap_or(0), $crate::domain::money::Vnd(a), p, q, c))
+                    .collect())
+            }
+
+            async fn expire_sessions(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::drivers::SessionRow>> {
+                let mut tx = self.begin_write().await?;
+                let rows = expire_in(&mut tx, "1 = 1", None, now).await?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(rows)
+            }
+
+            async fn ledger_report(&self) -> $crate::store::StoreResult<$crate::store::drivers::LedgerReport> {
+                let unbalanced_transactions: Vec<i64> = sqlx::query_scalar(
+                    "SELECT transaction_id FROM postings GROUP BY transaction_id HAVING SUM(amount) <> 0",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                let balance_mismatches: Vec<(i64, i64, i64)> = sqlx::query_as(
+                    "SELECT a.id, a.balance, CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) FROM accounts a \
+                     LEFT JOIN postings p ON p.account_id = a.id GROUP BY a.id, a.balance \
+                     HAVING a.balance <> COALESCE(SUM(p.amount), 0)",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                let negative_wallets: Vec<i64> =
+                    sqlx::query_scalar("SELECT id FROM accounts WHERE kind = 'wallet' AND balance < 0")
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err($crate::store::map_sqlx)?;
+                let revenue: i64 = sqlx::query_scalar(
+                    "SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT) FROM accounts WHERE kind = 'point_revenue'",
+                )
+                .fetch_one(&self.pool)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                let sessions: i64 = sqlx::query_scalar(
+                    "SELECT CAST(COALESCE(SUM(amount_charged - amount_refunded), 0) AS BIGINT) FROM sessions",
+                )
+                .fetch_one(&self.pool)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                Ok($crate::store::drivers::LedgerReport {
+                    unbalanced_transactions,
+                    balance_mismatches,
+                    negative_wallets,
+                    revenue_vs_sessions: (revenue, sessions),
+                })
+            }
+        }
+
+        /// Inserts the idempotency claim; a concurrent or earlier use of the key makes the
+        /// whole transaction fail with `Conflict("idempotency_keys_pkey")`.
+        async fn claim(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            idem: Option<&$crate::store::drivers::IdemClaim>,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::StoreResult<()> {
+            if let Some(c) = idem {
+                sqlx::query("INSERT INTO idempotency_keys (scope, key, request_hash, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(&c.scope)
+                    .bind(&c.key)
+                    .bind(&c.request_hash)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+            }
+            Ok(())
+        }
+
+        /// Posts a balanced entry: accounts are created on first use, balances move with a
+        /// guard so a wallet never goes below zero. `Err(balance)` if a wallet would.
+        async fn post(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            entry: &$crate::domain::ledger::Entry,
+            session_id: Option<i64>,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::StoreResult<Result<i64, $crate::domain::money::Vnd>> {
+            let txn: i64 = sqlx::query_scalar(
+                "INSERT INTO ledger_transactions (kind, session_id, created_at) VALUES ($1, $2, $3) RETURNING id",
+            )
+            .bind(entry.kind)
+            .bind(session_id)
+            .bind(now)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err($crate::store::map_sqlx)?;
+            for p in &entry.postings {
+                let kind = p.account.kind.as_str();
+                sqlx::query("INSERT INTO accounts (kind, ref, balance, created_at) VALUES ($1, $2, 0, $3) ON CONFLICT (kind, ref) DO NOTHING")
+                    .bind(kind)
+                    .bind(&p.account.reference)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                let account: i64 = sqlx::query_scalar("SELECT id FROM accounts WHERE kind = $1 AND ref = $2")
+                    .bind(kind)
+                    .bind(&p.account.reference)
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                let moved = sqlx::query(
+                    "UPDATE accounts SET balance = balance + $2 WHERE id = $1 AND (kind <> 'wallet' OR balance + $2 >= 0)",
+                )
+                .bind(account)
+                .bind(p.amount.get())
+                .execute(&mut **tx)
+                .await
+                .map_err($crate::store::map_sqlx)?
+                .rows_affected();
+                if moved == 0 {
+                    let balance: i64 = sqlx::query_scalar("SELECT balance FROM accounts WHERE id = $1")
+                        .bind(account)
+                        .fetch_one(&mut **tx)
+                        .await
+                        .map_err($crate::store::map_sqlx)?;
+                    return Ok(Err($crate::domain::money::Vnd(balance)));
+                }
+                sqlx::query("INSERT INTO postings (transaction_id, account_id, amount) VALUES ($1, $2, $3)")
+                    .bind(txn)
+                    .bind(account)
+                    .bind(p.amount.get())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+            }
+            Ok(Ok(txn))
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        async fn purchase(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            session_id: i64,
+            turns: u32,
+            amount: $crate::domain::money::Vnd,
+            paid_until: chrono::DateTime<chrono::Utc>,
+            quote: &str,
+            txn: i64,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::StoreResult<()> {
+            sqlx::query(
+                "INSERT INTO session_purchases (session_id, turns, amount, paid_until, quote, transaction_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(session_id)
+            .bind(turns as i32)
+            .bind(amount.get())
+            .bind(paid_until)
+            .bind(quote)
+            .bind((txn > 0).then_some(txn))
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .map_err($crate::store::map_sqlx)?;
+            Ok(())
+        }
+
+        async fn session_where<'c, E, A>(
+            conn: E,
+            condition: &str,
+            arg: A,
+        ) -> $crate::store::StoreResult<Option<$crate::store::drivers::SessionRow>>
+        where
+            E: sqlx::Executor<'c, Database = $db>,
+            A: for<'q> sqlx::Encode<'q, $db> + sqlx::Type<$db> + Send + 'c,
+        {
+            let sql = sqlx::AssertSqlSafe(format!("{} WHERE {condition}", $crate::store::sql_drivers::SESSION_SELECT));
+            let row: Option<$crate::store::sql_drivers::SessionDbRow> =
+                sqlx::query_as(sql).bind(arg).fetch_optional(conn).await.map_err($crate::store::map_sqlx)?;
+            row.map(TryInto::try_into).transpose()
+        }
+
+        async fn lock_session(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            session_id: i64,
+            driver_id: i64,
+        ) -> $crate::store::StoreResult<Option<$crate::store::drivers::SessionRow>> {
+            let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM sessions WHERE id = $1 AND driver_id = $2{}", $lock));
+            let found: Option<i64> = sqlx::query_scalar(locked)
+                .bind(session_id)
+                .bind(driver_id)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+            match found {
+                Some(id) => session_where(&mut **tx, "s.id = $1", id).await,
+                None => Ok(None),
+            }
+        }
+
+        /// Ends active sessions past their expiry that match `condition` (which may use $2 as
+        /// text and $3 as a point id); returns them as ended.
+        async fn expire_in(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            condition: &str,
+            args: Option<(&str, i64)>,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::StoreResult<Vec<$crate::store::drivers::SessionRow>> {
+            let (text, point) = args.unwrap_or(("", 0));
+            let sql = sqlx::AssertSqlSafe(format!(
+                "{} WHERE s.status = 'active' AND s.expires_at <= $1 AND {condition} AND $2 = $2 AND $3 = $3",
+                $crate::store::sql_drivers::SESSION_SELECT
+            ));
+            let rows: Vec<$crate::store::sql_drivers::SessionDbRow> = sqlx::query_as(sql)
+                .bind(now)
+                .bind(text)
+                .bind(point)
+                .fetch_all(&mut **tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+            let mut ended = Vec::with_capacity(rows.len());
+            for r in rows {
+                sqlx::query(
+                    "UPDATE sessions SET status = 'ended', end_reason = 'expired', ended_at = paid_until \
+                     WHERE id = $1 AND status = 'active'",
+                )
+                .bind(r.id)
+                .execute(&mut **tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                let mut s: $crate::store::drivers::SessionRow = r.try_into()?;
+                s.active = false;
+                s.ended_at = Some(s.paid_until);
+                s.end_reason = Some("expired".into());
+                ended.push(s);
+            }
+            Ok(ended)
+        }
+    };
+}
+
+pub(crate) use sql_driver_store_impl;
