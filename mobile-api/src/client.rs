@@ -237,6 +237,111 @@ impl Client {
         self.post(&format!("/v1/admin/tariffs/{id}/retire"), body).await
     }
 
+    async fn post_idem<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        key: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        Self::send(self.request(Method::POST, path).header("Idempotency-Key", key).json(body)).await
+    }
+
+    /// `POST /v1/auth/otp`: text a login code to `phone`.
+    pub async fn send_otp(&self, phone: &str) -> Result<OtpSent, ClientError> {
+        self.post("/v1/auth/otp", &OtpRequest { phone: phone.to_owned() }).await
+    }
+
+    /// `POST /v1/auth/token`: exchange phone and code for a driver token.
+    pub async fn login(&self, phone: &str, code: &str) -> Result<DriverToken, ClientError> {
+        self.post("/v1/auth/token", &TokenRequest { phone: phone.to_owned(), code: code.to_owned() }).await
+    }
+
+    /// `POST /v1/auth/logout`.
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        let resp = self.request(Method::POST, "/v1/auth/logout").send().await?;
+        let status = resp.status();
+        if status == StatusCode::NO_CONTENT {
+            return Ok(());
+        }
+        let bytes = resp.bytes().await?;
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api { status: status.as_u16(), error: body.error }),
+            Err(_) => Err(unexpected(status, &bytes)),
+        }
+    }
+
+    /// `GET /v1/me/vehicles`.
+    pub async fn vehicles(&self) -> Result<Vec<VehicleView>, ClientError> {
+        self.get("/v1/me/vehicles").await
+    }
+
+    /// `POST /v1/me/vehicles`.
+    pub async fn add_vehicle(&self, plate: &str, vehicle_class: VehicleClass) -> Result<VehicleView, ClientError> {
+        self.post("/v1/me/vehicles", &AddVehicle { plate: plate.to_owned(), vehicle_class }).await
+    }
+
+    /// `DELETE /v1/me/vehicles/{id}`.
+    pub async fn remove_vehicle(&self, id: i64) -> Result<(), ClientError> {
+        let resp = self.request(Method::DELETE, &format!("/v1/me/vehicles/{id}")).send().await?;
+        let status = resp.status();
+        if status == StatusCode::NO_CONTENT {
+            return Ok(());
+        }
+        let bytes = resp.bytes().await?;
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api { status: status.as_u16(), error: body.error }),
+            Err(_) => Err(unexpected(status, &bytes)),
+        }
+    }
+
+    /// `GET /v1/me/wallet`.
+    pub async fn wallet(&self) -> Result<WalletView, ClientError> {
+        self.get("/v1/me/wallet").await
+    }
+
+    /// `POST /v1/me/wallet/sandbox-topups` (demo sandbox only).
+    pub async fn sandbox_topup(&self, amount: i64, idempotency_key: &str) -> Result<WalletView, ClientError> {
+        self.post_idem("/v1/me/wallet/sandbox-topups", idempotency_key, &SandboxTopup { amount }).await
+    }
+
+    /// `POST /v1/sessions`.
+    pub async fn start_session(&self, body: &StartSession, idempotency_key: &str) -> Result<SessionView, ClientError> {
+        self.post_idem("/v1/sessions", idempotency_key, body).await
+    }
+
+    /// `POST /v1/sessions/{id}/extend`.
+    pub async fn extend_session(
+        &self,
+        id: i64,
+        body: &ExtendSession,
+        idempotency_key: &str,
+    ) -> Result<SessionView, ClientError> {
+        self.post_idem(&format!("/v1/sessions/{id}/extend"), idempotency_key, body).await
+    }
+
+    /// `POST /v1/sessions/{id}/stop`.
+    pub async fn stop_session(&self, id: i64, idempotency_key: &str) -> Result<SessionView, ClientError> {
+        self.post_idem(&format!("/v1/sessions/{id}/stop"), idempotency_key, &serde_json::json!({})).await
+    }
+
+    /// `PATCH /v1/sessions/{id}`: correct the plate.
+    pub async fn correct_plate(&self, id: i64, plate: &str) -> Result<SessionView, ClientError> {
+        Self::send(
+            self.request(Method::PATCH, &format!("/v1/sessions/{id}")).json(&CorrectPlate { plate: plate.to_owned() }),
+        )
+        .await
+    }
+
+    /// `GET /v1/sessions`.
+    pub async fn sessions(&self, q: &SessionListQuery) -> Result<Vec<SessionView>, ClientError> {
+        Self::send(self.request(Method::GET, "/v1/sessions").query(q)).await
+    }
+
+    /// `GET /v1/sessions/{id}`.
+    pub async fn session(&self, id: i64) -> Result<SessionView, ClientError> {
+        self.get(&format!("/v1/sessions/{id}")).await
+    }
+
     /// `POST /v1/admin/staff`.
     pub async fn create_staff(&self, body: &CreateStaff) -> Result<StaffCreated, ClientError> {
         self.post("/v1/admin/staff", body).await

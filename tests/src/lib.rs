@@ -10,7 +10,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use iparking::{
-    App, Settings, SystemClock,
+    App, Settings,
     live::{LiveState, MemoryLive, RedisLive},
     registry, seed,
     store::{PgStore, SqliteStore, Store},
@@ -112,6 +112,26 @@ pub async fn live_state(live: Live, prefix: Option<&str>) -> Arc<dyn LiveState> 
     }
 }
 
+/// A clock tests can move forward: now is the system time plus an offset.
+#[derive(Debug, Default)]
+pub struct TestClock {
+    offset: std::sync::Mutex<chrono::Duration>,
+}
+
+impl TestClock {
+    /// Moves the clock forward.
+    pub fn advance(&self, by: chrono::Duration) {
+        *self.offset.lock().unwrap_or_else(|p| p.into_inner()) += by;
+    }
+}
+
+impl iparking::Clock for TestClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let offset = *self.offset.lock().unwrap_or_else(|p| p.into_inner());
+        iparking::domain::tariff::truncate_micros(chrono::Utc::now() + offset)
+    }
+}
+
 /// A running server and clients for it.
 pub struct TestApp {
     /// The app behind the server (for white-box checks of state after black-box calls).
@@ -128,6 +148,8 @@ pub struct TestApp {
     pub redis_prefix: Option<String>,
     /// Every SMS the server sent.
     pub sms: Arc<iparking::sms::OutboxSms>,
+    /// The server's clock (`advance` it to make time pass).
+    pub clock: Arc<TestClock>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -143,6 +165,8 @@ pub struct Options {
     pub redis_prefix: Option<String>,
     /// Server tunables.
     pub settings: Settings,
+    /// Share this clock (another node of the same test).
+    pub clock: Option<Arc<TestClock>>,
 }
 
 impl Default for Options {
@@ -157,6 +181,7 @@ impl Default for Options {
                 sandbox_payments: true,
                 ..Settings::default()
             },
+            clock: None,
         }
     }
 }
@@ -175,7 +200,7 @@ impl TestApp {
         };
         let store = test_db.store().await;
         if opts.seed_pilot {
-            registry::load_seed(store.as_ref(), seed::hanoi_pilot(), iparking::Clock::now(&SystemClock))
+            registry::load_seed(store.as_ref(), seed::hanoi_pilot(), iparking::Clock::now(&iparking::SystemClock))
                 .await
                 .expect("seed");
         }
@@ -184,9 +209,9 @@ impl TestApp {
             Live::Memory => None,
         };
         let live_state = live_state(live, redis_prefix.as_deref()).await;
+        let clock = opts.clock.unwrap_or_default();
         let sms = Arc::new(iparking::sms::OutboxSms::default());
-        let app =
-            App::with_sms(store, live_state, Arc::new(SystemClock), opts.settings, sms.clone()).await.expect("app");
+        let app = App::with_sms(store, live_state, clock.clone(), opts.settings, sms.clone()).await.expect("app");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel();
@@ -199,7 +224,18 @@ impl TestApp {
             .expect("admin")
             .token;
         let admin = client.with_token(token);
-        Self { app, addr, client, admin, db: test_db, redis_prefix, sms, shutdown: Some(tx), server: Some(server) }
+        Self {
+            app,
+            addr,
+            client,
+            admin,
+            db: test_db,
+            redis_prefix,
+            sms,
+            clock,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
     }
 
     /// A base URL for raw requests.
@@ -219,6 +255,31 @@ impl TestApp {
             .await
             .expect("create staff");
         self.client.with_token(created.token)
+    }
+
+    /// Logs a driver in through the real OTP flow (the code is read from the SMS outbox)
+    /// and returns a client holding the driver's token.
+    pub async fn driver(&self, phone: &str) -> Client {
+        self.client.send_otp(phone).await.expect("send otp");
+        let e164 = iparking::domain::phone::Phone::parse(phone).expect("phone").as_str().to_owned();
+        let text = self.sms.last_to(&e164).expect("an SMS with the code");
+        let code: String = text.chars().filter(char::is_ascii_digit).take(6).collect();
+        let token = self.client.login(phone, &code).await.expect("login").token;
+        self.client.with_token(token)
+    }
+
+    /// A driver with a sandbox top-up of `amount`.
+    pub async fn funded_driver(&self, phone: &str, amount: i64) -> Client {
+        let d = self.driver(phone).await;
+        d.sandbox_topup(amount, &format!("fund-{phone}")).await.expect("top-up");
+        d
+    }
+
+    /// Panics unless the ledger's invariants hold: every transaction balances, balances
+    /// equal their postings, no wallet is negative, revenue equals session charges.
+    pub async fn assert_ledger_sound(&self) {
+        let r = self.app.store.ledger_report().await.expect("ledger report");
+        assert!(r.is_sound(), "ledger invariants broken: {r:?}");
     }
 
     /// Stops the server gracefully and waits for it.
