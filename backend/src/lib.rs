@@ -66,6 +66,54 @@ pub struct Settings {
     pub otp_window: Duration,
     /// Whether the demo sandbox payment gateway is on (embedded default only).
     pub sandbox_payments: bool,
+    /// Mobile carriers whose SMS purchases are accepted.
+    pub carriers: Vec<Carrier>,
+    /// Reminders go out this long before a session's paid time ends.
+    pub reminder_before: Duration,
+}
+
+/// A mobile carrier of the SMS channel.
+#[derive(Clone)]
+pub struct Carrier {
+    /// Name in the webhook path (`/webhooks/sms/{name}`) and the ledger.
+    pub name: String,
+    /// Shared secret the carrier sends in `X-Carrier-Secret`.
+    pub secret: String,
+    /// The carrier's share of each SMS purchase, percent (10 in the pilot).
+    pub share_percent: u32,
+}
+
+impl std::fmt::Debug for Carrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Carrier").field("name", &self.name).field("share_percent", &self.share_percent).finish()
+    }
+}
+
+impl Carrier {
+    /// Parses `name=secret:share,name2=secret2` (share defaults to 10).
+    pub fn parse_list(s: &str) -> Result<Vec<Carrier>, String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|part| {
+                let (name, rest) =
+                    part.split_once('=').ok_or_else(|| format!("carrier `{part}`: expected name=secret[:share]"))?;
+                let (secret, share) = match rest.rsplit_once(':') {
+                    Some((secret, share)) => (
+                        secret,
+                        share.parse::<u32>().map_err(|_| format!("carrier {name}: share must be a whole percent"))?,
+                    ),
+                    None => (rest, 10),
+                };
+                let valid_name =
+                    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if !valid_name || secret.len() < 8 || share > 100 {
+                    return Err(format!("carrier {name}: lower-case name, a secret of 8+ characters, share 0–100"));
+                }
+                Ok(Carrier { name: name.to_owned(), secret: secret.to_owned(), share_percent: share })
+            })
+            .collect()
+    }
 }
 
 impl Default for Settings {
@@ -80,6 +128,8 @@ impl Default for Settings {
             otp_per_ip: 30,
             otp_window: Duration::from_secs(15 * 60),
             sandbox_payments: false,
+            carriers: Vec::new(),
+            reminder_before: Duration::from_secs(10 * 60),
         }
     }
 }

@@ -43,6 +43,10 @@ enum Command {
         /// embedded default, off when DATABASE_URL is set.
         #[arg(long, env = "IPARKING_SANDBOX_PAYMENTS")]
         sandbox_payments: Option<bool>,
+        /// SMS carriers: `name=secret[:share%],…` (share defaults to 10). The sandbox adds a
+        /// demo carrier `sandbox` with secret `sandbox-secret`.
+        #[arg(long, env = "IPARKING_SMS_CARRIERS", hide_env_values = true)]
+        sms_carriers: Option<String>,
     },
     /// Apply the database migrations and exit.
     Migrate,
@@ -161,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
             cli.db.connect().await?;
             eprintln!("migrations applied");
         }
-        Command::Serve { listen, live, no_seed, request_timeout_secs, sandbox_payments } => {
+        Command::Serve { listen, live, no_seed, request_timeout_secs, sandbox_payments, sms_carriers } => {
             let store = cli.db.connect().await?;
             if cli.db.is_embedded_default() && !no_seed && store.districts().await?.is_empty() {
                 let r = registry::load_seed(store.as_ref(), seed::hanoi_pilot(), now()).await?;
@@ -173,8 +177,18 @@ async fn main() -> anyhow::Result<()> {
                 sandbox_payments: sandbox_payments.unwrap_or(cli.db.is_embedded_default()),
                 ..Settings::default()
             };
+            let mut settings = settings;
+            settings.carriers =
+                iparking::Carrier::parse_list(sms_carriers.as_deref().unwrap_or("")).map_err(|e| anyhow::anyhow!(e))?;
             if settings.sandbox_payments {
                 tracing::warn!("SANDBOX payment gateway is ON: wallets take play money. Not for production.");
+                if !settings.carriers.iter().any(|c| c.name == "sandbox") {
+                    settings.carriers.push(iparking::Carrier {
+                        name: "sandbox".into(),
+                        secret: "sandbox-secret".into(),
+                        share_percent: 10,
+                    });
+                }
             }
             let app = App::new(store, live, Arc::new(SystemClock), settings).await?;
             let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;

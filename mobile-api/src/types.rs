@@ -589,3 +589,32 @@ pub struct SessionListQuery {
     /// `active` or `ended`; default both.
     pub status: Option<SessionStatus>,
 }
+
+/// Body of `POST /webhooks/sms/{carrier}`: a mobile-originated message, as the carrier
+/// delivers it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmsDelivery {
+    /// The carrier's id of the message (a repeated delivery carries the same id).
+    pub message_id: String,
+    /// Sender's number.
+    pub from: String,
+    /// The short code it was sent to.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// The text, e.g. `IP25HK 001 30A12345`.
+    pub text: String,
+}
+
+/// Answer to a carrier: the reply to send to the driver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SmsReply {
+    /// Text to send back to the sender.
+    pub reply: String,
+    /// `started`, `extended` or `refused`.
+    pub outcome: String,
+    /// The session started or extended.
+    pub session_id: Option<i64>,
+    /// Whether this message id was seen before (nothing was done again).
+    pub duplicate: bool,
+}

@@ -142,6 +142,32 @@ impl Entry {
         )
     }
 
+    /// A turn bought by SMS: the point earns the gross; the carrier owes us the net and
+    /// keeps its share (`share_percent` of the gross, rounded to the đồng).
+    pub fn sms_payment(
+        kind: &'static str,
+        carrier: &str,
+        point_id: i64,
+        gross: Vnd,
+        share_percent: u32,
+    ) -> Result<Entry, Unbalanced> {
+        let fee = Vnd((gross.get() * i64::from(share_percent) + 50) / 100);
+        Entry::new(
+            kind,
+            vec![
+                Posting { account: Account::point_revenue(point_id), amount: gross },
+                Posting {
+                    account: Account { kind: AccountKind::CarrierReceivable, reference: carrier.to_owned() },
+                    amount: -(gross - fee),
+                },
+                Posting {
+                    account: Account { kind: AccountKind::CarrierFee, reference: carrier.to_owned() },
+                    amount: -fee,
+                },
+            ],
+        )
+    }
+
     /// Whether the entry is empty (every posting was zero).
     pub fn is_empty(&self) -> bool {
         self.postings.is_empty()
@@ -165,5 +191,8 @@ mod tests {
         ];
         assert_eq!(Entry::new("x", lopsided).unwrap_err().sum, 1);
         assert!(Entry::wallet_refund(1, 2, Vnd(0)).unwrap().is_empty());
+        let sms = Entry::sms_payment("sms_start", "viettel", 7, Vnd(25_000), 10).unwrap();
+        let amounts: Vec<i64> = sms.postings.iter().map(|p| p.amount.get()).collect();
+        assert_eq!(amounts, [25_000, -22_500, -2_500]);
     }
 }

@@ -5,4 +5,5 @@ pub mod ledger;
 pub mod money;
 pub mod phone;
 pub mod plate;
+pub mod sms_command;
 pub mod tariff;

@@ -39,6 +39,7 @@ pub mod ops;
 pub mod points;
 pub mod sessions;
 pub mod tariffs;
+pub mod webhooks;
 
 /// The state every handler receives.
 pub type AppState = Arc<App>;
@@ -57,6 +58,7 @@ pub type AppState = Arc<App>;
         (name = "tariffs", description = "Prices and quotes"),
         (name = "drivers", description = "Driver login, vehicles, wallet"),
         (name = "sessions", description = "Parking sessions"),
+        (name = "webhooks", description = "Carrier SMS deliveries"),
         (name = "admin", description = "City administration (role admin)"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
@@ -92,6 +94,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(sessions::get_session, sessions::correct_plate))
         .routes(routes!(sessions::extend_session))
         .routes(routes!(sessions::stop_session))
+        .routes(routes!(webhooks::sms_delivery))
         .routes(routes!(tariffs::create_quote))
         .routes(routes!(tariffs::point_tariff))
         .routes(routes!(tariffs::publish_tariff, tariffs::list_tariffs))
@@ -231,12 +234,49 @@ pub async fn serve(
     ops::prometheus();
     let refresher = tokio::spawn(refresh_index_forever(app.clone()));
     let expirer = tokio::spawn(expire_sessions_forever(app.clone()));
+    let reminder = tokio::spawn(send_reminders_forever(app.clone()));
     let result = axum::serve(listener, router(app).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await;
     refresher.abort();
     expirer.abort();
+    reminder.abort();
     result
+}
+
+/// Texts each driver once, `reminder_before` the end of the paid time, with how to extend.
+/// Restart-safe and exactly-once across nodes: a session is claimed (marked reminded) in the
+/// database before its message is sent.
+async fn send_reminders_forever(app: AppState) {
+    let mut tick = tokio::time::interval(app.settings.expiry_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let before = chrono::Duration::from_std(app.settings.reminder_before).unwrap_or(chrono::Duration::minutes(10));
+    loop {
+        tick.tick().await;
+        let due = match app.store.claim_reminders(app.clock.now(), before, 200).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "reminder claim failed");
+                continue;
+            }
+        };
+        for (s, phone) in due {
+            let Some(phone) = phone.and_then(|p| crate::domain::phone::Phone::parse(&p).ok()) else { continue };
+            let until = s.paid_until.with_timezone(&crate::domain::tariff::LOCAL_TZ).format("%H:%M");
+            let how = if s.channel == "sms" {
+                let number = &s.point_code[s.point_code.trim_end_matches(|c: char| c.is_ascii_digit()).len()..];
+                let district = &s.point_code[..s.point_code.len() - number.len()];
+                format!("nhan IP<gia>{district} {number} {} de gia han", s.plate.as_str())
+            } else {
+                "mo ung dung iParking de gia han".to_owned()
+            };
+            let text = format!("iParking: xe {} tai {} het gio luc {until}; {how}.", s.plate.as_str(), s.point_code);
+            match app.sms.send(&phone, &text).await {
+                Ok(()) => tracing::info!(session.id = s.id, "expiry reminder sent"),
+                Err(e) => tracing::warn!(session.id = s.id, error = %e, "expiry reminder not sent"),
+            }
+        }
+    }
 }
 
 /// Closes expired sessions and frees their spaces in the live state. Safe on many nodes at

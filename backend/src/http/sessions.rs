@@ -231,6 +231,7 @@ pub async fn start_session(
         amount: priced.total,
         quote: serde_json::to_string(&quote).map_err(|e| AppError::internal(&e))?,
         entry,
+        notify_phone: None,
     };
     let outcome = match app.store.start_session(&new, point.capacity, Some(idem.claim()), now).await {
         Ok(o) => o,

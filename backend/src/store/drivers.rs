@@ -147,6 +147,8 @@ pub struct NewSession {
     pub quote: String,
     /// The payment.
     pub entry: Entry,
+    /// Where reminders go when there is no driver account (SMS sender).
+    pub notify_phone: Option<String>,
 }
 
 /// Outcome of starting a session.
@@ -237,6 +239,49 @@ impl LedgerReport {
             && self.revenue_vs_sessions.0 == self.revenue_vs_sessions.1
     }
 }
+
+/// An incoming SMS purchase.
+#[derive(Debug, Clone)]
+pub struct SmsIncoming {
+    /// Carrier name.
+    pub carrier: String,
+    /// The carrier's message id (deduplication key).
+    pub message_id: String,
+    /// SHA-256 of the sender's number.
+    pub sender_hash: String,
+    /// The sender's number (E.164), for reminders.
+    pub sender: String,
+}
+
+/// What to do with an SMS purchase, decided from the locked state.
+#[derive(Debug, Clone)]
+pub enum SmsPlan {
+    /// Start a session.
+    Start(Box<NewSession>, String),
+    /// Extend the plate's active session here.
+    Extend(PricedChange, String),
+    /// Refuse, with this reply.
+    Refuse(String),
+}
+
+/// Outcome of an SMS purchase.
+#[derive(Debug, Clone)]
+pub struct SmsOutcome {
+    /// The reply to send back.
+    pub reply: String,
+    /// `started`, `extended`, `refused`.
+    pub outcome: String,
+    /// The session started or extended.
+    pub session: Option<SessionRow>,
+    /// Sessions that expired and were closed on the way.
+    pub expired: Vec<SessionRow>,
+    /// Whether this was a repeated delivery (nothing was done again).
+    pub duplicate: bool,
+}
+
+/// The decision callback of [`DriverStore::sms_purchase`]: given the plate's active
+/// session (if any) and the point's occupied spaces, what to do.
+pub type SmsDecide<'a> = &'a (dyn Fn(Option<&SessionRow>, i64) -> SmsPlan + Send + Sync);
 
 /// A pricing callback for [`DriverStore::extend_session`] and [`DriverStore::stop_session`]:
 /// given the locked session row, what changes.
@@ -334,6 +379,25 @@ pub trait DriverStore: Send + Sync {
     ) -> StoreResult<Vec<(u32, Vnd, DateTime<Utc>, String, DateTime<Utc>)>>;
     /// Ends every active session whose expiry has passed; returns them.
     async fn expire_sessions(&self, now: DateTime<Utc>) -> StoreResult<Vec<SessionRow>>;
+    /// Applies an SMS purchase at a point in one transaction, once per message id.
+    async fn sms_purchase(
+        &self,
+        msg: &SmsIncoming,
+        point_id: i64,
+        plate: &Plate,
+        decide: SmsDecide<'_>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<SmsOutcome>;
+    /// Records a refused SMS (once per message id); returns the reply stored first.
+    async fn sms_refuse(&self, msg: &SmsIncoming, reply: &str, now: DateTime<Utc>) -> StoreResult<String>;
+    /// Active sessions ending within `within` that have not been reminded; each returned
+    /// one is marked reminded (so every node sends at most one reminder per session).
+    async fn claim_reminders(
+        &self,
+        now: DateTime<Utc>,
+        within: chrono::Duration,
+        limit: i64,
+    ) -> StoreResult<Vec<(SessionRow, Option<String>)>>;
     /// Checks the ledger's invariants.
     async fn ledger_report(&self) -> StoreResult<LedgerReport>;
 }

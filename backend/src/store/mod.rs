@@ -301,6 +301,7 @@ fn sqlite_constraint(message: &str) -> String {
         "drivers.phone" => "drivers_phone_key",
         "vehicles.driver_id, vehicles.plate" => "vehicles_driver_plate_key",
         "driver_tokens.token_hash" => "driver_tokens_hash_key",
+        "sms_messages.carrier, sms_messages.message_id" => "sms_messages_pkey",
         other => other,
     }
     .to_owned()

@@ -348,31 +348,10 @@ macro_rules! sql_driver_store_impl {
                     return Ok(StartOutcome::PointFull);
                 }
                 claim(&mut tx, idem, now).await?;
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO sessions (driver_id, plate, vehicle_class, point_id, tariff_id, channel, status, \
-                     started_at, paid_until, expires_at, turns, amount_charged, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $11, $12) RETURNING id",
-                )
-                .bind(new.driver_id)
-                .bind(new.plate.as_str())
-                .bind(new.vehicle_class.as_str())
-                .bind(new.point_id)
-                .bind(new.tariff_id)
-                .bind(&new.channel)
-                .bind(new.started_at)
-                .bind(new.paid_until)
-                .bind(new.expires_at)
-                .bind(new.turns as i32)
-                .bind(new.amount.get())
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err($crate::store::map_sqlx)?;
-                let txn = match post(&mut tx, &new.entry, Some(id), now).await? {
-                    Ok(txn) => txn,
+                let id = match insert_session(&mut tx, new, now).await? {
+                    Ok(id) => id,
                     Err(balance) => return Ok(StartOutcome::InsufficientFunds { balance }),
                 };
-                purchase(&mut tx, id, new.turns, new.amount, new.paid_until, &new.quote, txn, now).await?;
                 let row = session_where(&mut *tx, "s.id = $1", id).await?
                     .ok_or_else(|| $crate::store::StoreError::Internal("inserted session vanished".into()))?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
@@ -401,27 +380,9 @@ macro_rules! sql_driver_store_impl {
                     Err(e) => return Ok(ChangeOutcome::Refused(e)),
                 };
                 claim(&mut tx, idem, now).await?;
-                let txn = match &change.entry {
-                    Some(entry) => match post(&mut tx, entry, Some(row.id), now).await? {
-                        Ok(t) => Some(t),
-                        Err(balance) => return Ok(ChangeOutcome::InsufficientFunds { balance }),
-                    },
-                    None => None,
-                };
-                sqlx::query(
-                    "UPDATE sessions SET turns = $2, paid_until = $3, expires_at = $4, \
-                     amount_charged = amount_charged + $5 WHERE id = $1",
-                )
-                .bind(row.id)
-                .bind(change.turns as i32)
-                .bind(change.paid_until)
-                .bind(change.expires_at)
-                .bind(change.amount.get())
-                .execute(&mut *tx)
-                .await
-                .map_err($crate::store::map_sqlx)?;
-                let added = change.turns.saturating_sub(row.turns).max(1);
-                purchase(&mut tx, row.id, added, change.amount, change.paid_until, change.quote.as_deref().unwrap_or("{}"), txn.unwrap_or_default(), now).await?;
+                if let Err(balance) = apply_extension(&mut tx, &row, &change, now).await? {
+                    return Ok(ChangeOutcome::InsufficientFunds { balance });
+                }
                 let row = session_where(&mut *tx, "s.id = $1", row.id).await?
                     .ok_or_else(|| $crate::store::StoreError::Internal("session vanished".into()))?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
@@ -561,6 +522,136 @@ macro_rules! sql_driver_store_impl {
                 Ok(rows)
             }
 
+            async fn sms_purchase(
+                &self,
+                msg: &$crate::store::drivers::SmsIncoming,
+                point_id: i64,
+                plate: &$crate::domain::plate::Plate,
+                decide: $crate::store::drivers::SmsDecide<'_>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::drivers::SmsOutcome> {
+                use $crate::store::drivers::{SmsOutcome, SmsPlan};
+                let mut tx = self.begin_write().await?;
+                if let Some(done) = sms_existing(&mut tx, msg).await? {
+                    return Ok(done);
+                }
+                let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM points WHERE id = $1{}", $lock));
+                sqlx::query(locked).bind(point_id).execute(&mut *tx).await.map_err($crate::store::map_sqlx)?;
+                let expired = expire_in(&mut tx, "(s.plate = $2 OR s.point_id = $3)", Some((plate.as_str(), point_id)), now).await?;
+                let active = session_where(&mut *tx, "s.plate = $1 AND s.status = 'active'", plate.as_str()).await?;
+                let occupied: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE point_id = $1 AND status = 'active'")
+                        .bind(point_id)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err($crate::store::map_sqlx)?;
+                let (outcome, reply, session_id, amount) = match decide(active.as_ref(), occupied) {
+                    SmsPlan::Refuse(reply) => ("refused", reply, None, 0),
+                    SmsPlan::Start(new, reply) => match insert_session(&mut tx, &new, now).await? {
+                        Ok(id) => ("started", reply, Some(id), new.amount.get()),
+                        Err(_) => return Err($crate::store::StoreError::Internal("an SMS purchase cannot overdraw".into())),
+                    },
+                    SmsPlan::Extend(change, reply) => {
+                        let row = active.clone().ok_or_else(|| $crate::store::StoreError::Internal("extend without a session".into()))?;
+                        if apply_extension(&mut tx, &row, &change, now).await?.is_err() {
+                            return Err($crate::store::StoreError::Internal("an SMS purchase cannot overdraw".into()));
+                        }
+                        ("extended", reply, Some(row.id), change.amount.get())
+                    }
+                };
+                sqlx::query(
+                    "INSERT INTO sms_messages (carrier, message_id, sender_hash, outcome, reply, session_id, amount, received_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&msg.carrier)
+                .bind(&msg.message_id)
+                .bind(&msg.sender_hash)
+                .bind(outcome)
+                .bind(&reply)
+                .bind(session_id)
+                .bind(amount)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                let session = match session_id {
+                    Some(id) => session_where(&mut *tx, "s.id = $1", id).await?,
+                    None => None,
+                };
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(SmsOutcome { reply, outcome: outcome.to_owned(), session, expired, duplicate: false })
+            }
+
+            async fn sms_refuse(
+                &self,
+                msg: &$crate::store::drivers::SmsIncoming,
+                reply: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<String> {
+                sqlx::query(
+                    "INSERT INTO sms_messages (carrier, message_id, sender_hash, outcome, reply, received_at) \
+                     VALUES ($1, $2, $3, 'refused', $4, $5) ON CONFLICT (carrier, message_id) DO NOTHING",
+                )
+                .bind(&msg.carrier)
+                .bind(&msg.message_id)
+                .bind(&msg.sender_hash)
+                .bind(reply)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                sqlx::query_scalar("SELECT reply FROM sms_messages WHERE carrier = $1 AND message_id = $2")
+                    .bind(&msg.carrier)
+                    .bind(&msg.message_id)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::store::map_sqlx)
+            }
+
+            async fn claim_reminders(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+                within: chrono::Duration,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<($crate::store::drivers::SessionRow, Option<String>)>> {
+                let mut tx = self.begin_write().await?;
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "{} WHERE s.status = 'active' AND s.reminder_sent_at IS NULL AND s.paid_until > $1 \
+                     AND s.paid_until <= $2 ORDER BY s.paid_until LIMIT $3",
+                    $crate::store::sql_drivers::SESSION_SELECT
+                ));
+                let rows: Vec<$crate::store::sql_drivers::SessionDbRow> = sqlx::query_as(sql)
+                    .bind(now)
+                    .bind(now + within)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let claimed = sqlx::query("UPDATE sessions SET reminder_sent_at = $2 WHERE id = $1 AND reminder_sent_at IS NULL")
+                        .bind(r.id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err($crate::store::map_sqlx)?
+                        .rows_affected();
+                    if claimed == 1 {
+                        let phone: Option<String> = sqlx::query_scalar(
+                            "SELECT COALESCE(s.notify_phone, d.phone) FROM sessions s \
+                             LEFT JOIN drivers d ON d.id = s.driver_id WHERE s.id = $1",
+                        )
+                        .bind(r.id)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err($crate::store::map_sqlx)?;
+                        out.push((r.try_into()?, phone));
+                    }
+                }
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(out)
+            }
+
             async fn ledger_report(&self) -> $crate::store::StoreResult<$crate::store::drivers::LedgerReport> {
                 let unbalanced_transactions: Vec<i64> = sqlx::query_scalar(
                     "SELECT transaction_id FROM postings GROUP BY transaction_id HAVING SUM(amount) <> 0",
@@ -680,6 +771,95 @@ macro_rules! sql_driver_store_impl {
                     .map_err($crate::store::map_sqlx)?;
             }
             Ok(Ok(txn))
+        }
+
+        /// Inserts a session with its payment and receipt. `Err(balance)` if a wallet would
+        /// go negative (the caller returns without committing).
+        async fn insert_session(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            new: &$crate::store::drivers::NewSession,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::StoreResult<Result<i64, $crate::domain::money::Vnd>> {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO sessions (driver_id, plate, vehicle_class, point_id, tariff_id, channel, status, \
+                 started_at, paid_until, expires_at, turns, amount_charged, notify_phone, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+            )
+            .bind(new.driver_id)
+            .bind(new.plate.as_str())
+            .bind(new.vehicle_class.as_str())
+            .bind(new.point_id)
+            .bind(new.tariff_id)
+            .bind(&new.channel)
+            .bind(new.started_at)
+            .bind(new.paid_until)
+            .bind(new.expires_at)
+            .bind(new.turns as i32)
+            .bind(new.amount.get())
+            .bind(new.notify_phone.as_deref())
+            .bind(now)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err($crate::store::map_sqlx)?;
+            let txn = match post(tx, &new.entry, Some(id), now).await? {
+                Ok(txn) => txn,
+                Err(balance) => return Ok(Err(balance)),
+            };
+            purchase(tx, id, new.turns, new.amount, new.paid_until, &new.quote, txn, now).await?;
+            Ok(Ok(id))
+        }
+
+        /// Applies a priced extension to a locked session: payment, new end, receipt. A new
+        /// end gets a new reminder.
+        async fn apply_extension(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            row: &$crate::store::drivers::SessionRow,
+            change: &$crate::store::drivers::PricedChange,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::StoreResult<Result<(), $crate::domain::money::Vnd>> {
+            let txn = match &change.entry {
+                Some(entry) => match post(tx, entry, Some(row.id), now).await? {
+                    Ok(t) => t,
+                    Err(balance) => return Ok(Err(balance)),
+                },
+                None => 0,
+            };
+            sqlx::query(
+                "UPDATE sessions SET turns = $2, paid_until = $3, expires_at = $4, \
+                 amount_charged = amount_charged + $5, reminder_sent_at = NULL WHERE id = $1",
+            )
+            .bind(row.id)
+            .bind(change.turns as i32)
+            .bind(change.paid_until)
+            .bind(change.expires_at)
+            .bind(change.amount.get())
+            .execute(&mut **tx)
+            .await
+            .map_err($crate::store::map_sqlx)?;
+            let added = change.turns.saturating_sub(row.turns).max(1);
+            purchase(tx, row.id, added, change.amount, change.paid_until, change.quote.as_deref().unwrap_or("{}"), txn, now).await?;
+            Ok(Ok(()))
+        }
+
+        /// The stored result of an SMS already processed (a repeated delivery).
+        async fn sms_existing(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            msg: &$crate::store::drivers::SmsIncoming,
+        ) -> $crate::store::StoreResult<Option<$crate::store::drivers::SmsOutcome>> {
+            let row: Option<(String, String, Option<i64>)> = sqlx::query_as(
+                "SELECT outcome, reply, session_id FROM sms_messages WHERE carrier = $1 AND message_id = $2",
+            )
+            .bind(&msg.carrier)
+            .bind(&msg.message_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err($crate::store::map_sqlx)?;
+            let Some((outcome, reply, session_id)) = row else { return Ok(None) };
+            let session = match session_id {
+                Some(id) => session_where(&mut **tx, "s.id = $1", id).await?,
+                None => None,
+            };
+            Ok(Some($crate::store::drivers::SmsOutcome { reply, outcome, session, expired: Vec::new(), duplicate: true }))
         }
 
         #[allow(clippy::too_many_arguments)]
