@@ -154,6 +154,11 @@ pub struct TestApp {
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
 
+/// Shared secret of the test carrier `viettel` (10% share).
+pub const VIETTEL_SECRET: &str = "test-secret-viettel";
+/// Shared secret of the test carrier `mobifone` (12% share).
+pub const MOBIFONE_SECRET: &str = "test-secret-mobifone";
+
 /// Options of [`TestApp::start_with`].
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -179,6 +184,10 @@ impl Default for Options {
                 index_refresh: Duration::from_millis(100),
                 expiry_interval: Duration::from_millis(200),
                 sandbox_payments: true,
+                carriers: vec![
+                    iparking::Carrier { name: "viettel".into(), secret: VIETTEL_SECRET.into(), share_percent: 10 },
+                    iparking::Carrier { name: "mobifone".into(), secret: MOBIFONE_SECRET.into(), share_percent: 12 },
+                ],
                 ..Settings::default()
             },
             clock: None,

@@ -1,0 +1,220 @@
+//! Black-box tests of the SMS channel (carrier webhook) and expiry reminders, on SQLite +
+//! in-process live state and on PostgreSQL + Redis.
+
+use chrono::Duration;
+use iparking::domain::tariff::LOCAL_TZ;
+use iparking_mobile_api::{Channel, QuoteRequest, SmsReply, VehicleClass};
+use iparking_tests::{MOBIFONE_SECRET, TestApp, VIETTEL_SECRET, assert_error, matrix, raw};
+use serde_json::json;
+
+async fn deliver(
+    t: &TestApp,
+    carrier: &str,
+    secret: &str,
+    id: &str,
+    from: &str,
+    text: &str,
+) -> (u16, serde_json::Value) {
+    raw(reqwest::Client::new()
+        .post(t.url(&format!("/webhooks/sms/{carrier}")))
+        .header("X-Carrier-Secret", secret)
+        .json(&json!({"message_id": id, "from": from, "text": text})))
+    .await
+}
+
+async fn sms(t: &TestApp, id: &str, text: &str) -> SmsReply {
+    let (status, body) = deliver(t, "viettel", VIETTEL_SECRET, id, "0987654321", text).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_value(body).unwrap()
+}
+
+/// The SMS price of the next turn at a point now (depends on the time of day in Hanoi).
+async fn next_turn_price(t: &TestApp, point: &str) -> i64 {
+    let q = QuoteRequest {
+        point_code: point.into(),
+        vehicle_class: VehicleClass::Car,
+        start: Some(iparking::Clock::now(t.clock.as_ref())),
+        minutes: Some(60),
+        amount: None,
+        channel: Some(Channel::Sms),
+    };
+    t.client.quote(&q).await.unwrap().total
+}
+
+fn keyword(price: i64, district: &str) -> String {
+    format!("IP{}{district}", price / 1000)
+}
+
+matrix!(an_sms_buys_a_turn_once_and_extends, |t| {
+    let price = next_turn_price(&t, "HK001").await;
+    let text = format!("{} 001 30A-123.45", keyword(price, "HK"));
+    let r = sms(&t, "m-1", &text).await;
+    assert_eq!((r.outcome.as_str(), r.duplicate), ("started", false), "{}", r.reply);
+    assert!(r.reply.contains("30A12345") && r.reply.contains("HK001"), "{}", r.reply);
+    let session_id = r.session_id.unwrap();
+    let point = t.app.store.point("HK001").await.unwrap().unwrap();
+    assert_eq!(t.app.live.occupancy(&[point.id]).await.unwrap(), [1]);
+    // A repeated delivery does nothing twice and answers the same reply.
+    let again = sms(&t, "m-1", &text).await;
+    assert_eq!((again.duplicate, again.reply.as_str(), again.session_id), (true, r.reply.as_str(), Some(session_id)));
+    let s = t.app.store.session(session_id).await.unwrap().unwrap();
+    assert_eq!((s.turns, s.amount_charged.get(), s.channel.as_str()), (1, price, "sms"));
+    assert!(s.driver_id.is_none());
+    // The carrier's share: the point earns the gross, the carrier owes the net.
+    let report = t.app.store.ledger_report().await.unwrap();
+    assert!(report.is_sound(), "{report:?}");
+    assert_eq!(report.revenue_vs_sessions, (price, price));
+    // A second message for the same plate at the same point extends by one turn.
+    let second = next_turn_price_for(&t, &s).await;
+    let r2 = sms(&t, "m-2", &format!("{} 1 30A12345", keyword(second, "HK"))).await;
+    assert_eq!(r2.outcome, "extended", "{}", r2.reply);
+    let s2 = t.app.store.session(session_id).await.unwrap().unwrap();
+    assert_eq!((s2.turns, s2.amount_charged.get()), (2, price + second));
+    assert_eq!(s2.paid_until - s.paid_until, Duration::minutes(60));
+    assert_eq!(t.app.live.occupancy(&[point.id]).await.unwrap(), [1], "an extension takes no new space");
+    t.assert_ledger_sound().await;
+});
+
+/// The price of the turn after those a session has, by SMS.
+async fn next_turn_price_for(t: &TestApp, s: &iparking::store::drivers::SessionRow) -> i64 {
+    let book = t.app.tariffs();
+    let tariff = book.get(s.tariff_id).unwrap();
+    tariff.price(s.started_at, s.turns, 1, Channel::Sms).unwrap().total.get()
+}
+
+matrix!(sms_mistakes_are_explained_and_change_nothing, |t| {
+    let price = next_turn_price(&t, "HK002").await;
+    let kw = keyword(price, "HK");
+    let wrong_kw = keyword(price + 10_000, "HK");
+    for (id, text, expect) in [
+        ("e-1", "hello".to_owned(), "Cú pháp"),
+        ("e-2", format!("{kw} 999 30A12345"), "HK999"),
+        ("e-3", format!("{kw} 002 ABC"), "Biển số"),
+        ("e-4", format!("{wrong_kw} 002 30A12345"), &format!("IP{}HK 002 30A12345", price / 1000)),
+        ("e-5", format!("{kw} 002 30A12345 EN").replace("HK 002", "HK 777"), "no parking point"),
+    ] {
+        let r = sms(&t, id, &text).await;
+        assert_eq!(r.outcome, "refused", "{text}: {}", r.reply);
+        assert!(r.reply.contains(expect), "{text}: {}", r.reply);
+        assert!(r.session_id.is_none());
+    }
+    // A plate parked elsewhere is named.
+    let price1 = next_turn_price(&t, "HK001").await;
+    sms(&t, "p-1", &format!("{} 001 51F12345", keyword(price1, "HK"))).await;
+    let r = sms(&t, "p-2", &format!("{kw} 002 51F12345")).await;
+    assert_eq!(r.outcome, "refused");
+    assert!(r.reply.contains("HK001"), "{}", r.reply);
+    let report = t.app.store.ledger_report().await.unwrap();
+    assert_eq!(report.revenue_vs_sessions, (price1, price1), "only the one good message was charged");
+    t.assert_ledger_sound().await;
+});
+
+matrix!(carriers_are_authenticated_and_separate, |t| {
+    let price = next_turn_price(&t, "HK003").await;
+    let text = format!("{} 003 29H1-234.56", keyword(price, "HK"));
+    let a = deliver(&t, "viettel", "wrong-secret", "c-1", "0987654321", &text).await;
+    assert_error(&a, 401, "unauthorized");
+    let a = deliver(&t, "viettel", "", "c-1", "0987654321", &text).await;
+    assert_error(&a, 401, "unauthorized");
+    let a = deliver(&t, "unknown", VIETTEL_SECRET, "c-1", "0987654321", &text).await;
+    assert_error(&a, 404, "carrier_not_found");
+    let a = deliver(&t, "mobifone", VIETTEL_SECRET, "c-1", "0987654321", &text).await;
+    assert_error(&a, 401, "unauthorized");
+    let a = deliver(&t, "viettel", VIETTEL_SECRET, "", "0987654321", &text).await;
+    assert_error(&a, 400, "invalid_body");
+    let a = deliver(&t, "viettel", VIETTEL_SECRET, "c-1", "not-a-phone", &text).await;
+    assert_error(&a, 400, "invalid_phone");
+    assert_eq!(t.app.store.ledger_report().await.unwrap().revenue_vs_sessions, (0, 0), "nothing was charged");
+    // The same message id from two carriers are two messages.
+    let (s1, b1) = deliver(&t, "viettel", VIETTEL_SECRET, "same-id", "0987654321", &text).await;
+    assert_eq!((s1, b1["outcome"].as_str()), (200, Some("started")), "{b1}");
+    let price4 = next_turn_price(&t, "HK004").await;
+    let (s2, b2) = deliver(
+        &t,
+        "mobifone",
+        MOBIFONE_SECRET,
+        "same-id",
+        "0987000111",
+        &format!("{} 004 29H1-999.99", keyword(price4, "HK")),
+    )
+    .await;
+    assert_eq!((s2, b2["outcome"].as_str(), b2["duplicate"].as_bool()), (200, Some("started"), Some(false)), "{b2}");
+    t.assert_ledger_sound().await;
+});
+
+matrix!(concurrent_redelivery_charges_once, |t| {
+    let price = next_turn_price(&t, "HK005").await;
+    let text = format!("{} 005 30E-1234", keyword(price, "HK"));
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let url = t.url("/webhooks/sms/viettel");
+        let text = text.clone();
+        tasks.push(tokio::spawn(async move {
+            raw(reqwest::Client::new()
+                .post(url)
+                .header("X-Carrier-Secret", VIETTEL_SECRET)
+                .json(&json!({"message_id": "race-1", "from": "0987654321", "text": text})))
+            .await
+        }));
+    }
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let report = t.app.store.ledger_report().await.unwrap();
+    assert_eq!(report.revenue_vs_sessions, (price, price), "charged exactly once");
+    t.assert_ledger_sound().await;
+});
+
+matrix!(reminders_go_out_once_before_expiry, |t| {
+    // An app session of 1 turn and an SMS session of 1 turn; move to 5 minutes before the end.
+    let d = t.funded_driver("0912000777", 500_000).await;
+    let start = iparking_mobile_api::StartSession {
+        point_code: "HK006".into(),
+        plate: "30A-555.55".into(),
+        vehicle_class: Some(VehicleClass::Car),
+        minutes: Some(60),
+        turns: None,
+        payment: None,
+        lat: None,
+        lon: None,
+    };
+    let s = d.start_session(&start, "rem-1").await.unwrap();
+    let price = next_turn_price(&t, "HK007").await;
+    sms(&t, "rem-sms", &format!("{} 007 51F-222.22", keyword(price, "HK"))).await;
+    assert!(t.sms.messages().iter().all(|(_, text)| !text.contains("het gio")), "no reminder yet");
+    t.clock.advance(Duration::minutes(55));
+    let mut reminders = Vec::new();
+    for _ in 0..40 {
+        reminders = t.sms.messages().into_iter().filter(|(_, text)| text.contains("het gio")).collect();
+        if reminders.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(reminders.len(), 2, "{reminders:?}");
+    let app_reminder = reminders.iter().find(|(p, _)| p == "+84912000777").expect("to the driver");
+    assert!(app_reminder.1.contains("30A55555") && app_reminder.1.contains("HK006"), "{}", app_reminder.1);
+    let local_end = s.paid_until.with_timezone(&LOCAL_TZ).format("%H:%M").to_string();
+    assert!(app_reminder.1.contains(&local_end), "{} lacks {local_end}", app_reminder.1);
+    let sms_reminder = reminders.iter().find(|(p, _)| p == "+84987654321").expect("to the SMS sender");
+    assert!(sms_reminder.1.contains("HK 007 51F22222"), "says how to extend: {}", sms_reminder.1);
+    // Once only.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(t.sms.messages().iter().filter(|(_, text)| text.contains("het gio")).count(), 2);
+    // An extension moves the end, so a new reminder is due before the new end.
+    d.extend_session(s.id, &iparking_mobile_api::ExtendSession { minutes: None, turns: Some(1) }, "rem-ext")
+        .await
+        .unwrap();
+    t.clock.advance(Duration::minutes(60));
+    let mut count = 0;
+    for _ in 0..40 {
+        count = t.sms.messages().iter().filter(|(p, text)| p == "+84912000777" && text.contains("het gio")).count();
+        if count == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(count, 2, "a second reminder after the extension");
+    t.assert_ledger_sound().await;
+});
