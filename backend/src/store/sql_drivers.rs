@@ -233,25 +233,22 @@ macro_rules! sql_driver_store_impl {
                 limit: i64,
             ) -> $crate::store::StoreResult<($crate::domain::money::Vnd, Vec<$crate::store::drivers::WalletLine>)> {
                 let reference = driver_id.to_string();
-                let balance: Option<i64> =
-                    sqlx::query_scalar("SELECT balance FROM accounts WHERE kind = 'wallet' AND ref = $1")
-                        .bind(&reference)
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err($crate::store::map_sqlx)?;
-                let rows: Vec<(i64, String, i64, Option<i64>, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-                    "SELECT t.id, t.kind, p.amount, t.session_id, t.created_at FROM postings p \
+                // One statement, so the balance and the movements come from one snapshot (two
+                // statements could straddle a concurrent payment on either database).
+                let rows: Vec<(i64, String, i64, Option<i64>, chrono::DateTime<chrono::Utc>, i64)> = sqlx::query_as(
+                    "SELECT t.id, t.kind, p.amount, t.session_id, t.created_at, a.balance FROM postings p \
                      JOIN ledger_transactions t ON t.id = p.transaction_id JOIN accounts a ON a.id = p.account_id \
                      WHERE a.kind = 'wallet' AND a.ref = $1 ORDER BY t.id DESC LIMIT $2",
                 )
                 .bind(&reference)
-                .bind(limit)
+                .bind(limit.max(1))
                 .fetch_all(&self.pool)
                 .await
                 .map_err($crate::store::map_sqlx)?;
+                let balance = rows.first().map(|r| r.5);
                 let lines = rows
                     .into_iter()
-                    .map(|(transaction_id, kind, amount, session_id, at)| $crate::store::drivers::WalletLine {
+                    .map(|(transaction_id, kind, amount, session_id, at, _)| $crate::store::drivers::WalletLine {
                         transaction_id,
                         kind,
                         amount: $crate::domain::money::Vnd(amount),
