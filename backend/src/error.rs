@@ -170,6 +170,11 @@ fn conflict_for(constraint: &str) -> AppError {
             "Tuyến phố này đã có trong quận.",
             "This street already exists in the district.",
         ),
+        "sessions_active_plate_key" => AppError::conflict(
+            "plate_active",
+            "Xe này đang có lượt đỗ khác.",
+            "This vehicle already has an active parking session.",
+        ),
         other => AppError::conflict(
             "conflict",
             format!("Xung đột dữ liệu ({other})."),

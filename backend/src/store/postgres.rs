@@ -42,4 +42,4 @@ impl PgStore {
 }
 
 sql_store_impl!(PgStore, Postgres, "postgres");
-sql_driver_store_impl!(PgStore, Postgres, " FOR UPDATE");
+sql_driver_store_impl!(PgStore, Postgres, " FOR UPDATE", "SELECT pg_advisory_xact_lock(hashtext($1))");

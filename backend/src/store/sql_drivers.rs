@@ -89,7 +89,7 @@ impl From<VehicleDbRow> for Vehicle {
 /// Implements [`super::DriverStore`] for a store with `pool`, `begin_write()` and the given
 /// row-lock suffix.
 macro_rules! sql_driver_store_impl {
-    ($store:ty, $db:ty, $lock:literal) => {
+    ($store:ty, $db:ty, $lock:literal, $plate_lock:literal) => {
         #[async_trait::async_trait]
         impl $crate::store::drivers::DriverStore for $store {
             async fn upsert_driver(&self, phone: &str, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<i64> {
@@ -327,7 +327,12 @@ macro_rules! sql_driver_store_impl {
             ) -> $crate::store::StoreResult<$crate::store::drivers::StartOutcome> {
                 use $crate::store::drivers::StartOutcome;
                 let mut tx = self.begin_write().await?;
-                // Lock the point: concurrent starts there run the capacity check one at a time.
+                // The key first: a concurrent retry collides here and is answered the first
+                // answer, instead of running the checks against the first request's effects.
+                claim(&mut tx, idem, now).await?;
+                // Then the plate, then the point: concurrent starts for one plate, or at one
+                // point, run their checks one at a time (same order everywhere: no deadlock).
+                lock_plate(&mut tx, new.plate.as_str()).await?;
                 let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM points WHERE id = $1{}", $lock));
                 sqlx::query(locked).bind(new.point_id).execute(&mut *tx).await.map_err($crate::store::map_sqlx)?;
                 let expired = expire_in(&mut tx, "(s.plate = $2 OR s.point_id = $3)", Some((new.plate.as_str(), new.point_id)), now).await?;
@@ -344,7 +349,6 @@ macro_rules! sql_driver_store_impl {
                 if occupied >= i64::from(capacity) {
                     return Ok(StartOutcome::PointFull);
                 }
-                claim(&mut tx, idem, now).await?;
                 let id = match insert_session(&mut tx, new, now).await? {
                     Ok(id) => id,
                     Err(balance) => return Ok(StartOutcome::InsufficientFunds { balance }),
@@ -365,6 +369,7 @@ macro_rules! sql_driver_store_impl {
             ) -> $crate::store::StoreResult<$crate::store::drivers::ChangeOutcome> {
                 use $crate::store::drivers::ChangeOutcome;
                 let mut tx = self.begin_write().await?;
+                claim(&mut tx, idem, now).await?;
                 let Some(row) = lock_session(&mut tx, session_id, driver_id).await? else {
                     return Ok(ChangeOutcome::NotFound);
                 };
@@ -376,7 +381,6 @@ macro_rules! sql_driver_store_impl {
                     Ok(c) => c,
                     Err(e) => return Ok(ChangeOutcome::Refused(e)),
                 };
-                claim(&mut tx, idem, now).await?;
                 if let Err(balance) = apply_extension(&mut tx, &row, &change, now).await? {
                     return Ok(ChangeOutcome::InsufficientFunds { balance });
                 }
@@ -396,6 +400,7 @@ macro_rules! sql_driver_store_impl {
             ) -> $crate::store::StoreResult<$crate::store::drivers::ChangeOutcome> {
                 use $crate::store::drivers::ChangeOutcome;
                 let mut tx = self.begin_write().await?;
+                claim(&mut tx, idem, now).await?;
                 let Some(row) = lock_session(&mut tx, session_id, driver_id).await? else {
                     return Ok(ChangeOutcome::NotFound);
                 };
@@ -407,7 +412,6 @@ macro_rules! sql_driver_store_impl {
                     Ok(c) => c,
                     Err(e) => return Ok(ChangeOutcome::Refused(e)),
                 };
-                claim(&mut tx, idem, now).await?;
                 if let Some(entry) = &change.entry
                     && post(&mut tx, entry, Some(row.id), now).await?.is_err()
                 {
@@ -445,9 +449,14 @@ macro_rules! sql_driver_store_impl {
                 if !row.active || row.expires_at <= now {
                     return Ok(CorrectPlate::Ended);
                 }
+                if &row.plate == plate {
+                    // A retried correction (or a no-op): answer the session as it is.
+                    return Ok(CorrectPlate::Done(row));
+                }
                 if row.plate_corrected_at.is_some() || now - row.started_at > window {
                     return Ok(CorrectPlate::TooLate);
                 }
+                lock_plate(&mut tx, plate.as_str()).await?;
                 expire_in(&mut tx, "s.plate = $2", Some((plate.as_str(), 0)), now).await?;
                 if let Some(other) = session_where(&mut *tx, "s.plate = $1 AND s.status = 'active'", plate.as_str()).await? {
                     return Ok(CorrectPlate::PlateActive(other));
@@ -532,6 +541,7 @@ macro_rules! sql_driver_store_impl {
                 if let Some(done) = sms_existing(&mut tx, msg).await? {
                     return Ok(done);
                 }
+                lock_plate(&mut tx, plate.as_str()).await?;
                 let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM points WHERE id = $1{}", $lock));
                 sqlx::query(locked).bind(point_id).execute(&mut *tx).await.map_err($crate::store::map_sqlx)?;
                 let expired = expire_in(&mut tx, "(s.plate = $2 OR s.point_id = $3)", Some((plate.as_str(), point_id)), now).await?;
@@ -688,6 +698,13 @@ macro_rules! sql_driver_store_impl {
                     revenue_vs_sessions: (revenue, sessions),
                 })
             }
+        }
+
+        /// Serialises writers touching one plate (PostgreSQL: a transaction-scoped advisory
+        /// lock; SQLite's single writer needs none).
+        async fn lock_plate(tx: &mut sqlx::Transaction<'_, $db>, plate: &str) -> $crate::store::StoreResult<()> {
+            sqlx::query($plate_lock).bind(format!("plate:{plate}")).execute(&mut **tx).await.map_err($crate::store::map_sqlx)?;
+            Ok(())
         }
 
         /// Inserts the idempotency claim; a concurrent or earlier use of the key makes the

@@ -56,4 +56,4 @@ impl SqliteStore {
 }
 
 sql_store_impl!(SqliteStore, Sqlite, "sqlite");
-sql_driver_store_impl!(SqliteStore, Sqlite, "");
+sql_driver_store_impl!(SqliteStore, Sqlite, "", "SELECT length($1)");
