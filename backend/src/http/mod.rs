@@ -288,11 +288,8 @@ async fn expire_sessions_forever(app: AppState) {
         tick.tick().await;
         match app.store.expire_sessions(app.clock.now()).await {
             Ok(ended) => {
-                for s in &ended {
-                    if let Err(e) = app.live.adjust_occupancy(s.point_id, -1).await {
-                        tracing::warn!(error = %e, "live occupancy not updated after expiry");
-                    }
-                }
+                let closed: Vec<_> = ended.iter().collect();
+                crate::live::mirror(app.live.as_ref(), &[], &[], &closed).await;
                 if !ended.is_empty() {
                     tracing::info!(sessions = ended.len(), "expired sessions closed");
                 }

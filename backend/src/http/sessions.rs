@@ -29,6 +29,7 @@ use crate::{
         tariff::{PointRef, QuoteError, Tariff, resolve},
     },
     error::AppError,
+    live::mirror,
     store::drivers::{ChangeOutcome, CorrectPlate, NewSession, PricedChange, SessionRow, StartOutcome},
 };
 
@@ -101,16 +102,6 @@ fn session_ended() -> AppError {
         "Lượt đỗ đã kết thúc; hãy bắt đầu lượt mới.",
         "This parking session has ended; start a new one.",
     )
-}
-
-/// Mirrors committed occupancy changes in the live state. The database is the truth: if the
-/// live state is down, the counters are rebuilt from it at the next start.
-async fn mirror_occupancy(app: &AppState, changes: &[(i64, i64)]) {
-    for (point_id, delta) in changes {
-        if let Err(e) = app.live.adjust_occupancy(*point_id, *delta).await {
-            tracing::warn!(error = %e, point.id = point_id, "live occupancy not updated");
-        }
-    }
 }
 
 /// Starts a session paid from the wallet. One active session per plate; a full point is
@@ -239,9 +230,8 @@ pub async fn start_session(
     };
     match outcome {
         StartOutcome::Started(row, expired) => {
-            let mut changes: Vec<(i64, i64)> = expired.iter().map(|s| (s.point_id, -1)).collect();
-            changes.push((row.point_id, 1));
-            mirror_occupancy(&app, &changes).await;
+            let closed: Vec<&SessionRow> = expired.iter().collect();
+            mirror(app.live.as_ref(), &[&row], &[], &closed).await;
             tracing::info!(session.id = row.id, driver.id = d.driver_id, point.code = %row.point_code, amount_vnd = row.amount_charged.get(), "session started");
             let mut view = session_view(&row, now);
             view.warnings = warnings;
@@ -370,6 +360,7 @@ pub async fn extend_session(
     };
     match outcome {
         ChangeOutcome::Done(row) => {
+            mirror(app.live.as_ref(), &[], &[&row], &[]).await;
             tracing::info!(session.id = row.id, driver.id = d.driver_id, "session extended");
             idem.complete(&app, StatusCode::OK, &session_view(&row, now)).await
         }
@@ -435,7 +426,7 @@ pub async fn stop_session(
     };
     match outcome {
         ChangeOutcome::Done(row) => {
-            mirror_occupancy(&app, &[(row.point_id, -1)]).await;
+            mirror(app.live.as_ref(), &[], &[], &[&row]).await;
             tracing::info!(
                 session.id = row.id,
                 driver.id = d.driver_id,
@@ -486,10 +477,19 @@ pub async fn correct_plate(
     Json(body): Json<CorrectPlateBody>,
 ) -> Result<Json<SessionView>, AppError> {
     let plate = Plate::parse(&body.plate).map_err(invalid)?;
+    let before = own_session(&app, d.driver_id, id).await?;
     let now = app.clock.now();
     let window = Duration::minutes(PLATE_CORRECTION_WINDOW_MIN);
     match app.store.correct_plate(id, d.driver_id, &plate, window, now).await? {
-        CorrectPlate::Done(row) => Ok(Json(session_view(&row, now))),
+        CorrectPlate::Done(row) => {
+            if before.plate != row.plate {
+                if let Err(e) = app.live.clear_active_plate(before.plate.as_str(), row.id).await {
+                    tracing::warn!(error = %e, "live plate index not updated");
+                }
+                mirror(app.live.as_ref(), &[], &[&row], &[]).await;
+            }
+            Ok(Json(session_view(&row, now)))
+        }
         CorrectPlate::NotFound => Err(session_not_found()),
         CorrectPlate::Ended => Err(session_ended()),
         CorrectPlate::TooLate => Err(AppError::unprocessable(

@@ -249,15 +249,14 @@ pub async fn sms_delivery(
         Err(e) => return Err(e.into()),
     };
     if !outcome.duplicate {
-        let mut changes: Vec<(i64, i64)> = outcome.expired.iter().map(|s| (s.point_id, -1)).collect();
-        if outcome.outcome == "started" {
-            changes.push((point.id, 1));
-        }
-        for (p, d) in changes {
-            if let Err(e) = app.live.adjust_occupancy(p, d).await {
-                tracing::warn!(error = %e, "live occupancy not updated");
-            }
-        }
+        let closed: Vec<&SessionRow> = outcome.expired.iter().collect();
+        let session: Vec<&SessionRow> = outcome.session.iter().collect();
+        let (opened, updated): (&[&SessionRow], &[&SessionRow]) = match outcome.outcome.as_str() {
+            "started" => (&session, &[]),
+            "extended" => (&[], &session),
+            _ => (&[], &[]),
+        };
+        crate::live::mirror(app.live.as_ref(), opened, updated, &closed).await;
         tracing::info!(carrier = %carrier.name, sms.outcome = %outcome.outcome, session.id = ?outcome.session.as_ref().map(|s| s.id), "SMS purchase");
     }
     Ok(Json(SmsReply {

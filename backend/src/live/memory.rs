@@ -8,7 +8,7 @@ use std::{
 
 use async_trait::async_trait;
 
-use super::{LiveError, LiveState, OtpCheck, opaque_key};
+use super::{LiveError, LiveState, OtpCheck, PlateEntry, opaque_key};
 
 /// Live state in this process's memory.
 #[derive(Default)]
@@ -18,6 +18,7 @@ pub struct MemoryLive {
     rates: Mutex<HashMap<String, (Instant, u32)>>,
     /// subject -> (code, expires, attempts left)
     otps: Mutex<HashMap<String, (String, Instant, u32)>>,
+    plates: Mutex<HashMap<String, PlateEntry>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -117,5 +118,29 @@ impl LiveState for MemoryLive {
             return Ok(OtpCheck::Locked);
         }
         Ok(OtpCheck::Wrong(*left))
+    }
+
+    async fn set_active_plate(&self, plate: &str, entry: &PlateEntry) -> Result<(), LiveError> {
+        lock(&self.plates).insert(plate.to_owned(), entry.clone());
+        Ok(())
+    }
+
+    async fn clear_active_plate(&self, plate: &str, session_id: i64) -> Result<(), LiveError> {
+        let mut plates = lock(&self.plates);
+        if plates.get(plate).is_some_and(|e| e.session_id == session_id) {
+            plates.remove(plate);
+        }
+        Ok(())
+    }
+
+    async fn active_plate(&self, plate: &str) -> Result<Option<PlateEntry>, LiveError> {
+        Ok(lock(&self.plates).get(plate).cloned())
+    }
+
+    async fn reset_active_plates(&self, entries: &[(String, PlateEntry)]) -> Result<(), LiveError> {
+        let mut plates = lock(&self.plates);
+        plates.clear();
+        plates.extend(entries.iter().cloned());
+        Ok(())
     }
 }

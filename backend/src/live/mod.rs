@@ -46,6 +46,43 @@ pub trait LiveState: Send + Sync + 'static {
     async fn put_otp(&self, subject: &str, code: &str, ttl: Duration, attempts: u32) -> Result<(), LiveError>;
     /// Checks a one-time code: a match consumes it; each miss uses an attempt.
     async fn check_otp(&self, subject: &str, code: &str) -> Result<OtpCheck, LiveError>;
+
+    /// Records the plate's active session (replacing any earlier entry).
+    async fn set_active_plate(&self, plate: &str, entry: &PlateEntry) -> Result<(), LiveError>;
+    /// Forgets the plate's entry if it still names `session_id` (a newer session stays).
+    async fn clear_active_plate(&self, plate: &str, session_id: i64) -> Result<(), LiveError>;
+    /// The plate's active session, as last recorded.
+    async fn active_plate(&self, plate: &str) -> Result<Option<PlateEntry>, LiveError>;
+    /// Replaces the whole plate index, atomically.
+    async fn reset_active_plates(&self, entries: &[(String, PlateEntry)]) -> Result<(), LiveError>;
+}
+
+/// What the live state knows of a plate's active session (for plate checks on hot paths).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PlateEntry {
+    /// Session id.
+    pub session_id: i64,
+    /// Point id.
+    pub point_id: i64,
+    /// Point code.
+    pub point_code: String,
+    /// Paid until (Unix seconds).
+    pub paid_until: i64,
+    /// Paid until plus grace (Unix seconds).
+    pub expires_at: i64,
+}
+
+impl PlateEntry {
+    /// The entry of a session.
+    pub fn of(s: &crate::store::drivers::SessionRow) -> Self {
+        Self {
+            session_id: s.id,
+            point_id: s.point_id,
+            point_code: s.point_code.clone(),
+            paid_until: s.paid_until.timestamp(),
+            expires_at: s.expires_at.timestamp(),
+        }
+    }
 }
 
 /// Result of checking a one-time code.
@@ -67,6 +104,31 @@ pub fn opaque_key(subject: &str) -> String {
     hex::encode(&Sha256::digest(subject.as_bytes())[..12])
 }
 
+/// Mirrors committed session changes in the live state: spaces taken and freed, and the
+/// plate index. The database is the truth; if the live state is down the change is logged
+/// and the next start's rebuild repairs it.
+pub async fn mirror(
+    live: &dyn LiveState,
+    opened: &[&crate::store::drivers::SessionRow],
+    updated: &[&crate::store::drivers::SessionRow],
+    closed: &[&crate::store::drivers::SessionRow],
+) {
+    let mut failures = 0;
+    for s in closed {
+        failures += usize::from(live.adjust_occupancy(s.point_id, -1).await.is_err());
+        failures += usize::from(live.clear_active_plate(s.plate.as_str(), s.id).await.is_err());
+    }
+    for s in opened {
+        failures += usize::from(live.adjust_occupancy(s.point_id, 1).await.is_err());
+    }
+    for s in opened.iter().chain(updated) {
+        failures += usize::from(live.set_active_plate(s.plate.as_str(), &PlateEntry::of(s)).await.is_err());
+    }
+    if failures > 0 {
+        tracing::warn!(failures, "live state not updated; it is rebuilt from the database at the next start");
+    }
+}
+
 /// Why a rebuild failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
@@ -83,5 +145,9 @@ pub enum RebuildError {
 pub async fn rebuild_occupancy(store: &dyn Store, live: &dyn LiveState) -> Result<usize, RebuildError> {
     let counts = store.occupied_by_point().await?;
     live.reset_occupancy(&counts).await?;
+    let active = store.active_sessions().await?;
+    let plates: Vec<(String, PlateEntry)> =
+        active.iter().map(|s| (s.plate.as_str().to_owned(), PlateEntry::of(s))).collect();
+    live.reset_active_plates(&plates).await?;
     Ok(counts.len())
 }

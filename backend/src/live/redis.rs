@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::{Script, aio::ConnectionManager};
 
-use super::{LiveError, LiveState, OtpCheck, opaque_key};
+use super::{LiveError, LiveState, OtpCheck, PlateEntry, opaque_key};
 
 const TRY_OCCUPY: &str = r"
 local n = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
@@ -43,6 +43,11 @@ local left = redis.call('HINCRBY', KEYS[1], 'attempts', -1)
 if left <= 0 then redis.call('DEL', KEYS[1]) return 0 end
 return left";
 
+const CLEAR_PLATE: &str = r"
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and cjson.decode(v).session_id == tonumber(ARGV[2]) then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0";
+
 /// Live state in Redis.
 #[derive(Clone)]
 pub struct RedisLive {
@@ -54,6 +59,8 @@ pub struct RedisLive {
     adjust: Script,
     rate: Script,
     check_otp: Script,
+    clear_plate: Script,
+    plates_key: String,
 }
 
 fn err(e: redis::RedisError) -> LiveError {
@@ -78,6 +85,8 @@ impl RedisLive {
             adjust: Script::new(ADJUST),
             rate: Script::new(RATE),
             check_otp: Script::new(CHECK_OTP),
+            clear_plate: Script::new(CLEAR_PLATE),
+            plates_key: format!("{prefix}plates"),
         })
     }
 }
@@ -178,5 +187,55 @@ impl LiveState for RedisLive {
             0 => OtpCheck::Locked,
             left => OtpCheck::Wrong(u32::try_from(left).unwrap_or(0)),
         })
+    }
+
+    // Plates are personal data: the index is keyed by an opaque hash of the plate.
+    async fn set_active_plate(&self, plate: &str, entry: &PlateEntry) -> Result<(), LiveError> {
+        let mut c = self.conn.clone();
+        let json = serde_json::to_string(entry).map_err(|e| LiveError(e.to_string()))?;
+        let () = redis::cmd("HSET")
+            .arg(&self.plates_key)
+            .arg(opaque_key(plate))
+            .arg(json)
+            .query_async::<i64>(&mut c)
+            .await
+            .map(|_| ())
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn clear_active_plate(&self, plate: &str, session_id: i64) -> Result<(), LiveError> {
+        let mut c = self.conn.clone();
+        let _: i64 = self
+            .clear_plate
+            .key(&self.plates_key)
+            .arg(opaque_key(plate))
+            .arg(session_id)
+            .invoke_async(&mut c)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn active_plate(&self, plate: &str) -> Result<Option<PlateEntry>, LiveError> {
+        let mut c = self.conn.clone();
+        let v: Option<String> =
+            redis::cmd("HGET").arg(&self.plates_key).arg(opaque_key(plate)).query_async(&mut c).await.map_err(err)?;
+        v.map(|v| serde_json::from_str(&v).map_err(|e| LiveError(e.to_string()))).transpose()
+    }
+
+    async fn reset_active_plates(&self, entries: &[(String, PlateEntry)]) -> Result<(), LiveError> {
+        let mut c = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&self.plates_key).ignore();
+        let fields: Vec<(String, String)> = entries
+            .iter()
+            .map(|(plate, e)| Ok((opaque_key(plate), serde_json::to_string(e).map_err(|e| LiveError(e.to_string()))?)))
+            .collect::<Result<_, LiveError>>()?;
+        for chunk in fields.chunks(1000) {
+            pipe.hset_multiple(&self.plates_key, chunk).ignore();
+        }
+        let () = pipe.query_async(&mut c).await.map_err(err)?;
+        Ok(())
     }
 }

@@ -377,6 +377,8 @@ pub trait DriverStore: Send + Sync {
         &self,
         session_id: i64,
     ) -> StoreResult<Vec<(u32, Vnd, DateTime<Utc>, String, DateTime<Utc>)>>;
+    /// Every active session (to rebuild the live state).
+    async fn active_sessions(&self) -> StoreResult<Vec<SessionRow>>;
     /// Ends every active session whose expiry has passed; returns them.
     async fn expire_sessions(&self, now: DateTime<Utc>) -> StoreResult<Vec<SessionRow>>;
     /// Applies an SMS purchase at a point in one transaction, once per message id.

@@ -518,6 +518,16 @@ macro_rules! sql_driver_store_impl {
                     .collect())
             }
 
+            async fn active_sessions(&self) -> $crate::store::StoreResult<Vec<$crate::store::drivers::SessionRow>> {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "{} WHERE s.status = 'active' ORDER BY s.id",
+                    $crate::store::sql_drivers::SESSION_SELECT
+                ));
+                let rows: Vec<$crate::store::sql_drivers::SessionDbRow> =
+                    sqlx::query_as(sql).fetch_all(&self.pool).await.map_err($crate::store::map_sqlx)?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
             async fn expire_sessions(
                 &self,
                 now: chrono::DateTime<chrono::Utc>,
