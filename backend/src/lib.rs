@@ -146,6 +146,8 @@ pub struct App {
     pub settings: Settings,
     /// Outgoing SMS.
     pub sms: Arc<dyn sms::SmsGateway>,
+    /// Push notifications for app drivers (reminders), when configured.
+    pub push: Option<sms::PushWebhook>,
     index: ArcSwap<PointIndex>,
     index_rebuild: tokio::sync::Mutex<()>,
     tariffs: ArcSwap<TariffBook>,
@@ -187,12 +189,25 @@ impl App {
         settings: Settings,
         sms: Arc<dyn sms::SmsGateway>,
     ) -> anyhow::Result<Arc<Self>> {
+        Self::with_gateways(store, live, clock, settings, sms, None).await
+    }
+
+    /// [`App::new`] with a given SMS gateway and optional push webhook.
+    pub async fn with_gateways(
+        store: Arc<dyn Store>,
+        live: Arc<dyn LiveState>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        sms: Arc<dyn sms::SmsGateway>,
+        push: Option<sms::PushWebhook>,
+    ) -> anyhow::Result<Arc<Self>> {
         let app = Arc::new(Self {
             store,
             live,
             clock,
             settings,
             sms,
+            push,
             index: ArcSwap::from_pointee(PointIndex::empty()),
             index_rebuild: tokio::sync::Mutex::new(()),
             tariffs: ArcSwap::from_pointee(TariffBook { version: -1, tariffs: Vec::new() }),

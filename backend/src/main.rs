@@ -47,6 +47,13 @@ enum Command {
         /// demo carrier `sandbox` with secret `sandbox-secret`.
         #[arg(long, env = "IPARKING_SMS_CARRIERS", hide_env_values = true)]
         sms_carriers: Option<String>,
+        /// Outgoing SMS gateways: `carrier=url|token,…` (`default=` for the rest). Required
+        /// unless the sandbox is on (which prints messages on standard output instead).
+        #[arg(long, env = "IPARKING_SMS_GATEWAYS", hide_env_values = true)]
+        sms_gateways: Option<String>,
+        /// Push webhook for app drivers' reminders: `url|token`.
+        #[arg(long, env = "IPARKING_PUSH_WEBHOOK", hide_env_values = true)]
+        push_webhook: Option<String>,
     },
     /// Apply the database migrations and exit.
     Migrate,
@@ -165,7 +172,16 @@ async fn main() -> anyhow::Result<()> {
             cli.db.connect().await?;
             eprintln!("migrations applied");
         }
-        Command::Serve { listen, live, no_seed, request_timeout_secs, sandbox_payments, sms_carriers } => {
+        Command::Serve {
+            listen,
+            live,
+            no_seed,
+            request_timeout_secs,
+            sandbox_payments,
+            sms_carriers,
+            sms_gateways,
+            push_webhook,
+        } => {
             let store = cli.db.connect().await?;
             if cli.db.is_embedded_default() && !no_seed && store.districts().await?.is_empty() {
                 let r = registry::load_seed(store.as_ref(), seed::hanoi_pilot(), now()).await?;
@@ -190,7 +206,21 @@ async fn main() -> anyhow::Result<()> {
                     });
                 }
             }
-            let app = App::new(store, live, Arc::new(SystemClock), settings).await?;
+            let sms: Arc<dyn iparking::sms::SmsGateway> = match (&sms_gateways, settings.sandbox_payments) {
+                (Some(config), _) => {
+                    Arc::new(iparking::sms::HttpSms::from_config(config).map_err(|e| anyhow::anyhow!(e))?)
+                }
+                (None, true) => Arc::new(iparking::sms::ConsoleSms),
+                (None, false) => anyhow::bail!(
+                    "no SMS gateway: set IPARKING_SMS_GATEWAYS (login codes must not go to standard output in production)"
+                ),
+            };
+            let push = push_webhook
+                .as_deref()
+                .map(iparking::sms::PushWebhook::from_config)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let app = App::with_gateways(store, live, Arc::new(SystemClock), settings, sms, push).await?;
             let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
             tracing::info!(
                 listen = %listener.local_addr()?,

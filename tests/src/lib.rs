@@ -160,7 +160,7 @@ pub const VIETTEL_SECRET: &str = "test-secret-viettel";
 pub const MOBIFONE_SECRET: &str = "test-secret-mobifone";
 
 /// Options of [`TestApp::start_with`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// Load Hanoi's pilot seed first.
     pub seed_pilot: bool,
@@ -172,6 +172,16 @@ pub struct Options {
     pub settings: Settings,
     /// Share this clock (another node of the same test).
     pub clock: Option<Arc<TestClock>>,
+    /// Send SMS through this gateway instead of the in-memory outbox.
+    pub sms: Option<Arc<dyn iparking::sms::SmsGateway>>,
+    /// Push webhook for reminders.
+    pub push: Option<iparking::sms::PushWebhook>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options").field("seed_pilot", &self.seed_pilot).finish_non_exhaustive()
+    }
 }
 
 impl Default for Options {
@@ -191,6 +201,8 @@ impl Default for Options {
                 ..Settings::default()
             },
             clock: None,
+            sms: None,
+            push: None,
         }
     }
 }
@@ -220,7 +232,12 @@ impl TestApp {
         let live_state = live_state(live, redis_prefix.as_deref()).await;
         let clock = opts.clock.unwrap_or_default();
         let sms = Arc::new(iparking::sms::OutboxSms::default());
-        let app = App::with_sms(store, live_state, clock.clone(), opts.settings, sms.clone()).await.expect("app");
+        let gateway: Arc<dyn iparking::sms::SmsGateway> = match opts.sms {
+            Some(g) => g,
+            None => sms.clone(),
+        };
+        let app =
+            App::with_gateways(store, live_state, clock.clone(), opts.settings, gateway, opts.push).await.expect("app");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel();

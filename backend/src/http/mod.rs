@@ -271,7 +271,11 @@ async fn send_reminders_forever(app: AppState) {
                 "mo ung dung iParking de gia han".to_owned()
             };
             let text = format!("iParking: xe {} tai {} het gio luc {until}; {how}.", s.plate.as_str(), s.point_code);
-            match app.sms.send(&phone, &text).await {
+            let sent = match (&app.push, s.driver_id) {
+                (Some(push), Some(driver_id)) => push.notify(driver_id, s.id, &text).await,
+                _ => app.sms.send(&phone, &text).await,
+            };
+            match sent {
                 Ok(()) => tracing::info!(session.id = s.id, "expiry reminder sent"),
                 Err(e) => tracing::warn!(session.id = s.id, error = %e, "expiry reminder not sent"),
             }
