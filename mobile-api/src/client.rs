@@ -123,6 +123,20 @@ impl Client {
         }
     }
 
+    /// Sends a request whose success is 204 No Content.
+    async fn send_empty(req: reqwest::RequestBuilder) -> Result<(), ClientError> {
+        let resp = req.send().await?;
+        let status = resp.status();
+        if status == StatusCode::NO_CONTENT {
+            return Ok(());
+        }
+        let bytes = resp.bytes().await?;
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api { status: status.as_u16(), error: body.error }),
+            Err(_) => Err(unexpected(status, &bytes)),
+        }
+    }
+
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         Self::send(self.request(Method::GET, path)).await
     }
@@ -258,16 +272,7 @@ impl Client {
 
     /// `POST /v1/auth/logout`.
     pub async fn logout(&self) -> Result<(), ClientError> {
-        let resp = self.request(Method::POST, "/v1/auth/logout").send().await?;
-        let status = resp.status();
-        if status == StatusCode::NO_CONTENT {
-            return Ok(());
-        }
-        let bytes = resp.bytes().await?;
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => Err(ClientError::Api { status: status.as_u16(), error: body.error }),
-            Err(_) => Err(unexpected(status, &bytes)),
-        }
+        Self::send_empty(self.request(Method::POST, "/v1/auth/logout")).await
     }
 
     /// `GET /v1/me/vehicles`.
@@ -282,16 +287,7 @@ impl Client {
 
     /// `DELETE /v1/me/vehicles/{id}`.
     pub async fn remove_vehicle(&self, id: i64) -> Result<(), ClientError> {
-        let resp = self.request(Method::DELETE, &format!("/v1/me/vehicles/{id}")).send().await?;
-        let status = resp.status();
-        if status == StatusCode::NO_CONTENT {
-            return Ok(());
-        }
-        let bytes = resp.bytes().await?;
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => Err(ClientError::Api { status: status.as_u16(), error: body.error }),
-            Err(_) => Err(unexpected(status, &bytes)),
-        }
+        Self::send_empty(self.request(Method::DELETE, &format!("/v1/me/vehicles/{id}"))).await
     }
 
     /// `GET /v1/me/wallet`.
@@ -349,16 +345,7 @@ impl Client {
 
     /// `DELETE /v1/admin/tokens/{id}`: revoke a staff token.
     pub async fn revoke_token(&self, token_id: i64) -> Result<(), ClientError> {
-        let resp = self.request(Method::DELETE, &format!("/v1/admin/tokens/{token_id}")).send().await?;
-        let status = resp.status();
-        if status == StatusCode::NO_CONTENT {
-            return Ok(());
-        }
-        let bytes = resp.bytes().await?;
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => Err(ClientError::Api { status: status.as_u16(), error: body.error }),
-            Err(_) => Err(unexpected(status, &bytes)),
-        }
+        Self::send_empty(self.request(Method::DELETE, &format!("/v1/admin/tokens/{token_id}"))).await
     }
 }
 
