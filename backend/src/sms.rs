@@ -94,10 +94,7 @@ pub struct HttpSms {
     routes: Vec<(String, HttpEndpoint)>,
 }
 
-/// Installs the process's TLS crypto provider (ring) once; later calls are no-ops.
-pub fn install_tls_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use iparking_mobile_api::install_tls_provider;
 
 impl HttpSms {
     /// Parses `carrier=url|token,…` (`default=` for every other number).

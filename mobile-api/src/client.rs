@@ -76,6 +76,7 @@ impl ClientError {
 impl Client {
     /// A client for the server at `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: impl Into<String>) -> Self {
+        install_tls_provider();
         Self::with_http(reqwest::Client::new(), base)
     }
 
@@ -347,6 +348,13 @@ impl Client {
     pub async fn revoke_token(&self, token_id: i64) -> Result<(), ClientError> {
         Self::send_empty(self.request(Method::DELETE, &format!("/v1/admin/tokens/{token_id}"))).await
     }
+}
+
+/// Installs the process's TLS crypto provider (ring) once. reqwest is built with rustls and no
+/// provider of its own, so this must run before any `reqwest::Client` is built; later calls
+/// are no-ops.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 fn unexpected(status: StatusCode, bytes: &[u8]) -> ClientError {

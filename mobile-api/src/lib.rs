@@ -10,6 +10,6 @@ mod client;
 mod tariff;
 mod types;
 
-pub use client::{Client, ClientError};
+pub use client::{Client, ClientError, install_tls_provider};
 pub use tariff::*;
 pub use types::*;

@@ -215,6 +215,8 @@ impl TestApp {
 
     /// A server with options.
     pub async fn start_with(db: Db, live: Live, opts: Options) -> Self {
+        // Before any reqwest client is built in this process (tests build their own too).
+        iparking_mobile_api::install_tls_provider();
         let test_db = match opts.share_db {
             Some(d) => d,
             None => Arc::new(TestDb::create(db).await),
