@@ -58,7 +58,7 @@ pub async fn import_drafts(
         valid.push(to_new_point(d, district_id));
     }
     rejected.sort_by_key(|e| e.line);
-    let imported = if mode == ImportMode::AllOrNothing && !rejected.is_empty() || valid.is_empty() {
+    let imported = if (mode == ImportMode::AllOrNothing && !rejected.is_empty()) || valid.is_empty() {
         0
     } else {
         store.insert_points(&valid, now).await?

@@ -657,7 +657,3 @@ macro_rules! sql_store_impl {
 }
 
 pub(crate) use sql_store_impl;
-
-// Keep the unused-import lint quiet for types only the macro bodies name.
-#[allow(dead_code)]
-fn _types(_: PointStatus) {}
