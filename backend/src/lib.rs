@@ -18,6 +18,7 @@ pub mod http;
 pub mod import;
 pub mod live;
 pub mod nearby;
+pub mod payments;
 pub mod registry;
 pub mod seed;
 pub mod sms;
@@ -70,6 +71,10 @@ pub struct Settings {
     pub carriers: Vec<Carrier>,
     /// Reminders go out this long before a session's paid time ends.
     pub reminder_before: Duration,
+    /// Smallest card top-up, VND.
+    pub topup_min: i64,
+    /// Largest card top-up, VND.
+    pub topup_max: i64,
 }
 
 /// A mobile carrier of the SMS channel.
@@ -130,6 +135,8 @@ impl Default for Settings {
             sandbox_payments: false,
             carriers: Vec::new(),
             reminder_before: Duration::from_secs(10 * 60),
+            topup_min: 10_000,
+            topup_max: 5_000_000,
         }
     }
 }
@@ -148,10 +155,32 @@ pub struct App {
     pub sms: Arc<dyn sms::SmsGateway>,
     /// Push notifications for app drivers (reminders), when configured.
     pub push: Option<sms::PushWebhook>,
+    /// The card processor (Stripe, or the demo sandbox), when configured.
+    pub payments: Option<Arc<dyn payments::PaymentGateway>>,
+    /// The secret Stripe signs webhooks with (never logged).
+    stripe_webhook_secret: Option<String>,
     index: ArcSwap<PointIndex>,
     index_rebuild: tokio::sync::Mutex<()>,
     tariffs: ArcSwap<TariffBook>,
     tariff_reload: tokio::sync::Mutex<()>,
+}
+
+/// The outside services an [`App`] talks to.
+pub struct Gateways {
+    /// Outgoing SMS.
+    pub sms: Arc<dyn sms::SmsGateway>,
+    /// Push webhook for reminders.
+    pub push: Option<sms::PushWebhook>,
+    /// Card processor.
+    pub payments: Option<Arc<dyn payments::PaymentGateway>>,
+    /// Stripe's webhook signing secret.
+    pub stripe_webhook_secret: Option<String>,
+}
+
+impl Default for Gateways {
+    fn default() -> Self {
+        Self { sms: Arc::new(sms::ConsoleSms), push: None, payments: None, stripe_webhook_secret: None }
+    }
 }
 
 /// Every published tariff, in memory: they are few, immutable, and read on every quote.
@@ -189,18 +218,18 @@ impl App {
         settings: Settings,
         sms: Arc<dyn sms::SmsGateway>,
     ) -> anyhow::Result<Arc<Self>> {
-        Self::with_gateways(store, live, clock, settings, sms, None).await
+        Self::with_gateways(store, live, clock, settings, Gateways { sms, ..Gateways::default() }).await
     }
 
-    /// [`App::new`] with a given SMS gateway and optional push webhook.
+    /// [`App::new`] with every outside gateway given.
     pub async fn with_gateways(
         store: Arc<dyn Store>,
         live: Arc<dyn LiveState>,
         clock: Arc<dyn Clock>,
         settings: Settings,
-        sms: Arc<dyn sms::SmsGateway>,
-        push: Option<sms::PushWebhook>,
+        gateways: Gateways,
     ) -> anyhow::Result<Arc<Self>> {
+        let Gateways { sms, push, payments, stripe_webhook_secret } = gateways;
         let app = Arc::new(Self {
             store,
             live,
@@ -208,6 +237,8 @@ impl App {
             settings,
             sms,
             push,
+            payments,
+            stripe_webhook_secret,
             index: ArcSwap::from_pointee(PointIndex::empty()),
             index_rebuild: tokio::sync::Mutex::new(()),
             tariffs: ArcSwap::from_pointee(TariffBook { version: -1, tariffs: Vec::new() }),
@@ -217,6 +248,11 @@ impl App {
         app.refresh_index().await?;
         app.refresh_tariffs().await?;
         Ok(app)
+    }
+
+    /// Stripe's webhook signing secret, if Stripe is configured.
+    pub fn stripe_webhook_secret(&self) -> Option<&str> {
+        self.stripe_webhook_secret.as_deref()
     }
 
     /// The current tariff snapshot.

@@ -54,6 +54,15 @@ enum Command {
         /// Push webhook for app drivers' reminders: `url|token`.
         #[arg(long, env = "IPARKING_PUSH_WEBHOOK", hide_env_values = true)]
         push_webhook: Option<String>,
+        /// Stripe secret key: card payments through Stripe.
+        #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
+        stripe_secret_key: Option<String>,
+        /// Stripe webhook signing secret.
+        #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+        stripe_webhook_secret: Option<String>,
+        /// Another Stripe API host (tests, proxies), e.g. `http://127.0.0.1:12111`.
+        #[arg(long, env = "STRIPE_API_BASE")]
+        stripe_api_base: Option<String>,
     },
     /// Apply the database migrations and exit.
     Migrate,
@@ -181,6 +190,9 @@ async fn main() -> anyhow::Result<()> {
             sms_carriers,
             sms_gateways,
             push_webhook,
+            stripe_secret_key,
+            stripe_webhook_secret,
+            stripe_api_base,
         } => {
             let store = cli.db.connect().await?;
             if cli.db.is_embedded_default() && !no_seed && store.districts().await?.is_empty() {
@@ -220,7 +232,21 @@ async fn main() -> anyhow::Result<()> {
                 .map(iparking::sms::PushWebhook::from_config)
                 .transpose()
                 .map_err(|e| anyhow::anyhow!(e))?;
-            let app = App::with_gateways(store, live, Arc::new(SystemClock), settings, sms, push).await?;
+            let payments: Option<Arc<dyn iparking::payments::PaymentGateway>> = match &stripe_secret_key {
+                Some(key) => Some(Arc::new(
+                    iparking::payments::StripeGateway::new(key, stripe_api_base.as_deref())
+                        .map_err(|e| anyhow::anyhow!(e))?,
+                )),
+                None if settings.sandbox_payments => Some(Arc::new(iparking::payments::SandboxGateway)),
+                None => None,
+            };
+            if stripe_secret_key.is_some() && stripe_webhook_secret.is_none() {
+                anyhow::bail!(
+                    "STRIPE_WEBHOOK_SECRET is needed with STRIPE_SECRET_KEY: top-ups are credited by webhooks"
+                );
+            }
+            let gateways = iparking::Gateways { sms, push, payments, stripe_webhook_secret };
+            let app = App::with_gateways(store, live, Arc::new(SystemClock), settings, gateways).await?;
             let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
             tracing::info!(
                 listen = %listener.local_addr()?,

@@ -301,6 +301,11 @@ impl Client {
         self.post_idem("/v1/me/wallet/sandbox-topups", idempotency_key, &SandboxTopup { amount }).await
     }
 
+    /// `POST /v1/me/wallet/topups`: a card top-up (credited when the processor confirms).
+    pub async fn topup(&self, amount: i64, idempotency_key: &str) -> Result<TopupView, ClientError> {
+        self.post_idem("/v1/me/wallet/topups", idempotency_key, &TopupRequest { amount }).await
+    }
+
     /// `POST /v1/sessions`.
     pub async fn start_session(&self, body: &StartSession, idempotency_key: &str) -> Result<SessionView, ClientError> {
         self.post_idem("/v1/sessions", idempotency_key, body).await

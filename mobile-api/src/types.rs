@@ -618,3 +618,28 @@ pub struct SmsReply {
     /// Whether this message id was seen before (nothing was done again).
     pub duplicate: bool,
 }
+
+/// Body of `POST /v1/me/wallet/topups`: top up the wallet by card.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TopupRequest {
+    /// VND (whole đồng; Stripe treats VND as zero-decimal).
+    pub amount: i64,
+}
+
+/// Answer of `POST /v1/me/wallet/topups`: what the app needs to let the driver pay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TopupView {
+    /// The processor's payment intent id.
+    pub intent_id: String,
+    /// For the app's card form (Stripe `client_secret`); none in the sandbox.
+    pub client_secret: Option<String>,
+    /// The processor's status; the wallet is credited when it reports `succeeded`.
+    pub status: String,
+    /// VND.
+    pub amount: i64,
+    /// `stripe` or `sandbox` (SANDBOX: play money, credited at once).
+    pub gateway: String,
+    /// Whether this is the demo sandbox.
+    pub sandbox: bool,
+}

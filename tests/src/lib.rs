@@ -7,6 +7,8 @@
 //! finds it unset **fails**: a suite that silently skips is a failing suite.
 #![forbid(unsafe_code)]
 
+pub mod fake_stripe;
+
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use iparking::{
@@ -176,6 +178,10 @@ pub struct Options {
     pub sms: Option<Arc<dyn iparking::sms::SmsGateway>>,
     /// Push webhook for reminders.
     pub push: Option<iparking::sms::PushWebhook>,
+    /// Card processor (default: none).
+    pub payments: Option<Arc<dyn iparking::payments::PaymentGateway>>,
+    /// Stripe webhook signing secret.
+    pub stripe_webhook_secret: Option<String>,
 }
 
 impl std::fmt::Debug for Options {
@@ -203,6 +209,8 @@ impl Default for Options {
             clock: None,
             sms: None,
             push: None,
+            payments: None,
+            stripe_webhook_secret: None,
         }
     }
 }
@@ -238,8 +246,13 @@ impl TestApp {
             Some(g) => g,
             None => sms.clone(),
         };
-        let app =
-            App::with_gateways(store, live_state, clock.clone(), opts.settings, gateway, opts.push).await.expect("app");
+        let gateways = iparking::Gateways {
+            sms: gateway,
+            push: opts.push,
+            payments: opts.payments,
+            stripe_webhook_secret: opts.stripe_webhook_secret,
+        };
+        let app = App::with_gateways(store, live_state, clock.clone(), opts.settings, gateways).await.expect("app");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel();

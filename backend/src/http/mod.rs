@@ -36,6 +36,7 @@ pub mod admin;
 pub mod drivers;
 pub mod extract;
 pub mod ops;
+pub mod payments;
 pub mod points;
 pub mod sessions;
 pub mod tariffs;
@@ -95,6 +96,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(sessions::extend_session))
         .routes(routes!(sessions::stop_session))
         .routes(routes!(webhooks::sms_delivery))
+        .routes(routes!(payments::create_topup))
+        .routes(routes!(payments::stripe_event))
         .routes(routes!(tariffs::create_quote))
         .routes(routes!(tariffs::point_tariff))
         .routes(routes!(tariffs::publish_tariff, tariffs::list_tariffs))

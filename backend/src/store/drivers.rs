@@ -283,6 +283,24 @@ pub struct SmsOutcome {
 /// session (if any) and the point's occupied spaces, what to do.
 pub type SmsDecide<'a> = &'a (dyn Fn(Option<&SessionRow>, i64) -> SmsPlan + Send + Sync);
 
+/// What applying a processor event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntentEventOutcome {
+    /// This event id was processed before: nothing done.
+    Duplicate,
+    /// The intent is not ours (recorded, acknowledged).
+    UnknownIntent,
+    /// The intent succeeded and the wallet was credited now.
+    Credited {
+        /// Driver.
+        driver_id: i64,
+        /// Amount credited.
+        amount: Vnd,
+    },
+    /// The status was recorded (no money moved: failed, or already credited).
+    Updated,
+}
+
 /// A pricing callback for [`DriverStore::extend_session`] and [`DriverStore::stop_session`]:
 /// given the locked session row, what changes.
 pub type PriceChange<'a> =
@@ -400,6 +418,29 @@ pub trait DriverStore: Send + Sync {
         within: chrono::Duration,
         limit: i64,
     ) -> StoreResult<Vec<(SessionRow, Option<String>)>>;
+    /// Records a payment intent created with the processor (once per id); claims `idem`.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_intent(
+        &self,
+        intent_id: &str,
+        driver_id: i64,
+        amount: Vnd,
+        gateway: &str,
+        status: &str,
+        idem: Option<&IdemClaim>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Applies a processor event about a payment intent, once per event id: on success the
+    /// wallet is credited in the same transaction (once per intent, whatever the order of
+    /// events); a failure never undoes a success.
+    async fn apply_intent_event(
+        &self,
+        event_id: &str,
+        event_type: &str,
+        intent_id: &str,
+        status: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<IntentEventOutcome>;
     /// Checks the ledger's invariants.
     async fn ledger_report(&self) -> StoreResult<LedgerReport>;
 }

@@ -669,6 +669,112 @@ macro_rules! sql_driver_store_impl {
                 Ok(out)
             }
 
+            async fn record_intent(
+                &self,
+                intent_id: &str,
+                driver_id: i64,
+                amount: $crate::domain::money::Vnd,
+                gateway: &str,
+                status: &str,
+                idem: Option<&$crate::store::drivers::IdemClaim>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                claim(&mut tx, idem, now).await?;
+                sqlx::query(
+                    "INSERT INTO payment_intents (id, driver_id, purpose, amount, gateway, status, created_at, updated_at) \
+                     VALUES ($1, $2, 'topup', $3, $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(intent_id)
+                .bind(driver_id)
+                .bind(amount.get())
+                .bind(gateway)
+                .bind(status)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(())
+            }
+
+            async fn apply_intent_event(
+                &self,
+                event_id: &str,
+                event_type: &str,
+                intent_id: &str,
+                status: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::drivers::IntentEventOutcome> {
+                use $crate::store::drivers::IntentEventOutcome;
+                let mut tx = self.begin_write().await?;
+                let fresh = sqlx::query(
+                    "INSERT INTO processor_events (id, type, object_id, received_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(event_id)
+                .bind(event_type)
+                .bind(intent_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?
+                .rows_affected();
+                if fresh == 0 {
+                    return Ok(IntentEventOutcome::Duplicate);
+                }
+                let locked = sqlx::AssertSqlSafe(format!(
+                    "SELECT driver_id, amount, status, credited_at FROM payment_intents WHERE id = $1{}",
+                    $lock
+                ));
+                let row: Option<(i64, i64, String, Option<chrono::DateTime<chrono::Utc>>)> =
+                    sqlx::query_as(locked).bind(intent_id).fetch_optional(&mut *tx).await.map_err($crate::store::map_sqlx)?;
+                let Some((driver_id, amount, _, credited_at)) = row else {
+                    tx.commit().await.map_err($crate::store::map_sqlx)?;
+                    return Ok(IntentEventOutcome::UnknownIntent);
+                };
+                let outcome = if status == "succeeded" && credited_at.is_none() {
+                    let amount = $crate::domain::money::Vnd(amount);
+                    let entry = $crate::domain::ledger::Entry::new("card_topup", vec![
+                        $crate::domain::ledger::Posting {
+                            account: $crate::domain::ledger::Account {
+                                kind: $crate::domain::ledger::AccountKind::ProcessorClearing,
+                                reference: String::new(),
+                            },
+                            amount: -amount,
+                        },
+                        $crate::domain::ledger::Posting { account: $crate::domain::ledger::Account::wallet(driver_id), amount },
+                    ])
+                    .map_err(|e| $crate::store::StoreError::Internal(e.to_string()))?;
+                    if post(&mut tx, &entry, None, now).await?.is_err() {
+                        return Err($crate::store::StoreError::Internal("a credit cannot overdraw".into()));
+                    }
+                    sqlx::query("UPDATE payment_intents SET status = $2, credited_at = $3, updated_at = $3 WHERE id = $1")
+                        .bind(intent_id)
+                        .bind(status)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err($crate::store::map_sqlx)?;
+                    IntentEventOutcome::Credited { driver_id, amount }
+                } else {
+                    // A late `failed` after a `succeeded` (retried intent, out of order) never
+                    // undoes the success.
+                    if credited_at.is_none() {
+                        sqlx::query("UPDATE payment_intents SET status = $2, updated_at = $3 WHERE id = $1")
+                            .bind(intent_id)
+                            .bind(status)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err($crate::store::map_sqlx)?;
+                    }
+                    IntentEventOutcome::Updated
+                };
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(outcome)
+            }
+
             async fn ledger_report(&self) -> $crate::store::StoreResult<$crate::store::drivers::LedgerReport> {
                 let unbalanced_transactions: Vec<i64> = sqlx::query_scalar(
                     "SELECT transaction_id FROM postings GROUP BY transaction_id HAVING SUM(amount) <> 0",

@@ -1,0 +1,174 @@
+//! Card payments: wallet top-ups through the processor, and the processor's webhooks.
+
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
+use iparking_mobile_api::{ErrorBody, TopupRequest, TopupView};
+use stripe_webhook::{EventObject, Webhook, WebhookError};
+
+use super::{
+    AppState,
+    drivers::{Driver, Idempotency, parse_json},
+    extract::Json,
+};
+use crate::{domain::money::Vnd, error::AppError, payments::PaymentError, store::drivers::IntentEventOutcome};
+
+/// Tops up the wallet by card: creates a payment intent with the processor (with our own
+/// idempotency key) and returns what the app needs to collect the card. The wallet is
+/// credited only when the processor's signed webhook reports success, exactly once. In the
+/// demo SANDBOX the intent succeeds at once (play money). Needs an `Idempotency-Key`.
+#[utoipa::path(
+    post, path = "/v1/me/wallet/topups", tag = "drivers", request_body = TopupRequest, security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, description = "Unique per top-up; retries reuse it")),
+    responses(
+        (status = 201, description = "Payment intent created", body = TopupView),
+        (status = 400, description = "Amount out of range, missing Idempotency-Key", body = ErrorBody),
+        (status = 402, description = "Refused by the processor", body = ErrorBody),
+        (status = 404, description = "Card payments are not configured", body = ErrorBody),
+        (status = 503, description = "The processor is unavailable (retry with the same key)", body = ErrorBody),
+    )
+)]
+pub async fn create_topup(
+    State(app): State<AppState>,
+    Driver(d): Driver,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let Some(gateway) = app.payments.clone() else {
+        return Err(AppError::not_found(
+            "payments_disabled",
+            "Máy chủ này chưa cấu hình thanh toán thẻ.",
+            "Card payments are not configured on this server.",
+        ));
+    };
+    let idem =
+        Idempotency::from_request(format!("driver:{}", d.driver_id), &headers, "POST", "/v1/me/wallet/topups", &body)?;
+    if let Some(resp) = idem.replay(&app).await? {
+        return Ok(resp);
+    }
+    let req: TopupRequest = parse_json(&headers, &body)?;
+    let (min, max) = (app.settings.topup_min, app.settings.topup_max);
+    if !(min..=max).contains(&req.amount) {
+        return Err(AppError::bad_request(
+            "invalid_amount",
+            format!("Số tiền nạp phải từ {} đến {}.", Vnd(min).display(false), Vnd(max).display(false)),
+            format!("A top-up must be between {} and {}.", Vnd(min).display(true), Vnd(max).display(true)),
+        ));
+    }
+    let amount = Vnd(req.amount);
+    // Our key for the processor: per driver and client key, so a retry reaches the same intent.
+    let processor_key = format!("topup-{}-{}", d.driver_id, idem.claim().key);
+    let intent = gateway.create_topup(d.driver_id, amount, &processor_key).await.map_err(|e| match e {
+        PaymentError::Refused { code, message } => {
+            tracing::info!(driver.id = d.driver_id, payment.code = %code, "top-up refused by the processor");
+            AppError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "payment_refused",
+                "Đơn vị thanh toán từ chối giao dịch.",
+                "The payment processor refused the payment.",
+            )
+            .with_details(serde_json::json!({ "processor_code": code, "processor_message": message }))
+        }
+        PaymentError::Unavailable(cause) => {
+            tracing::warn!(error = %cause, "payment processor unavailable");
+            AppError::unavailable("payment processor")
+        }
+    })?;
+    let now = app.clock.now();
+    if let Err(e) = app
+        .store
+        .record_intent(&intent.id, d.driver_id, amount, gateway.name(), &intent.status, Some(idem.claim()), now)
+        .await
+    {
+        return idem.on_store_error(&app, e).await;
+    }
+    let mut status = intent.status.clone();
+    if gateway.is_sandbox() && intent.status == "succeeded" {
+        // SANDBOX: no processor will call back; apply the success as its webhook would.
+        app.store
+            .apply_intent_event(
+                &format!("sandbox_evt_{}", intent.id),
+                "payment_intent.succeeded",
+                &intent.id,
+                "succeeded",
+                now,
+            )
+            .await?;
+        status = "succeeded".into();
+    }
+    tracing::info!(
+        driver.id = d.driver_id,
+        amount_vnd = amount.get(),
+        gateway = gateway.name(),
+        "top-up intent created"
+    );
+    let view = TopupView {
+        intent_id: intent.id,
+        client_secret: intent.client_secret,
+        status,
+        amount: amount.get(),
+        gateway: gateway.name().into(),
+        sandbox: gateway.is_sandbox(),
+    };
+    idem.complete(&app, StatusCode::CREATED, &view).await
+}
+
+/// Stripe's webhooks. The raw body's signature is verified (with the 300 s tolerance) before
+/// anything is parsed; events are deduplicated by id; a `payment_intent.succeeded` credits
+/// the wallet once, whatever the order of events; other types are acknowledged and ignored.
+#[utoipa::path(
+    post, path = "/webhooks/stripe", tag = "webhooks",
+    request_body(content = String, content_type = "application/json", description = "Stripe event, signed"),
+    params(("Stripe-Signature" = String, Header, description = "Stripe's signature header")),
+    responses(
+        (status = 200, description = "Processed (or a duplicate)"),
+        (status = 400, description = "Bad or stale signature, unreadable event", body = ErrorBody),
+        (status = 404, description = "Stripe is not configured", body = ErrorBody),
+    )
+)]
+pub async fn stripe_event(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let Some(secret) = app.stripe_webhook_secret() else {
+        return Err(AppError::not_found("payments_disabled", "Chưa cấu hình Stripe.", "Stripe is not configured."));
+    };
+    let bad = |why: &str| {
+        tracing::warn!(reason = why, "Stripe webhook refused");
+        AppError::bad_request("invalid_signature", "Chữ ký webhook không hợp lệ.", format!("Invalid webhook: {why}."))
+    };
+    let payload = std::str::from_utf8(&body).map_err(|_| bad("body is not UTF-8"))?;
+    let signature =
+        headers.get("stripe-signature").and_then(|v| v.to_str().ok()).ok_or_else(|| bad("no Stripe-Signature"))?;
+    let event = Webhook::construct_event(payload, signature, secret).map_err(|e| match e {
+        WebhookError::BadTimestamp(_) => bad("stale timestamp"),
+        WebhookError::BadParse(_) => bad("unreadable event"),
+        _ => bad("bad signature"),
+    })?;
+    let event_id = event.id.to_string();
+    let event_type = event.type_.as_str().to_owned();
+    let (intent_id, status) = match &event.data.object {
+        EventObject::PaymentIntentSucceeded(pi)
+        | EventObject::PaymentIntentPaymentFailed(pi)
+        | EventObject::PaymentIntentCanceled(pi) => (pi.id.to_string(), pi.status.as_str().to_owned()),
+        _ => {
+            tracing::info!(stripe.event = %event_type, "Stripe event acknowledged and ignored");
+            return Ok(Json(serde_json::json!({ "received": true, "outcome": "ignored" })));
+        }
+    };
+    let outcome = app.store.apply_intent_event(&event_id, &event_type, &intent_id, &status, app.clock.now()).await?;
+    let word = match &outcome {
+        IntentEventOutcome::Duplicate => "duplicate",
+        IntentEventOutcome::UnknownIntent => "unknown_intent",
+        IntentEventOutcome::Credited { .. } => "credited",
+        IntentEventOutcome::Updated => "updated",
+    };
+    if let IntentEventOutcome::Credited { driver_id, amount } = outcome {
+        tracing::info!(driver.id = driver_id, amount_vnd = amount.get(), "wallet credited by card top-up");
+    }
+    Ok(Json(serde_json::json!({ "received": true, "outcome": word })))
+}
