@@ -369,17 +369,9 @@ macro_rules! sql_driver_store_impl {
             ) -> $crate::store::StoreResult<$crate::store::drivers::ChangeOutcome> {
                 use $crate::store::drivers::ChangeOutcome;
                 let mut tx = self.begin_write().await?;
-                claim(&mut tx, idem, now).await?;
-                let Some(row) = lock_session(&mut tx, session_id, driver_id).await? else {
-                    return Ok(ChangeOutcome::NotFound);
-                };
-                if !row.active || row.expires_at <= now {
-                    // Expired sessions are closed (and the live state told) by the expiry job.
-                    return Ok(ChangeOutcome::Ended(row));
-                }
-                let change = match price(&row) {
-                    Ok(c) => c,
-                    Err(e) => return Ok(ChangeOutcome::Refused(e)),
+                let (row, change) = match priced_change(&mut tx, session_id, driver_id, price, idem, now).await? {
+                    Ok(found) => found,
+                    Err(outcome) => return Ok(outcome),
                 };
                 if let Err(balance) = apply_extension(&mut tx, &row, &change, now).await? {
                     return Ok(ChangeOutcome::InsufficientFunds { balance });
@@ -400,17 +392,9 @@ macro_rules! sql_driver_store_impl {
             ) -> $crate::store::StoreResult<$crate::store::drivers::ChangeOutcome> {
                 use $crate::store::drivers::ChangeOutcome;
                 let mut tx = self.begin_write().await?;
-                claim(&mut tx, idem, now).await?;
-                let Some(row) = lock_session(&mut tx, session_id, driver_id).await? else {
-                    return Ok(ChangeOutcome::NotFound);
-                };
-                if !row.active || row.expires_at <= now {
-                    // Expired sessions are closed (and the live state told) by the expiry job.
-                    return Ok(ChangeOutcome::Ended(row));
-                }
-                let change = match price(&row) {
-                    Ok(c) => c,
-                    Err(e) => return Ok(ChangeOutcome::Refused(e)),
+                let (row, change) = match priced_change(&mut tx, session_id, driver_id, price, idem, now).await? {
+                    Ok(found) => found,
+                    Err(outcome) => return Ok(outcome),
                 };
                 if let Some(entry) = &change.entry
                     && post(&mut tx, entry, Some(row.id), now).await?.is_err()
@@ -1033,6 +1017,33 @@ macro_rules! sql_driver_store_impl {
             let row: Option<$crate::store::sql_drivers::SessionDbRow> =
                 sqlx::query_as(sql).bind(arg).fetch_optional(conn).await.map_err($crate::store::map_sqlx)?;
             row.map(TryInto::try_into).transpose()
+        }
+
+        /// The shared start of an extension or a stop: claim the key, lock the driver's
+        /// session, refuse an ended one, price the change from the locked row.
+        async fn priced_change(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            session_id: i64,
+            driver_id: i64,
+            price: $crate::store::drivers::PriceChange<'_>,
+            idem: Option<&$crate::store::drivers::IdemClaim>,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::StoreResult<
+            Result<($crate::store::drivers::SessionRow, $crate::store::drivers::PricedChange), $crate::store::drivers::ChangeOutcome>,
+        > {
+            use $crate::store::drivers::ChangeOutcome;
+            claim(tx, idem, now).await?;
+            let Some(row) = lock_session(tx, session_id, driver_id).await? else {
+                return Ok(Err(ChangeOutcome::NotFound));
+            };
+            if !row.active || row.expires_at <= now {
+                // Expired sessions are closed (and the live state told) by the expiry job.
+                return Ok(Err(ChangeOutcome::Ended(row)));
+            }
+            Ok(match price(&row) {
+                Ok(change) => Ok((row, change)),
+                Err(e) => Err(ChangeOutcome::Refused(e)),
+            })
         }
 
         async fn lock_session(
