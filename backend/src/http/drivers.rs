@@ -129,6 +129,22 @@ impl Idempotency {
         Ok(Self { claim: IdemClaim { scope, key: key.to_owned(), request_hash: hex::encode(h.finalize()) } })
     }
 
+    /// The key of a driver's POST to `path`: `Err` carries the first answer when this key
+    /// was used before (replayed), so the route returns it as is.
+    pub async fn for_driver(
+        app: &AppState,
+        driver_id: i64,
+        headers: &HeaderMap,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Result<Self, Response>, AppError> {
+        let idem = Self::from_request(format!("driver:{driver_id}"), headers, "POST", path, body)?;
+        Ok(match idem.replay(app).await? {
+            Some(replayed) => Err(replayed),
+            None => Ok(idem),
+        })
+    }
+
     /// The claim to write in the same transaction as the effect.
     pub fn claim(&self) -> &IdemClaim {
         &self.claim
@@ -409,16 +425,11 @@ pub async fn sandbox_topup(
             "The sandbox payment gateway is off on this server.",
         ));
     }
-    let idem = Idempotency::from_request(
-        format!("driver:{}", d.driver_id),
-        &headers,
-        "POST",
-        "/v1/me/wallet/sandbox-topups",
-        &body,
-    )?;
-    if let Some(resp) = idem.replay(&app).await? {
-        return Ok(resp);
-    }
+    let idem = match Idempotency::for_driver(&app, d.driver_id, &headers, "/v1/me/wallet/sandbox-topups", &body).await?
+    {
+        Ok(idem) => idem,
+        Err(replayed) => return Ok(replayed),
+    };
     let req: SandboxTopup = parse_json(&headers, &body)?;
     if !(1_000..=10_000_000).contains(&req.amount) {
         return Err(AppError::bad_request(

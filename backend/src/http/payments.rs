@@ -44,11 +44,10 @@ pub async fn create_topup(
             "Card payments are not configured on this server.",
         ));
     };
-    let idem =
-        Idempotency::from_request(format!("driver:{}", d.driver_id), &headers, "POST", "/v1/me/wallet/topups", &body)?;
-    if let Some(resp) = idem.replay(&app).await? {
-        return Ok(resp);
-    }
+    let idem = match Idempotency::for_driver(&app, d.driver_id, &headers, "/v1/me/wallet/topups", &body).await? {
+        Ok(idem) => idem,
+        Err(replayed) => return Ok(replayed),
+    };
     let req: TopupRequest = parse_json(&headers, &body)?;
     let (min, max) = (app.settings.topup_min, app.settings.topup_max);
     if !(min..=max).contains(&req.amount) {

@@ -125,10 +125,10 @@ pub async fn start_session(
     body: Bytes,
 ) -> Result<Response, AppError> {
     let english = prefers_english(&headers);
-    let idem = Idempotency::from_request(format!("driver:{}", d.driver_id), &headers, "POST", "/v1/sessions", &body)?;
-    if let Some(resp) = idem.replay(&app).await? {
-        return Ok(resp);
-    }
+    let idem = match Idempotency::for_driver(&app, d.driver_id, &headers, "/v1/sessions", &body).await? {
+        Ok(idem) => idem,
+        Err(replayed) => return Ok(replayed),
+    };
     let req: StartSession = parse_json(&headers, &body)?;
     let plate = Plate::parse(&req.plate).map_err(invalid)?;
     let code = normalise_code(&req.point_code);
@@ -324,16 +324,12 @@ pub async fn extend_session(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let idem = Idempotency::from_request(
-        format!("driver:{}", d.driver_id),
-        &headers,
-        "POST",
-        &format!("/v1/sessions/{id}/extend"),
-        &body,
-    )?;
-    if let Some(resp) = idem.replay(&app).await? {
-        return Ok(resp);
-    }
+    let idem = match Idempotency::for_driver(&app, d.driver_id, &headers, &format!("/v1/sessions/{id}/extend"), &body)
+        .await?
+    {
+        Ok(idem) => idem,
+        Err(replayed) => return Ok(replayed),
+    };
     let req: ExtendSession = parse_json(&headers, &body)?;
     let session = own_session(&app, d.driver_id, id).await?;
     let tariff = tariff_of(&app, &session)?;
@@ -394,16 +390,11 @@ pub async fn stop_session(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let idem = Idempotency::from_request(
-        format!("driver:{}", d.driver_id),
-        &headers,
-        "POST",
-        &format!("/v1/sessions/{id}/stop"),
-        &body,
-    )?;
-    if let Some(resp) = idem.replay(&app).await? {
-        return Ok(resp);
-    }
+    let idem =
+        match Idempotency::for_driver(&app, d.driver_id, &headers, &format!("/v1/sessions/{id}/stop"), &body).await? {
+            Ok(idem) => idem,
+            Err(replayed) => return Ok(replayed),
+        };
     let session = own_session(&app, d.driver_id, id).await?;
     let tariff = tariff_of(&app, &session)?;
     let now = app.clock.now();
