@@ -75,6 +75,14 @@ pub struct Settings {
     pub topup_min: i64,
     /// Largest card top-up, VND.
     pub topup_max: i64,
+    /// How often the payments sweeper runs (one node at a time, under a lease).
+    pub sweep_interval: Duration,
+    /// A card charge still open this long is looked up at the processor by the sweeper.
+    pub sweep_after: Duration,
+    /// A driver has this long to finish 3-D Secure before the charge is cancelled.
+    pub charge_action_timeout: Duration,
+    /// How often settlement data is imported from the processor (one node at a time).
+    pub settlement_interval: Duration,
 }
 
 /// A mobile carrier of the SMS channel.
@@ -137,6 +145,10 @@ impl Default for Settings {
             reminder_before: Duration::from_secs(10 * 60),
             topup_min: 10_000,
             topup_max: 5_000_000,
+            sweep_interval: Duration::from_secs(60),
+            sweep_after: Duration::from_secs(120),
+            charge_action_timeout: Duration::from_secs(15 * 60),
+            settlement_interval: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -159,6 +171,8 @@ pub struct App {
     pub payments: Option<Arc<dyn payments::PaymentGateway>>,
     /// The secret Stripe signs webhooks with (never logged).
     stripe_webhook_secret: Option<String>,
+    /// This node's name for job leases (unique per process and app).
+    pub node_id: String,
     index: ArcSwap<PointIndex>,
     index_rebuild: tokio::sync::Mutex<()>,
     tariffs: ArcSwap<TariffBook>,
@@ -239,6 +253,7 @@ impl App {
             push,
             payments,
             stripe_webhook_secret,
+            node_id: new_node_id(),
             index: ArcSwap::from_pointee(PointIndex::empty()),
             index_rebuild: tokio::sync::Mutex::new(()),
             tariffs: ArcSwap::from_pointee(TariffBook { version: -1, tariffs: Vec::new() }),
@@ -302,4 +317,16 @@ impl App {
         self.index.store(Arc::new(index));
         Ok(true)
     }
+}
+
+/// A name unique to this process and app, for job leases.
+fn new_node_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!(
+        "node-{}-{:x}-{}",
+        std::process::id(),
+        nanos & 0xffff_ffff,
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }

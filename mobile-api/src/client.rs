@@ -306,6 +306,88 @@ impl Client {
         self.post_idem("/v1/me/wallet/topups", idempotency_key, &TopupRequest { amount }).await
     }
 
+    /// `POST /v1/me/cards/setups`: start saving a card.
+    pub async fn create_card_setup(&self, idempotency_key: &str) -> Result<CardSetupView, ClientError> {
+        self.post_idem("/v1/me/cards/setups", idempotency_key, &serde_json::json!({})).await
+    }
+
+    /// `GET /v1/me/cards`.
+    pub async fn cards(&self) -> Result<Vec<CardView>, ClientError> {
+        self.get("/v1/me/cards").await
+    }
+
+    /// `DELETE /v1/me/cards/{id}`.
+    pub async fn remove_card(&self, id: i64) -> Result<(), ClientError> {
+        Self::send_empty(self.request(Method::DELETE, &format!("/v1/me/cards/{id}"))).await
+    }
+
+    /// `POST /v1/sessions` paid by card: the session, or the charge waiting for 3-D Secure.
+    pub async fn start_session_by_card(
+        &self,
+        body: &StartSession,
+        idempotency_key: &str,
+    ) -> Result<CardPayment, ClientError> {
+        let req = self.request(Method::POST, "/v1/sessions").header("Idempotency-Key", idempotency_key).json(body);
+        Self::send_card(req).await
+    }
+
+    /// `POST /v1/sessions/{id}/extend` paid by card.
+    pub async fn extend_session_by_card(
+        &self,
+        id: i64,
+        body: &ExtendSession,
+        idempotency_key: &str,
+    ) -> Result<CardPayment, ClientError> {
+        let req = self
+            .request(Method::POST, &format!("/v1/sessions/{id}/extend"))
+            .header("Idempotency-Key", idempotency_key)
+            .json(body);
+        Self::send_card(req).await
+    }
+
+    async fn send_card(req: reqwest::RequestBuilder) -> Result<CardPayment, ClientError> {
+        let resp = req.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if status == StatusCode::ACCEPTED {
+            return serde_json::from_slice(&bytes).map(CardPayment::Pending).map_err(|_| unexpected(status, &bytes));
+        }
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map(|s| CardPayment::Paid(Box::new(s)))
+                .map_err(|_| unexpected(status, &bytes));
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api { status: status.as_u16(), error: body.error }),
+            Err(_) => Err(unexpected(status, &bytes)),
+        }
+    }
+
+    /// `GET /v1/me/card-charges/{id}`.
+    pub async fn card_charge(&self, id: i64) -> Result<CardChargeView, ClientError> {
+        self.get(&format!("/v1/me/card-charges/{id}")).await
+    }
+
+    /// `GET /v1/me/refunds`.
+    pub async fn refunds(&self) -> Result<Vec<RefundView>, ClientError> {
+        self.get("/v1/me/refunds").await
+    }
+
+    /// `POST /v1/me/close`: close the account; the wallet goes back to the cards.
+    pub async fn close_account(&self, idempotency_key: &str) -> Result<CloseAccountView, ClientError> {
+        self.post_idem("/v1/me/close", idempotency_key, &serde_json::json!({})).await
+    }
+
+    /// `POST /v1/admin/sessions/{id}/refunds` (admin or finance).
+    pub async fn staff_refund(
+        &self,
+        session_id: i64,
+        body: &StaffRefundRequest,
+        idempotency_key: &str,
+    ) -> Result<StaffRefundView, ClientError> {
+        self.post_idem(&format!("/v1/admin/sessions/{session_id}/refunds"), idempotency_key, body).await
+    }
+
     /// `POST /v1/sessions`.
     pub async fn start_session(&self, body: &StartSession, idempotency_key: &str) -> Result<SessionView, ClientError> {
         self.post_idem("/v1/sessions", idempotency_key, body).await

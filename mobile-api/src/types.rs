@@ -466,6 +466,8 @@ pub enum PaymentSource {
     /// The driver's prepaid wallet.
     #[default]
     Wallet,
+    /// A saved card (give `card_id`), charged off-session when the session starts.
+    Card,
 }
 
 /// Body of `POST /v1/sessions`.
@@ -488,6 +490,9 @@ pub struct StartSession {
     /// Payment source (default wallet).
     #[serde(default)]
     pub payment: Option<PaymentSource>,
+    /// The saved card to charge when `payment` is `card`.
+    #[serde(default)]
+    pub card_id: Option<i64>,
     /// The driver's latitude, to warn when far from the point.
     #[serde(default)]
     pub lat: Option<f64>,
@@ -497,7 +502,7 @@ pub struct StartSession {
 }
 
 /// Body of `POST /v1/sessions/{id}/extend`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtendSession {
     /// Minutes to add (rounded up to whole turns). Give this or `turns`.
@@ -506,6 +511,12 @@ pub struct ExtendSession {
     /// Turns to add.
     #[serde(default)]
     pub turns: Option<u32>,
+    /// Payment source (default wallet).
+    #[serde(default)]
+    pub payment: Option<PaymentSource>,
+    /// The saved card to charge when `payment` is `card`.
+    #[serde(default)]
+    pub card_id: Option<i64>,
 }
 
 /// Body of `PATCH /v1/sessions/{id}`: fix a mistyped plate within 5 minutes of the start.
@@ -642,4 +653,121 @@ pub struct TopupView {
     pub gateway: String,
     /// Whether this is the demo sandbox.
     pub sandbox: bool,
+}
+
+/// Answer of `POST /v1/me/cards/setups`: what the app needs to collect a card to save.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CardSetupView {
+    /// The processor's setup id (Stripe SetupIntent).
+    pub setup_id: String,
+    /// For the app's card form (Stripe `client_secret`); none in the sandbox.
+    pub client_secret: Option<String>,
+    /// The processor's status; the card is saved when it reports `succeeded`.
+    pub status: String,
+    /// The card saved, when it is already (SANDBOX: at once).
+    pub card: Option<CardView>,
+    /// `stripe` or `sandbox`.
+    pub gateway: String,
+    /// Whether this is the demo sandbox (a play card, no money).
+    pub sandbox: bool,
+}
+
+/// A saved card: never its number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CardView {
+    /// Id, to pay with (`card_id`).
+    pub id: i64,
+    /// Brand (`visa`, …; `sandbox` for the demo's play card).
+    pub brand: String,
+    /// Last four digits.
+    pub last4: String,
+    /// Expiry month.
+    pub exp_month: i32,
+    /// Expiry year.
+    pub exp_year: i32,
+    /// Saved at.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A refund through the processor (or, when the card cannot take it, to the wallet).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RefundView {
+    /// Id.
+    pub id: i64,
+    /// VND.
+    pub amount: i64,
+    /// `pending` (not yet accepted by the processor), `submitted`, `succeeded`, or `failed`
+    /// (then the amount went to the wallet).
+    pub status: String,
+    /// Why (`unused_turns`, `account_closed`, `plate_active`, a staff reason, …).
+    pub reason: String,
+    /// The session refunded, if any.
+    pub session_id: Option<i64>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A session start or extension paid by card.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CardChargeView {
+    /// Id.
+    pub id: i64,
+    /// `pending`, `requires_action` (the driver must authenticate: confirm `intent_id` with
+    /// `client_secret` in the app, 3-D Secure), `succeeded`, `failed`, `canceled`,
+    /// `refund_due` (paid but could not be given: refunded), `abandoned`.
+    pub status: String,
+    /// VND.
+    pub amount: i64,
+    /// `session_start` or `session_extend`.
+    pub purpose: String,
+    /// The processor's payment intent.
+    pub intent_id: Option<String>,
+    /// For the app to finish 3-D Secure (only while `requires_action`).
+    pub client_secret: Option<String>,
+    /// The session, once paid.
+    pub session: Option<SessionView>,
+    /// Decline code or why it was refunded.
+    pub failure_code: Option<String>,
+    /// Refunds of this charge.
+    pub refunds: Vec<RefundView>,
+    /// Until when the driver can authenticate (then the charge is cancelled).
+    pub action_deadline: DateTime<Utc>,
+}
+
+/// Answer of `POST /v1/me/close`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CloseAccountView {
+    /// The refunds of the wallet to the cards that topped it up.
+    pub refunds: Vec<RefundView>,
+    /// What could not go back to a card (kept for finance to pay out).
+    pub remaining_balance: i64,
+}
+
+/// Body of `POST /v1/admin/sessions/{id}/refunds`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaffRefundRequest {
+    /// VND, at most what is left to refund.
+    pub amount: i64,
+    /// Why (kept in the audit trail).
+    pub reason: String,
+}
+
+/// Answer of `POST /v1/admin/sessions/{id}/refunds`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StaffRefundView {
+    /// The session after the refund.
+    pub session: SessionView,
+    /// The processor refunds made (the wallet part, if any, is credited at once).
+    pub refunds: Vec<RefundView>,
+}
+
+/// What a card-paid start or extension came to.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // a short-lived return value
+pub enum CardPayment {
+    /// Paid: the session (201 for a start, 200 for an extension).
+    Paid(Box<SessionView>),
+    /// 202: waiting for the driver's 3-D Secure (or the processor): poll the charge.
+    Pending(CardChargeView),
 }

@@ -323,6 +323,33 @@ impl TestApp {
         assert!(r.is_sound(), "ledger invariants broken: {r:?}");
     }
 
+    /// Runs a read-only query returning one integer on the test's database, for white-box
+    /// checks of tables no store method reads (cast sums to BIGINT for PostgreSQL).
+    pub async fn sql_i64(&self, sql: &str) -> i64 {
+        let query = sqlx::AssertSqlSafe(sql.to_owned());
+        let result = if self.db.url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&self.db.url).await.expect("open SQLite");
+            sqlx::query_scalar::<sqlx::Sqlite, i64>(query).fetch_one(&mut conn).await
+        } else {
+            let mut conn = PgConnection::connect(&self.db.url).await.expect("connect PostgreSQL");
+            sqlx::query_scalar::<sqlx::Postgres, i64>(query).fetch_one(&mut conn).await
+        };
+        result.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Like [`TestApp::sql_i64`], for one optional text value (no row: `None`).
+    pub async fn sql_text(&self, sql: &str) -> Option<String> {
+        let query = sqlx::AssertSqlSafe(sql.to_owned());
+        let row = if self.db.url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&self.db.url).await.expect("open SQLite");
+            sqlx::query_scalar::<sqlx::Sqlite, Option<String>>(query).fetch_optional(&mut conn).await
+        } else {
+            let mut conn = PgConnection::connect(&self.db.url).await.expect("connect PostgreSQL");
+            sqlx::query_scalar::<sqlx::Postgres, Option<String>>(query).fetch_optional(&mut conn).await
+        };
+        row.unwrap_or_else(|e| panic!("{sql}: {e}")).flatten()
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {

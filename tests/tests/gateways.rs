@@ -89,6 +89,7 @@ async fn app_reminders_go_to_the_push_webhook() {
                 minutes: Some(60),
                 turns: None,
                 payment: None,
+                card_id: None,
                 lat: None,
                 lon: None,
             },

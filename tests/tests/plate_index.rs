@@ -14,6 +14,7 @@ fn start(point: &str, plate: &str) -> StartSession {
         minutes: None,
         turns: Some(2),
         payment: None,
+        card_id: None,
         lat: None,
         lon: None,
     }
@@ -32,7 +33,10 @@ matrix!(plate_index_follows_sessions, |t| {
     assert_eq!((e.session_id, e.point_code.as_str(), e.paid_until), (s.id, "HK008", s.paid_until.timestamp()));
     assert_eq!(occupied(&t, "HK008").await, 1);
     // Extension moves the paid time in the index.
-    let x = d.extend_session(s.id, &ExtendSession { minutes: None, turns: Some(1) }, "p-2").await.unwrap();
+    let x = d
+        .extend_session(s.id, &ExtendSession { minutes: None, turns: Some(1), ..Default::default() }, "p-2")
+        .await
+        .unwrap();
     assert_eq!(t.app.live.active_plate("30A12345").await.unwrap().unwrap().paid_until, x.paid_until.timestamp());
     // A plate correction moves the entry to the right plate.
     d.correct_plate(s.id, "30A-123.46").await.unwrap();

@@ -27,13 +27,14 @@ fn start(point: &str, plate: &str, turns: u32) -> StartSession {
         minutes: None,
         turns: Some(turns),
         payment: None,
+        card_id: None,
         lat: None,
         lon: None,
     }
 }
 
 fn turns(n: u32) -> ExtendSession {
-    ExtendSession { minutes: None, turns: Some(n) }
+    ExtendSession { minutes: None, turns: Some(n), ..Default::default() }
 }
 
 /// `(status, code, details)` of an API error.
@@ -842,7 +843,10 @@ matrix!(bad_input_is_refused_and_changes_nothing, |t| {
     let before = wallet(&d).await;
     let e = d.extend_session(s.id, &turns(23), "too-long").await.unwrap_err();
     assert_eq!(api_code(e), (422, "stay_too_long".into()));
-    let e = d.extend_session(s.id, &ExtendSession { minutes: Some(60), turns: Some(1) }, "both").await.unwrap_err();
+    let e = d
+        .extend_session(s.id, &ExtendSession { minutes: Some(60), turns: Some(1), ..Default::default() }, "both")
+        .await
+        .unwrap_err();
     assert_eq!(api_code(e), (400, "invalid_duration".into()));
     assert_eq!(wallet(&d).await, before);
     assert_eq!(d.session(s.id).await.unwrap().turns, 2);
@@ -954,7 +958,10 @@ matrix!(extension_continues_the_stay, |t| {
     assert_eq!((m.kind.as_str(), m.amount, m.session_id), ("session_extend", -cost, Some(s.id)));
 
     // Minutes round up: 90 minutes are 2 more turns, the 4th and 5th hours of the stay.
-    let e2 = d.extend_session(s.id, &ExtendSession { minutes: Some(90), turns: None }, "ext-2").await.unwrap();
+    let e2 = d
+        .extend_session(s.id, &ExtendSession { minutes: Some(90), turns: None, ..Default::default() }, "ext-2")
+        .await
+        .unwrap();
     assert_eq!((e2.turns, e2.paid_until), (5, s.started_at + Duration::hours(5)));
     assert_eq!(e2.amount_charged, price(&t, &s, 5), "start + extensions = the whole stay at once");
 

@@ -176,6 +176,7 @@ matrix!(reminders_go_out_once_before_expiry, |t| {
         minutes: Some(60),
         turns: None,
         payment: None,
+        card_id: None,
         lat: None,
         lon: None,
     };
@@ -203,9 +204,13 @@ matrix!(reminders_go_out_once_before_expiry, |t| {
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     assert_eq!(t.sms.messages().iter().filter(|(_, text)| text.contains("het gio")).count(), 2);
     // An extension moves the end, so a new reminder is due before the new end.
-    d.extend_session(s.id, &iparking_mobile_api::ExtendSession { minutes: None, turns: Some(1) }, "rem-ext")
-        .await
-        .unwrap();
+    d.extend_session(
+        s.id,
+        &iparking_mobile_api::ExtendSession { minutes: None, turns: Some(1), ..Default::default() },
+        "rem-ext",
+    )
+    .await
+    .unwrap();
     t.clock.advance(Duration::minutes(60));
     let mut count = 0;
     for _ in 0..40 {

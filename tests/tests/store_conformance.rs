@@ -70,6 +70,8 @@ conformance! {
     check_occupied_by_point => occupied_by_point_sqlite, occupied_by_point_postgres;
     check_seed_hanoi_pilot => seed_hanoi_pilot_sqlite, seed_hanoi_pilot_postgres;
     check_seed_synthetic => seed_synthetic_sqlite, seed_synthetic_postgres;
+    check_job_leases => job_leases_sqlite, job_leases_postgres;
+    check_settlement_import_resumes => settlement_import_resumes_sqlite, settlement_import_resumes_postgres;
 }
 
 // ---- helpers -----------------------------------------------------------------------------
@@ -743,4 +745,72 @@ async fn check_seed_synthetic(store: Arc<dyn Store>) {
     let again = registry::load_seed(store.as_ref(), seed::synthetic(N, 42), at(2)).await.expect("second seed");
     assert_eq!(again, SeedReport { districts_created: 0, points_created: 0, points_present: N, tariffs_published: 0 });
     assert_eq!(point_count(&store).await, N);
+}
+
+async fn check_job_leases(store: Arc<dyn Store>) {
+    let ttl = chrono::Duration::minutes(3);
+    assert!(store.try_lease("sweeper", "node-a", at(0) + ttl, at(0)).await.unwrap(), "a free lease is taken");
+    assert!(!store.try_lease("sweeper", "node-b", at(1) + ttl, at(1)).await.unwrap(), "held by another node");
+    assert!(store.try_lease("import", "node-b", at(1) + ttl, at(1)).await.unwrap(), "leases are per job");
+    assert!(store.try_lease("sweeper", "node-a", at(2) + ttl, at(2)).await.unwrap(), "the holder renews it");
+    // node-a's renewal runs until minute 5: node-b still cannot take it at minute 4...
+    assert!(!store.try_lease("sweeper", "node-b", at(4) + ttl, at(4)).await.unwrap());
+    // ...but can once it lapsed, and then node-a cannot.
+    assert!(store.try_lease("sweeper", "node-b", at(6) + ttl, at(6)).await.unwrap(), "a lapsed lease is taken over");
+    assert!(!store.try_lease("sweeper", "node-a", at(7) + ttl, at(7)).await.unwrap());
+}
+
+fn txn(id: &str, created: i64) -> iparking::payments::BalanceTxn {
+    iparking::payments::BalanceTxn {
+        id: id.into(),
+        type_: "charge".into(),
+        reporting_category: "charge".into(),
+        amount: 50_000,
+        fee: 1_500,
+        net: 48_500,
+        currency: "vnd".into(),
+        status: "pending".into(),
+        source: Some(format!("ch_{id}")),
+        created,
+        available_on: created + 172_800,
+    }
+}
+
+async fn check_settlement_import_resumes(store: Arc<dyn Store>) {
+    use iparking::store::cards::{ImportState, SettlementPage};
+    let kind = "balance_transactions";
+    assert_eq!(store.import_state(kind).await.unwrap(), ImportState::default());
+    // A run from 0 stores its first page (newest first) and is interrupted.
+    let page1 = vec![txn("t5", 1_000_500), txn("t4", 1_000_400)];
+    assert_eq!(store.import_page(kind, 0, &SettlementPage::Balance(page1), false, at(0)).await.unwrap(), 2);
+    let state = store.import_state(kind).await.unwrap();
+    assert_eq!(state.high_water, 0, "not advanced before the run ends");
+    assert_eq!(state.run, Some((0, Some("t4".into()), 1_000_500)), "resumes after the last id stored");
+    // The resumed run stores the rest and ends: the next run starts at the newest seen.
+    let page2 = vec![txn("t3", 1_000_300), txn("t2", 1_000_200)];
+    assert_eq!(store.import_page(kind, 0, &SettlementPage::Balance(page2), true, at(1)).await.unwrap(), 2);
+    let state = store.import_state(kind).await.unwrap();
+    assert_eq!(state, ImportState { high_water: 1_000_500, run: None });
+    // Listing an object again (the lookback) updates it instead of duplicating it.
+    let mut again = txn("t5", 1_000_500);
+    again.status = "available".into();
+    store
+        .import_page(kind, 1_000_000, &SettlementPage::Balance(vec![again, txn("t6", 1_000_600)]), true, at(2))
+        .await
+        .unwrap();
+    assert_eq!(store.import_state(kind).await.unwrap().high_water, 1_000_600);
+    // Payouts keep their own progress.
+    assert_eq!(store.import_state("payouts").await.unwrap(), ImportState::default());
+    let payout = iparking::payments::Payout {
+        id: "po_1".into(),
+        amount: 90_000,
+        currency: "vnd".into(),
+        status: "in_transit".into(),
+        arrival_date: 1_000_900,
+        balance_transaction: Some("t7".into()),
+        created: 1_000_700,
+    };
+    store.import_page("payouts", 0, &SettlementPage::Payouts(vec![payout]), true, at(3)).await.unwrap();
+    assert_eq!(store.import_state("payouts").await.unwrap().high_water, 1_000_700);
+    assert_eq!(store.import_state(kind).await.unwrap().high_water, 1_000_600);
 }

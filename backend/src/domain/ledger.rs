@@ -64,6 +64,16 @@ impl Account {
         Self { kind: AccountKind::PointRevenue, reference: point_id.to_string() }
     }
 
+    /// What the card processor owes us (one account).
+    pub fn processor() -> Self {
+        Self { kind: AccountKind::ProcessorClearing, reference: String::new() }
+    }
+
+    /// Money owed back to cards: refunds decided, not yet confirmed by the processor.
+    pub fn card_refunds() -> Self {
+        Self { kind: AccountKind::Refunds, reference: "card".into() }
+    }
+
     /// The sandbox's play-money source.
     pub fn sandbox() -> Self {
         Self { kind: AccountKind::SandboxFunding, reference: String::new() }
@@ -129,6 +139,22 @@ impl Entry {
                 Posting { account: Account::wallet(driver_id), amount },
             ],
         )
+    }
+
+    /// Parking paid by card: the processor owes us, the point earns it.
+    pub fn card_payment(kind: &'static str, point_id: i64, amount: Vnd) -> Result<Entry, Unbalanced> {
+        Entry::new(
+            kind,
+            vec![
+                Posting { account: Account::processor(), amount: -amount },
+                Posting { account: Account::point_revenue(point_id), amount },
+            ],
+        )
+    }
+
+    /// Moves `amount` between two accounts (`from` goes down by it on the credit side).
+    pub fn transfer(kind: &'static str, from: Account, to: Account, amount: Vnd) -> Result<Entry, Unbalanced> {
+        Entry::new(kind, vec![Posting { account: from, amount: -amount }, Posting { account: to, amount }])
     }
 
     /// Demo only: play money into a wallet.

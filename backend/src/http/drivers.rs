@@ -87,6 +87,16 @@ pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Res
     })
 }
 
+/// Where a state-changing call that may pay by card stands.
+pub enum Prelude {
+    /// A new key.
+    Fresh(Idempotency),
+    /// The key's first answer.
+    Replayed(Response),
+    /// The key's first request made this card charge: resume it.
+    Charge(Box<crate::store::cards::ChargeRow>),
+}
+
 /// The `Idempotency-Key` of a state-changing call, claimed for a caller.
 pub struct Idempotency {
     claim: IdemClaim,
@@ -142,6 +152,30 @@ impl Idempotency {
         Ok(match idem.replay(app).await? {
             Some(replayed) => Err(replayed),
             None => Ok(idem),
+        })
+    }
+
+    /// Like [`Idempotency::for_driver`], for calls that may pay by card: a key whose first
+    /// request recorded a card charge resumes that charge (the charge is the record).
+    pub async fn for_driver_or_charge(
+        app: &AppState,
+        driver_id: i64,
+        headers: &HeaderMap,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Prelude, AppError> {
+        let idem = Self::from_request(format!("driver:{driver_id}"), headers, "POST", path, body)?;
+        let (scope, key) = (&idem.claim.scope, &idem.claim.key);
+        if let Some(rec) = app.store.idempotency_get(scope, key).await?
+            && rec.request_hash == idem.claim.request_hash
+            && rec.status.is_none()
+            && let Some(charge) = app.store.charge_by_idem(scope, key).await?
+        {
+            return Ok(Prelude::Charge(Box::new(charge)));
+        }
+        Ok(match idem.replay(app).await? {
+            Some(replayed) => Prelude::Replayed(replayed),
+            None => Prelude::Fresh(idem),
         })
     }
 

@@ -33,6 +33,7 @@ use crate::{
 };
 
 pub mod admin;
+pub mod cards;
 pub mod drivers;
 pub mod extract;
 pub mod ops;
@@ -98,6 +99,15 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(webhooks::sms_delivery))
         .routes(routes!(payments::create_topup))
         .routes(routes!(payments::stripe_event))
+        .routes(routes!(cards::create_setup))
+        .routes(routes!(cards::list_cards))
+        .routes(routes!(cards::remove_card))
+        .routes(routes!(cards::get_charge))
+        .routes(routes!(cards::list_refunds))
+        .routes(routes!(cards::close_account))
+        .routes(routes!(cards::staff_refund))
+        .routes(routes!(cards::run_sweep))
+        .routes(routes!(cards::run_import))
         .routes(routes!(tariffs::create_quote))
         .routes(routes!(tariffs::point_tariff))
         .routes(routes!(tariffs::publish_tariff, tariffs::list_tariffs))
@@ -238,12 +248,40 @@ pub async fn serve(
     let refresher = tokio::spawn(refresh_index_forever(app.clone()));
     let expirer = tokio::spawn(expire_sessions_forever(app.clone()));
     let reminder = tokio::spawn(send_reminders_forever(app.clone()));
+    // Payments jobs run on one node at a time (a lease in the database).
+    let payment_jobs = app.payments.as_ref().filter(|g| !g.is_sandbox()).map(|_| {
+        let sweeper = tokio::spawn(cards::leased_forever(
+            app.clone(),
+            "payments_sweeper",
+            app.settings.sweep_interval,
+            |app| async move {
+                if let Err(e) = cards::sweep(&app).await {
+                    tracing::warn!(error = %e, "payments sweep failed; it runs again at the next tick");
+                }
+            },
+        ));
+        let importer = tokio::spawn(cards::leased_forever(
+            app.clone(),
+            "settlement_import",
+            app.settings.settlement_interval,
+            |app| async move {
+                if let Err(e) = cards::import_settlement(&app).await {
+                    tracing::warn!(error = %e, "settlement import failed; it resumes at the next tick");
+                }
+            },
+        ));
+        (sweeper, importer)
+    });
     let result = axum::serve(listener, router(app).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await;
     refresher.abort();
     expirer.abort();
     reminder.abort();
+    if let Some((sweeper, importer)) = payment_jobs {
+        sweeper.abort();
+        importer.abort();
+    }
     result
 }
 

@@ -10,11 +10,16 @@ use iparking_mobile_api::{ErrorBody, TopupRequest, TopupView};
 use stripe_webhook::{EventObject, Webhook, WebhookError};
 
 use super::{
-    AppState,
+    AppState, cards,
     drivers::{Driver, Idempotency, parse_json},
     extract::Json,
 };
-use crate::{domain::money::Vnd, error::AppError, payments::PaymentError, store::drivers::IntentEventOutcome};
+use crate::{
+    domain::money::Vnd,
+    error::AppError,
+    payments::{IntentState, PaymentError},
+    store::drivers::IntentEventOutcome,
+};
 
 /// Tops up the wallet by card: creates a payment intent with the processor (with our own
 /// idempotency key) and returns what the app needs to collect the card. The wallet is
@@ -150,16 +155,77 @@ pub async fn stripe_event(
     })?;
     let event_id = event.id.to_string();
     let event_type = event.type_.as_str().to_owned();
-    let (intent_id, status) = match &event.data.object {
+    let now = app.clock.now();
+    let (intent, status) = match &event.data.object {
         EventObject::PaymentIntentSucceeded(pi)
         | EventObject::PaymentIntentPaymentFailed(pi)
-        | EventObject::PaymentIntentCanceled(pi) => (pi.id.to_string(), pi.status.as_str().to_owned()),
+        | EventObject::PaymentIntentCanceled(pi)
+        | EventObject::PaymentIntentRequiresAction(pi) => (pi, pi.status.as_str().to_owned()),
+        EventObject::RefundCreated(r)
+        | EventObject::RefundUpdated(r)
+        | EventObject::RefundFailed(r)
+        | EventObject::ChargeRefundUpdated(r) => {
+            let status = r.status.clone().unwrap_or_else(|| "pending".into());
+            let word = cards::refund_event(
+                &app,
+                &event_id,
+                &event_type,
+                r.id.as_str(),
+                &status,
+                r.failure_reason.as_deref(),
+                r.metadata.as_ref(),
+            )
+            .await?;
+            return Ok(Json(serde_json::json!({ "received": true, "outcome": word })));
+        }
+        EventObject::SetupIntentSucceeded(si) => {
+            let word = cards::setup_event(&app, &event_id, &event_type, si.id.as_str()).await?;
+            return Ok(Json(serde_json::json!({ "received": true, "outcome": word })));
+        }
         _ => {
             tracing::info!(stripe.event = %event_type, "Stripe event acknowledged and ignored");
             return Ok(Json(serde_json::json!({ "received": true, "outcome": "ignored" })));
         }
     };
-    let outcome = app.store.apply_intent_event(&event_id, &event_type, &intent_id, &status, app.clock.now()).await?;
+    let intent_id = intent.id.to_string();
+    let state = IntentState {
+        id: intent_id.clone(),
+        status: status.clone(),
+        amount: intent.amount,
+        amount_received: intent.amount_received,
+        charge: intent.latest_charge.as_ref().map(|c| c.id().to_string()),
+        metadata: intent.metadata.clone(),
+        client_secret: None,
+        created: intent.created,
+        last_error: intent.last_payment_error.as_ref().and_then(|e| {
+            e.decline_code
+                .clone()
+                .filter(|c| c == "authentication_required")
+                .or_else(|| e.code.as_ref().map(|c| c.as_str().to_owned()))
+        }),
+    };
+    // A session paid by card?
+    if let Some(word) = cards::charge_event(&app, &event_id, &event_type, state).await? {
+        return Ok(Json(serde_json::json!({ "received": true, "outcome": word })));
+    }
+    if event_type == "payment_intent.requires_action" {
+        return Ok(Json(serde_json::json!({ "received": true, "outcome": "ignored" })));
+    }
+    let mut outcome = app.store.apply_intent_event(&event_id, &event_type, &intent_id, &status, now).await?;
+    if outcome == IntentEventOutcome::UnknownIntent
+        && status == "succeeded"
+        && intent.metadata.get("purpose").map(String::as_str) == Some("wallet_topup")
+        && let Some(driver_id) = intent.metadata.get("driver_id").and_then(|d| d.parse::<i64>().ok())
+        && app.store.driver_phone(driver_id).await?.is_some()
+        && intent.amount > 0
+    {
+        // Our top-up whose record was never written (the answer to the app was lost after
+        // Stripe created the intent): our metadata says whose it is. Record it and credit.
+        let gateway = app.payments.as_ref().map_or("stripe", |g| g.name());
+        app.store.record_intent(&intent_id, driver_id, Vnd(intent.amount), gateway, &status, None, now).await?;
+        outcome =
+            app.store.apply_intent_event(&format!("{event_id}:orphan"), &event_type, &intent_id, &status, now).await?;
+    }
     let word = match &outcome {
         IntentEventOutcome::Duplicate => "duplicate",
         IntentEventOutcome::UnknownIntent => "unknown_intent",

@@ -8,13 +8,13 @@ use axum::{
 };
 use chrono::{DateTime, Duration, Utc};
 use iparking_mobile_api::{
-    Channel, CorrectPlate as CorrectPlateBody, ErrorBody, ExtendSession, PointStatus, QuoteView, SessionListQuery,
-    SessionPurchase, SessionStatus, SessionView, StartSession,
+    Channel, CorrectPlate as CorrectPlateBody, ErrorBody, ExtendSession, PaymentSource, PointStatus, QuoteView,
+    SessionListQuery, SessionPurchase, SessionStatus, SessionView, StartSession,
 };
 
 use super::{
-    AppState,
-    drivers::{Driver, Idempotency, parse_json},
+    AppState, cards,
+    drivers::{Driver, Idempotency, Prelude, parse_json},
     extract::{Json, Path, Query},
     points::{invalid, normalise_code, point_not_found},
     prefers_english,
@@ -30,7 +30,10 @@ use crate::{
     },
     error::AppError,
     live::mirror,
-    store::drivers::{ChangeOutcome, CorrectPlate, NewSession, PricedChange, SessionRow, StartOutcome},
+    store::{
+        cards::ChargePlan,
+        drivers::{ChangeOutcome, CorrectPlate, NewSession, PricedChange, SessionRow, StartOutcome},
+    },
 };
 
 /// A plate typo can be fixed this long after the start.
@@ -125,9 +128,10 @@ pub async fn start_session(
     body: Bytes,
 ) -> Result<Response, AppError> {
     let english = prefers_english(&headers);
-    let idem = match Idempotency::for_driver(&app, d.driver_id, &headers, "/v1/sessions", &body).await? {
-        Ok(idem) => idem,
-        Err(replayed) => return Ok(replayed),
+    let idem = match Idempotency::for_driver_or_charge(&app, d.driver_id, &headers, "/v1/sessions", &body).await? {
+        Prelude::Fresh(idem) => idem,
+        Prelude::Replayed(replayed) => return Ok(replayed),
+        Prelude::Charge(charge) => return cards::drive(&app, *charge, Vec::new()).await,
     };
     let req: StartSession = parse_json(&headers, &body)?;
     let plate = Plate::parse(&req.plate).map_err(invalid)?;
@@ -164,11 +168,12 @@ pub async fn start_session(
             format!("Point {} does not take {} vehicles.", point.code, class.as_str()),
         ));
     }
-    if req.payment.is_some_and(|p| p != iparking_mobile_api::PaymentSource::Wallet) {
+    let by_card = req.payment == Some(PaymentSource::Card);
+    if !by_card && req.card_id.is_some() {
         return Err(AppError::bad_request(
             "invalid_payment",
-            "Nguồn thanh toán không hỗ trợ.",
-            "Unsupported payment source.",
+            "card_id chỉ dùng khi payment là card.",
+            "card_id goes with payment card.",
         ));
     }
     let now = app.clock.now();
@@ -205,6 +210,23 @@ pub async fn start_session(
         }
         (None, None) => {}
         _ => return Err(AppError::bad_request("invalid_coordinates", "Cần cả lat và lon.", "Give both lat and lon.")),
+    }
+    if by_card {
+        // Paid by card: priced now, the session starts when the payment succeeds (at once,
+        // or after 3-D Secure), checked again then.
+        let plan = ChargePlan::Start {
+            plate: plate.as_str().to_owned(),
+            vehicle_class: class,
+            point_id: point.id,
+            capacity: point.capacity,
+            tariff_id: tariff.id,
+            started_at: now,
+            paid_until: priced.until,
+            expires_at: priced.until + Duration::minutes(i64::from(tariff.grace_minutes)),
+            turns,
+            quote: serde_json::to_string(&quote).map_err(|e| AppError::internal(&e))?,
+        };
+        return cards::pay_by_card(&app, idem, d.driver_id, req.card_id, priced.total, plan, warnings).await;
     }
     let entry = Entry::wallet_payment("session_start", d.driver_id, point.id, priced.total)
         .map_err(|e| AppError::internal(&e))?;
@@ -324,17 +346,41 @@ pub async fn extend_session(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let idem = match Idempotency::for_driver(&app, d.driver_id, &headers, &format!("/v1/sessions/{id}/extend"), &body)
-        .await?
-    {
-        Ok(idem) => idem,
-        Err(replayed) => return Ok(replayed),
+    let path = format!("/v1/sessions/{id}/extend");
+    let idem = match Idempotency::for_driver_or_charge(&app, d.driver_id, &headers, &path, &body).await? {
+        Prelude::Fresh(idem) => idem,
+        Prelude::Replayed(replayed) => return Ok(replayed),
+        Prelude::Charge(charge) => return cards::drive(&app, *charge, Vec::new()).await,
     };
     let req: ExtendSession = parse_json(&headers, &body)?;
     let session = own_session(&app, d.driver_id, id).await?;
     let tariff = tariff_of(&app, &session)?;
     let add = requested_turns(&tariff, req.minutes, req.turns)?;
     let now = app.clock.now();
+    if req.payment != Some(PaymentSource::Card) && req.card_id.is_some() {
+        return Err(AppError::bad_request(
+            "invalid_payment",
+            "card_id chỉ dùng khi payment là card.",
+            "card_id goes with payment card.",
+        ));
+    }
+    if req.payment == Some(PaymentSource::Card) {
+        if !session.active || session.expires_at <= now {
+            return Err(session_ended());
+        }
+        let p =
+            tariff.price(session.started_at, session.turns, add, Channel::App).map_err(super::tariffs::quote_error)?;
+        let quote = quote_view(&tariff, &session.point_code, session.vehicle_class, Channel::App, &p, false);
+        let plan = ChargePlan::Extend {
+            session_id: session.id,
+            turns_before: session.turns,
+            turns_after: session.turns + add,
+            paid_until: p.until,
+            expires_at: p.until + Duration::minutes(i64::from(tariff.grace_minutes)),
+            quote: serde_json::to_string(&quote).map_err(|e| AppError::internal(&e))?,
+        };
+        return cards::pay_by_card(&app, idem, d.driver_id, req.card_id, p.total, plan, Vec::new()).await;
+    }
     let driver_id = d.driver_id;
     let price = |row: &SessionRow| -> Result<PricedChange, QuoteError> {
         let p = tariff.price(row.started_at, row.turns, add, Channel::App)?;
@@ -418,6 +464,10 @@ pub async fn stop_session(
     match outcome {
         ChangeOutcome::Done(row) => {
             mirror(app.live.as_ref(), &[], &[], &[&row]).await;
+            // Card-paid turns go back to their cards.
+            for r in app.store.session_refunds(row.id).await?.iter().filter(|r| r.status == "pending") {
+                cards::submit_refund(&app, r.id).await;
+            }
             tracing::info!(
                 session.id = row.id,
                 driver.id = d.driver_id,

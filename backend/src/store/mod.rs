@@ -8,9 +8,11 @@ use iparking_mobile_api::{PointStatus, StaffRole, VehicleClass};
 
 use crate::domain::tariff::Tariff;
 
+pub mod cards;
 pub mod drivers;
 mod postgres;
 mod sql;
+mod sql_cards;
 mod sql_drivers;
 mod sqlite;
 
@@ -188,7 +190,7 @@ impl Principal {
 
 /// Durable storage of the city registry and staff.
 #[async_trait]
-pub trait Store: drivers::DriverStore + Send + Sync + 'static {
+pub trait Store: drivers::DriverStore + cards::CardStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Applies the embedded migrations (safe to run on every start and from many nodes).

@@ -8,7 +8,9 @@ use sqlx::{
     postgres::{PgPool, PgPoolOptions},
 };
 
-use super::{StoreResult, map_sqlx, sql::sql_store_impl, sql_drivers::sql_driver_store_impl};
+use super::{
+    StoreResult, map_sqlx, sql::sql_store_impl, sql_cards::sql_card_store_impl, sql_drivers::sql_driver_store_impl,
+};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -43,3 +45,4 @@ impl PgStore {
 
 sql_store_impl!(PgStore, Postgres, "postgres");
 sql_driver_store_impl!(PgStore, Postgres, " FOR UPDATE", "SELECT pg_advisory_xact_lock(hashtext($1))");
+sql_card_store_impl!(PgStore, Postgres, " FOR UPDATE");

@@ -112,15 +112,24 @@ macro_rules! sql_driver_store_impl {
                 token_hash: &str,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<i64> {
-                sqlx::query_scalar(
+                let mut tx = self.begin_write().await?;
+                // Signing in again reopens a closed account (its wallet was refunded at closing).
+                sqlx::query("UPDATE drivers SET closed_at = NULL WHERE id = $1 AND closed_at IS NOT NULL")
+                    .bind(driver_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                let id = sqlx::query_scalar(
                     "INSERT INTO driver_tokens (driver_id, token_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
                 )
                 .bind(driver_id)
                 .bind(token_hash)
                 .bind(now)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *tx)
                 .await
-                .map_err($crate::store::map_sqlx)
+                .map_err($crate::store::map_sqlx)?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(id)
             }
 
             async fn driver_by_token(
@@ -396,11 +405,9 @@ macro_rules! sql_driver_store_impl {
                     Ok(found) => found,
                     Err(outcome) => return Ok(outcome),
                 };
-                if let Some(entry) = &change.entry
-                    && post(&mut tx, entry, Some(row.id), now).await?.is_err()
-                {
-                    return Err($crate::store::StoreError::Internal("a refund cannot overdraw a wallet".into()));
-                }
+                // The refund goes back the way the session was paid: card-paid turns to
+                // their cards (as processor refunds the caller submits), the rest to the wallet.
+                allocate_refund(&mut tx, &row, change.amount, "unused_turns", &format!("driver:{driver_id}"), now).await?;
                 sqlx::query(
                     "UPDATE sessions SET status = 'ended', end_reason = 'stopped', ended_at = $2, \
                      amount_refunded = amount_refunded + $3 WHERE id = $1",

@@ -8,7 +8,10 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use super::{StoreError, StoreResult, map_sqlx, sql::sql_store_impl, sql_drivers::sql_driver_store_impl};
+use super::{
+    StoreError, StoreResult, map_sqlx, sql::sql_store_impl, sql_cards::sql_card_store_impl,
+    sql_drivers::sql_driver_store_impl,
+};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -57,3 +60,4 @@ impl SqliteStore {
 
 sql_store_impl!(SqliteStore, Sqlite, "sqlite");
 sql_driver_store_impl!(SqliteStore, Sqlite, "", "SELECT length($1)");
+sql_card_store_impl!(SqliteStore, Sqlite, "");
