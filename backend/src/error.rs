@@ -175,6 +175,16 @@ fn conflict_for(constraint: &str) -> AppError {
             "Xe này đang có lượt đỗ khác.",
             "This vehicle already has an active parking session.",
         ),
+        "idempotency_keys_pkey" => AppError::conflict(
+            "idempotency_in_progress",
+            "Yêu cầu trước với cùng khóa đang được xử lý. Thử lại sau giây lát.",
+            "A request with the same key is still being processed. Retry shortly.",
+        ),
+        "warden_shifts_open_key" => AppError::conflict(
+            "shift_open",
+            "Bạn đang có một ca chưa đóng.",
+            "You already have an open shift.",
+        ),
         other => AppError::conflict(
             "conflict",
             format!("Xung đột dữ liệu ({other})."),

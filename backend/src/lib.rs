@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
 pub mod auth;
+pub mod check_log;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -83,6 +84,14 @@ pub struct Settings {
     pub charge_action_timeout: Duration,
     /// How often settlement data is imported from the processor (one node at a time).
     pub settlement_interval: Duration,
+    /// Where violation photos are stored (by content hash), under the data directory.
+    pub photo_dir: std::path::PathBuf,
+    /// Failed password logins allowed per username per window.
+    pub login_per_user: u32,
+    /// Failed password logins allowed per client address per window.
+    pub login_per_ip: u32,
+    /// The window of the login limits.
+    pub login_window: Duration,
 }
 
 /// A mobile carrier of the SMS channel.
@@ -149,6 +158,10 @@ impl Default for Settings {
             sweep_after: Duration::from_secs(120),
             charge_action_timeout: Duration::from_secs(15 * 60),
             settlement_interval: Duration::from_secs(15 * 60),
+            photo_dir: std::path::PathBuf::from("./data/photos"),
+            login_per_user: 5,
+            login_per_ip: 50,
+            login_window: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -173,6 +186,8 @@ pub struct App {
     stripe_webhook_secret: Option<String>,
     /// This node's name for job leases (unique per process and app).
     pub node_id: String,
+    /// The durable record of plate checks (batched writer).
+    pub checks: check_log::CheckRecorder,
     index: ArcSwap<PointIndex>,
     index_rebuild: tokio::sync::Mutex<()>,
     tariffs: ArcSwap<TariffBook>,
@@ -244,7 +259,9 @@ impl App {
         gateways: Gateways,
     ) -> anyhow::Result<Arc<Self>> {
         let Gateways { sms, push, payments, stripe_webhook_secret } = gateways;
+        let checks = check_log::CheckRecorder::start(store.clone());
         let app = Arc::new(Self {
+            checks,
             store,
             live,
             clock,

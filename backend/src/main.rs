@@ -137,9 +137,16 @@ enum StaffCommand {
         /// Display name.
         #[arg(long)]
         name: String,
-        /// District code of the scope (repeat for several); none means city-wide.
+        /// District code of the scope (repeat for several); none (and no street) means city-wide.
         #[arg(long = "district")]
         districts: Vec<String>,
+        /// Street id assigned (wardens; repeat for several).
+        #[arg(long = "street")]
+        streets: Vec<i64>,
+        /// Username for password login on handhelds; the password is read from
+        /// IPARKING_STAFF_PASSWORD (never from the command line, which other users can see).
+        #[arg(long)]
+        username: Option<String>,
     },
     /// Revoke a token by id.
     Revoke {
@@ -311,12 +318,22 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
             match action {
-                StaffCommand::Add { role, name, districts } => {
+                StaffCommand::Add { role, name, districts, streets, username } => {
                     let name =
                         iparking::domain::city::validate_name("name", &name).map_err(|e| anyhow::anyhow!(e.en))?;
-                    let created = http::admin::add_staff(&app, name, role.into(), &districts)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("{}", e.en))?;
+                    let password = match &username {
+                        Some(_) => Some(std::env::var("IPARKING_STAFF_PASSWORD").map_err(|_| {
+                            anyhow::anyhow!("--username needs the password in IPARKING_STAFF_PASSWORD")
+                        })?),
+                        None => None,
+                    };
+                    let spec = http::admin::StaffSpec {
+                        streets,
+                        username,
+                        password,
+                        ..http::admin::StaffSpec::new(name, role.into(), &districts)
+                    };
+                    let created = http::admin::add_staff(&app, spec).await.map_err(|e| anyhow::anyhow!("{}", e.en))?;
                     eprintln!(
                         "staff {} ({}) created, token id {}; the token is shown once:",
                         created.id,

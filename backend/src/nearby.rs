@@ -24,6 +24,8 @@ type Entry = GeomWithData<[f64; 3], u32>;
 pub struct PointIndex {
     tree: RTree<Entry>,
     points: Vec<Arc<PointRecord>>,
+    by_code: std::collections::HashMap<String, u32>,
+    by_id: std::collections::HashMap<i64, u32>,
     version: i64,
 }
 
@@ -53,7 +55,19 @@ impl PointIndex {
         let points: Vec<Arc<PointRecord>> = points.into_iter().map(Arc::new).collect();
         let entries =
             points.iter().enumerate().map(|(i, p)| GeomWithData::new(to_xyz(p.lat, p.lon), i as u32)).collect();
-        Self { tree: RTree::bulk_load(entries), points, version }
+        let by_code = points.iter().enumerate().map(|(i, p)| (p.code.clone(), i as u32)).collect();
+        let by_id = points.iter().enumerate().map(|(i, p)| (p.id, i as u32)).collect();
+        Self { tree: RTree::bulk_load(entries), points, by_code, by_id, version }
+    }
+
+    /// The point with this code (open or closed), as of this snapshot.
+    pub fn point(&self, code: &str) -> Option<Arc<PointRecord>> {
+        self.by_code.get(code).map(|&i| self.points[i as usize].clone())
+    }
+
+    /// The point with this row id, as of this snapshot.
+    pub fn point_by_id(&self, id: i64) -> Option<Arc<PointRecord>> {
+        self.by_id.get(&id).map(|&i| self.points[i as usize].clone())
     }
 
     /// An empty index.

@@ -1,7 +1,7 @@
 use reqwest::{Method, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::{tariff::*, types::*};
+use crate::{tariff::*, types::*, warden::*};
 
 /// A typed async client for the iParking HTTP API.
 ///
@@ -434,6 +434,133 @@ impl Client {
     /// `DELETE /v1/admin/tokens/{id}`: revoke a staff token.
     pub async fn revoke_token(&self, token_id: i64) -> Result<(), ClientError> {
         Self::send_empty(self.request(Method::DELETE, &format!("/v1/admin/tokens/{token_id}"))).await
+    }
+
+    /// `POST /v1/warden/auth/token`: a warden or inspector logs in on a handheld.
+    pub async fn warden_login(&self, username: &str, password: &str, device: &str) -> Result<WardenToken, ClientError> {
+        let body =
+            WardenLogin { username: username.to_owned(), password: password.to_owned(), device: device.to_owned() };
+        self.post("/v1/warden/auth/token", &body).await
+    }
+
+    /// `POST /v1/warden/auth/logout`: revokes the token of this call.
+    pub async fn warden_logout(&self) -> Result<(), ClientError> {
+        Self::send_empty(self.request(Method::POST, "/v1/warden/auth/logout")).await
+    }
+
+    /// `GET /v1/warden/checks?plate=&point=`.
+    pub async fn check_plate(&self, plate: &str, point: &str) -> Result<PlateCheckView, ClientError> {
+        let q = PlateCheckQuery { plate: plate.to_owned(), point: point.to_owned() };
+        Self::send(self.request(Method::GET, "/v1/warden/checks").query(&q)).await
+    }
+
+    /// `GET /v1/warden/points/{code}/vehicles`.
+    pub async fn point_roster(&self, code: &str) -> Result<PointRoster, ClientError> {
+        self.get(&format!("/v1/warden/points/{}/vehicles", encode_segment(code))).await
+    }
+
+    /// `POST /v1/warden/sessions`: a session paid in cash to the warden.
+    pub async fn warden_start_session(
+        &self,
+        body: &WardenStartSession,
+        idempotency_key: &str,
+    ) -> Result<CashPaymentView, ClientError> {
+        self.post_idem("/v1/warden/sessions", idempotency_key, body).await
+    }
+
+    /// `POST /v1/warden/sessions/{id}/extend`: an extension paid in cash to the warden.
+    pub async fn warden_extend_session(
+        &self,
+        id: i64,
+        body: &WardenExtendSession,
+        idempotency_key: &str,
+    ) -> Result<CashPaymentView, ClientError> {
+        self.post_idem(&format!("/v1/warden/sessions/{id}/extend"), idempotency_key, body).await
+    }
+
+    /// `GET /v1/receipts/{number}?code=`: checks a cash slip (no login needed).
+    pub async fn receipt(&self, number: &str, code: &str) -> Result<ReceiptCheckView, ClientError> {
+        let q = ReceiptQuery { code: code.to_owned() };
+        Self::send(self.request(Method::GET, &format!("/v1/receipts/{}", encode_segment(number))).query(&q)).await
+    }
+
+    /// `POST /v1/warden/violations`: a citation with photo evidence (multipart).
+    pub async fn create_violation(
+        &self,
+        form: &ViolationForm,
+        idempotency_key: &str,
+    ) -> Result<ViolationView, ClientError> {
+        let mut parts = reqwest::multipart::Form::new()
+            .text("plate", form.plate.clone())
+            .text("point", form.point.clone())
+            .text("kind", form.kind.as_str())
+            .text("note", form.note.clone());
+        if let Some(lat) = form.lat {
+            parts = parts.text("lat", lat.to_string());
+        }
+        if let Some(lon) = form.lon {
+            parts = parts.text("lon", lon.to_string());
+        }
+        for p in &form.photos {
+            let part = reqwest::multipart::Part::bytes(p.bytes.clone())
+                .file_name(p.filename.clone())
+                .mime_str(&p.content_type)?;
+            parts = parts.part("photo", part);
+        }
+        Self::send(
+            self.request(Method::POST, "/v1/warden/violations").header("Idempotency-Key", idempotency_key).multipart(parts),
+        )
+        .await
+    }
+
+    /// `GET /v1/warden/violations/{number}`.
+    pub async fn violation(&self, number: &str) -> Result<ViolationView, ClientError> {
+        self.get(&format!("/v1/warden/violations/{}", encode_segment(number))).await
+    }
+
+    /// `GET /v1/warden/photos/{sha256}`: a violation photo (staff only); its content type and bytes.
+    pub async fn photo(&self, sha256: &str) -> Result<(String, Vec<u8>), ClientError> {
+        let resp = self.request(Method::GET, &format!("/v1/warden/photos/{}", encode_segment(sha256))).send().await?;
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let bytes = resp.bytes().await?;
+        if status.is_success() {
+            return Ok((content_type, bytes.to_vec()));
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api { status: status.as_u16(), error: body.error }),
+            Err(_) => Err(unexpected(status, &bytes)),
+        }
+    }
+
+    /// `GET /v1/me/citations`: citations on the driver's plates.
+    pub async fn citations(&self) -> Result<Vec<DriverCitation>, ClientError> {
+        self.get("/v1/me/citations").await
+    }
+
+    /// `POST /v1/warden/sync`: actions recorded offline, each applied once.
+    pub async fn sync(&self, batch: &SyncBatch) -> Result<SyncResultView, ClientError> {
+        self.post("/v1/warden/sync", batch).await
+    }
+
+    /// `POST /v1/warden/shifts`: opens a shift.
+    pub async fn open_shift(&self, body: &OpenShift, idempotency_key: &str) -> Result<ShiftView, ClientError> {
+        self.post_idem("/v1/warden/shifts", idempotency_key, body).await
+    }
+
+    /// `GET /v1/warden/shifts/{id}`.
+    pub async fn shift(&self, id: i64) -> Result<ShiftView, ClientError> {
+        self.get(&format!("/v1/warden/shifts/{id}")).await
+    }
+
+    /// `POST /v1/warden/shifts/{id}/close`: closes a shift with the cash handed over.
+    pub async fn close_shift(&self, id: i64, body: &CloseShift, idempotency_key: &str) -> Result<ShiftView, ClientError> {
+        self.post_idem(&format!("/v1/warden/shifts/{id}/close"), idempotency_key, body).await
     }
 }
 

@@ -9,7 +9,9 @@
 mod client;
 mod tariff;
 mod types;
+mod warden;
 
 pub use client::{Client, ClientError, install_tls_provider};
 pub use tariff::*;
 pub use types::*;
+pub use warden::*;

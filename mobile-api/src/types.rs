@@ -322,9 +322,26 @@ pub struct CreateStaff {
     pub name: String,
     /// Role.
     pub role: StaffRole,
-    /// District codes the principal is limited to; empty means city-wide.
+    /// District codes the principal is limited to; empty (with no streets) means city-wide.
     #[serde(default)]
     pub districts: Vec<String>,
+    /// Street ids the principal is assigned to (wardens), besides whole districts.
+    #[serde(default)]
+    pub streets: Vec<i64>,
+    /// Username for password login (wardens and inspectors on handhelds): 3–64 of
+    /// `a-z 0-9 . _ -`.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password for the username: 10–128 characters. Stored only as an argon2 hash.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+impl CreateStaff {
+    /// A staff member with a role and districts, no streets and no password login.
+    pub fn new(name: impl Into<String>, role: StaffRole, districts: Vec<String>) -> Self {
+        Self { name: name.into(), role, districts, streets: Vec::new(), username: None, password: None }
+    }
 }
 
 /// Answer of `POST /v1/admin/staff`: the bearer token is shown this once.
@@ -336,8 +353,14 @@ pub struct StaffCreated {
     pub name: String,
     /// Role.
     pub role: StaffRole,
-    /// District scope; empty means city-wide.
+    /// District scope; empty (with no streets) means city-wide.
     pub districts: Vec<String>,
+    /// Street ids assigned.
+    #[serde(default)]
+    pub streets: Vec<i64>,
+    /// Username for password login, if set.
+    #[serde(default)]
+    pub username: Option<String>,
     /// Id of the token, for revocation.
     pub token_id: i64,
     /// The bearer token. It is stored only as a hash and cannot be shown again.

@@ -17,7 +17,7 @@ use iparking::{
     registry, seed,
     store::{PgStore, SqliteStore, Store},
 };
-use iparking_mobile_api::{Client, CreateStaff, StaffRole};
+use iparking_mobile_api::{Client, CreateStaff, StaffRole, WardenToken};
 use rand::Rng;
 use sqlx::{Connection, Executor, PgConnection};
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -65,6 +65,8 @@ fn unique(prefix: &str) -> String {
 pub struct TestDb {
     /// The URL the store was opened with.
     pub url: String,
+    /// Where the servers on this database keep violation photos (their data directory).
+    pub photos: tempfile::TempDir,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -75,7 +77,7 @@ impl TestDb {
             Db::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("test.db").display());
-                Self { url, _dir: Some(dir) }
+                Self { url, photos: tempfile::tempdir().expect("temp dir"), _dir: Some(dir) }
             }
             Db::Postgres => {
                 let admin = pg_url();
@@ -86,7 +88,7 @@ impl TestDb {
                     .expect("create test database");
                 let _ = conn.close().await;
                 let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
-                Self { url: format!("{base}/{name}"), _dir: None }
+                Self { url: format!("{base}/{name}"), photos: tempfile::tempdir().expect("temp dir"), _dir: None }
             }
         }
     }
@@ -160,6 +162,9 @@ pub struct TestApp {
 pub const VIETTEL_SECRET: &str = "test-secret-viettel";
 /// Shared secret of the test carrier `mobifone` (12% share).
 pub const MOBIFONE_SECRET: &str = "test-secret-mobifone";
+
+/// The password of the wardens made by [`TestApp::warden_with`].
+pub const WARDEN_PASSWORD: &str = "correct horse battery";
 
 /// Options of [`TestApp::start_with`].
 #[derive(Clone)]
@@ -252,7 +257,9 @@ impl TestApp {
             payments: opts.payments,
             stripe_webhook_secret: opts.stripe_webhook_secret,
         };
-        let app = App::with_gateways(store, live_state, clock.clone(), opts.settings, gateways).await.expect("app");
+        let mut settings = opts.settings;
+        settings.photo_dir = test_db.photos.path().to_path_buf();
+        let app = App::with_gateways(store, live_state, clock.clone(), settings, gateways).await.expect("app");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel();
@@ -260,7 +267,8 @@ impl TestApp {
             let _ = rx.await;
         }));
         let client = Client::new(format!("http://{addr}"));
-        let token = iparking::http::admin::add_staff(&app, "Test admin".into(), StaffRole::Admin, &[])
+        let spec = iparking::http::admin::StaffSpec::new("Test admin".into(), StaffRole::Admin, &[]);
+        let token = iparking::http::admin::add_staff(&app, spec)
             .await
             .expect("admin")
             .token;
@@ -288,11 +296,11 @@ impl TestApp {
     pub async fn staff(&self, role: StaffRole, districts: &[&str]) -> Client {
         let created = self
             .admin
-            .create_staff(&CreateStaff {
-                name: format!("{} test", role.as_str()),
+            .create_staff(&CreateStaff::new(
+                format!("{} test", role.as_str()),
                 role,
-                districts: districts.iter().map(|d| (*d).to_owned()).collect(),
-            })
+                districts.iter().map(|d| (*d).to_owned()).collect(),
+            ))
             .await
             .expect("create staff");
         self.client.with_token(created.token)
@@ -348,6 +356,36 @@ impl TestApp {
             sqlx::query_scalar::<sqlx::Postgres, Option<String>>(query).fetch_optional(&mut conn).await
         };
         row.unwrap_or_else(|e| panic!("{sql}: {e}")).flatten()
+    }
+
+    /// Creates a staff member of `role` (warden or inspector) with a username and the
+    /// password [`WARDEN_PASSWORD`], assigned to `districts` and `streets`, and logs in through
+    /// the real password route. Returns a client holding the token, and the login answer.
+    pub async fn warden_with(
+        &self,
+        role: StaffRole,
+        username: &str,
+        districts: &[&str],
+        streets: &[i64],
+    ) -> (Client, WardenToken) {
+        let mut body =
+            CreateStaff::new(format!("{username} test"), role, districts.iter().map(|d| (*d).to_owned()).collect());
+        body.streets = streets.to_vec();
+        body.username = Some(username.to_owned());
+        body.password = Some(WARDEN_PASSWORD.to_owned());
+        self.admin.create_staff(&body).await.expect("create warden");
+        let login = self.client.warden_login(username, WARDEN_PASSWORD, "test-handheld").await.expect("warden login");
+        (self.client.with_token(login.token.clone()), login)
+    }
+
+    /// A warden assigned to `districts`, logged in (see [`TestApp::warden_with`]).
+    pub async fn warden(&self, username: &str, districts: &[&str]) -> Client {
+        self.warden_with(StaffRole::Warden, username, districts, &[]).await.0
+    }
+
+    /// Waits until every plate check answered so far is written to the database.
+    pub async fn flush_checks(&self) {
+        self.app.checks.flush().await;
     }
 
     /// Stops the server gracefully and waits for it.

@@ -268,11 +268,7 @@ matrix!(driver_routes_need_a_driver_token, |t| {
     let admin_token = {
         let created = t
             .admin
-            .create_staff(&iparking_mobile_api::CreateStaff {
-                name: "Another admin".into(),
-                role: iparking_mobile_api::StaffRole::Admin,
-                districts: vec![],
-            })
+            .create_staff(&iparking_mobile_api::CreateStaff::new("Another admin", iparking_mobile_api::StaffRole::Admin, vec![]))
             .await
             .unwrap();
         created.token

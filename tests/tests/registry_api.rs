@@ -116,11 +116,7 @@ matrix!(admin_routes_need_an_admin_token, |t| {
     // A revoked token stops working at once.
     let created = t
         .admin
-        .create_staff(&iparking_mobile_api::CreateStaff {
-            name: "Temp".into(),
-            role: StaffRole::Admin,
-            districts: vec![],
-        })
+        .create_staff(&iparking_mobile_api::CreateStaff::new("Temp", StaffRole::Admin, vec![]))
         .await
         .unwrap();
     let temp = t.client.with_token(&created.token);
@@ -237,7 +233,7 @@ matrix!(district_scoped_admin_stays_in_its_district, |t| {
     let e = hk_admin.create_district(&CreateDistrict { code: "TX".into(), name: "Thanh Xuân".into() }).await;
     assert_eq!(api_code(e.unwrap_err()), (403, "forbidden".into()));
     let e = hk_admin
-        .create_staff(&iparking_mobile_api::CreateStaff { name: "x".into(), role: StaffRole::Admin, districts: vec![] })
+        .create_staff(&iparking_mobile_api::CreateStaff::new("x", StaffRole::Admin, vec![]))
         .await;
     assert_eq!(api_code(e.unwrap_err()), (403, "forbidden".into()));
     // Import rows outside the scope are rejected with their line.
@@ -252,11 +248,7 @@ matrix!(district_scoped_admin_stays_in_its_district, |t| {
     // Unknown district in a staff scope.
     let e = t
         .admin
-        .create_staff(&iparking_mobile_api::CreateStaff {
-            name: "x".into(),
-            role: StaffRole::Warden,
-            districts: vec!["ZZ".into()],
-        })
+        .create_staff(&iparking_mobile_api::CreateStaff::new("x", StaffRole::Warden, vec!["ZZ".into()]))
         .await;
     assert_eq!(api_code(e.unwrap_err()), (404, "district_not_found".into()));
 });
@@ -309,7 +301,8 @@ matrix!(import_csv_all_or_nothing_and_valid_only, |t| {
 });
 
 async fn admin_token(t: &TestApp) -> String {
-    iparking::http::admin::add_staff(&t.app, "raw".into(), StaffRole::Admin, &[]).await.unwrap().token
+    iparking::http::admin::add_staff(&t.app, iparking::http::admin::StaffSpec::new("raw".into(), StaffRole::Admin, &[]))
+        .await.unwrap().token
 }
 
 matrix!(import_geojson_with_curb_lines, |t| {

@@ -24,6 +24,10 @@ pub enum AccountKind {
     PointRevenue,
     /// Refunds paid out.
     Refunds,
+    /// The city's cash office: wardens hand their cash over to it.
+    CashOffice,
+    /// Cash a warden took that could not pay for a session (suspense, settled by finance).
+    UnappliedCash,
     /// The demo sandbox's source of play money. Never used in production.
     SandboxFunding,
 }
@@ -39,6 +43,8 @@ impl AccountKind {
             Self::WardenCash => "warden_cash",
             Self::PointRevenue => "point_revenue",
             Self::Refunds => "refunds",
+            Self::CashOffice => "cash_office",
+            Self::UnappliedCash => "unapplied_cash",
             Self::SandboxFunding => "sandbox_funding",
         }
     }
@@ -72,6 +78,21 @@ impl Account {
     /// Money owed back to cards: refunds decided, not yet confirmed by the processor.
     pub fn card_refunds() -> Self {
         Self { kind: AccountKind::Refunds, reference: "card".into() }
+    }
+
+    /// Cash a warden holds for the city.
+    pub fn warden_cash(staff_id: i64) -> Self {
+        Self { kind: AccountKind::WardenCash, reference: staff_id.to_string() }
+    }
+
+    /// The city's cash office.
+    pub fn cash_office() -> Self {
+        Self { kind: AccountKind::CashOffice, reference: String::new() }
+    }
+
+    /// Suspense for cash that could not pay for a session.
+    pub fn unapplied_cash() -> Self {
+        Self { kind: AccountKind::UnappliedCash, reference: String::new() }
     }
 
     /// The sandbox's play-money source.
@@ -152,6 +173,40 @@ impl Entry {
         )
     }
 
+    /// Parking paid in cash to a warden: the warden holds the cash for the city, the point
+    /// earns it.
+    pub fn cash_payment(kind: &'static str, staff_id: i64, point_id: i64, amount: Vnd) -> Result<Entry, Unbalanced> {
+        Entry::new(
+            kind,
+            vec![
+                Posting { account: Account::warden_cash(staff_id), amount: -amount },
+                Posting { account: Account::point_revenue(point_id), amount },
+            ],
+        )
+    }
+
+    /// Cash taken for a session that could not be applied: held in suspense.
+    pub fn cash_unapplied(staff_id: i64, amount: Vnd) -> Result<Entry, Unbalanced> {
+        Entry::new(
+            "cash_unapplied",
+            vec![
+                Posting { account: Account::warden_cash(staff_id), amount: -amount },
+                Posting { account: Account::unapplied_cash(), amount },
+            ],
+        )
+    }
+
+    /// A warden hands cash over to the cash office at the end of a shift.
+    pub fn cash_handover(staff_id: i64, amount: Vnd) -> Result<Entry, Unbalanced> {
+        Entry::new(
+            "cash_handover",
+            vec![
+                Posting { account: Account::cash_office(), amount: -amount },
+                Posting { account: Account::warden_cash(staff_id), amount },
+            ],
+        )
+    }
+
     /// Moves `amount` between two accounts (`from` goes down by it on the credit side).
     pub fn transfer(kind: &'static str, from: Account, to: Account, amount: Vnd) -> Result<Entry, Unbalanced> {
         Entry::new(kind, vec![Posting { account: from, amount: -amount }, Posting { account: to, amount }])
@@ -220,5 +275,12 @@ mod tests {
         let sms = Entry::sms_payment("sms_start", "viettel", 7, Vnd(25_000), 10).unwrap();
         let amounts: Vec<i64> = sms.postings.iter().map(|p| p.amount.get()).collect();
         assert_eq!(amounts, [25_000, -22_500, -2_500]);
+        let cash = Entry::cash_payment("cash_start", 3, 7, Vnd(50_000)).unwrap();
+        assert_eq!(cash.postings[0].account, Account::warden_cash(3));
+        assert_eq!(cash.postings[0].amount, Vnd(-50_000));
+        let back = Entry::cash_handover(3, Vnd(50_000)).unwrap();
+        let net: i64 = cash.postings.iter().chain(&back.postings).filter(|p| p.account == Account::warden_cash(3)).map(|p| p.amount.get()).sum();
+        assert_eq!(net, 0, "a full handover leaves the warden owing nothing");
+        assert!(Entry::cash_handover(3, Vnd(0)).unwrap().is_empty());
     }
 }

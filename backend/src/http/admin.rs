@@ -377,7 +377,15 @@ pub async fn create_staff(
 ) -> Result<(StatusCode, Json<StaffCreated>), AppError> {
     admin.require_city_wide()?;
     let name = city::validate_name("name", &body.name).map_err(invalid)?;
-    let created = add_staff(&app, name, body.role, &body.districts).await?;
+    let spec = StaffSpec {
+        name,
+        role: body.role,
+        districts: body.districts,
+        streets: body.streets,
+        username: body.username,
+        password: body.password,
+    };
+    let created = add_staff(&app, spec).await?;
     tracing::info!(
         staff.id = created.id,
         staff.role = body.role.as_str(),
@@ -387,17 +395,37 @@ pub async fn create_staff(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+/// A staff member to create (from the HTTP route or `iparking staff add`).
+#[derive(Debug, Clone)]
+pub struct StaffSpec {
+    /// Display name (validated).
+    pub name: String,
+    /// Role.
+    pub role: iparking_mobile_api::StaffRole,
+    /// District codes.
+    pub districts: Vec<String>,
+    /// Street ids.
+    pub streets: Vec<i64>,
+    /// Username for password login.
+    pub username: Option<String>,
+    /// Password (hashed here, never stored).
+    pub password: Option<String>,
+}
+
+impl StaffSpec {
+    /// A staff member with a role and districts, no password login.
+    pub fn new(name: String, role: iparking_mobile_api::StaffRole, districts: &[String]) -> Self {
+        Self { name, role, districts: districts.to_vec(), streets: Vec::new(), username: None, password: None }
+    }
+}
+
 /// Creates a staff member (shared by the HTTP route and `iparking staff add`).
-pub async fn add_staff(
-    app: &crate::App,
-    name: String,
-    role: iparking_mobile_api::StaffRole,
-    districts: &[String],
-) -> Result<StaffCreated, AppError> {
+pub async fn add_staff(app: &crate::App, spec: StaffSpec) -> Result<StaffCreated, AppError> {
+    let StaffSpec { name, role, districts, streets, username, password } = spec;
     let all = app.store.districts().await?;
     let mut district_ids = Vec::new();
     let mut codes = Vec::new();
-    for code in districts {
+    for code in &districts {
         let code = code.trim().to_uppercase();
         let d = all.iter().find(|d| d.code == code).ok_or_else(|| district_not_found(&code))?;
         district_ids.push(d.id);
@@ -407,12 +435,83 @@ pub async fn add_staff(
     district_ids.dedup();
     codes.sort();
     codes.dedup();
+    let mut street_ids = streets;
+    street_ids.sort_unstable();
+    street_ids.dedup();
+    for id in &street_ids {
+        if app.store.street(*id).await?.is_none() {
+            return Err(AppError::not_found(
+                "street_not_found",
+                format!("Không có tuyến phố số {id}."),
+                format!("No street with id {id}."),
+            ));
+        }
+    }
+    let username = match username {
+        Some(u) => {
+            let u = u.trim().to_lowercase();
+            let ok = (3..=64).contains(&u.len())
+                && u.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+            if !ok {
+                return Err(AppError::bad_request(
+                    "invalid_username",
+                    "Tên đăng nhập gồm 3–64 ký tự a-z, 0-9, dấu . _ -.",
+                    "A username has 3–64 of a-z, 0-9, '.', '_', '-'.",
+                ));
+            }
+            Some(u)
+        }
+        None => None,
+    };
+    let password_hash = match (&username, password) {
+        (Some(_), Some(pw)) => {
+            let n = pw.chars().count();
+            if !(crate::auth::PASSWORD_MIN..=crate::auth::PASSWORD_MAX).contains(&n) {
+                return Err(AppError::bad_request(
+                    "invalid_password",
+                    format!("Mật khẩu cần {}–{} ký tự.", crate::auth::PASSWORD_MIN, crate::auth::PASSWORD_MAX),
+                    format!(
+                        "A password needs {}–{} characters.",
+                        crate::auth::PASSWORD_MIN,
+                        crate::auth::PASSWORD_MAX
+                    ),
+                ));
+            }
+            let hash = tokio::task::spawn_blocking(move || crate::auth::hash_password(&pw))
+                .await
+                .map_err(|e| AppError::internal(&e))?
+                .map_err(|e| AppError::internal(&e))?;
+            Some(hash)
+        }
+        (None, None) => None,
+        _ => {
+            return Err(AppError::bad_request(
+                "invalid_credentials_pair",
+                "Tên đăng nhập và mật khẩu phải đi cùng nhau.",
+                "Give a username and a password together.",
+            ));
+        }
+    };
     let token = new_staff_token();
-    let (id, token_id) = app
-        .store
-        .create_staff(&NewStaff { name: name.clone(), role, district_ids }, &token_hash(&token), app.clock.now())
-        .await?;
-    Ok(StaffCreated { id, name, role, districts: codes, token_id, token })
+    let staff = NewStaff {
+        name: name.clone(),
+        role,
+        district_ids,
+        street_ids: street_ids.clone(),
+        username: username.clone(),
+        password_hash,
+    };
+    let (id, token_id) = app.store.create_staff(&staff, &token_hash(&token), app.clock.now()).await.map_err(|e| {
+        match &e {
+            crate::store::StoreError::Conflict(c) if c == "staff_username_key" => AppError::conflict(
+                "username_taken",
+                "Tên đăng nhập đã được dùng.",
+                "This username is taken.",
+            ),
+            _ => e.into(),
+        }
+    })?;
+    Ok(StaffCreated { id, name, role, districts: codes, streets: street_ids, username, token_id, token })
 }
 
 /// Revokes a staff token (city-wide admins only).

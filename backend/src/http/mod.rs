@@ -41,6 +41,7 @@ pub mod payments;
 pub mod points;
 pub mod sessions;
 pub mod tariffs;
+pub mod wardens;
 pub mod webhooks;
 
 /// The state every handler receives.
@@ -61,6 +62,7 @@ pub type AppState = Arc<App>;
         (name = "drivers", description = "Driver login, vehicles, wallet"),
         (name = "sessions", description = "Parking sessions"),
         (name = "webhooks", description = "Carrier SMS deliveries"),
+        (name = "wardens", description = "Wardens' handhelds: checks, cash, violations, sync, shifts"),
         (name = "admin", description = "City administration (role admin)"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
@@ -108,6 +110,21 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(cards::staff_refund))
         .routes(routes!(cards::run_sweep))
         .routes(routes!(cards::run_import))
+        .routes(routes!(wardens::warden_login))
+        .routes(routes!(wardens::warden_logout))
+        .routes(routes!(wardens::check_plate))
+        .routes(routes!(wardens::point_roster))
+        .routes(routes!(wardens::start_cash_session))
+        .routes(routes!(wardens::extend_cash_session))
+        .routes(routes!(wardens::get_receipt))
+        .routes(routes!(wardens::create_violation))
+        .routes(routes!(wardens::get_violation))
+        .routes(routes!(wardens::get_photo))
+        .routes(routes!(wardens::list_citations))
+        .routes(routes!(wardens::sync_actions))
+        .routes(routes!(wardens::open_shift))
+        .routes(routes!(wardens::get_shift))
+        .routes(routes!(wardens::close_shift))
         .routes(routes!(tariffs::create_quote))
         .routes(routes!(tariffs::point_tariff))
         .routes(routes!(tariffs::publish_tariff, tariffs::list_tariffs))
@@ -272,12 +289,15 @@ pub async fn serve(
         ));
         (sweeper, importer)
     });
+    let app_checks = app.checks.clone();
     let result = axum::serve(listener, router(app).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await;
     refresher.abort();
     expirer.abort();
     reminder.abort();
+    // Every plate check answered is written before the process goes.
+    app_checks.flush().await;
     if let Some((sweeper, importer)) = payment_jobs {
         sweeper.abort();
         importer.abort();

@@ -66,7 +66,7 @@ pub fn session_view(s: &SessionRow, now: DateTime<Utc>) -> SessionView {
     }
 }
 
-fn requested_turns(t: &Tariff, minutes: Option<u32>, turns: Option<u32>) -> Result<u32, AppError> {
+pub(crate) fn requested_turns(t: &Tariff, minutes: Option<u32>, turns: Option<u32>) -> Result<u32, AppError> {
     let n = match (minutes, turns) {
         (Some(m), None) => t.turns_for_minutes(m),
         (None, Some(n)) => n,

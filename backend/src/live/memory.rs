@@ -8,7 +8,7 @@ use std::{
 
 use async_trait::async_trait;
 
-use super::{LiveError, LiveState, OtpCheck, PlateEntry, opaque_key};
+use super::{LiveError, LiveState, OtpCheck, PlateEntry, PlateLookup, opaque_key};
 
 /// Live state in this process's memory.
 #[derive(Default)]
@@ -18,7 +18,33 @@ pub struct MemoryLive {
     rates: Mutex<HashMap<String, (Instant, u32)>>,
     /// subject -> (code, expires, attempts left)
     otps: Mutex<HashMap<String, (String, Instant, u32)>>,
-    plates: Mutex<HashMap<String, PlateEntry>>,
+    plates: Mutex<Plates>,
+}
+
+/// The plate index and the point rosters, under one lock so they never disagree.
+#[derive(Default)]
+struct Plates {
+    by_plate: HashMap<String, PlateEntry>,
+    /// point id -> session id -> (plate, entry)
+    rosters: HashMap<i64, HashMap<i64, (String, PlateEntry)>>,
+}
+
+impl Plates {
+    fn unlist(&mut self, e: &PlateEntry) {
+        if let Some(r) = self.rosters.get_mut(&e.point_id) {
+            r.remove(&e.session_id);
+            if r.is_empty() {
+                self.rosters.remove(&e.point_id);
+            }
+        }
+    }
+
+    fn insert(&mut self, plate: &str, entry: &PlateEntry) {
+        if let Some(old) = self.by_plate.insert(plate.to_owned(), entry.clone()) {
+            self.unlist(&old);
+        }
+        self.rosters.entry(entry.point_id).or_default().insert(entry.session_id, (plate.to_owned(), entry.clone()));
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -121,26 +147,38 @@ impl LiveState for MemoryLive {
     }
 
     async fn set_active_plate(&self, plate: &str, entry: &PlateEntry) -> Result<(), LiveError> {
-        lock(&self.plates).insert(plate.to_owned(), entry.clone());
+        lock(&self.plates).insert(plate, entry);
         Ok(())
     }
 
     async fn clear_active_plate(&self, plate: &str, session_id: i64) -> Result<(), LiveError> {
         let mut plates = lock(&self.plates);
-        if plates.get(plate).is_some_and(|e| e.session_id == session_id) {
-            plates.remove(plate);
+        if plates.by_plate.get(plate).is_some_and(|e| e.session_id == session_id)
+            && let Some(old) = plates.by_plate.remove(plate)
+        {
+            plates.unlist(&old);
         }
         Ok(())
     }
 
     async fn active_plate(&self, plate: &str) -> Result<Option<PlateEntry>, LiveError> {
-        Ok(lock(&self.plates).get(plate).cloned())
+        Ok(lock(&self.plates).by_plate.get(plate).cloned())
     }
 
     async fn reset_active_plates(&self, entries: &[(String, PlateEntry)]) -> Result<(), LiveError> {
         let mut plates = lock(&self.plates);
-        plates.clear();
-        plates.extend(entries.iter().cloned());
+        *plates = Plates::default();
+        for (plate, e) in entries {
+            plates.insert(plate, e);
+        }
         Ok(())
+    }
+
+    async fn plate_lookup(&self, plate: &str, point_id: i64) -> Result<PlateLookup, LiveError> {
+        let plates = lock(&self.plates);
+        let mut roster: Vec<(String, PlateEntry)> =
+            plates.rosters.get(&point_id).map(|r| r.values().cloned().collect()).unwrap_or_default();
+        roster.sort_by_key(|(_, e)| e.session_id);
+        Ok(PlateLookup { entry: plates.by_plate.get(plate).cloned(), roster })
     }
 }

@@ -53,8 +53,20 @@ pub trait LiveState: Send + Sync + 'static {
     async fn clear_active_plate(&self, plate: &str, session_id: i64) -> Result<(), LiveError>;
     /// The plate's active session, as last recorded.
     async fn active_plate(&self, plate: &str) -> Result<Option<PlateEntry>, LiveError>;
-    /// Replaces the whole plate index, atomically.
+    /// Replaces the whole plate index (and the point rosters), atomically.
     async fn reset_active_plates(&self, entries: &[(String, PlateEntry)]) -> Result<(), LiveError>;
+    /// The plate's entry and the plates with an active session at `point_id` (the point's
+    /// roster, for near-miss matching), in one round trip: the plate check's hot path.
+    async fn plate_lookup(&self, plate: &str, point_id: i64) -> Result<PlateLookup, LiveError>;
+}
+
+/// The answer of [`LiveState::plate_lookup`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlateLookup {
+    /// The plate's active session, as last recorded.
+    pub entry: Option<PlateEntry>,
+    /// The point's roster: (plate, entry) of each active session there.
+    pub roster: Vec<(String, PlateEntry)>,
 }
 
 /// What the live state knows of a plate's active session (for plate checks on hot paths).

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::{Script, aio::ConnectionManager};
 
-use super::{LiveError, LiveState, OtpCheck, PlateEntry, opaque_key};
+use super::{LiveError, LiveState, OtpCheck, PlateEntry, PlateLookup, opaque_key};
 
 const TRY_OCCUPY: &str = r"
 local n = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
@@ -43,9 +43,30 @@ local left = redis.call('HINCRBY', KEYS[1], 'attempts', -1)
 if left <= 0 then redis.call('DEL', KEYS[1]) return 0 end
 return left";
 
+// The plate index (one hash, field = opaque plate key) and the point rosters (a hash per
+// point, `{prefix}roster:{point}`, field = session id, value = `plate|entry json`) change
+// together in one script, so they never disagree. (The roster keys are derived inside the
+// scripts: fine on one Redis; a Redis Cluster needs a hash tag in the prefix.)
+const SET_PLATE: &str = r"
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  local o = cjson.decode(old)
+  redis.call('HDEL', ARGV[3] .. 'roster:' .. o.point_id, o.session_id)
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local e = cjson.decode(ARGV[2])
+redis.call('HSET', ARGV[3] .. 'roster:' .. e.point_id, e.session_id, ARGV[4] .. '|' .. ARGV[2])
+return 0";
+
 const CLEAR_PLATE: &str = r"
 local v = redis.call('HGET', KEYS[1], ARGV[1])
-if v and cjson.decode(v).session_id == tonumber(ARGV[2]) then redis.call('HDEL', KEYS[1], ARGV[1]) end
+if v then
+  local o = cjson.decode(v)
+  if o.session_id == tonumber(ARGV[2]) then
+    redis.call('HDEL', KEYS[1], ARGV[1])
+    redis.call('HDEL', ARGV[3] .. 'roster:' .. o.point_id, o.session_id)
+  end
+end
 return 0";
 
 /// Live state in Redis.
@@ -60,6 +81,7 @@ pub struct RedisLive {
     rate: Script,
     check_otp: Script,
     clear_plate: Script,
+    set_plate: Script,
     plates_key: String,
 }
 
@@ -86,6 +108,7 @@ impl RedisLive {
             rate: Script::new(RATE),
             check_otp: Script::new(CHECK_OTP),
             clear_plate: Script::new(CLEAR_PLATE),
+            set_plate: Script::new(SET_PLATE),
             plates_key: format!("{prefix}plates"),
         })
     }
@@ -193,13 +216,15 @@ impl LiveState for RedisLive {
     async fn set_active_plate(&self, plate: &str, entry: &PlateEntry) -> Result<(), LiveError> {
         let mut c = self.conn.clone();
         let json = serde_json::to_string(entry).map_err(|e| LiveError(e.to_string()))?;
-        let () = redis::cmd("HSET")
-            .arg(&self.plates_key)
+        let _: i64 = self
+            .set_plate
+            .key(&self.plates_key)
             .arg(opaque_key(plate))
             .arg(json)
-            .query_async::<i64>(&mut c)
+            .arg(&self.prefix)
+            .arg(plate)
+            .invoke_async(&mut c)
             .await
-            .map(|_| ())
             .map_err(err)?;
         Ok(())
     }
@@ -211,6 +236,7 @@ impl LiveState for RedisLive {
             .key(&self.plates_key)
             .arg(opaque_key(plate))
             .arg(session_id)
+            .arg(&self.prefix)
             .invoke_async(&mut c)
             .await
             .map_err(err)?;
@@ -226,16 +252,66 @@ impl LiveState for RedisLive {
 
     async fn reset_active_plates(&self, entries: &[(String, PlateEntry)]) -> Result<(), LiveError> {
         let mut c = self.conn.clone();
+        // The roster keys there are now (SCAN, not KEYS: it never blocks the server).
+        let pattern = format!("{}roster:*", self.prefix);
+        let mut stale: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut c)
+                .await
+                .map_err(err)?;
+            stale.extend(keys);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
         let mut pipe = redis::pipe();
         pipe.atomic().del(&self.plates_key).ignore();
-        let fields: Vec<(String, String)> = entries
-            .iter()
-            .map(|(plate, e)| Ok((opaque_key(plate), serde_json::to_string(e).map_err(|e| LiveError(e.to_string()))?)))
-            .collect::<Result<_, LiveError>>()?;
+        for chunk in stale.chunks(1000) {
+            pipe.del(chunk).ignore();
+        }
+        let mut fields: Vec<(String, String)> = Vec::with_capacity(entries.len());
+        let mut rosters: std::collections::HashMap<i64, Vec<(i64, String)>> = std::collections::HashMap::new();
+        for (plate, e) in entries {
+            let json = serde_json::to_string(e).map_err(|e| LiveError(e.to_string()))?;
+            rosters.entry(e.point_id).or_default().push((e.session_id, format!("{plate}|{json}")));
+            fields.push((opaque_key(plate), json));
+        }
         for chunk in fields.chunks(1000) {
             pipe.hset_multiple(&self.plates_key, chunk).ignore();
         }
+        for (point, members) in &rosters {
+            for chunk in members.chunks(1000) {
+                pipe.hset_multiple(format!("{}roster:{point}", self.prefix), chunk).ignore();
+            }
+        }
         let () = pipe.query_async(&mut c).await.map_err(err)?;
         Ok(())
+    }
+
+    async fn plate_lookup(&self, plate: &str, point_id: i64) -> Result<PlateLookup, LiveError> {
+        let mut c = self.conn.clone();
+        let (entry, roster): (Option<String>, std::collections::HashMap<i64, String>) = redis::pipe()
+            .hget(&self.plates_key, opaque_key(plate))
+            .hgetall(format!("{}roster:{point_id}", self.prefix))
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        let parse = |v: &str| serde_json::from_str::<PlateEntry>(v).map_err(|e| LiveError(e.to_string()));
+        let entry = entry.as_deref().map(parse).transpose()?;
+        let mut out = Vec::with_capacity(roster.len());
+        for (_, v) in roster {
+            let (plate, json) = v.split_once('|').ok_or_else(|| LiveError("corrupt roster entry".into()))?;
+            out.push((plate.to_owned(), parse(json)?));
+        }
+        out.sort_by_key(|(_, e)| e.session_id);
+        Ok(PlateLookup { entry, roster: out })
     }
 }

@@ -14,7 +14,9 @@ mod postgres;
 mod sql;
 mod sql_cards;
 mod sql_drivers;
+mod sql_wardens;
 mod sqlite;
+pub mod wardens;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -162,8 +164,14 @@ pub struct NewStaff {
     pub name: String,
     /// Role.
     pub role: StaffRole,
-    /// District row ids of the scope; empty means city-wide.
+    /// District row ids of the scope; empty (with no streets) means city-wide.
     pub district_ids: Vec<i64>,
+    /// Street row ids assigned (wardens).
+    pub street_ids: Vec<i64>,
+    /// Username for password login.
+    pub username: Option<String>,
+    /// argon2 PHC string of the password.
+    pub password_hash: Option<String>,
 }
 
 /// Who is calling, resolved from a bearer token.
@@ -175,22 +183,38 @@ pub struct Principal {
     pub name: String,
     /// Role.
     pub role: StaffRole,
-    /// District codes of the scope; empty means city-wide.
+    /// District codes of the scope; empty (with no streets) means city-wide.
     pub district_codes: Vec<String>,
+    /// Street ids assigned, besides whole districts.
+    pub street_ids: Vec<i64>,
     /// The token row that authenticated this call.
     pub token_id: i64,
 }
 
 impl Principal {
-    /// Whether the principal may act in district `code`.
+    /// Whether the principal may act in district `code` (as a whole).
     pub fn covers_district(&self, code: &str) -> bool {
-        self.district_codes.is_empty() || self.district_codes.iter().any(|c| c == code)
+        self.is_city_wide() || self.district_codes.iter().any(|c| c == code)
+    }
+
+    /// Whether the principal may act at a point of street `street_id` in district `code`:
+    /// inspectors everywhere, others by district or by street.
+    pub fn covers_point(&self, district_code: &str, street_id: i64) -> bool {
+        self.role == StaffRole::Inspector
+            || self.is_city_wide()
+            || self.district_codes.iter().any(|c| c == district_code)
+            || self.street_ids.contains(&street_id)
+    }
+
+    /// No district and no street assigned.
+    pub fn is_city_wide(&self) -> bool {
+        self.district_codes.is_empty() && self.street_ids.is_empty()
     }
 }
 
 /// Durable storage of the city registry and staff.
 #[async_trait]
-pub trait Store: drivers::DriverStore + cards::CardStore + Send + Sync + 'static {
+pub trait Store: drivers::DriverStore + cards::CardStore + wardens::WardenStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Applies the embedded migrations (safe to run on every start and from many nodes).
@@ -304,6 +328,8 @@ fn sqlite_constraint(message: &str) -> String {
         "vehicles.driver_id, vehicles.plate" => "vehicles_driver_plate_key",
         "driver_tokens.token_hash" => "driver_tokens_hash_key",
         "sms_messages.carrier, sms_messages.message_id" => "sms_messages_pkey",
+        "staff.username" => "staff_username_key",
+        "warden_shifts.staff_id" => "warden_shifts_open_key",
         other => other,
     }
     .to_owned()
@@ -324,11 +350,25 @@ mod tests {
 
     #[test]
     fn principal_scope() {
-        let mut p =
-            Principal { staff_id: 1, name: "a".into(), role: StaffRole::Admin, district_codes: vec![], token_id: 1 };
+        let mut p = Principal {
+            staff_id: 1,
+            name: "a".into(),
+            role: StaffRole::Admin,
+            district_codes: vec![],
+            street_ids: vec![],
+            token_id: 1,
+        };
         assert!(p.covers_district("HK"));
         p.district_codes = vec!["BD".into()];
         assert!(!p.covers_district("HK"));
         assert!(p.covers_district("BD"));
+        p.role = StaffRole::Warden;
+        p.district_codes = vec![];
+        p.street_ids = vec![4];
+        assert!(p.covers_point("HK", 4));
+        assert!(!p.covers_point("HK", 5), "a street warden covers only the street");
+        assert!(!p.covers_district("HK"));
+        p.role = StaffRole::Inspector;
+        assert!(p.covers_point("DD", 9), "inspectors are city-wide");
     }
 }

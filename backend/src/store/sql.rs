@@ -553,14 +553,26 @@ macro_rules! sql_store_impl {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<(i64, i64)> {
                 let mut tx = self.pool.begin().await.map_err($crate::store::map_sqlx)?;
-                let staff_id: i64 =
-                    sqlx::query_scalar("INSERT INTO staff (name, role, created_at) VALUES ($1, $2, $3) RETURNING id")
-                        .bind(&staff.name)
-                        .bind(staff.role.as_str())
-                        .bind(now)
-                        .fetch_one(&mut *tx)
+                let staff_id: i64 = sqlx::query_scalar(
+                    "INSERT INTO staff (name, role, username, password_hash, created_at) VALUES ($1, $2, $3, $4, $5) \
+                     RETURNING id",
+                )
+                .bind(&staff.name)
+                .bind(staff.role.as_str())
+                .bind(staff.username.as_deref())
+                .bind(staff.password_hash.as_deref())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                for s in &staff.street_ids {
+                    sqlx::query("INSERT INTO staff_streets (staff_id, street_id) VALUES ($1, $2)")
+                        .bind(staff_id)
+                        .bind(*s)
+                        .execute(&mut *tx)
                         .await
                         .map_err($crate::store::map_sqlx)?;
+                }
                 for d in &staff.district_ids {
                     sqlx::query("INSERT INTO staff_districts (staff_id, district_id) VALUES ($1, $2)")
                         .bind(staff_id)
@@ -603,11 +615,18 @@ macro_rules! sql_store_impl {
                 .fetch_all(&self.pool)
                 .await
                 .map_err($crate::store::map_sqlx)?;
+                let street_ids: Vec<i64> =
+                    sqlx::query_scalar("SELECT street_id FROM staff_streets WHERE staff_id = $1 ORDER BY street_id")
+                        .bind(row.staff_id)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err($crate::store::map_sqlx)?;
                 Ok(Some($crate::store::Principal {
                     staff_id: row.staff_id,
                     name: row.name,
                     role: $crate::store::sql::role_from_db(&row.role)?,
                     district_codes,
+                    street_ids,
                     token_id: row.token_id,
                 }))
             }

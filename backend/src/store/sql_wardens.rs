@@ -1,0 +1,1008 @@
+//! The SQL of [`super::wardens::WardenStore`], shared by both databases like
+//! `sql_drivers.rs`. It is instantiated in the same modules, so it reuses their helpers
+//! (`claim`, `post`, `lock_plate`, `insert_session`, `apply_extension`, `session_where`,
+//! `expire_in`).
+
+use chrono::{DateTime, Utc};
+
+use super::{
+    StoreError,
+    wardens::{ReceiptRow, ShiftRow, ViolationRow},
+};
+use crate::domain::{money::Vnd, plate::Plate};
+
+pub(crate) const SHIFT_SELECT: &str = "SELECT w.id, w.staff_id, w.device, w.status, w.opened_at, w.closed_at, \
+     w.expected_cash, w.declared_cash, w.difference, w.note, w.close_note, \
+     (SELECT COUNT(*) FROM cash_collections c WHERE c.shift_id = w.id) AS collections, \
+     (SELECT CAST(COALESCE(SUM(c.amount), 0) AS BIGINT) FROM cash_collections c WHERE c.shift_id = w.id) AS running, \
+     (SELECT CAST(COALESCE(SUM(c.amount), 0) AS BIGINT) FROM cash_collections c WHERE c.shift_id = w.id \
+        AND w.closed_at IS NOT NULL AND c.synced_at > w.closed_at) AS late \
+     FROM warden_shifts w";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ShiftDbRow {
+    pub id: i64,
+    pub staff_id: i64,
+    pub device: String,
+    pub status: String,
+    pub opened_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub expected_cash: Option<i64>,
+    pub declared_cash: Option<i64>,
+    pub difference: Option<i64>,
+    pub note: Option<String>,
+    pub close_note: Option<String>,
+    pub collections: i64,
+    pub running: i64,
+    pub late: i64,
+}
+
+impl From<ShiftDbRow> for ShiftRow {
+    fn from(r: ShiftDbRow) -> Self {
+        ShiftRow {
+            id: r.id,
+            staff_id: r.staff_id,
+            device: r.device,
+            open: r.status == "open",
+            opened_at: r.opened_at,
+            closed_at: r.closed_at,
+            collections: r.collections,
+            expected_cash: Vnd(r.expected_cash.unwrap_or(r.running)),
+            declared_cash: r.declared_cash.map(Vnd),
+            difference: r.difference.map(Vnd),
+            late_cash: Vnd(r.late),
+            note: r.note,
+            close_note: r.close_note,
+        }
+    }
+}
+
+pub(crate) const RECEIPT_SELECT: &str = "SELECT c.id, c.number, c.verification_code, c.kind, c.status, c.staff_id, \
+     st.name AS staff_name, c.shift_id, c.session_id, c.point_id, p.code AS point_code, p.name AS point_name, \
+     s.name AS street, d.code AS district, c.plate, c.turns, c.amount, c.paid_until, c.issued_at \
+     FROM cash_collections c JOIN staff st ON st.id = c.staff_id JOIN points p ON p.id = c.point_id \
+     JOIN streets s ON s.id = p.street_id JOIN districts d ON d.id = s.district_id";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ReceiptDbRow {
+    pub id: i64,
+    pub number: Option<String>,
+    pub verification_code: String,
+    pub kind: String,
+    pub status: String,
+    pub staff_id: i64,
+    pub staff_name: String,
+    pub shift_id: Option<i64>,
+    pub session_id: Option<i64>,
+    pub point_id: i64,
+    pub point_code: String,
+    pub point_name: String,
+    pub street: String,
+    pub district: String,
+    pub plate: String,
+    pub turns: i32,
+    pub amount: i64,
+    pub paid_until: DateTime<Utc>,
+    pub issued_at: DateTime<Utc>,
+}
+
+impl From<ReceiptDbRow> for ReceiptRow {
+    fn from(r: ReceiptDbRow) -> Self {
+        ReceiptRow {
+            id: r.id,
+            number: r.number.unwrap_or_default(),
+            verification_code: r.verification_code,
+            kind: r.kind,
+            applied: r.status == "applied",
+            staff_id: r.staff_id,
+            staff_name: r.staff_name,
+            shift_id: r.shift_id,
+            session_id: r.session_id,
+            point_id: r.point_id,
+            point_code: r.point_code,
+            point_name: r.point_name,
+            street: r.street,
+            district: r.district,
+            plate: Plate::from_db(r.plate),
+            turns: u32::try_from(r.turns).unwrap_or(0),
+            amount: Vnd(r.amount),
+            paid_until: r.paid_until,
+            issued_at: r.issued_at,
+        }
+    }
+}
+
+pub(crate) const VIOLATION_SELECT: &str = "SELECT v.id, v.number, v.staff_id, p.code AS point_code, \
+     p.name AS point_name, s.name AS street, s.id AS street_id, d.code AS district, v.plate, v.kind, v.note, \
+     v.lat, v.lon, v.issued_at \
+     FROM violations v JOIN points p ON p.id = v.point_id JOIN streets s ON s.id = p.street_id \
+     JOIN districts d ON d.id = s.district_id";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ViolationDbRow {
+    pub id: i64,
+    pub number: Option<String>,
+    pub staff_id: i64,
+    pub point_code: String,
+    pub point_name: String,
+    pub street: String,
+    pub street_id: i64,
+    pub district: String,
+    pub plate: String,
+    pub kind: String,
+    pub note: String,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    pub issued_at: DateTime<Utc>,
+}
+
+impl TryFrom<ViolationDbRow> for ViolationRow {
+    type Error = StoreError;
+
+    fn try_from(r: ViolationDbRow) -> Result<Self, StoreError> {
+        Ok(ViolationRow {
+            id: r.id,
+            number: r.number.unwrap_or_default(),
+            staff_id: r.staff_id,
+            point_code: r.point_code,
+            point_name: r.point_name,
+            street: r.street,
+            street_id: r.street_id,
+            district: r.district,
+            plate: Plate::from_db(r.plate),
+            kind: iparking_mobile_api::ViolationKind::parse(&r.kind)
+                .ok_or_else(|| StoreError::Internal(format!("violation {} has kind {}", r.id, r.kind)))?,
+            note: r.note,
+            lat: r.lat,
+            lon: r.lon,
+            issued_at: r.issued_at,
+            photos: Vec::new(),
+        })
+    }
+}
+
+/// A session as a fact for the check logic.
+pub(crate) fn fact(s: &super::drivers::SessionRow) -> crate::domain::check::SessionFact {
+    crate::domain::check::SessionFact {
+        session_id: s.id,
+        point_id: s.point_id,
+        point_code: s.point_code.clone(),
+        paid_until: s.paid_until,
+        expires_at: s.expires_at,
+        active: s.active,
+        end_reason: s.end_reason.clone(),
+    }
+}
+
+/// `{prefix}-{district}-{local yyyymmdd}-{id:06}`: unique (the id), readable, sortable per day.
+pub(crate) fn document_number(prefix: &str, district: &str, at: DateTime<Utc>, id: i64) -> String {
+    let day = at.with_timezone(&crate::domain::tariff::LOCAL_TZ).format("%Y%m%d");
+    if prefix.is_empty() { format!("{district}-{day}-{id:06}") } else { format!("{prefix}-{district}-{day}-{id:06}") }
+}
+
+/// Implements [`super::wardens::WardenStore`] for a store whose module also instantiates
+/// `sql_driver_store_impl!` (whose helpers it uses).
+macro_rules! sql_warden_store_impl {
+    ($store:ty, $db:ty, $lock:literal) => {
+        #[async_trait::async_trait]
+        impl $crate::store::wardens::WardenStore for $store {
+            async fn staff_by_username(
+                &self,
+                username: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::wardens::StaffLogin>> {
+                let row: Option<(i64, String, Option<String>)> =
+                    sqlx::query_as("SELECT id, role, password_hash FROM staff WHERE username = $1")
+                        .bind(username)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err($crate::store::map_sqlx)?;
+                let Some((staff_id, role, Some(password_hash))) = row else { return Ok(None) };
+                Ok(Some($crate::store::wardens::StaffLogin {
+                    staff_id,
+                    role: $crate::store::sql::role_from_db(&role)?,
+                    password_hash,
+                }))
+            }
+
+            async fn create_staff_token(
+                &self,
+                staff_id: i64,
+                token_hash: &str,
+                device: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<i64> {
+                sqlx::query_scalar(
+                    "INSERT INTO staff_tokens (staff_id, token_hash, device, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+                )
+                .bind(staff_id)
+                .bind(token_hash)
+                .bind(device)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await
+                .map_err($crate::store::map_sqlx)
+            }
+
+            async fn staff_name(&self, staff_id: i64) -> $crate::store::StoreResult<Option<String>> {
+                sqlx::query_scalar("SELECT name FROM staff WHERE id = $1")
+                    .bind(staff_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::map_sqlx)
+            }
+
+            async fn token_device(&self, token_id: i64) -> $crate::store::StoreResult<Option<String>> {
+                let d: Option<Option<String>> = sqlx::query_scalar("SELECT device FROM staff_tokens WHERE id = $1")
+                    .bind(token_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                Ok(d.flatten())
+            }
+
+            async fn plate_facts(
+                &self,
+                plate: &$crate::domain::plate::Plate,
+                point_id: i64,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::wardens::PlateFacts> {
+                let mut conn = self.pool.acquire().await.map_err($crate::store::map_sqlx)?;
+                let covering = w_session_at(
+                    &mut *conn,
+                    "s.plate = $1 AND s.started_at <= $2 AND COALESCE(s.ended_at, s.expires_at) > $2 \
+                     ORDER BY s.started_at DESC LIMIT 1",
+                    plate.as_str(),
+                    at,
+                    0,
+                )
+                .await?;
+                let last_here = w_session_at(
+                    &mut *conn,
+                    "s.plate = $1 AND s.started_at <= $2 AND s.point_id = $3 ORDER BY s.started_at DESC LIMIT 1",
+                    plate.as_str(),
+                    at,
+                    point_id,
+                )
+                .await?;
+                Ok($crate::store::wardens::PlateFacts {
+                    covering: covering.as_ref().map($crate::store::sql_wardens::fact),
+                    last_here: last_here.as_ref().map($crate::store::sql_wardens::fact),
+                })
+            }
+
+            async fn point_sessions(
+                &self,
+                point_id: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::drivers::SessionRow>> {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "{} WHERE s.point_id = $1 AND s.status = 'active' ORDER BY s.paid_until, s.id",
+                    $crate::store::sql_drivers::SESSION_SELECT
+                ));
+                let rows: Vec<$crate::store::sql_drivers::SessionDbRow> =
+                    sqlx::query_as(sql).bind(point_id).fetch_all(&self.pool).await.map_err($crate::store::map_sqlx)?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn record_checks(
+                &self,
+                checks: &[$crate::store::wardens::CheckRecord],
+            ) -> $crate::store::StoreResult<u64> {
+                let mut written = 0;
+                let mut tx = self.begin_write().await?;
+                for chunk in checks.chunks($crate::store::sql::INSERT_CHUNK) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO plate_checks (staff_id, point_id, plate, verdict, session_id, near_misses, source, \
+                         checked_at) ",
+                    );
+                    qb.push_values(chunk, |mut b, c| {
+                        b.push_bind(c.staff_id)
+                            .push_bind(c.point_id)
+                            .push_bind(c.plate.as_str().to_owned())
+                            .push_bind($crate::store::wardens::verdict_name(c.verdict))
+                            .push_bind(c.session_id)
+                            .push_bind(c.near_misses as i32)
+                            .push_bind(c.source)
+                            .push_bind(c.checked_at);
+                    });
+                    written += qb.build().execute(&mut *tx).await.map_err($crate::store::map_sqlx)?.rows_affected();
+                }
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(written)
+            }
+
+            async fn open_shift(
+                &self,
+                staff_id: i64,
+                device: &str,
+                note: Option<&str>,
+                idem: Option<&$crate::store::drivers::IdemClaim>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::wardens::OpenShiftOutcome> {
+                use $crate::store::wardens::OpenShiftOutcome;
+                let mut tx = self.begin_write().await?;
+                claim(&mut tx, idem, now).await?;
+                if let Some(open) = w_shift_where(&mut *tx, "w.staff_id = $1 AND w.status = 'open'", staff_id).await? {
+                    return Ok(OpenShiftOutcome::AlreadyOpen(open));
+                }
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO warden_shifts (staff_id, device, status, opened_at, note) VALUES ($1, $2, 'open', $3, $4) \
+                     RETURNING id",
+                )
+                .bind(staff_id)
+                .bind(device)
+                .bind(now)
+                .bind(note)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                let row = w_shift_where(&mut *tx, "w.id = $1", id)
+                    .await?
+                    .ok_or_else(|| $crate::store::StoreError::Internal("inserted shift vanished".into()))?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(OpenShiftOutcome::Opened(row))
+            }
+
+            async fn shift(&self, id: i64) -> $crate::store::StoreResult<Option<$crate::store::wardens::ShiftRow>> {
+                let mut conn = self.pool.acquire().await.map_err($crate::store::map_sqlx)?;
+                w_shift_where(&mut *conn, "w.id = $1", id).await
+            }
+
+            async fn close_shift(
+                &self,
+                id: i64,
+                staff_id: i64,
+                declared: $crate::domain::money::Vnd,
+                note: Option<&str>,
+                idem: Option<&$crate::store::drivers::IdemClaim>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::wardens::CloseShiftOutcome> {
+                use $crate::store::wardens::CloseShiftOutcome;
+                let mut tx = self.begin_write().await?;
+                claim(&mut tx, idem, now).await?;
+                let locked = sqlx::AssertSqlSafe(format!(
+                    "SELECT status FROM warden_shifts WHERE id = $1 AND staff_id = $2{}",
+                    $lock
+                ));
+                let status: Option<String> = sqlx::query_scalar(locked)
+                    .bind(id)
+                    .bind(staff_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                match status.as_deref() {
+                    None => return Ok(CloseShiftOutcome::NotFound),
+                    Some("closed") => {
+                        let row = w_shift_where(&mut *tx, "w.id = $1", id)
+                            .await?
+                            .ok_or_else(|| $crate::store::StoreError::Internal("shift vanished".into()))?;
+                        return Ok(CloseShiftOutcome::AlreadyClosed(row));
+                    }
+                    Some(_) => {}
+                }
+                let expected: i64 = sqlx::query_scalar(
+                    "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM cash_collections WHERE shift_id = $1",
+                )
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                let entry = $crate::domain::ledger::Entry::cash_handover(staff_id, declared)
+                    .map_err(|e| $crate::store::StoreError::Internal(e.to_string()))?;
+                let txn = if entry.is_empty() {
+                    None
+                } else {
+                    match post(&mut tx, &entry, None, now).await? {
+                        Ok(t) => Some(t),
+                        Err(_) => return Err($crate::store::StoreError::Internal("a handover cannot overdraw".into())),
+                    }
+                };
+                sqlx::query(
+                    "UPDATE warden_shifts SET status = 'closed', closed_at = $2, expected_cash = $3, declared_cash = $4, \
+                     difference = $5, transaction_id = $6, close_note = $7 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(now)
+                .bind(expected)
+                .bind(declared.get())
+                .bind(declared.get() - expected)
+                .bind(txn)
+                .bind(note)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                let row = w_shift_where(&mut *tx, "w.id = $1", id)
+                    .await?
+                    .ok_or_else(|| $crate::store::StoreError::Internal("shift vanished".into()))?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(CloseShiftOutcome::Closed(row))
+            }
+
+            async fn cash_start(
+                &self,
+                new: &$crate::store::drivers::NewSession,
+                capacity: i32,
+                ctx: &$crate::store::wardens::CashContext,
+                idem: Option<&$crate::store::drivers::IdemClaim>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::wardens::CashOutcome> {
+                use $crate::store::wardens::{CashOutcome, ShiftRule};
+                let mut tx = self.begin_write().await?;
+                claim(&mut tx, idem, now).await?;
+                let mut flags = Vec::new();
+                let Some(shift_id) = w_find_shift(&mut tx, ctx, &mut flags).await? else {
+                    return Ok(CashOutcome::NoOpenShift);
+                };
+                lock_plate(&mut tx, new.plate.as_str()).await?;
+                let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM points WHERE id = $1{}", $lock));
+                sqlx::query(locked).bind(new.point_id).execute(&mut *tx).await.map_err($crate::store::map_sqlx)?;
+                let expired = expire_in(&mut tx, "(s.plate = $2 OR s.point_id = $3)", Some((new.plate.as_str(), new.point_id)), now).await?;
+                let offline = ctx.shift == ShiftRule::Covering;
+                // A session of the plate overlapping the time paid for (any point): online this
+                // is the active one; offline it may be one the driver paid meanwhile.
+                let overlap_sql = sqlx::AssertSqlSafe(format!(
+                    "{} WHERE s.plate = $1 AND s.started_at < $2 AND COALESCE(s.ended_at, s.expires_at) > $3 \
+                     ORDER BY s.started_at DESC LIMIT 1",
+                    $crate::store::sql_drivers::SESSION_SELECT
+                ));
+                let overlapping: Option<$crate::store::sql_drivers::SessionDbRow> = sqlx::query_as(overlap_sql)
+                    .bind(new.plate.as_str())
+                    .bind(new.paid_until)
+                    .bind(new.started_at)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                let overlapping: Option<$crate::store::drivers::SessionRow> = overlapping.map(TryInto::try_into).transpose()?;
+                if let Some(other) = overlapping {
+                    if !offline {
+                        return Ok(CashOutcome::PlateActive(other));
+                    }
+                    flags.push("already_paid".to_owned());
+                    let entry = $crate::domain::ledger::Entry::cash_unapplied(ctx.staff_id, new.amount)
+                        .map_err(|e| $crate::store::StoreError::Internal(e.to_string()))?;
+                    let txn = if entry.is_empty() { None } else {
+                        post(&mut tx, &entry, None, now).await?.ok()
+                    };
+                    let receipt = w_insert_collection(
+                        &mut tx, ctx, shift_id, "start", false, None, new.point_id, &new.plate, new.turns,
+                        new.amount, new.paid_until, txn, now,
+                    )
+                    .await?;
+                    w_flags(&mut tx, ctx, shift_id, Some(other.id), &flags, &receipt, now).await?;
+                    tx.commit().await.map_err($crate::store::map_sqlx)?;
+                    return Ok(CashOutcome::Unapplied { receipt, existing: Some(other), flags });
+                }
+                let occupied: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE point_id = $1 AND status = 'active'")
+                        .bind(new.point_id)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err($crate::store::map_sqlx)?;
+                let historic = offline && new.expires_at <= now;
+                if !historic && occupied >= i64::from(capacity) {
+                    if !offline {
+                        return Ok(CashOutcome::PointFull);
+                    }
+                    // The car was there: record it, and tell finance the point was full.
+                    flags.push("over_capacity".to_owned());
+                }
+                let id = match insert_session(&mut tx, new, now).await? {
+                    Ok(id) => id,
+                    Err(_) => return Err($crate::store::StoreError::Internal("a cash payment cannot overdraw".into())),
+                };
+                if historic {
+                    // Synced after its paid time: it is history, not a car parked now.
+                    sqlx::query(
+                        "UPDATE sessions SET status = 'ended', end_reason = 'expired', ended_at = paid_until WHERE id = $1",
+                    )
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                }
+                let txn: Option<i64> = sqlx::query_scalar(
+                    "SELECT transaction_id FROM session_purchases WHERE session_id = $1 ORDER BY id DESC LIMIT 1",
+                )
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                let receipt = w_insert_collection(
+                    &mut tx, ctx, shift_id, "start", true, Some(id), new.point_id, &new.plate, new.turns, new.amount,
+                    new.paid_until, txn, now,
+                )
+                .await?;
+                w_flags(&mut tx, ctx, shift_id, Some(id), &flags, &receipt, now).await?;
+                let session = session_where(&mut *tx, "s.id = $1", id)
+                    .await?
+                    .ok_or_else(|| $crate::store::StoreError::Internal("inserted session vanished".into()))?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(CashOutcome::Paid { session, receipt, expired, historic, flags })
+            }
+
+            async fn cash_extend(
+                &self,
+                session_id: i64,
+                price: $crate::store::drivers::PriceChange<'_>,
+                ctx: &$crate::store::wardens::CashContext,
+                idem: Option<&$crate::store::drivers::IdemClaim>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::wardens::CashOutcome> {
+                use $crate::store::wardens::{CashOutcome, ShiftRule};
+                let mut tx = self.begin_write().await?;
+                claim(&mut tx, idem, now).await?;
+                let mut flags = Vec::new();
+                let Some(shift_id) = w_find_shift(&mut tx, ctx, &mut flags).await? else {
+                    return Ok(CashOutcome::NoOpenShift);
+                };
+                let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM sessions WHERE id = $1{}", $lock));
+                let found: Option<i64> = sqlx::query_scalar(locked)
+                    .bind(session_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                let Some(found) = found else { return Ok(CashOutcome::NotFound) };
+                let row = session_where(&mut *tx, "s.id = $1", found)
+                    .await?
+                    .ok_or_else(|| $crate::store::StoreError::Internal("session vanished".into()))?;
+                let change = match price(&row) {
+                    Ok(c) => c,
+                    Err(e) => return Ok(CashOutcome::Refused(e)),
+                };
+                if !row.active || row.expires_at <= now {
+                    if ctx.shift != ShiftRule::Covering {
+                        return Ok(CashOutcome::Ended(row));
+                    }
+                    // Offline: the cash was taken, but the session is over by now.
+                    flags.push("session_ended".to_owned());
+                    let entry = $crate::domain::ledger::Entry::cash_unapplied(ctx.staff_id, change.amount)
+                        .map_err(|e| $crate::store::StoreError::Internal(e.to_string()))?;
+                    let txn = if entry.is_empty() { None } else { post(&mut tx, &entry, None, now).await?.ok() };
+                    let added = change.turns.saturating_sub(row.turns).max(1);
+                    let receipt = w_insert_collection(
+                        &mut tx, ctx, shift_id, "extension", false, None, row.point_id, &row.plate, added,
+                        change.amount, change.paid_until, txn, now,
+                    )
+                    .await?;
+                    w_flags(&mut tx, ctx, shift_id, Some(row.id), &flags, &receipt, now).await?;
+                    tx.commit().await.map_err($crate::store::map_sqlx)?;
+                    return Ok(CashOutcome::Unapplied { receipt, existing: Some(row), flags });
+                }
+                if apply_extension(&mut tx, &row, &change, now).await?.is_err() {
+                    return Err($crate::store::StoreError::Internal("a cash payment cannot overdraw".into()));
+                }
+                let txn: Option<i64> = sqlx::query_scalar(
+                    "SELECT transaction_id FROM session_purchases WHERE session_id = $1 ORDER BY id DESC LIMIT 1",
+                )
+                .bind(row.id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                let added = change.turns.saturating_sub(row.turns).max(1);
+                let receipt = w_insert_collection(
+                    &mut tx, ctx, shift_id, "extension", true, Some(row.id), row.point_id, &row.plate, added,
+                    change.amount, change.paid_until, txn, now,
+                )
+                .await?;
+                w_flags(&mut tx, ctx, shift_id, Some(row.id), &flags, &receipt, now).await?;
+                let session = session_where(&mut *tx, "s.id = $1", row.id)
+                    .await?
+                    .ok_or_else(|| $crate::store::StoreError::Internal("session vanished".into()))?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(CashOutcome::Paid { session, receipt, expired: Vec::new(), historic: false, flags })
+            }
+
+            async fn receipt(&self, number: &str) -> $crate::store::StoreResult<Option<$crate::store::wardens::ReceiptRow>> {
+                let mut conn = self.pool.acquire().await.map_err($crate::store::map_sqlx)?;
+                w_receipt_where(&mut *conn, "c.number = $1", number.to_owned()).await
+            }
+
+            async fn issue_violation(
+                &self,
+                v: &$crate::store::wardens::NewViolation,
+                action_id: Option<&str>,
+                idem: Option<&$crate::store::drivers::IdemClaim>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::wardens::ViolationOutcome> {
+                use $crate::store::wardens::ViolationOutcome;
+                let mut tx = self.begin_write().await?;
+                claim(&mut tx, idem, now).await?;
+                // The plate is locked, so a driver paying right now is either committed
+                // (and seen here) or waits for this citation.
+                lock_plate(&mut tx, v.plate.as_str()).await?;
+                let paid = w_session_at(
+                    &mut *tx,
+                    "s.plate = $1 AND s.started_at <= $2 AND COALESCE(s.ended_at, s.expires_at) > $2 \
+                     AND s.point_id = $3 ORDER BY s.started_at DESC LIMIT 1",
+                    v.plate.as_str(),
+                    v.issued_at,
+                    v.point_id,
+                )
+                .await?;
+                if let Some(s) = paid {
+                    if let Some(action) = action_id {
+                        let flag = $crate::store::wardens::NewFlag {
+                            kind: "paid_at_device_time".into(),
+                            staff_id: v.staff_id,
+                            shift_id: None,
+                            session_id: Some(s.id),
+                            violation_id: None,
+                            action_id: Some(action.to_owned()),
+                            details: serde_json::json!({ "point_id": v.point_id, "kind": v.kind.as_str() }).to_string(),
+                        };
+                        w_insert_flag(&mut tx, &flag, None, now).await?;
+                        tx.commit().await.map_err($crate::store::map_sqlx)?;
+                    }
+                    return Ok(ViolationOutcome::SessionValid(s));
+                }
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO violations (staff_id, point_id, plate, kind, note, lat, lon, issued_at, synced_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                )
+                .bind(v.staff_id)
+                .bind(v.point_id)
+                .bind(v.plate.as_str())
+                .bind(v.kind.as_str())
+                .bind(&v.note)
+                .bind(v.position.map(|p| p.0))
+                .bind(v.position.map(|p| p.1))
+                .bind(v.issued_at)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                let number = $crate::store::sql_wardens::document_number("VP", &v.district_code, v.issued_at, id);
+                sqlx::query("UPDATE violations SET number = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(&number)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                for (i, (sha, ct, size)) in v.photos.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO violation_photos (violation_id, sha256, content_type, size, position) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(id)
+                    .bind(sha)
+                    .bind(ct)
+                    .bind(*size)
+                    .bind(i as i32)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                }
+                let row = w_violation_where(&mut tx, "v.id = $1", id)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| $crate::store::StoreError::Internal("inserted violation vanished".into()))?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(ViolationOutcome::Issued(row))
+            }
+
+            async fn violation(&self, number: &str) -> $crate::store::StoreResult<Option<$crate::store::wardens::ViolationRow>> {
+                let mut tx = self.pool.begin().await.map_err($crate::store::map_sqlx)?;
+                let rows = w_violation_where(&mut tx, "v.number = $1", number.to_owned()).await?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(rows.into_iter().next())
+            }
+
+            async fn photo_scopes(&self, sha256: &str) -> $crate::store::StoreResult<Vec<(String, i64)>> {
+                sqlx::query_as(
+                    "SELECT d.code, s.id FROM violation_photos vp JOIN violations v ON v.id = vp.violation_id \
+                     JOIN points p ON p.id = v.point_id JOIN streets s ON s.id = p.street_id \
+                     JOIN districts d ON d.id = s.district_id WHERE vp.sha256 = $1",
+                )
+                .bind(sha256)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::map_sqlx)
+            }
+
+            async fn driver_citations(
+                &self,
+                driver_id: i64,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::wardens::ViolationRow>> {
+                let mut tx = self.pool.begin().await.map_err($crate::store::map_sqlx)?;
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "{} WHERE v.plate IN (SELECT plate FROM vehicles WHERE driver_id = $1 AND removed_at IS NULL) \
+                     ORDER BY v.issued_at DESC, v.id DESC LIMIT $2",
+                    $crate::store::sql_wardens::VIOLATION_SELECT
+                ));
+                let rows: Vec<$crate::store::sql_wardens::ViolationDbRow> = sqlx::query_as(sql)
+                    .bind(driver_id)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let mut v: $crate::store::wardens::ViolationRow = r.try_into()?;
+                    v.photos = w_photos(&mut tx, v.id).await?;
+                    out.push(v);
+                }
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(out)
+            }
+
+            async fn raise_flag(
+                &self,
+                flag: &$crate::store::wardens::NewFlag,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<i64> {
+                let mut tx = self.begin_write().await?;
+                let id = w_insert_flag(&mut tx, flag, None, now).await?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(id)
+            }
+
+            async fn record_answer(
+                &self,
+                claim: &$crate::store::drivers::IdemClaim,
+                status: u16,
+                response: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO idempotency_keys (scope, key, request_hash, status, response, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (scope, key) DO NOTHING",
+                )
+                .bind(&claim.scope)
+                .bind(&claim.key)
+                .bind(&claim.request_hash)
+                .bind(i32::from(status))
+                .bind(response)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                Ok(())
+            }
+        }
+
+        /// One session matching `condition` over `$1` (text), `$2` (time), `$3` (id).
+        async fn w_session_at<'c, E>(
+            conn: E,
+            condition: &str,
+            text: &str,
+            at: chrono::DateTime<chrono::Utc>,
+            id: i64,
+        ) -> $crate::store::StoreResult<Option<$crate::store::drivers::SessionRow>>
+        where
+            E: sqlx::Executor<'c, Database = $db>,
+        {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "{} WHERE $3 = $3 AND {condition}",
+                $crate::store::sql_drivers::SESSION_SELECT
+            ));
+            let row: Option<$crate::store::sql_drivers::SessionDbRow> = sqlx::query_as(sql)
+                .bind(text.to_owned())
+                .bind(at)
+                .bind(id)
+                .fetch_optional(conn)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+            row.map(TryInto::try_into).transpose()
+        }
+
+        async fn w_shift_where<'c, E, A>(
+            conn: E,
+            condition: &str,
+            arg: A,
+        ) -> $crate::store::StoreResult<Option<$crate::store::wardens::ShiftRow>>
+        where
+            E: sqlx::Executor<'c, Database = $db>,
+            A: for<'q> sqlx::Encode<'q, $db> + sqlx::Type<$db> + Send + 'c,
+        {
+            let sql = sqlx::AssertSqlSafe(format!("{} WHERE {condition}", $crate::store::sql_wardens::SHIFT_SELECT));
+            let row: Option<$crate::store::sql_wardens::ShiftDbRow> =
+                sqlx::query_as(sql).bind(arg).fetch_optional(conn).await.map_err($crate::store::map_sqlx)?;
+            Ok(row.map(Into::into))
+        }
+
+        async fn w_receipt_where<'c, E, A>(
+            conn: E,
+            condition: &str,
+            arg: A,
+        ) -> $crate::store::StoreResult<Option<$crate::store::wardens::ReceiptRow>>
+        where
+            E: sqlx::Executor<'c, Database = $db>,
+            A: for<'q> sqlx::Encode<'q, $db> + sqlx::Type<$db> + Send + 'c,
+        {
+            let sql = sqlx::AssertSqlSafe(format!("{} WHERE {condition}", $crate::store::sql_wardens::RECEIPT_SELECT));
+            let row: Option<$crate::store::sql_wardens::ReceiptDbRow> =
+                sqlx::query_as(sql).bind(arg).fetch_optional(conn).await.map_err($crate::store::map_sqlx)?;
+            Ok(row.map(Into::into))
+        }
+
+        async fn w_violation_where<A>(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            condition: &str,
+            arg: A,
+        ) -> $crate::store::StoreResult<Vec<$crate::store::wardens::ViolationRow>>
+        where
+            A: for<'q> sqlx::Encode<'q, $db> + sqlx::Type<$db> + Send,
+        {
+            let sql = sqlx::AssertSqlSafe(format!("{} WHERE {condition}", $crate::store::sql_wardens::VIOLATION_SELECT));
+            let rows: Vec<$crate::store::sql_wardens::ViolationDbRow> =
+                sqlx::query_as(sql).bind(arg).fetch_all(&mut **tx).await.map_err($crate::store::map_sqlx)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let mut v: $crate::store::wardens::ViolationRow = r.try_into()?;
+                v.photos = w_photos(tx, v.id).await?;
+                out.push(v);
+            }
+            Ok(out)
+        }
+
+        async fn w_photos(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            violation_id: i64,
+        ) -> $crate::store::StoreResult<Vec<(String, String, i64)>> {
+            sqlx::query_as(
+                "SELECT sha256, content_type, size FROM violation_photos WHERE violation_id = $1 ORDER BY position",
+            )
+            .bind(violation_id)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err($crate::store::map_sqlx)
+        }
+
+        /// The shift cash belongs to. Online: the warden's open shift (`None` when there is
+        /// none). Offline: the shift covering the device time, flagged when it has closed since,
+        /// or no shift at all (flagged).
+        async fn w_find_shift(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            ctx: &$crate::store::wardens::CashContext,
+            flags: &mut Vec<String>,
+        ) -> $crate::store::StoreResult<Option<Option<i64>>> {
+            use $crate::store::wardens::ShiftRule;
+            match ctx.shift {
+                ShiftRule::OpenRequired => {
+                    let locked = sqlx::AssertSqlSafe(format!(
+                        "SELECT id FROM warden_shifts WHERE staff_id = $1 AND status = 'open'{}",
+                        $lock
+                    ));
+                    let id: Option<i64> = sqlx::query_scalar(locked)
+                        .bind(ctx.staff_id)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err($crate::store::map_sqlx)?;
+                    Ok(id.map(Some))
+                }
+                ShiftRule::Covering => {
+                    let row: Option<(i64, String)> = sqlx::query_as(
+                        "SELECT id, status FROM warden_shifts WHERE staff_id = $1 AND opened_at <= $2 \
+                         AND (closed_at IS NULL OR closed_at >= $2) ORDER BY opened_at DESC LIMIT 1",
+                    )
+                    .bind(ctx.staff_id)
+                    .bind(ctx.issued_at)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                    match row {
+                        Some((id, status)) => {
+                            if status == "closed" {
+                                flags.push("after_shift_close".to_owned());
+                            }
+                            Ok(Some(Some(id)))
+                        }
+                        None => {
+                            flags.push("outside_shift".to_owned());
+                            Ok(Some(None))
+                        }
+                    }
+                }
+            }
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        async fn w_insert_collection(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            ctx: &$crate::store::wardens::CashContext,
+            shift_id: Option<i64>,
+            kind: &str,
+            applied: bool,
+            session_id: Option<i64>,
+            point_id: i64,
+            plate: &$crate::domain::plate::Plate,
+            turns: u32,
+            amount: $crate::domain::money::Vnd,
+            paid_until: chrono::DateTime<chrono::Utc>,
+            transaction_id: Option<i64>,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::StoreResult<$crate::store::wardens::ReceiptRow> {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO cash_collections (verification_code, kind, status, staff_id, shift_id, session_id, point_id, \
+                 plate, turns, amount, paid_until, transaction_id, issued_at, synced_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+            )
+            .bind(&ctx.verification_code)
+            .bind(kind)
+            .bind(if applied { "applied" } else { "unapplied" })
+            .bind(ctx.staff_id)
+            .bind(shift_id)
+            .bind(session_id)
+            .bind(point_id)
+            .bind(plate.as_str())
+            .bind(turns as i32)
+            .bind(amount.get())
+            .bind(paid_until)
+            .bind(transaction_id)
+            .bind(ctx.issued_at)
+            .bind(now)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err($crate::store::map_sqlx)?;
+            let number = $crate::store::sql_wardens::document_number("", &ctx.district_code, ctx.issued_at, id);
+            sqlx::query("UPDATE cash_collections SET number = $2 WHERE id = $1")
+                .bind(id)
+                .bind(&number)
+                .execute(&mut **tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+            w_receipt_where(&mut **tx, "c.id = $1", id)
+                .await?
+                .ok_or_else(|| $crate::store::StoreError::Internal("inserted collection vanished".into()))
+        }
+
+        async fn w_insert_flag(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            flag: &$crate::store::wardens::NewFlag,
+            collection_id: Option<i64>,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::StoreResult<i64> {
+            sqlx::query_scalar(
+                "INSERT INTO warden_flags (kind, staff_id, shift_id, session_id, collection_id, violation_id, action_id, \
+                 details, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            )
+            .bind(&flag.kind)
+            .bind(flag.staff_id)
+            .bind(flag.shift_id)
+            .bind(flag.session_id)
+            .bind(collection_id)
+            .bind(flag.violation_id)
+            .bind(flag.action_id.as_deref())
+            .bind(&flag.details)
+            .bind(now)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err($crate::store::map_sqlx)
+        }
+
+        /// One flag row per flag raised on a cash collection.
+        async fn w_flags(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            ctx: &$crate::store::wardens::CashContext,
+            shift_id: Option<i64>,
+            session_id: Option<i64>,
+            flags: &[String],
+            receipt: &$crate::store::wardens::ReceiptRow,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::StoreResult<()> {
+            for kind in flags {
+                let flag = $crate::store::wardens::NewFlag {
+                    kind: kind.clone(),
+                    staff_id: ctx.staff_id,
+                    shift_id,
+                    session_id,
+                    violation_id: None,
+                    action_id: ctx.action_id.clone(),
+                    details: serde_json::json!({
+                        "receipt": receipt.number,
+                        "amount": receipt.amount.get(),
+                        "point_code": receipt.point_code,
+                        "issued_at": receipt.issued_at,
+                    })
+                    .to_string(),
+                };
+                w_insert_flag(tx, &flag, Some(receipt.id), now).await?;
+            }
+            Ok(())
+        }
+    };
+}
+
+pub(crate) use sql_warden_store_impl;
+
