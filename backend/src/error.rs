@@ -180,11 +180,9 @@ fn conflict_for(constraint: &str) -> AppError {
             "Yêu cầu trước với cùng khóa đang được xử lý. Thử lại sau giây lát.",
             "A request with the same key is still being processed. Retry shortly.",
         ),
-        "warden_shifts_open_key" => AppError::conflict(
-            "shift_open",
-            "Bạn đang có một ca chưa đóng.",
-            "You already have an open shift.",
-        ),
+        "warden_shifts_open_key" => {
+            AppError::conflict("shift_open", "Bạn đang có một ca chưa đóng.", "You already have an open shift.")
+        }
         other => AppError::conflict(
             "conflict",
             format!("Xung đột dữ liệu ({other})."),

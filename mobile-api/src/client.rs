@@ -508,7 +508,9 @@ impl Client {
             parts = parts.part("photo", part);
         }
         Self::send(
-            self.request(Method::POST, "/v1/warden/violations").header("Idempotency-Key", idempotency_key).multipart(parts),
+            self.request(Method::POST, "/v1/warden/violations")
+                .header("Idempotency-Key", idempotency_key)
+                .multipart(parts),
         )
         .await
     }
@@ -522,12 +524,8 @@ impl Client {
     pub async fn photo(&self, sha256: &str) -> Result<(String, Vec<u8>), ClientError> {
         let resp = self.request(Method::GET, &format!("/v1/warden/photos/{}", encode_segment(sha256))).send().await?;
         let status = resp.status();
-        let content_type = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
+        let content_type =
+            resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let bytes = resp.bytes().await?;
         if status.is_success() {
             return Ok((content_type, bytes.to_vec()));
@@ -559,7 +557,12 @@ impl Client {
     }
 
     /// `POST /v1/warden/shifts/{id}/close`: closes a shift with the cash handed over.
-    pub async fn close_shift(&self, id: i64, body: &CloseShift, idempotency_key: &str) -> Result<ShiftView, ClientError> {
+    pub async fn close_shift(
+        &self,
+        id: i64,
+        body: &CloseShift,
+        idempotency_key: &str,
+    ) -> Result<ShiftView, ClientError> {
         self.post_idem(&format!("/v1/warden/shifts/{id}/close"), idempotency_key, body).await
     }
 }

@@ -269,6 +269,7 @@ pub struct CashPaymentView {
 #[into_params(parameter_in = Query)]
 pub struct ReceiptQuery {
     /// The verification code printed on the slip.
+    #[serde(default)]
     pub code: String,
 }
 

@@ -268,10 +268,7 @@ impl TestApp {
         }));
         let client = Client::new(format!("http://{addr}"));
         let spec = iparking::http::admin::StaffSpec::new("Test admin".into(), StaffRole::Admin, &[]);
-        let token = iparking::http::admin::add_staff(&app, spec)
-            .await
-            .expect("admin")
-            .token;
+        let token = iparking::http::admin::add_staff(&app, spec).await.expect("admin").token;
         let admin = client.with_token(token);
         Self {
             app,

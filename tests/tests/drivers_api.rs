@@ -268,7 +268,11 @@ matrix!(driver_routes_need_a_driver_token, |t| {
     let admin_token = {
         let created = t
             .admin
-            .create_staff(&iparking_mobile_api::CreateStaff::new("Another admin", iparking_mobile_api::StaffRole::Admin, vec![]))
+            .create_staff(&iparking_mobile_api::CreateStaff::new(
+                "Another admin",
+                iparking_mobile_api::StaffRole::Admin,
+                vec![],
+            ))
             .await
             .unwrap();
         created.token

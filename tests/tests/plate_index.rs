@@ -30,14 +30,20 @@ matrix!(plate_index_follows_sessions, |t| {
     assert_eq!(t.app.live.active_plate("30A12345").await.unwrap(), None);
     let s = d.start_session(&start("HK008", "30A-123.45"), "p-1").await.unwrap();
     let e = t.app.live.active_plate("30A12345").await.unwrap().expect("indexed at start");
-    assert_eq!((e.session_id, e.point_code.as_str(), e.paid_until), (s.id, "HK008", s.paid_until.timestamp()));
+    assert_eq!(
+        (e.session_id, e.point_code.as_str(), e.paid_until_us),
+        (s.id, "HK008", s.paid_until.timestamp_micros())
+    );
     assert_eq!(occupied(&t, "HK008").await, 1);
     // Extension moves the paid time in the index.
     let x = d
         .extend_session(s.id, &ExtendSession { minutes: None, turns: Some(1), ..Default::default() }, "p-2")
         .await
         .unwrap();
-    assert_eq!(t.app.live.active_plate("30A12345").await.unwrap().unwrap().paid_until, x.paid_until.timestamp());
+    assert_eq!(
+        t.app.live.active_plate("30A12345").await.unwrap().unwrap().paid_until_us,
+        x.paid_until.timestamp_micros()
+    );
     // A plate correction moves the entry to the right plate.
     d.correct_plate(s.id, "30A-123.46").await.unwrap();
     assert_eq!(t.app.live.active_plate("30A12345").await.unwrap(), None);
@@ -88,8 +94,8 @@ async fn check_plate_index(live: &dyn LiveState) {
         session_id: id,
         point_id: 7,
         point_code: "HK007".into(),
-        paid_until: 100,
-        expires_at: 700,
+        paid_until_us: 100,
+        expires_at_us: 700,
     };
     assert_eq!(live.active_plate("30A12345").await.unwrap(), None);
     live.set_active_plate("30A12345", &e(1)).await.unwrap();

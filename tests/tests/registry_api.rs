@@ -114,11 +114,8 @@ matrix!(admin_routes_need_an_admin_token, |t| {
     assert_eq!(t.app.store.districts().await.unwrap().len(), 4, "nothing created");
     assert_eq!(t.client.point("HK001").await.unwrap().status, PointStatus::Open, "nothing closed");
     // A revoked token stops working at once.
-    let created = t
-        .admin
-        .create_staff(&iparking_mobile_api::CreateStaff::new("Temp", StaffRole::Admin, vec![]))
-        .await
-        .unwrap();
+    let created =
+        t.admin.create_staff(&iparking_mobile_api::CreateStaff::new("Temp", StaffRole::Admin, vec![])).await.unwrap();
     let temp = t.client.with_token(&created.token);
     temp.create_district(&body).await.unwrap();
     t.admin.revoke_token(created.token_id).await.unwrap();
@@ -232,9 +229,7 @@ matrix!(district_scoped_admin_stays_in_its_district, |t| {
     // Scoped admins cannot create districts or staff (no escalation).
     let e = hk_admin.create_district(&CreateDistrict { code: "TX".into(), name: "Thanh Xuân".into() }).await;
     assert_eq!(api_code(e.unwrap_err()), (403, "forbidden".into()));
-    let e = hk_admin
-        .create_staff(&iparking_mobile_api::CreateStaff::new("x", StaffRole::Admin, vec![]))
-        .await;
+    let e = hk_admin.create_staff(&iparking_mobile_api::CreateStaff::new("x", StaffRole::Admin, vec![])).await;
     assert_eq!(api_code(e.unwrap_err()), (403, "forbidden".into()));
     // Import rows outside the scope are rejected with their line.
     let csv = "code,name,district,street,lat,lon,capacity,vehicle_classes\n\
@@ -246,10 +241,8 @@ matrix!(district_scoped_admin_stays_in_its_district, |t| {
     assert!(t.client.point("HK601").await.is_ok());
     assert!(t.client.point("DD601").await.is_err());
     // Unknown district in a staff scope.
-    let e = t
-        .admin
-        .create_staff(&iparking_mobile_api::CreateStaff::new("x", StaffRole::Warden, vec!["ZZ".into()]))
-        .await;
+    let e =
+        t.admin.create_staff(&iparking_mobile_api::CreateStaff::new("x", StaffRole::Warden, vec!["ZZ".into()])).await;
     assert_eq!(api_code(e.unwrap_err()), (404, "district_not_found".into()));
 });
 
@@ -302,7 +295,9 @@ matrix!(import_csv_all_or_nothing_and_valid_only, |t| {
 
 async fn admin_token(t: &TestApp) -> String {
     iparking::http::admin::add_staff(&t.app, iparking::http::admin::StaffSpec::new("raw".into(), StaffRole::Admin, &[]))
-        .await.unwrap().token
+        .await
+        .unwrap()
+        .token
 }
 
 matrix!(import_geojson_with_curb_lines, |t| {

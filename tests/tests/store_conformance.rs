@@ -590,7 +590,14 @@ async fn check_registry_version(store: Arc<dyn Store>) {
     assert_eq!(version(&store).await, v, "a read changed the registry version");
 
     // Nor do staff writes: they are not part of the registry.
-    let staff = NewStaff { name: "Cán bộ".into(), role: StaffRole::Warden, district_ids: vec![hk.id], street_ids: vec![], username: None, password_hash: None };
+    let staff = NewStaff {
+        name: "Cán bộ".into(),
+        role: StaffRole::Warden,
+        district_ids: vec![hk.id],
+        street_ids: vec![],
+        username: None,
+        password_hash: None,
+    };
     let (_, token_id) = store.create_staff(&staff, &"ab".repeat(32), at(5)).await.expect("create_staff");
     assert!(store.revoke_token(token_id, at(6)).await.expect("revoke"));
     assert_eq!(version(&store).await, v, "a staff write changed the registry version");
@@ -619,8 +626,14 @@ async fn check_staff_tokens(store: Arc<dyn Store>) {
     let hash_a = "a0".repeat(32);
 
     // A warden scoped to two districts (given out of code order).
-    let warden =
-        NewStaff { name: "Nguyễn Văn Giám".into(), role: StaffRole::Warden, district_ids: vec![hk.id, bd.id], street_ids: vec![], username: None, password_hash: None };
+    let warden = NewStaff {
+        name: "Nguyễn Văn Giám".into(),
+        role: StaffRole::Warden,
+        district_ids: vec![hk.id, bd.id],
+        street_ids: vec![],
+        username: None,
+        password_hash: None,
+    };
     let (warden_id, warden_token) = store.create_staff(&warden, &hash_w, at(1)).await.expect("create warden");
     let principal = store.principal_by_token(&hash_w).await.expect("principal").expect("warden token is valid");
     assert_eq!(
@@ -637,7 +650,14 @@ async fn check_staff_tokens(store: Arc<dyn Store>) {
     assert!(principal.covers_district("HK") && principal.covers_district("BD") && !principal.covers_district("DD"));
 
     // A city-wide admin.
-    let admin = NewStaff { name: "Quản trị".into(), role: StaffRole::Admin, district_ids: vec![], street_ids: vec![], username: None, password_hash: None };
+    let admin = NewStaff {
+        name: "Quản trị".into(),
+        role: StaffRole::Admin,
+        district_ids: vec![],
+        street_ids: vec![],
+        username: None,
+        password_hash: None,
+    };
     let (admin_id, admin_token) = store.create_staff(&admin, &hash_a, at(2)).await.expect("create admin");
     assert_ne!(admin_id, warden_id);
     assert_ne!(admin_token, warden_token);
@@ -659,7 +679,14 @@ async fn check_staff_tokens(store: Arc<dyn Store>) {
     assert_eq!(store.principal_by_token("").await.expect("empty"), None);
 
     // A token hash is unique, with the same constraint name on both databases.
-    let other = NewStaff { name: "Kẻ trùng".into(), role: StaffRole::Inspector, district_ids: vec![], street_ids: vec![], username: None, password_hash: None };
+    let other = NewStaff {
+        name: "Kẻ trùng".into(),
+        role: StaffRole::Inspector,
+        district_ids: vec![],
+        street_ids: vec![],
+        username: None,
+        password_hash: None,
+    };
     assert_conflict(store.create_staff(&other, &hash_w, at(3)).await, "staff_tokens_hash_key");
 
     // Revoking: once true, then the token is dead, then false.

@@ -136,9 +136,9 @@ async fn staff_token(t: &TestApp, role: StaffRole, districts: &[&str]) -> String
         &t.app,
         iparking::http::admin::StaffSpec::new(format!("{} (cards test)", role.as_str()), role, &districts),
     )
-        .await
-        .expect("staff")
-        .token
+    .await
+    .expect("staff")
+    .token
 }
 
 async fn admin_post(t: &TestApp, token: &str, path: &str) -> (u16, Value) {

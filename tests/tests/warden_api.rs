@@ -590,7 +590,7 @@ matrix!(check_lists_near_misses_parked_at_the_point, |t| {
     let d = t.funded_driver("0912200002", 500_000).await;
     let a = d.start_session(&app_start("HK001", "30A-123.45", 2), "a").await.expect("start");
     let b = d.start_session(&app_start("HK001", "30D-678.90", 2), "b").await.expect("start");
-    let c = d.start_session(&app_start("HK001", "30AB-123.45", 2), "c").await.expect("start");
+    let c = d.start_session(&app_start("HK001", "29AB-678.12", 2), "c").await.expect("start");
     let far = d.start_session(&app_start("HK005", "30A-123.47", 2), "far").await.expect("start");
 
     let near = |plate: &'static str| {
@@ -615,8 +615,8 @@ matrix!(check_lists_near_misses_parked_at_the_point, |t| {
     let (_, got) = near("30O-678.90").await;
     assert_eq!(got, [("30D67890".to_owned(), b.id)]);
     // 8 read for B.
-    let (_, got) = near("30A8-123.45").await;
-    assert_eq!(got, [("30AB12345".to_owned(), c.id)]);
+    let (_, got) = near("29A8-678.12").await;
+    assert_eq!(got, [("29AB67812".to_owned(), c.id)]);
     // An exact match lists none (itself excluded); a plate far from all lists none.
     let (v, got) = near("30A-123.45").await;
     assert_eq!((v.verdict, got.len()), (CheckVerdict::Valid, 0), "{v:?}");
@@ -978,6 +978,8 @@ matrix!(violations_need_photo_evidence_and_reach_the_driver, |t| {
         .await
         .expect("replay");
     assert_eq!(again, v);
+    let payer = t.funded_driver("0912600004", 200_000).await;
+    payer.start_session(&app_start("HK001", "30A-888.88", 1), "pay").await.expect("start");
     let base = counts(&t).await;
     assert_eq!((base.violations, base.photos), (1, 2));
 
@@ -1010,8 +1012,6 @@ matrix!(violations_need_photo_evidence_and_reach_the_driver, |t| {
     assert_error(&a, 404, "point_not_found");
 
     // A plate paid at the point is not fined; paid elsewhere it is.
-    let payer = t.funded_driver("0912600004", 200_000).await;
-    payer.start_session(&app_start("HK001", "30A-888.88", 1), "pay").await.expect("start");
     let a = raw_violation(&t, &tok, Some("paid"), "30A-888.88", "HK001", &[("a.png", "image/png", png(4))]).await;
     assert_error(&a, 409, "session_valid");
     assert_eq!(counts(&t).await, base, "nothing was created by the refusals");
@@ -1345,5 +1345,197 @@ matrix!(shifts_open_collect_and_close_with_the_cash, |t| {
     let next = open_shift(&w, "open-3").await;
     assert_ne!(next.id, shift.id);
     assert_eq!((next.status, next.collections, next.expected_cash), (ShiftStatus::Open, 0, 0));
+    t.assert_ledger_sound().await;
+});
+
+// ---- session rules and offline conflicts -----------------------------------------------
+
+/// A one-space point on a test street in Hoàn Kiếm.
+async fn one_space_point(t: &TestApp, code: &str) {
+    let street = t
+        .admin
+        .create_street(&iparking_mobile_api::CreateStreet {
+            district_code: "HK".into(), name: "Phố Thử Nghiệm".into()
+        })
+        .await
+        .expect("street");
+    t.admin
+        .create_point(&iparking_mobile_api::CreatePoint {
+            code: code.into(),
+            name: format!("Điểm thử {code}"),
+            street_id: street.id,
+            lat: 21.0240,
+            lon: 105.8500,
+            curb: None,
+            capacity: 1,
+            vehicle_classes: vec![VehicleClass::Car],
+        })
+        .await
+        .expect("point");
+}
+
+matrix!(cash_sessions_follow_the_session_rules, |t| {
+    let (w, login) = t.warden_with(StaffRole::Warden, "hk.rules", &["HK"], &[]).await;
+    let tok = login.token.clone();
+    open_shift(&w, "shift").await;
+    one_space_point(&t, "HK901").await;
+    t.admin.close_point("HK002").await.expect("close");
+    let first = w.warden_start_session(&cash("HK901", "30A-901.01", 1), "fill").await.expect("cash");
+    // Minutes round up to whole turns.
+    let body = WardenStartSession { minutes: Some(61), turns: None, ..cash("HK003", "30A-901.02", 0) };
+    let by_minutes = w.warden_start_session(&body, "minutes").await.expect("cash by minutes");
+    assert_eq!((by_minutes.session.turns, by_minutes.receipt.turns), (2, 2));
+    assert_eq!(by_minutes.session.paid_until, by_minutes.session.started_at + Duration::hours(2));
+    let before = counts(&t).await;
+    let cash_before = warden_cash(&t, login.staff_id).await;
+    assert_eq!(cash_before, -(first.receipt.amount + by_minutes.receipt.amount));
+
+    let car =
+        |point: &str, plate: &str| json!({"point_code": point, "plate": plate, "vehicle_class": "car", "turns": 1});
+    let cases = [
+        (car("HK901", "30A-901.03"), 409, "point_full"),
+        (car("HK002", "30A-901.03"), 409, "point_closed"),
+        (car("HK999", "30A-901.03"), 404, "point_not_found"),
+        (car("HK004", "30A-901.01"), 409, "plate_active"),
+        (
+            json!({"point_code": "HK001", "plate": "29B1-123.45", "vehicle_class": "motorbike", "turns": 1}),
+            422,
+            "vehicle_class_not_allowed",
+        ),
+        (car("HK001", "ABC-123"), 400, "invalid_plate"),
+        (
+            json!({"point_code": "HK001", "plate": "30A-901.03", "vehicle_class": "car", "turns": 0}),
+            400,
+            "invalid_duration",
+        ),
+        (json!({"point_code": "HK001", "plate": "30A-901.03", "vehicle_class": "car"}), 400, "invalid_duration"),
+    ];
+    for (i, (body, status, code)) in cases.iter().enumerate() {
+        let a = post(&t, &tok, "/v1/warden/sessions", Some(&format!("bad-{i}")), body).await;
+        assert_error(&a, *status, code);
+    }
+    assert_eq!(counts(&t).await, before, "nothing changed");
+    assert_eq!(warden_cash(&t, login.staff_id).await, cash_before);
+    let ext = format!("/v1/warden/sessions/{}/extend", first.session.id);
+    assert_error(&post(&t, &tok, &ext, Some("ext-0"), &json!({"turns": 0})).await, 400, "invalid_duration");
+    assert_error_shape(
+        &post(&t, &tok, "/v1/warden/sessions/999999/extend", Some("ext-x"), &json!({"turns": 1})).await,
+        404,
+    );
+    assert_eq!(counts(&t).await, before);
+    t.assert_ledger_sound().await;
+});
+
+matrix!(sync_conflicts_are_applied_safely_and_flagged, |t| {
+    let (w, login) = t.warden_with(StaffRole::Warden, "hk.offline", &["HK"], &[]).await;
+    let staff = login.staff_id;
+    one_space_point(&t, "HK901").await;
+    let d = t.funded_driver("0912800001", 300_000).await;
+    d.start_session(&app_start("HK901", "30A-901.09", 4), "fill").await.expect("fill HK901");
+    let earlier = d.start_session(&app_start("HK005", "30A-905.05", 1), "earlier").await.expect("start");
+    let one =
+        |point: &str, plate: &str| json!({"point_code": point, "plate": plate, "vehicle_class": "car", "turns": 1});
+
+    // Cash taken before any shift: recorded, flagged, attached to no shift.
+    let t0 = now(&t);
+    let r = w
+        .sync(&SyncBatch { actions: vec![action(&uuid(), t0, SyncKind::CashSession, one("HK001", "30A-801.01"))] })
+        .await
+        .expect("sync");
+    assert_eq!(r.results[0].status, SyncStatus::Conflict, "{r:?}");
+    assert!(r.results[0].flags.iter().any(|f| f == "outside_shift"), "{r:?}");
+    assert_eq!(count(&t, "sessions WHERE plate = '30A80101' AND status = 'active'").await, 1, "the car was paid for");
+    assert_eq!(count(&t, "cash_collections WHERE plate = '30A80101' AND shift_id IS NULL").await, 1);
+    assert_eq!(count(&t, &format!("warden_flags WHERE kind = 'outside_shift' AND staff_id = {staff}")).await, 1);
+
+    // A shift; cash at a point that was full by our records: the session is recorded anyway.
+    let shift = open_shift(&w, "shift-1").await;
+    t.clock.advance(Duration::minutes(1));
+    let over = uuid();
+    let r = w
+        .sync(&SyncBatch { actions: vec![action(&over, now(&t), SyncKind::CashSession, one("HK901", "30A-801.02"))] })
+        .await
+        .expect("sync");
+    assert_eq!(r.results[0].status, SyncStatus::Conflict, "{r:?}");
+    assert!(r.results[0].flags.iter().any(|f| f == "over_capacity"), "{r:?}");
+    let hk901 = point_id(&t, "HK901").await;
+    assert_eq!(count(&t, &format!("sessions WHERE point_id = {hk901} AND status = 'active'")).await, 2);
+    assert_eq!(count(&t, &format!("warden_flags WHERE kind = 'over_capacity' AND shift_id = {}", shift.id)).await, 1);
+
+    // A cash extension recorded offline extends the session.
+    let paid: CashPaymentView = serde_json::from_value(r.results[0].result.clone().expect("result")).expect("payment");
+    let sid = paid.session.id;
+    let r = w
+        .sync(&SyncBatch {
+            actions: vec![action(&uuid(), now(&t), SyncKind::CashExtension, json!({"session_id": sid, "turns": 1}))],
+        })
+        .await
+        .expect("sync");
+    assert_eq!((r.results[0].status, r.results[0].flags.len()), (SyncStatus::Applied, 0), "{r:?}");
+    let row = t.app.store.session(sid).await.expect("session").expect("row");
+    assert_eq!((row.turns, row.paid_until), (2, paid.session.paid_until + Duration::hours(1)));
+    let ext_price = price(&t, row.tariff_id, row.started_at, 1, 1, Channel::Warden);
+    assert_eq!(row.amount_charged.get(), paid.receipt.amount + ext_price);
+
+    // A violation for a plate that was paid at its device time (and is not now) is not issued.
+    t.clock.advance(Duration::minutes(80));
+    let c = w.check_plate("30A-905.05", "HK005").await.expect("check");
+    assert_eq!(c.verdict, CheckVerdict::Expired);
+    let violations = count(&t, "violations").await;
+    let r = w
+        .sync(&SyncBatch {
+            actions: vec![action(
+                &uuid(),
+                earlier.started_at + Duration::minutes(30),
+                SyncKind::Violation,
+                json!({"plate": "30A-905.05", "point": "HK005", "kind": "unpaid", "note": "",
+                       "photos": [base64(&jpeg(3))]}),
+            )],
+        })
+        .await
+        .expect("sync");
+    assert_ne!(r.results[0].status, SyncStatus::Applied, "{r:?}");
+    assert!(r.results[0].flags.iter().any(|f| f == "paid_at_device_time"), "{r:?}");
+    assert_eq!(count(&t, "violations").await, violations, "no citation");
+
+    // Cash taken during the shift but synced after it closed: late cash of that shift.
+    t.clock.advance(Duration::minutes(5));
+    let expected = w.shift(shift.id).await.expect("shift").expected_cash;
+    let closed =
+        w.close_shift(shift.id, &CloseShift { cash_handed_over: expected, note: None }, "close").await.expect("close");
+    assert_eq!(closed.difference, Some(0));
+    let during = now(&t) - Duration::minutes(3);
+    let r = w
+        .sync(&SyncBatch { actions: vec![action(&uuid(), during, SyncKind::CashSession, one("HK003", "30A-801.03"))] })
+        .await
+        .expect("sync");
+    assert_eq!(r.results[0].status, SyncStatus::Conflict, "{r:?}");
+    assert!(r.results[0].flags.iter().any(|f| f == "after_shift_close"), "{r:?}");
+    let late: CashPaymentView = serde_json::from_value(r.results[0].result.clone().expect("result")).expect("payment");
+    assert_eq!(late.receipt.shift_id, Some(shift.id));
+    let sh = w.shift(shift.id).await.expect("shift");
+    assert_eq!((sh.status, sh.expected_cash, sh.late_cash), (ShiftStatus::Closed, expected, late.receipt.amount));
+    assert_eq!(
+        count(&t, &format!("warden_flags WHERE kind = 'after_shift_close' AND shift_id = {}", shift.id)).await,
+        1
+    );
+    // The late cash is still owed by the warden.
+    let outside = t.sql_i64("SELECT amount FROM cash_collections WHERE plate = '30A80101'").await;
+    assert_eq!(warden_cash(&t, staff).await, -(outside + late.receipt.amount));
+
+    // Cash whose paid time was over when it synced: priced then, recorded as ended.
+    let shift2 = open_shift(&w, "shift-2").await;
+    t.clock.advance(Duration::hours(3));
+    let then = now(&t) - Duration::hours(2);
+    let r = w
+        .sync(&SyncBatch { actions: vec![action(&uuid(), then, SyncKind::CashSession, one("HK004", "30A-801.04"))] })
+        .await
+        .expect("sync");
+    assert_eq!((r.results[0].status, r.results[0].flags.len()), (SyncStatus::Applied, 0), "{r:?}");
+    let old: CashPaymentView = serde_json::from_value(r.results[0].result.clone().expect("result")).expect("payment");
+    assert_eq!(old.session.started_at, then);
+    assert_eq!(old.receipt.amount, price(&t, old.session.tariff_id, then, 0, 1, Channel::Warden));
+    assert_eq!(old.receipt.shift_id, Some(shift2.id));
+    assert_eq!(count(&t, "sessions WHERE plate = '30A80104' AND status = 'ended'").await, 1);
     t.assert_ledger_sound().await;
 });

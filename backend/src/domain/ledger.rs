@@ -279,7 +279,13 @@ mod tests {
         assert_eq!(cash.postings[0].account, Account::warden_cash(3));
         assert_eq!(cash.postings[0].amount, Vnd(-50_000));
         let back = Entry::cash_handover(3, Vnd(50_000)).unwrap();
-        let net: i64 = cash.postings.iter().chain(&back.postings).filter(|p| p.account == Account::warden_cash(3)).map(|p| p.amount.get()).sum();
+        let net: i64 = cash
+            .postings
+            .iter()
+            .chain(&back.postings)
+            .filter(|p| p.account == Account::warden_cash(3))
+            .map(|p| p.amount.get())
+            .sum();
         assert_eq!(net, 0, "a full handover leaves the warden owing nothing");
         assert!(Entry::cash_handover(3, Vnd(0)).unwrap().is_empty());
     }

@@ -470,11 +470,7 @@ pub async fn add_staff(app: &crate::App, spec: StaffSpec) -> Result<StaffCreated
                 return Err(AppError::bad_request(
                     "invalid_password",
                     format!("Mật khẩu cần {}–{} ký tự.", crate::auth::PASSWORD_MIN, crate::auth::PASSWORD_MAX),
-                    format!(
-                        "A password needs {}–{} characters.",
-                        crate::auth::PASSWORD_MIN,
-                        crate::auth::PASSWORD_MAX
-                    ),
+                    format!("A password needs {}–{} characters.", crate::auth::PASSWORD_MIN, crate::auth::PASSWORD_MAX),
                 ));
             }
             let hash = tokio::task::spawn_blocking(move || crate::auth::hash_password(&pw))
@@ -501,16 +497,13 @@ pub async fn add_staff(app: &crate::App, spec: StaffSpec) -> Result<StaffCreated
         username: username.clone(),
         password_hash,
     };
-    let (id, token_id) = app.store.create_staff(&staff, &token_hash(&token), app.clock.now()).await.map_err(|e| {
-        match &e {
-            crate::store::StoreError::Conflict(c) if c == "staff_username_key" => AppError::conflict(
-                "username_taken",
-                "Tên đăng nhập đã được dùng.",
-                "This username is taken.",
-            ),
+    let (id, token_id) =
+        app.store.create_staff(&staff, &token_hash(&token), app.clock.now()).await.map_err(|e| match &e {
+            crate::store::StoreError::Conflict(c) if c == "staff_username_key" => {
+                AppError::conflict("username_taken", "Tên đăng nhập đã được dùng.", "This username is taken.")
+            }
             _ => e.into(),
-        }
-    })?;
+        })?;
     Ok(StaffCreated { id, name, role, districts: codes, streets: street_ids, username, token_id, token })
 }
 

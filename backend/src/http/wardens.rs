@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use axum::{
     body::{Body, Bytes, to_bytes},
-    extract::{ConnectInfo, FromRequest, FromRequestParts, State},
+    extract::{ConnectInfo, FromRequestParts, State},
     http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
@@ -94,11 +94,7 @@ impl FromRequestParts<AppState> for Warden {
 impl Warden {
     /// Refuses a point outside the assignment.
     pub fn require_point(&self, p: &PointRecord) -> Result<(), AppError> {
-        if self.0.covers_point(&p.district_code, p.street_id) {
-            Ok(())
-        } else {
-            Err(outside_assignment(&p.code))
-        }
+        if self.0.covers_point(&p.district_code, p.street_id) { Ok(()) } else { Err(outside_assignment(&p.code)) }
     }
 
     /// Refuses inspectors: only wardens take cash and keep shifts.
@@ -186,10 +182,11 @@ pub async fn warden_login(
     let s = &app.settings;
     let user_key = format!("login-user:{username}");
     let ip_key = format!("login-ip:{}", peer.ip());
-    // Counted before the password is checked: a blocked caller learns nothing more.
-    let by_user = app.live.rate_limit(&user_key, s.login_per_user, s.login_window).await?;
-    let by_ip = app.live.rate_limit(&ip_key, s.login_per_ip, s.login_window).await?;
-    if !by_user || !by_ip {
+    // Failed attempts are counted; once over the limit even the right password is refused
+    // (checked before the password, so a blocked caller learns nothing more).
+    let blocked = app.live.rate_count(&user_key).await? >= s.login_per_user
+        || app.live.rate_count(&ip_key).await? >= s.login_per_ip;
+    if blocked {
         return Err(AppError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -205,6 +202,8 @@ pub async fn warden_login(
         .map_err(|e| AppError::internal(&e))?;
     let Some(login) = login.filter(|_| ok) else {
         tracing::info!("warden login refused");
+        app.live.rate_limit(&user_key, s.login_per_user, s.login_window).await?;
+        app.live.rate_limit(&ip_key, s.login_per_ip, s.login_window).await?;
         return Err(invalid_credentials());
     };
     if !matches!(login.role, StaffRole::Warden | StaffRole::Inspector) {
@@ -259,8 +258,8 @@ fn entry_fact(e: &PlateEntry) -> SessionFact {
         session_id: e.session_id,
         point_id: e.point_id,
         point_code: e.point_code.clone(),
-        paid_until: DateTime::from_timestamp(e.paid_until, 0).unwrap_or_default(),
-        expires_at: DateTime::from_timestamp(e.expires_at, 0).unwrap_or_default(),
+        paid_until: DateTime::from_timestamp_micros(e.paid_until_us).unwrap_or_default(),
+        expires_at: DateTime::from_timestamp_micros(e.expires_at_us).unwrap_or_default(),
         active: true,
         end_reason: None,
     }
@@ -322,8 +321,8 @@ pub async fn run_check(
                     session_id: s.session_id,
                     point_id: s.point_id,
                     point_code: s.point_code.clone(),
-                    paid_until: s.paid_until.timestamp(),
-                    expires_at: s.expires_at.timestamp(),
+                    paid_until_us: s.paid_until.timestamp_micros(),
+                    expires_at_us: s.expires_at.timestamp_micros(),
                 };
                 if app.live.set_active_plate(plate.as_str(), &entry).await.is_ok() {
                     tracing::warn!(session.id = s.session_id, "live plate index missed a session; repaired");
@@ -389,7 +388,8 @@ pub async fn run_check(
             checked_at: view.checked_at,
         })
         .await;
-    metrics::counter!("plate_checks_total", "verdict" => crate::store::wardens::verdict_name(view.verdict)).increment(1);
+    metrics::counter!("plate_checks_total", "verdict" => crate::store::wardens::verdict_name(view.verdict))
+        .increment(1);
     Ok(view)
 }
 
@@ -501,7 +501,7 @@ pub fn receipt_view(r: &ReceiptRow) -> ReceiptView {
 /// What a cash payment came to, for the online routes and sync alike.
 pub enum CashResult {
     /// Paid (maybe with flags).
-    Paid(CashPaymentView, Vec<String>),
+    Paid(Box<CashPaymentView>, Vec<String>),
     /// Recorded in suspense (offline conflict).
     Unapplied(serde_json::Value, Vec<String>),
 }
@@ -625,7 +625,7 @@ async fn cash_result(app: &App, outcome: CashOutcome, now: DateTime<Utc>) -> Res
                 "cash payment recorded"
             );
             Ok(CashResult::Paid(
-                CashPaymentView { session: session_view(&session, now), receipt: receipt_view(&receipt) },
+                Box::new(CashPaymentView { session: session_view(&session, now), receipt: receipt_view(&receipt) }),
                 flags,
             ))
         }
@@ -666,6 +666,7 @@ fn session_not_found() -> AppError {
 }
 
 /// Takes cash for an extension of any active session at a point the warden covers.
+#[allow(clippy::too_many_arguments)]
 pub async fn cash_extend(
     app: &App,
     w: &Warden,
@@ -941,8 +942,11 @@ async fn store_photo(dir: &std::path::Path, p: &Photo) -> Result<(), AppError> {
     Ok(())
 }
 
+/// A violation's plate, position and note, validated.
+type CheckedFields = (Plate, Option<(f64, f64)>, String);
+
 /// Validates the fields of a violation (everything but the photos and the point's scope).
-pub fn check_violation_fields(f: &ViolationFields) -> Result<(Plate, Option<(f64, f64)>, String), AppError> {
+pub fn check_violation_fields(f: &ViolationFields) -> Result<CheckedFields, AppError> {
     let plate = Plate::parse(&f.plate).map_err(invalid)?;
     let note = f.note.trim().to_owned();
     if note.chars().count() > NOTE_MAX_CHARS {
@@ -999,13 +1003,29 @@ pub async fn issue_violation(
             tracing::info!(violation.id = row.id, staff.id = w.0.staff_id, point.code = %point.code, "violation issued");
             Ok(violation_view(&row))
         }
-        ViolationOutcome::SessionValid(s) => Err(AppError::conflict(
-            "session_valid",
-            format!("Xe đã trả phí tại điểm {} đến {} (UTC): không lập biên bản.", s.point_code, s.paid_until.format("%H:%M")),
-            format!("This vehicle is paid at {} until {} UTC: no citation.", s.point_code, s.paid_until.format("%H:%M")),
-        )
-        .with_details(serde_json::json!({ "session_id": s.id, "paid_until": s.paid_until }))),
+        ViolationOutcome::SessionValid(s) => {
+            // No citation: drop the photos no other citation uses.
+            for p in &photos {
+                if app.store.photo_scopes(&p.sha256).await?.is_empty() {
+                    let _ = tokio::fs::remove_file(photo_path(&app.settings.photo_dir, &p.sha256, p.ext)).await;
+                }
+            }
+            Err(session_valid(&s))
+        }
     }
+}
+
+fn session_valid(s: &SessionRow) -> AppError {
+    AppError::conflict(
+        "session_valid",
+        format!(
+            "Xe đã trả phí tại điểm {} đến {} (UTC): không lập biên bản.",
+            s.point_code,
+            s.paid_until.format("%H:%M")
+        ),
+        format!("This vehicle is paid at {} until {} UTC: no citation.", s.point_code, s.paid_until.format("%H:%M")),
+    )
+    .with_details(serde_json::json!({ "session_id": s.id, "paid_until": s.paid_until }))
 }
 
 /// A citation as staff see it.
@@ -1075,10 +1095,6 @@ pub async fn create_violation(
             "The form is too large (at most 5 photos of 5 MB).",
         )
     })?;
-    let idem = match claim_staff(&app, w.0.staff_id, &headers, "/v1/warden/violations", &bytes).await? {
-        Ok(idem) => idem,
-        Err(replayed) => return Ok(replayed),
-    };
     let content_type = headers.get(header::CONTENT_TYPE).cloned().unwrap_or(HeaderValue::from_static(""));
     if !content_type.to_str().unwrap_or("").starts_with("multipart/form-data") {
         return Err(AppError::new(
@@ -1088,11 +1104,9 @@ pub async fn create_violation(
             "Send multipart/form-data.",
         ));
     }
-    let req = axum::http::Request::builder()
-        .header(header::CONTENT_TYPE, content_type)
-        .body(Body::from(bytes))
-        .map_err(|e| AppError::internal(&e))?;
-    let mut form = axum::extract::Multipart::from_request(req, &()).await.map_err(form_error)?;
+    let boundary = multer::parse_boundary(content_type.to_str().unwrap_or("")).map_err(form_error)?;
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::convert::Infallible>(bytes) });
+    let mut form = multer::Multipart::new(stream, boundary);
     let (mut plate, mut point, mut kind, mut note, mut lat, mut lon) = (None, None, None, None, None, None);
     let mut photos = Vec::new();
     let mut photo_parts = 0usize;
@@ -1140,6 +1154,22 @@ pub async fn create_violation(
         lat,
         lon,
         photos: Vec::new(),
+    };
+    // A retry rebuilds the form with a new boundary: the key is bound to what the form
+    // says (fields and photo hashes), not to its bytes.
+    let canonical = serde_json::to_vec(&(
+        &fields.plate,
+        &fields.point,
+        fields.kind,
+        &fields.note,
+        fields.lat,
+        fields.lon,
+        photos.iter().map(|p| p.sha256.as_str()).collect::<Vec<_>>(),
+    ))
+    .map_err(|e| AppError::internal(&e))?;
+    let idem = match claim_staff(&app, w.0.staff_id, &headers, "/v1/warden/violations", &canonical).await? {
+        Ok(idem) => idem,
+        Err(replayed) => return Ok(replayed),
     };
     let now = app.clock.now();
     let view = issue_violation(&app, &w, &fields, photos, now, None, Some(idem.claim())).await?;
@@ -1325,7 +1355,11 @@ pub async fn open_shift(
         (status = 404, description = "No such shift of this warden", body = ErrorBody),
     )
 )]
-pub async fn get_shift(State(app): State<AppState>, w: Warden, Path(id): Path<i64>) -> Result<Json<ShiftView>, AppError> {
+pub async fn get_shift(
+    State(app): State<AppState>,
+    w: Warden,
+    Path(id): Path<i64>,
+) -> Result<Json<ShiftView>, AppError> {
     let s = app.store.shift(id).await?.filter(|s| s.staff_id == w.0.staff_id).ok_or_else(shift_not_found)?;
     Ok(Json(shift_view(&s)))
 }
@@ -1420,7 +1454,9 @@ enum Planned {
 fn is_uuid(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { *c == b'-' } else { c.is_ascii_hexdigit() })
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| if [8, 13, 18, 23].contains(&i) { *c == b'-' } else { c.is_ascii_hexdigit() })
 }
 
 fn batch_error(index: usize, action: &SyncAction, e: AppError) -> AppError {
@@ -1488,11 +1524,7 @@ fn plan(action: &SyncAction, now: DateTime<Utc>) -> Result<Planned, AppError> {
             let mut photos = Vec::with_capacity(f.photos.len());
             for p in &f.photos {
                 let bytes = base64::engine::general_purpose::STANDARD.decode(p.trim()).map_err(|_| {
-                    AppError::bad_request(
-                        "invalid_photo",
-                        "Ảnh phải mã hóa base64.",
-                        "Photos must be base64-encoded.",
-                    )
+                    AppError::bad_request("invalid_photo", "Ảnh phải mã hóa base64.", "Photos must be base64-encoded.")
                 })?;
                 photos.push(check_photo(Bytes::from(bytes))?);
             }
@@ -1604,18 +1636,17 @@ async fn apply_action(
                 flags: Vec::new(),
             });
         }
-        let mut stored = rec
-            .response
-            .as_deref()
-            .and_then(|r| serde_json::from_str::<SyncActionResult>(r).ok())
-            .unwrap_or(SyncActionResult {
-                id: a.id.clone(),
-                status: SyncStatus::Applied,
-                replayed: true,
-                result: None,
-                error: None,
-                flags: vec!["result_unavailable".into()],
-            });
+        let mut stored =
+            rec.response.as_deref().and_then(|r| serde_json::from_str::<SyncActionResult>(r).ok()).unwrap_or(
+                SyncActionResult {
+                    id: a.id.clone(),
+                    status: SyncStatus::Applied,
+                    replayed: true,
+                    result: None,
+                    error: None,
+                    flags: vec!["result_unavailable".into()],
+                },
+            );
         stored.replayed = true;
         return Ok(stored);
     }
@@ -1655,7 +1686,9 @@ async fn apply_action(
         }
     };
     let result = match outcome {
-        Ok((status, result, flags)) => SyncActionResult { id: a.id.clone(), status, replayed: false, result, error: None, flags },
+        Ok((status, result, flags)) => {
+            SyncActionResult { id: a.id.clone(), status, replayed: false, result, error: None, flags }
+        }
         Err(e) if e.status.is_server_error() => return Err(e),
         Err(e) if e.code == "idempotency_in_progress" => SyncActionResult {
             id: a.id.clone(),

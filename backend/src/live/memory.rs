@@ -121,6 +121,11 @@ impl LiveState for MemoryLive {
         Ok(*count <= limit)
     }
 
+    async fn rate_count(&self, key: &str) -> Result<u32, LiveError> {
+        let now = Instant::now();
+        Ok(lock(&self.rates).get(key).filter(|(end, _)| *end > now).map_or(0, |(_, n)| *n))
+    }
+
     async fn put_otp(&self, subject: &str, code: &str, ttl: Duration, attempts: u32) -> Result<(), LiveError> {
         lock(&self.otps).insert(opaque_key(subject), (code.to_owned(), Instant::now() + ttl, attempts));
         Ok(())

@@ -42,6 +42,8 @@ pub trait LiveState: Send + Sync + 'static {
     /// Counts one event against `key` in a fixed window; `false` once more than `limit`
     /// events fell in the current window. Shared by every node on Redis.
     async fn rate_limit(&self, key: &str, limit: u32, window: Duration) -> Result<bool, LiveError>;
+    /// Events counted against `key` in its current window (0 when none), without counting one.
+    async fn rate_count(&self, key: &str) -> Result<u32, LiveError>;
     /// Stores a one-time code for `subject` (replacing an earlier one).
     async fn put_otp(&self, subject: &str, code: &str, ttl: Duration, attempts: u32) -> Result<(), LiveError>;
     /// Checks a one-time code: a match consumes it; each miss uses an attempt.
@@ -78,10 +80,10 @@ pub struct PlateEntry {
     pub point_id: i64,
     /// Point code.
     pub point_code: String,
-    /// Paid until (Unix seconds).
-    pub paid_until: i64,
-    /// Paid until plus grace (Unix seconds).
-    pub expires_at: i64,
+    /// Paid until (Unix microseconds: exact, like the database).
+    pub paid_until_us: i64,
+    /// Paid until plus grace (Unix microseconds).
+    pub expires_at_us: i64,
 }
 
 impl PlateEntry {
@@ -91,8 +93,8 @@ impl PlateEntry {
             session_id: s.id,
             point_id: s.point_id,
             point_code: s.point_code.clone(),
-            paid_until: s.paid_until.timestamp(),
-            expires_at: s.expires_at.timestamp(),
+            paid_until_us: s.paid_until.timestamp_micros(),
+            expires_at_us: s.expires_at.timestamp_micros(),
         }
     }
 }

@@ -185,6 +185,16 @@ impl LiveState for RedisLive {
         Ok(n <= i64::from(limit))
     }
 
+    async fn rate_count(&self, key: &str) -> Result<u32, LiveError> {
+        let mut c = self.conn.clone();
+        let n: Option<u32> = redis::cmd("GET")
+            .arg(format!("{}rate:{}", self.prefix, opaque_key(key)))
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        Ok(n.unwrap_or(0))
+    }
+
     async fn put_otp(&self, subject: &str, code: &str, ttl: Duration, attempts: u32) -> Result<(), LiveError> {
         let mut c = self.conn.clone();
         let key = format!("{}otp:{}", self.prefix, opaque_key(subject));

@@ -9,7 +9,8 @@ use sqlx::{
 };
 
 use super::{
-    StoreResult, map_sqlx, sql::sql_store_impl, sql_cards::sql_card_store_impl, sql_drivers::sql_driver_store_impl, sql_wardens::sql_warden_store_impl,
+    StoreResult, map_sqlx, sql::sql_store_impl, sql_cards::sql_card_store_impl, sql_drivers::sql_driver_store_impl,
+    sql_wardens::sql_warden_store_impl,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");

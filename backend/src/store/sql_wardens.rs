@@ -1005,4 +1005,3 @@ macro_rules! sql_warden_store_impl {
 }
 
 pub(crate) use sql_warden_store_impl;
-

@@ -392,8 +392,13 @@ pub trait WardenStore: Send + Sync {
     async fn raise_flag(&self, flag: &NewFlag, now: DateTime<Utc>) -> StoreResult<i64>;
     /// Claims `claim` and stores its answer at once (an action rejected before any effect,
     /// so a replay gets the same answer). Does nothing if the key was claimed already.
-    async fn record_answer(&self, claim: &IdemClaim, status: u16, response: &str, now: DateTime<Utc>)
-    -> StoreResult<()>;
+    async fn record_answer(
+        &self,
+        claim: &IdemClaim,
+        status: u16,
+        response: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
 }
 
 /// The database and metrics name of a verdict.
