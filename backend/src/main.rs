@@ -213,6 +213,7 @@ async fn main() -> anyhow::Result<()> {
                 ..Settings::default()
             };
             let mut settings = settings;
+            settings.photo_dir = cli.db.data_dir.join("photos");
             settings.carriers =
                 iparking::Carrier::parse_list(sms_carriers.as_deref().unwrap_or("")).map_err(|e| anyhow::anyhow!(e))?;
             if settings.sandbox_payments {

@@ -402,7 +402,17 @@ matrix!(ops_endpoints, |t| {
     assert!(resp.headers().contains_key("x-request-id"));
 
     let doc: serde_json::Value = http.get(t.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
-    for path in ["/v1/points", "/v1/points/{code}", "/v1/admin/points", "/v1/admin/points/import", "/readyz"] {
+    for path in [
+        "/v1/points",
+        "/v1/points/{code}",
+        "/v1/admin/points",
+        "/v1/admin/points/import",
+        "/readyz",
+        "/v1/warden/checks",
+        "/v1/warden/sync",
+        "/v1/warden/violations",
+        "/v1/receipts/{number}",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} missing from OpenAPI");
     }
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());

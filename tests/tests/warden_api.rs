@@ -200,11 +200,22 @@ async fn raw_violation(
     point: &str,
     photos: &[RawPhoto<'_>],
 ) -> (u16, Value) {
-    let mut form = reqwest::multipart::Form::new()
-        .text("plate", plate.to_owned())
-        .text("point", point.to_owned())
-        .text("kind", "unpaid")
-        .text("note", "Đỗ xe không trả phí");
+    let fields = [("plate", plate), ("point", point), ("kind", "unpaid"), ("note", "Đỗ xe không trả phí")];
+    raw_form(t, token, key, &fields, photos).await
+}
+
+/// A raw violation form with exactly these text fields.
+async fn raw_form(
+    t: &TestApp,
+    token: &str,
+    key: Option<&str>,
+    fields: &[(&str, &str)],
+    photos: &[RawPhoto<'_>],
+) -> (u16, Value) {
+    let mut form = reqwest::multipart::Form::new();
+    for (name, value) in fields {
+        form = form.text((*name).to_owned(), (*value).to_owned());
+    }
     for (name, content_type, bytes) in photos {
         let part = reqwest::multipart::Part::bytes(bytes.clone())
             .file_name((*name).to_owned())
@@ -441,6 +452,24 @@ matrix!(login_errors_rate_limit_roles_and_logout, |t| {
     assert!(d.vehicles().await.is_ok(), "the driver is still logged in");
     assert_eq!(count(&t, "warden_shifts").await, 0);
     assert_eq!(count(&t, "sessions").await, 0);
+
+    // Admins and finance staff cannot log in on a handheld, even with a password.
+    for (role, username) in [(StaffRole::Admin, "adm.pw"), (StaffRole::Finance, "fin.pw")] {
+        let mut body = iparking_mobile_api::CreateStaff::new(format!("{username} test"), role, vec![]);
+        body.username = Some(username.into());
+        body.password = Some(WARDEN_PASSWORD.into());
+        t.admin.create_staff(&body).await.expect("staff with a password");
+        assert_error(&raw_login(&t, username, WARDEN_PASSWORD).await, 403, "forbidden");
+    }
+    // Passwords are 10–128 characters.
+    for (username, password) in [("short.pw", "x".repeat(9)), ("long.pw", "x".repeat(129))] {
+        let mut body = iparking_mobile_api::CreateStaff::new("Bad password", StaffRole::Warden, vec!["HK".into()]);
+        body.username = Some(username.into());
+        body.password = Some(password);
+        let created = raw(http.post(t.url("/v1/admin/staff")).bearer_auth(&admin_token).json(&body)).await;
+        assert_error_shape(&created, 400);
+        assert_error(&raw_login(&t, username, "x".repeat(9).as_str()).await, 401, "invalid_credentials");
+    }
 
     // Logout revokes this token only.
     w.warden_logout().await.expect("logout");
@@ -1010,6 +1039,21 @@ matrix!(violations_need_photo_evidence_and_reach_the_driver, |t| {
     assert_error(&a, 400, "invalid_plate");
     let a = raw_violation(&t, &tok, Some("bad-point"), "30A-777.79", "HK999", &[("a.png", "image/png", png(3))]).await;
     assert_error(&a, 404, "point_not_found");
+    // Bad fields: an unknown kind, a note over 500 characters, a latitude without a longitude.
+    let long_note = "x".repeat(501);
+    let base_fields = [("plate", "30A-777.79"), ("point", "HK001")];
+    let bad_fields: [&[(&str, &str)]; 3] = [
+        &[("kind", "parked_badly"), ("note", "")],
+        &[("kind", "unpaid"), ("note", long_note.as_str())],
+        &[("kind", "unpaid"), ("note", ""), ("lat", "21.0257")],
+    ];
+    for (i, extra) in bad_fields.into_iter().enumerate() {
+        let fields: Vec<(&str, &str)> = base_fields.iter().chain(extra).copied().collect();
+        let a = raw_form(&t, &tok, Some(&format!("bad-field-{i}")), &fields, &[("a.png", "image/png", png(3))]).await;
+        assert_error_shape(&a, 400);
+    }
+    // A note of exactly 500 characters is fine (checked below with the other counts).
+    let max_note: String = "ư".repeat(500);
 
     // A plate paid at the point is not fined; paid elsewhere it is.
     let a = raw_violation(&t, &tok, Some("paid"), "30A-888.88", "HK001", &[("a.png", "image/png", png(4))]).await;
@@ -1023,6 +1067,10 @@ matrix!(violations_need_photo_evidence_and_reach_the_driver, |t| {
     assert_eq!(elsewhere.photos[0].sha256, v.photos[0].sha256);
     assert_eq!(files_under(t.db.photos.path()), 2, "the same photo twice is stored once");
     assert_eq!(count(&t, "violation_photos").await, 3);
+    let full = ViolationForm { note: max_note.clone(), lat: None, lon: None, ..form("30A-777.80", "HK003", vec![]) };
+    let full = ViolationForm { photos: vec![upload("c.jpg", "image/jpeg", jpeg(8))], ..full };
+    let noted = w.create_violation(&full, "v-3").await.expect("a 500-character note");
+    assert_eq!((noted.note.chars().count(), noted.lat, noted.lon), (500, None, None));
 
     // The driver with that plate sees the citation (without photos); another does not.
     let mine = owner.citations().await.expect("citations");
@@ -1538,4 +1586,16 @@ matrix!(sync_conflicts_are_applied_safely_and_flagged, |t| {
     assert_eq!(old.receipt.shift_id, Some(shift2.id));
     assert_eq!(count(&t, "sessions WHERE plate = '30A80104' AND status = 'ended'").await, 1);
     t.assert_ledger_sound().await;
+});
+
+matrix!(login_is_limited_per_client_address, |t| {
+    let (_, login) = t.warden_with(StaffRole::Warden, "hk.addr", &["HK"], &[]).await;
+    // Fifty failures from one address, each for another username (none reaches 5).
+    for i in 0..50 {
+        let a = raw_login(&t, &format!("guess.{i}"), "not the password").await;
+        assert_error(&a, 401, "invalid_credentials");
+    }
+    assert_error(&raw_login(&t, "hk.addr", WARDEN_PASSWORD).await, 429, "rate_limited");
+    // Tokens already issued keep working.
+    assert!(t.client.with_token(login.token).check_plate("30A-123.45", "HK001").await.is_ok());
 });
