@@ -4,8 +4,6 @@
 use chrono::{DateTime, Utc};
 use iparking_mobile_api::CheckVerdict;
 
-use super::plate::Plate;
-
 /// An expired session is reported as `expired` (rather than `unpaid`) for this long after
 /// its paid time ended.
 pub const EXPIRED_LOOKBACK_HOURS: i64 = 12;
@@ -80,11 +78,6 @@ pub fn verdict(
 /// Whether a verdict allows a fine (the check is then confirmed against the database).
 pub fn may_fine(v: CheckVerdict) -> bool {
     !matches!(v, CheckVerdict::Valid | CheckVerdict::Grace)
-}
-
-/// The plates of `parked` (plate, item) that nearly match `plate`: likely typos.
-pub fn near_misses<'a, T>(plate: &Plate, parked: &'a [(Plate, T)]) -> Vec<&'a (Plate, T)> {
-    parked.iter().filter(|(p, _)| plate.near_miss(p)).collect()
 }
 
 #[cfg(test)]

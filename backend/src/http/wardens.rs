@@ -1451,6 +1451,20 @@ enum Planned {
     Violation(ViolationFields, Vec<Photo>),
 }
 
+/// An offline payment carries exactly one of turns or minutes, within the limit (checked
+/// before anything in the batch is applied; online, the tariff's `requested_turns` does it).
+fn one_duration(turns: Option<u32>, minutes: Option<u32>) -> Result<(), AppError> {
+    check_turns(turns, minutes)?;
+    if turns.is_some() == minutes.is_some() {
+        return Err(AppError::bad_request(
+            "invalid_duration",
+            "Gửi một trong hai: minutes hoặc turns.",
+            "Give exactly one of minutes or turns.",
+        ));
+    }
+    Ok(())
+}
+
 fn is_uuid(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 36
@@ -1490,26 +1504,12 @@ fn plan(action: &SyncAction, now: DateTime<Utc>) -> Result<Planned, AppError> {
         SyncKind::CashSession => {
             let c: WardenStartSession = serde_json::from_value(payload).map_err(bad)?;
             Plate::parse(&c.plate).map_err(invalid)?;
-            check_turns(c.turns, c.minutes)?;
-            if c.turns.is_some() == c.minutes.is_some() {
-                return Err(AppError::bad_request(
-                    "invalid_duration",
-                    "Gửi một trong hai: minutes hoặc turns.",
-                    "Give exactly one of minutes or turns.",
-                ));
-            }
+            one_duration(c.turns, c.minutes)?;
             Planned::CashSession(c)
         }
         SyncKind::CashExtension => {
             let c: SyncExtension = serde_json::from_value(payload).map_err(bad)?;
-            check_turns(c.turns, c.minutes)?;
-            if c.turns.is_some() == c.minutes.is_some() {
-                return Err(AppError::bad_request(
-                    "invalid_duration",
-                    "Gửi một trong hai: minutes hoặc turns.",
-                    "Give exactly one of minutes or turns.",
-                ));
-            }
+            one_duration(c.turns, c.minutes)?;
             Planned::CashExtension(
                 c.session_id,
                 WardenExtendSession { turns: c.turns, minutes: c.minutes, payment: c.payment },
@@ -1690,14 +1690,6 @@ async fn apply_action(
             SyncActionResult { id: a.id.clone(), status, replayed: false, result, error: None, flags }
         }
         Err(e) if e.status.is_server_error() => return Err(e),
-        Err(e) if e.code == "idempotency_in_progress" => SyncActionResult {
-            id: a.id.clone(),
-            status: SyncStatus::Rejected,
-            replayed: false,
-            result: None,
-            error: Some(error_detail(&e, english)),
-            flags: Vec::new(),
-        },
         Err(e) => SyncActionResult {
             id: a.id.clone(),
             status: SyncStatus::Rejected,
