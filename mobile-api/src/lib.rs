@@ -7,11 +7,13 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod finance;
 mod tariff;
 mod types;
 mod warden;
 
 pub use client::{Client, ClientError, install_tls_provider};
+pub use finance::*;
 pub use tariff::*;
 pub use types::*;
 pub use warden::*;

@@ -36,6 +36,8 @@ pub mod admin;
 pub mod cards;
 pub mod drivers;
 pub mod extract;
+pub mod finance;
+pub mod finance_web;
 pub mod ops;
 pub mod payments;
 pub mod points;
@@ -155,6 +157,7 @@ pub fn router(app: AppState) -> Router {
     let settings = app.settings.clone();
     routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(finance_web::router())
         // Inside routing, so the matched route template is known.
         .route_layer(middleware::from_fn(record_metrics))
         .fallback(|| async { error_for_status(StatusCode::NOT_FOUND) })
