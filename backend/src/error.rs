@@ -180,6 +180,16 @@ fn conflict_for(constraint: &str) -> AppError {
             "Yêu cầu trước với cùng khóa đang được xử lý. Thử lại sau giây lát.",
             "A request with the same key is still being processed. Retry shortly.",
         ),
+        "period_closed" => AppError::conflict(
+            "period_closed",
+            "Kỳ kế toán này đã khóa sổ: không thể ghi thêm vào đó.",
+            "This accounting period is closed: nothing can be posted into it.",
+        ),
+        "refund_requests_pending_session_key" => AppError::conflict(
+            "request_pending",
+            "Lượt đỗ này đã có một yêu cầu hoàn tiền đang chờ duyệt.",
+            "This session already has a refund request waiting for approval.",
+        ),
         "warden_shifts_open_key" => {
             AppError::conflict("shift_open", "Bạn đang có một ca chưa đóng.", "You already have an open shift.")
         }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod fake_stripe;
+pub mod finance;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 

@@ -5,6 +5,8 @@
 //! earned, a point's revenue); negative = debit (what is owed to the city or held for it:
 //! processor clearing, carrier receivable, a warden's cash, sandbox funding).
 
+pub use iparking_mobile_api::RevenueChannel;
+
 use super::money::Vnd;
 
 /// Kinds of ledger account.
@@ -30,6 +32,10 @@ pub enum AccountKind {
     UnappliedCash,
     /// The demo sandbox's source of play money. Never used in production.
     SandboxFunding,
+    /// A driver's wallet money held for a refund request until finance decides.
+    RefundHold,
+    /// Amounts finance wrote off (losses and gains), with reason and author.
+    WriteOff,
 }
 
 impl AccountKind {
@@ -46,6 +52,8 @@ impl AccountKind {
             Self::CashOffice => "cash_office",
             Self::UnappliedCash => "unapplied_cash",
             Self::SandboxFunding => "sandbox_funding",
+            Self::RefundHold => "refund_hold",
+            Self::WriteOff => "write_off",
         }
     }
 }
@@ -95,6 +103,16 @@ impl Account {
         Self { kind: AccountKind::UnappliedCash, reference: String::new() }
     }
 
+    /// A driver's wallet money held for a refund request.
+    pub fn refund_hold(driver_id: i64) -> Self {
+        Self { kind: AccountKind::RefundHold, reference: driver_id.to_string() }
+    }
+
+    /// The city's written-off amounts.
+    pub fn write_off() -> Self {
+        Self { kind: AccountKind::WriteOff, reference: String::new() }
+    }
+
     /// The sandbox's play-money source.
     pub fn sandbox() -> Self {
         Self { kind: AccountKind::SandboxFunding, reference: String::new() }
@@ -108,6 +126,21 @@ pub struct Posting {
     pub account: Account,
     /// Signed amount, never zero.
     pub amount: Vnd,
+    /// For revenue (a point's revenue, and the carrier's share of an SMS turn): the channel
+    /// and the point it is attributed to. The revenue reports group these postings.
+    pub revenue: Option<(RevenueChannel, i64)>,
+}
+
+impl Posting {
+    /// A posting that is not revenue.
+    pub fn plain(account: Account, amount: Vnd) -> Self {
+        Self { account, amount, revenue: None }
+    }
+
+    /// A point's revenue through `channel`.
+    pub fn revenue(point_id: i64, channel: RevenueChannel, amount: Vnd) -> Self {
+        Self { account: Account::point_revenue(point_id), amount, revenue: Some((channel, point_id)) }
+    }
 }
 
 /// A balanced set of postings.
@@ -145,8 +178,8 @@ impl Entry {
         Entry::new(
             kind,
             vec![
-                Posting { account: Account::wallet(driver_id), amount: -amount },
-                Posting { account: Account::point_revenue(point_id), amount },
+                Posting::plain(Account::wallet(driver_id), -amount),
+                Posting::revenue(point_id, RevenueChannel::Wallet, amount),
             ],
         )
     }
@@ -156,8 +189,8 @@ impl Entry {
         Entry::new(
             "session_refund",
             vec![
-                Posting { account: Account::point_revenue(point_id), amount: -amount },
-                Posting { account: Account::wallet(driver_id), amount },
+                Posting::revenue(point_id, RevenueChannel::Wallet, -amount),
+                Posting::plain(Account::wallet(driver_id), amount),
             ],
         )
     }
@@ -167,8 +200,8 @@ impl Entry {
         Entry::new(
             kind,
             vec![
-                Posting { account: Account::processor(), amount: -amount },
-                Posting { account: Account::point_revenue(point_id), amount },
+                Posting::plain(Account::processor(), -amount),
+                Posting::revenue(point_id, RevenueChannel::Card, amount),
             ],
         )
     }
@@ -179,8 +212,8 @@ impl Entry {
         Entry::new(
             kind,
             vec![
-                Posting { account: Account::warden_cash(staff_id), amount: -amount },
-                Posting { account: Account::point_revenue(point_id), amount },
+                Posting::plain(Account::warden_cash(staff_id), -amount),
+                Posting::revenue(point_id, RevenueChannel::WardenCash, amount),
             ],
         )
     }
@@ -190,8 +223,8 @@ impl Entry {
         Entry::new(
             "cash_unapplied",
             vec![
-                Posting { account: Account::warden_cash(staff_id), amount: -amount },
-                Posting { account: Account::unapplied_cash(), amount },
+                Posting::plain(Account::warden_cash(staff_id), -amount),
+                Posting::plain(Account::unapplied_cash(), amount),
             ],
         )
     }
@@ -201,15 +234,15 @@ impl Entry {
         Entry::new(
             "cash_handover",
             vec![
-                Posting { account: Account::cash_office(), amount: -amount },
-                Posting { account: Account::warden_cash(staff_id), amount },
+                Posting::plain(Account::cash_office(), -amount),
+                Posting::plain(Account::warden_cash(staff_id), amount),
             ],
         )
     }
 
     /// Moves `amount` between two accounts (`from` goes down by it on the credit side).
     pub fn transfer(kind: &'static str, from: Account, to: Account, amount: Vnd) -> Result<Entry, Unbalanced> {
-        Entry::new(kind, vec![Posting { account: from, amount: -amount }, Posting { account: to, amount }])
+        Entry::new(kind, vec![Posting::plain(from, -amount), Posting::plain(to, amount)])
     }
 
     /// Demo only: play money into a wallet.
@@ -217,8 +250,8 @@ impl Entry {
         Entry::new(
             "sandbox_topup",
             vec![
-                Posting { account: Account::sandbox(), amount: -amount },
-                Posting { account: Account::wallet(driver_id), amount },
+                Posting::plain(Account::sandbox(), -amount),
+                Posting::plain(Account::wallet(driver_id), amount),
             ],
         )
     }
@@ -236,14 +269,15 @@ impl Entry {
         Entry::new(
             kind,
             vec![
-                Posting { account: Account::point_revenue(point_id), amount: gross },
-                Posting {
-                    account: Account { kind: AccountKind::CarrierReceivable, reference: carrier.to_owned() },
-                    amount: -(gross - fee),
-                },
+                Posting::revenue(point_id, RevenueChannel::Sms, gross),
+                Posting::plain(
+                    Account { kind: AccountKind::CarrierReceivable, reference: carrier.to_owned() },
+                    -(gross - fee),
+                ),
                 Posting {
                     account: Account { kind: AccountKind::CarrierFee, reference: carrier.to_owned() },
                     amount: -fee,
+                    revenue: Some((RevenueChannel::Sms, point_id)),
                 },
             ],
         )
@@ -265,11 +299,8 @@ mod tests {
         assert_eq!(e.postings.iter().map(|p| p.amount.get()).sum::<i64>(), 0);
         assert_eq!(e.postings[0].account, Account::wallet(1));
         assert_eq!(e.postings[0].amount, Vnd(-25_000));
-        assert!(Entry::new("x", vec![Posting { account: Account::sandbox(), amount: Vnd(5) }]).is_err());
-        let lopsided = vec![
-            Posting { account: Account::sandbox(), amount: Vnd(-5) },
-            Posting { account: Account::wallet(1), amount: Vnd(6) },
-        ];
+        assert!(Entry::new("x", vec![Posting::plain(Account::sandbox(), Vnd(5))]).is_err());
+        let lopsided = vec![Posting::plain(Account::sandbox(), Vnd(-5)), Posting::plain(Account::wallet(1), Vnd(6))];
         assert_eq!(Entry::new("x", lopsided).unwrap_err().sum, 1);
         assert!(Entry::wallet_refund(1, 2, Vnd(0)).unwrap().is_empty());
         let sms = Entry::sms_payment("sms_start", "viettel", 7, Vnd(25_000), 10).unwrap();

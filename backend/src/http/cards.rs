@@ -768,8 +768,10 @@ pub async fn sweep(app: &AppState) -> Result<SweepReport, AppError> {
         match gw.intent(&pi).await {
             Ok(Some(st)) if st.status == "succeeded" => {
                 let event = format!("sweep:{pi}:succeeded");
-                let outcome =
-                    app.store.apply_intent_event(&event, "payment_intent.succeeded", &pi, "succeeded", now).await?;
+                let outcome = app
+                    .store
+                    .apply_intent_event(&event, "payment_intent.succeeded", &pi, "succeeded", st.charge.as_deref(), now)
+                    .await?;
                 if matches!(outcome, crate::store::drivers::IntentEventOutcome::Credited { .. }) {
                     report.topups_credited += 1;
                 }

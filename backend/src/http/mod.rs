@@ -218,6 +218,10 @@ pub fn prefers_english(headers: &HeaderMap) -> bool {
 async fn shape_errors(req: Request, next: Next) -> Response {
     let english = prefers_english(req.headers());
     let mut resp = next.run(req).await;
+    // HTML pages (the finance dashboard) render their own error pages.
+    if resp.headers().get(header::CONTENT_TYPE).is_some_and(|ct| ct.as_bytes().starts_with(b"text/html")) {
+        return resp;
+    }
     let status = resp.status();
     let error = match resp.extensions_mut().remove::<ErrorPayload>() {
         Some(ErrorPayload(e)) => e,

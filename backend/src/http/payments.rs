@@ -98,6 +98,7 @@ pub async fn create_topup(
                 "payment_intent.succeeded",
                 &intent.id,
                 "succeeded",
+                None,
                 now,
             )
             .await?;
@@ -204,6 +205,7 @@ pub async fn stripe_event(
                 .or_else(|| e.code.as_ref().map(|c| c.as_str().to_owned()))
         }),
     };
+    let charge = state.charge.clone();
     // A session paid by card?
     if let Some(word) = cards::charge_event(&app, &event_id, &event_type, state).await? {
         return Ok(Json(serde_json::json!({ "received": true, "outcome": word })));
@@ -211,7 +213,7 @@ pub async fn stripe_event(
     if event_type == "payment_intent.requires_action" {
         return Ok(Json(serde_json::json!({ "received": true, "outcome": "ignored" })));
     }
-    let mut outcome = app.store.apply_intent_event(&event_id, &event_type, &intent_id, &status, now).await?;
+    let mut outcome = app.store.apply_intent_event(&event_id, &event_type, &intent_id, &status, charge.as_deref(), now).await?;
     if outcome == IntentEventOutcome::UnknownIntent
         && status == "succeeded"
         && intent.metadata.get("purpose").map(String::as_str) == Some("wallet_topup")
@@ -224,7 +226,14 @@ pub async fn stripe_event(
         let gateway = app.payments.as_ref().map_or("stripe", |g| g.name());
         app.store.record_intent(&intent_id, driver_id, Vnd(intent.amount), gateway, &status, None, now).await?;
         outcome =
-            app.store.apply_intent_event(&format!("{event_id}:orphan"), &event_type, &intent_id, &status, now).await?;
+            app.store.apply_intent_event(
+                &format!("{event_id}:orphan"),
+                &event_type,
+                &intent_id,
+                &status,
+                charge.as_deref(),
+                now,
+            ).await?;
     }
     let word = match &outcome {
         IntentEventOutcome::Duplicate => "duplicate",

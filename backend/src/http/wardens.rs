@@ -167,8 +167,45 @@ pub async fn warden_login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(body): Json<WardenLogin>,
 ) -> Result<Json<WardenToken>, AppError> {
-    let username = body.username.trim().to_lowercase();
-    let device = body.device.trim();
+    let roles = [StaffRole::Warden, StaffRole::Inspector];
+    let (token, p) =
+        match password_login(&app, peer.ip(), &body.username, &body.password, &body.device, &roles).await {
+            Ok(ok) => ok,
+            Err(e) if e.status == StatusCode::FORBIDDEN => {
+                return Err(AppError::forbidden(
+                    "Đăng nhập thiết bị cầm tay chỉ dành cho warden và inspector.",
+                    "Handheld login is for wardens and inspectors.",
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+    tracing::info!(staff.id = p.staff_id, token.id = p.token_id, "warden logged in");
+    Ok(Json(WardenToken {
+        token,
+        token_id: p.token_id,
+        staff_id: p.staff_id,
+        name: p.name,
+        role: p.role,
+        districts: p.district_codes,
+        streets: p.street_ids,
+    }))
+}
+
+/// Username and password login shared by the handhelds and the finance dashboard: checks the
+/// device name, the failed-attempt limits (per username and per client address, across
+/// nodes), the password and the role, then issues a staff token on `device`. Returns the
+/// token and the principal it resolves to. A right password with a role outside
+/// `allowed_roles` is refused with 403 `forbidden` (and is not counted as a failure).
+pub(crate) async fn password_login(
+    app: &App,
+    peer_ip: std::net::IpAddr,
+    username: &str,
+    password: &str,
+    device: &str,
+    allowed_roles: &[StaffRole],
+) -> Result<(String, Principal), AppError> {
+    let username = username.trim().to_lowercase();
+    let device = device.trim();
     if device.is_empty() || device.chars().count() > 64 {
         return Err(AppError::bad_request(
             "invalid_device",
@@ -176,12 +213,12 @@ pub async fn warden_login(
             "The device name needs 1–64 characters.",
         ));
     }
-    if username.is_empty() || username.len() > 64 || body.password.len() > PASSWORD_MAX {
+    if username.is_empty() || username.len() > 64 || password.len() > PASSWORD_MAX {
         return Err(invalid_credentials());
     }
     let s = &app.settings;
     let user_key = format!("login-user:{username}");
-    let ip_key = format!("login-ip:{}", peer.ip());
+    let ip_key = format!("login-ip:{peer_ip}");
     // Failed attempts are counted; once over the limit even the right password is refused
     // (checked before the password, so a blocked caller learns nothing more).
     let blocked = app.live.rate_count(&user_key).await? >= s.login_per_user
@@ -196,40 +233,32 @@ pub async fn warden_login(
     }
     let login = app.store.staff_by_username(&username).await?;
     let phc = login.as_ref().map_or_else(|| dummy_password_hash().to_owned(), |l| l.password_hash.clone());
-    let password = body.password.clone();
+    let password = password.to_owned();
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, &phc))
         .await
         .map_err(|e| AppError::internal(&e))?;
     let Some(login) = login.filter(|_| ok) else {
-        tracing::info!("warden login refused");
+        tracing::info!("password login refused");
         app.live.rate_limit(&user_key, s.login_per_user, s.login_window).await?;
         app.live.rate_limit(&ip_key, s.login_per_ip, s.login_window).await?;
         return Err(invalid_credentials());
     };
-    if !matches!(login.role, StaffRole::Warden | StaffRole::Inspector) {
+    if !allowed_roles.contains(&login.role) {
+        let roles = allowed_roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
         return Err(AppError::forbidden(
-            "Đăng nhập thiết bị cầm tay chỉ dành cho warden và inspector.",
-            "Handheld login is for wardens and inspectors.",
+            format!("Tài khoản này không đăng nhập được ở đây (chỉ dành cho: {roles})."),
+            format!("This account cannot log in here (only: {roles})."),
         ));
     }
     let token = new_staff_token();
     let now = app.clock.now();
-    let token_id = app.store.create_staff_token(login.staff_id, &token_hash(&token), device, now).await?;
+    app.store.create_staff_token(login.staff_id, &token_hash(&token), device, now).await?;
     let p = app
         .store
         .principal_by_token(&token_hash(&token))
         .await?
         .ok_or_else(|| AppError::internal(&"a token just issued does not resolve"))?;
-    tracing::info!(staff.id = p.staff_id, token.id = token_id, "warden logged in");
-    Ok(Json(WardenToken {
-        token,
-        token_id,
-        staff_id: p.staff_id,
-        name: p.name,
-        role: p.role,
-        districts: p.district_codes,
-        streets: p.street_ids,
-    }))
+    Ok((token, p))
 }
 
 fn invalid_credentials() -> AppError {

@@ -411,3 +411,16 @@ pub trait CardStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<usize>;
 }
+
+/// Where a refund of wallet money went (see `refund_to_origin` in the SQL stores).
+#[derive(Debug, Clone)]
+pub struct BackToOrigin {
+    /// Processor refunds to submit (card top-ups).
+    pub refunds: Vec<RefundRow>,
+    /// Sent back to cards.
+    pub to_cards: Vnd,
+    /// Demo only: play money back to the sandbox.
+    pub to_sandbox: Vnd,
+    /// Neither could take it: it is (or stays) in the wallet.
+    pub left: Vnd,
+}

@@ -439,6 +439,7 @@ pub trait DriverStore: Send + Sync {
         event_type: &str,
         intent_id: &str,
         status: &str,
+        charge_ref: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<IntentEventOutcome>;
     /// Checks the ledger's invariants.

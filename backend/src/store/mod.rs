@@ -10,10 +10,12 @@ use crate::domain::tariff::Tariff;
 
 pub mod cards;
 pub mod drivers;
+pub mod finance;
 mod postgres;
 mod sql;
 mod sql_cards;
 mod sql_drivers;
+pub(crate) mod sql_finance;
 mod sql_wardens;
 mod sqlite;
 pub mod wardens;
@@ -214,7 +216,9 @@ impl Principal {
 
 /// Durable storage of the city registry and staff.
 #[async_trait]
-pub trait Store: drivers::DriverStore + cards::CardStore + wardens::WardenStore + Send + Sync + 'static {
+pub trait Store:
+    drivers::DriverStore + cards::CardStore + wardens::WardenStore + finance::FinanceStore + Send + Sync + 'static
+{
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Applies the embedded migrations (safe to run on every start and from many nodes).
@@ -305,6 +309,10 @@ pub(crate) fn map_sqlx(e: sqlx::Error) -> StoreError {
             StoreError::Unavailable(e.to_string())
         }
         sqlx::Error::Database(db) if is_pg_unavailable(db.code().as_deref()) => StoreError::Unavailable(e.to_string()),
+        // The closed-period triggers (migration 0008), on both databases.
+        sqlx::Error::Database(db) if db.message().starts_with("period_closed") => {
+            StoreError::Conflict("period_closed".into())
+        }
         _ => StoreError::Internal(e.to_string()),
     }
 }
@@ -330,6 +338,9 @@ fn sqlite_constraint(message: &str) -> String {
         "sms_messages.carrier, sms_messages.message_id" => "sms_messages_pkey",
         "staff.username" => "staff_username_key",
         "warden_shifts.staff_id" => "warden_shifts_open_key",
+        "refund_requests.session_id" => "refund_requests_pending_session_key",
+        "discrepancies.kind, discrepancies.subject" => "discrepancies_kind_subject_key",
+        "carrier_settlements.carrier, carrier_settlements.month" => "carrier_settlements_current_key",
         other => other,
     }
     .to_owned()

@@ -632,7 +632,7 @@ macro_rules! sql_card_store_impl {
                 idem: Option<&$crate::store::drivers::IdemClaim>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::cards::CloseAccount> {
-                use $crate::domain::{ledger::{Account, Entry, Posting}, money::Vnd};
+                use $crate::domain::{ledger::Account, money::Vnd};
                 use $crate::store::cards::CloseAccount;
                 let mut tx = self.begin_write().await?;
                 claim(&mut tx, idem, now).await?;
@@ -670,55 +670,12 @@ macro_rules! sql_card_store_impl {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err($crate::store::map_sqlx)?;
-                let topups: Vec<(String, i64)> = sqlx::query_as(
-                    "SELECT id, amount - amount_refunded FROM payment_intents WHERE driver_id = $1 AND credited_at IS NOT NULL \
-                     AND gateway <> 'sandbox' AND amount > amount_refunded ORDER BY created_at DESC, id DESC",
+                let back = refund_to_origin(
+                    &mut tx, driver_id, Account::wallet(driver_id), Vnd(balance), sandbox, false, "account_close_refund",
+                    "account_closed", &format!("driver:{driver_id}"), now,
                 )
-                .bind(driver_id)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err($crate::store::map_sqlx)?;
-                let mut left = balance;
-                let mut plan = Vec::new();
-                for (intent, refundable) in topups {
-                    if left == 0 {
-                        break;
-                    }
-                    let take = left.min(refundable);
-                    plan.push((intent, take));
-                    left -= take;
-                }
-                let to_cards: i64 = plan.iter().map(|(_, t)| t).sum();
-                let to_sandbox = if sandbox { left } else { 0 };
-                let mut postings = vec![
-                    Posting { account: Account::wallet(driver_id), amount: -Vnd(to_cards + to_sandbox) },
-                    Posting { account: Account::card_refunds(), amount: Vnd(to_cards) },
-                    Posting { account: Account::sandbox(), amount: Vnd(to_sandbox) },
-                ];
-                postings.retain(|p| p.amount != Vnd::ZERO);
-                if !postings.is_empty() {
-                    let entry = Entry::new("account_close_refund", postings)
-                        .map_err(|e| $crate::store::StoreError::Internal(e.to_string()))?;
-                    if post(&mut tx, &entry, None, now).await?.is_err() {
-                        return Err($crate::store::StoreError::Internal("closing refund overdraws the wallet".into()));
-                    }
-                }
-                let mut refunds = Vec::new();
-                for (intent, take) in plan {
-                    sqlx::query("UPDATE payment_intents SET amount_refunded = amount_refunded + $2 WHERE id = $1")
-                        .bind(&intent)
-                        .bind(take)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err($crate::store::map_sqlx)?;
-                    let id = insert_refund(
-                        &mut tx, "topup", None, &intent, driver_id, None, Vnd(take), "account_closed",
-                        &format!("driver:{driver_id}"), now,
-                    )
-                    .await?;
-                    refunds.push(refund_where(&mut *tx, "id = $1", id).await?
-                        .ok_or_else(|| $crate::store::StoreError::Internal("refund vanished".into()))?);
-                }
+                .await?;
+                let (refunds, left) = (back.refunds, back.left.get());
                 sqlx::query("UPDATE drivers SET closed_at = $2 WHERE id = $1")
                     .bind(driver_id)
                     .bind(now)
@@ -732,7 +689,7 @@ macro_rules! sql_card_store_impl {
                     .await
                     .map_err($crate::store::map_sqlx)?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
-                Ok(CloseAccount::Closed(refunds, Vnd(left - to_sandbox)))
+                Ok(CloseAccount::Closed(refunds, Vnd(left)))
             }
 
             async fn session_refunds(&self, session_id: i64) -> $crate::store::StoreResult<Vec<$crate::store::cards::RefundRow>> {
@@ -1128,6 +1085,75 @@ macro_rules! sql_card_store_impl {
             .map_err($crate::store::map_sqlx)
         }
 
+        /// Sends `amount` of a driver's money held in `from` (the wallet, or a refund hold)
+        /// back where it came from: card top-ups, newest first, each up to what is left of
+        /// it (processor refunds to submit), then (demo only, `sandbox`) play money to the
+        /// sandbox. What neither can take stays in the wallet (moved there from `from` when
+        /// `rest_to_wallet`). One ledger entry of kind `kind`.
+        #[allow(clippy::too_many_arguments)]
+        async fn refund_to_origin(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            driver_id: i64,
+            from: $crate::domain::ledger::Account,
+            amount: $crate::domain::money::Vnd,
+            sandbox: bool,
+            rest_to_wallet: bool,
+            kind: &'static str,
+            reason: &str,
+            requested_by: &str,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::StoreResult<$crate::store::cards::BackToOrigin> {
+            use $crate::domain::{ledger::{Account, Entry, Posting}, money::Vnd};
+            let topups: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT id, amount - amount_refunded FROM payment_intents WHERE driver_id = $1 AND credited_at IS NOT NULL \
+                 AND gateway <> 'sandbox' AND amount > amount_refunded ORDER BY created_at DESC, id DESC",
+            )
+            .bind(driver_id)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err($crate::store::map_sqlx)?;
+            let mut left = amount.get();
+            let mut plan = Vec::new();
+            for (intent, refundable) in topups {
+                if left == 0 {
+                    break;
+                }
+                let take = left.min(refundable);
+                plan.push((intent, take));
+                left -= take;
+            }
+            let to_cards: i64 = plan.iter().map(|(_, t)| t).sum();
+            let to_sandbox = if sandbox { left } else { 0 };
+            left -= to_sandbox;
+            let to_wallet = if rest_to_wallet { left } else { 0 };
+            let mut postings = vec![
+                Posting::plain(from, -Vnd(to_cards + to_sandbox + to_wallet)),
+                Posting::plain(Account::card_refunds(), Vnd(to_cards)),
+                Posting::plain(Account::sandbox(), Vnd(to_sandbox)),
+                Posting::plain(Account::wallet(driver_id), Vnd(to_wallet)),
+            ];
+            postings.retain(|p| p.amount != Vnd::ZERO);
+            if !postings.is_empty() {
+                let entry = Entry::new(kind, postings).map_err(|e| $crate::store::StoreError::Internal(e.to_string()))?;
+                if post(tx, &entry, None, now).await?.is_err() {
+                    return Err($crate::store::StoreError::Internal("a refund overdraws the wallet".into()));
+                }
+            }
+            let mut refunds = Vec::new();
+            for (intent, take) in plan {
+                sqlx::query("UPDATE payment_intents SET amount_refunded = amount_refunded + $2 WHERE id = $1")
+                    .bind(&intent)
+                    .bind(take)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                let id = insert_refund(tx, "topup", None, &intent, driver_id, None, Vnd(take), reason, requested_by, now).await?;
+                refunds.push(refund_where(&mut **tx, "id = $1", id).await?
+                    .ok_or_else(|| $crate::store::StoreError::Internal("refund vanished".into()))?);
+            }
+            Ok($crate::store::cards::BackToOrigin { refunds, to_cards: Vnd(to_cards), to_sandbox: Vnd(to_sandbox), left: Vnd(left) })
+        }
+
         /// Books a refund of `amount` of a locked session: the card-paid part goes back to
         /// its charges (newest first, each up to what is left of it) as processor refunds to
         /// submit, the rest to the driver's wallet. The caller updates the session.
@@ -1168,6 +1194,8 @@ macro_rules! sql_card_store_impl {
             let mut charges = charges.into_iter();
             let mut left = amount.get();
             let mut to_wallet = 0;
+            // Of which, turns the driver paid in cash to a warden (their channel loses it).
+            let mut from_cash = 0;
             let mut plan = Vec::new();
             for (paid, kind) in purchases {
                 if left == 0 {
@@ -1186,6 +1214,9 @@ macro_rules! sql_card_store_impl {
                     wallet_refunded_before -= already;
                     let take = left.min(paid - already);
                     to_wallet += take;
+                    if kind.as_deref().is_some_and(|k| k.starts_with("cash_")) {
+                        from_cash += take;
+                    }
                     left -= take;
                 }
             }
@@ -1198,10 +1229,13 @@ macro_rules! sql_card_store_impl {
             let driver_id = row.driver_id.ok_or_else(|| {
                 $crate::store::StoreError::Internal("refunding a session without a driver".into())
             })?;
+            use $crate::domain::ledger::RevenueChannel;
             let mut postings = vec![
-                Posting { account: Account::point_revenue(row.point_id), amount: -amount },
-                Posting { account: Account::card_refunds(), amount: Vnd(to_cards) },
-                Posting { account: Account::wallet(driver_id), amount: Vnd(left) },
+                Posting::revenue(row.point_id, RevenueChannel::Card, -Vnd(to_cards)),
+                Posting::revenue(row.point_id, RevenueChannel::Wallet, -Vnd(left - from_cash)),
+                Posting::revenue(row.point_id, RevenueChannel::WardenCash, -Vnd(from_cash)),
+                Posting::plain(Account::card_refunds(), Vnd(to_cards)),
+                Posting::plain(Account::wallet(driver_id), Vnd(left)),
             ];
             postings.retain(|p| p.amount != Vnd::ZERO);
             let entry = Entry::new("session_refund", postings).map_err(|e| $crate::store::StoreError::Internal(e.to_string()))?;

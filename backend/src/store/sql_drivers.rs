@@ -695,6 +695,7 @@ macro_rules! sql_driver_store_impl {
                 event_type: &str,
                 intent_id: &str,
                 status: &str,
+                charge_ref: Option<&str>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::drivers::IntentEventOutcome> {
                 use $crate::store::drivers::IntentEventOutcome;
@@ -726,24 +727,24 @@ macro_rules! sql_driver_store_impl {
                 };
                 let outcome = if status == "succeeded" && credited_at.is_none() {
                     let amount = $crate::domain::money::Vnd(amount);
-                    let entry = $crate::domain::ledger::Entry::new("card_topup", vec![
-                        $crate::domain::ledger::Posting {
-                            account: $crate::domain::ledger::Account {
-                                kind: $crate::domain::ledger::AccountKind::ProcessorClearing,
-                                reference: String::new(),
-                            },
-                            amount: -amount,
-                        },
-                        $crate::domain::ledger::Posting { account: $crate::domain::ledger::Account::wallet(driver_id), amount },
-                    ])
+                    let entry = $crate::domain::ledger::Entry::transfer(
+                        "card_topup",
+                        $crate::domain::ledger::Account::processor(),
+                        $crate::domain::ledger::Account::wallet(driver_id),
+                        amount,
+                    )
                     .map_err(|e| $crate::store::StoreError::Internal(e.to_string()))?;
                     if post(&mut tx, &entry, None, now).await?.is_err() {
                         return Err($crate::store::StoreError::Internal("a credit cannot overdraw".into()));
                     }
-                    sqlx::query("UPDATE payment_intents SET status = $2, credited_at = $3, updated_at = $3 WHERE id = $1")
+                    sqlx::query(
+                        "UPDATE payment_intents SET status = $2, credited_at = $3, updated_at = $3, \
+                         charge_ref = COALESCE($4, charge_ref) WHERE id = $1",
+                    )
                         .bind(intent_id)
                         .bind(status)
                         .bind(now)
+                        .bind(charge_ref)
                         .execute(&mut *tx)
                         .await
                         .map_err($crate::store::map_sqlx)?;
@@ -786,8 +787,11 @@ macro_rules! sql_driver_store_impl {
                         .fetch_all(&self.pool)
                         .await
                         .map_err($crate::store::map_sqlx)?;
+                // Finance's adjustments move revenue without a session: left out of the comparison.
                 let revenue: i64 = sqlx::query_scalar(
-                    "SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT) FROM accounts WHERE kind = 'point_revenue'",
+                    "SELECT CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) FROM postings p \
+                     JOIN accounts a ON a.id = p.account_id AND a.kind = 'point_revenue' \
+                     JOIN ledger_transactions t ON t.id = p.transaction_id WHERE t.kind <> 'finance_adjustment'",
                 )
                 .fetch_one(&self.pool)
                 .await
@@ -883,10 +887,12 @@ macro_rules! sql_driver_store_impl {
                         .map_err($crate::store::map_sqlx)?;
                     return Ok(Err($crate::domain::money::Vnd(balance)));
                 }
-                sqlx::query("INSERT INTO postings (transaction_id, account_id, amount) VALUES ($1, $2, $3)")
+                sqlx::query("INSERT INTO postings (transaction_id, account_id, amount, channel, point_id) VALUES ($1, $2, $3, $4, $5)")
                     .bind(txn)
                     .bind(account)
                     .bind(p.amount.get())
+                    .bind(p.revenue.map(|(c, _)| c.as_str()))
+                    .bind(p.revenue.map(|(_, point)| point))
                     .execute(&mut **tx)
                     .await
                     .map_err($crate::store::map_sqlx)?;

@@ -10,7 +10,7 @@ use sqlx::{
 
 use super::{
     StoreError, StoreResult, map_sqlx, sql::sql_store_impl, sql_cards::sql_card_store_impl,
-    sql_drivers::sql_driver_store_impl, sql_wardens::sql_warden_store_impl,
+    sql_drivers::sql_driver_store_impl, sql_finance::sql_finance_store_impl, sql_wardens::sql_warden_store_impl,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -62,3 +62,4 @@ sql_store_impl!(SqliteStore, Sqlite, "sqlite");
 sql_driver_store_impl!(SqliteStore, Sqlite, "", "SELECT length($1)");
 sql_card_store_impl!(SqliteStore, Sqlite, "");
 sql_warden_store_impl!(SqliteStore, Sqlite, "");
+sql_finance_store_impl!(SqliteStore, Sqlite, "", "date(COL, '+7 hours')");
