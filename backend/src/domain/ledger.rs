@@ -249,10 +249,7 @@ impl Entry {
     pub fn sandbox_topup(driver_id: i64, amount: Vnd) -> Result<Entry, Unbalanced> {
         Entry::new(
             "sandbox_topup",
-            vec![
-                Posting::plain(Account::sandbox(), -amount),
-                Posting::plain(Account::wallet(driver_id), amount),
-            ],
+            vec![Posting::plain(Account::sandbox(), -amount), Posting::plain(Account::wallet(driver_id), amount)],
         )
     }
 

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod city;
+pub mod finance;
 pub mod ledger;
 pub mod money;
 pub mod phone;

@@ -24,8 +24,8 @@ use axum::{
 };
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use iparking_mobile_api::{
-    ClosePeriod, DiscrepancyView, PeriodView, ReconciliationQuery, ReconciliationReport, RevenueChannel,
-    RevenueQuery, RevenueReport, RevenueRow, RevenueSums, StaffRole,
+    ClosePeriod, DiscrepancyView, PeriodView, ReconciliationQuery, ReconciliationReport, RevenueChannel, RevenueQuery,
+    RevenueReport, RevenueRow, RevenueSums, StaffRole,
 };
 
 use super::{AppState, finance, wardens::password_login};
@@ -515,7 +515,11 @@ impl Ctx {
     }
 
     fn cookie_attrs(&self) -> &'static str {
-        if self.secure { "; Path=/finance; HttpOnly; SameSite=Strict; Secure" } else { "; Path=/finance; HttpOnly; SameSite=Strict" }
+        if self.secure {
+            "; Path=/finance; HttpOnly; SameSite=Strict; Secure"
+        } else {
+            "; Path=/finance; HttpOnly; SameSite=Strict"
+        }
     }
 
     /// An HTML answer with the dashboard's headers.
@@ -962,12 +966,12 @@ async fn revenue_page(State(app): State<AppState>, headers: HeaderMap, uri: Uri)
     b.push_str(&scope_note(&ctx, &districts.scope));
     b.push_str(&totals_cards(&ctx, &districts.totals));
 
-    let district_name = |r: &RevenueRow| {
-        r.district_name.clone().or_else(|| r.district_code.clone()).unwrap_or_else(|| "—".to_owned())
-    };
+    let district_name =
+        |r: &RevenueRow| r.district_name.clone().or_else(|| r.district_code.clone()).unwrap_or_else(|| "—".to_owned());
     if !districts.rows.is_empty() {
         let bars: Vec<(String, i64)> = districts.rows.iter().map(|r| (district_name(r), r.sums.gross)).collect();
-        let chart_title = format!("{} {}", ctx.t("Doanh thu theo quận,", "Revenue by district,"), month.label(ctx.lang));
+        let chart_title =
+            format!("{} {}", ctx.t("Doanh thu theo quận,", "Revenue by district,"), month.label(ctx.lang));
         let _ = write!(b, "<figure class=\"chart-box\">{}</figure>", bar_chart(&chart_title, &bars));
     }
     b.push_str(&revenue_table(
@@ -1007,12 +1011,7 @@ async fn revenue_page(State(app): State<AppState>, headers: HeaderMap, uri: Uri)
     ctx.html(StatusCode::OK, layout(&ctx, Some(&p), Some(month), &title, &b))
 }
 
-async fn street_page(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
+async fn street_page(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, uri: Uri) -> Response {
     let ctx = Ctx::new(&headers, &uri);
     let p = match require_user(&app, &ctx, &headers).await {
         Ok(p) => p,
@@ -1276,7 +1275,12 @@ fn render_reconciliation(
             } else {
                 format!("<span class=\"bad\">{}</span>", esc(ctx.t("Chưa có file đối soát.", "No settlement file.")))
             },
-            rows = summary_rows(ctx, &c.summary, ctx.t("Sổ sách (thực thu)", "Our books (net)"), ctx.t("Nhà mạng báo", "Carrier")),
+            rows = summary_rows(
+                ctx,
+                &c.summary,
+                ctx.t("Sổ sách (thực thu)", "Our books (net)"),
+                ctx.t("Nhà mạng báo", "Carrier")
+            ),
         );
     }
     let _ = write!(
@@ -1284,7 +1288,12 @@ fn render_reconciliation(
         "<section class=\"card\" id=\"sec-cash\"><h2>{h}</h2><table class=\"kv\">{rows}\
          <tr><th>{open}</th><td class=\"num\">{ov}</td></tr></table></section>",
         h = esc(ctx.t("Tiền mặt (ca trực)", "Cash (warden shifts)")),
-        rows = summary_rows(ctx, &r.cash.summary, ctx.t("Đã thu theo biên lai", "Collected (slips)"), ctx.t("Đã nộp", "Declared")),
+        rows = summary_rows(
+            ctx,
+            &r.cash.summary,
+            ctx.t("Đã thu theo biên lai", "Collected (slips)"),
+            ctx.t("Đã nộp", "Declared")
+        ),
         open = esc(ctx.t("Ca chưa đóng", "Shifts still open")),
         ov = esc(&group_thousands(r.cash.open_shifts)),
     );
@@ -1449,7 +1458,11 @@ fn render_period(ctx: &Ctx, p: &Principal, month: Month, v: &PeriodView, notice:
     } else {
         format!("<span class=\"badge open\">{}</span>", esc(ctx.t("Đang mở", "Open")))
     };
-    let _ = write!(b, "<section class=\"card\" id=\"period\"><table class=\"kv\"><tr><th>{}</th><td>{status}</td></tr>", esc(ctx.t("Trạng thái", "Status")));
+    let _ = write!(
+        b,
+        "<section class=\"card\" id=\"period\"><table class=\"kv\"><tr><th>{}</th><td>{status}</td></tr>",
+        esc(ctx.t("Trạng thái", "Status"))
+    );
     if v.status == "closed" {
         let ids = if v.open_discrepancy_ids.is_empty() {
             "—".to_owned()
@@ -1498,7 +1511,11 @@ fn render_period(ctx: &Ctx, p: &Principal, month: Month, v: &PeriodView, notice:
                 }),
             );
         } else {
-            let _ = write!(b, "<p class=\"hint\">{}</p>", esc(ctx.t("Tài khoản quản trị chỉ được xem.", "Admin accounts are read only.")));
+            let _ = write!(
+                b,
+                "<p class=\"hint\">{}</p>",
+                esc(ctx.t("Tài khoản quản trị chỉ được xem.", "Admin accounts are read only."))
+            );
         }
     }
     let _ = write!(
@@ -1517,12 +1534,7 @@ async fn period_index(State(app): State<AppState>, headers: HeaderMap, uri: Uri)
     }
 }
 
-async fn period_page(
-    State(app): State<AppState>,
-    Path(month): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
+async fn period_page(State(app): State<AppState>, Path(month): Path<String>, headers: HeaderMap, uri: Uri) -> Response {
     let ctx = Ctx::new(&headers, &uri);
     let p = match require_user(&app, &ctx, &headers).await {
         Ok(p) => p,
@@ -1531,9 +1543,7 @@ async fn period_page(
     let Some(month) = Month::parse(&month) else { return ctx.error_page(Some(&p), None, &invalid_month()) };
     match finance::period(&app, &p, &month.key()).await {
         Ok(v) => {
-            let notice = ctx.param("closed").map(|_| {
-                flash("ok", ctx.t("Đã khóa sổ tháng.", "The month is closed."))
-            });
+            let notice = ctx.param("closed").map(|_| flash("ok", ctx.t("Đã khóa sổ tháng.", "The month is closed.")));
             ctx.html(StatusCode::OK, render_period(&ctx, &p, month, &v, notice))
         }
         Err(e) => ctx.error_page(Some(&p), Some(month), &e),
@@ -1612,7 +1622,10 @@ mod tests {
 
     #[test]
     fn esc_escapes_markup_and_quotes() {
-        assert_eq!(esc("<script>alert('x') & \"y\"</script>"), "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;");
+        assert_eq!(
+            esc("<script>alert('x') & \"y\"</script>"),
+            "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;"
+        );
         assert_eq!(esc("Lý Thường Kiệt"), "Lý Thường Kiệt");
         assert_eq!(esc(""), "");
     }

@@ -65,6 +65,7 @@ pub type AppState = Arc<App>;
         (name = "sessions", description = "Parking sessions"),
         (name = "webhooks", description = "Carrier SMS deliveries"),
         (name = "wardens", description = "Wardens' handhelds: checks, cash, violations, sync, shifts"),
+        (name = "finance", description = "Revenue, reconciliation, discrepancies, period close, refunds (role finance)"),
         (name = "admin", description = "City administration (role admin)"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
@@ -131,6 +132,19 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tariffs::point_tariff))
         .routes(routes!(tariffs::publish_tariff, tariffs::list_tariffs))
         .routes(routes!(tariffs::retire_tariff))
+        .routes(routes!(finance::get_revenue))
+        .routes(routes!(finance::get_reconciliation))
+        .routes(routes!(finance::list_discrepancies))
+        .routes(routes!(finance::post_resolve))
+        .routes(routes!(finance::get_period))
+        .routes(routes!(finance::post_close))
+        .routes(routes!(finance::post_adjustment, finance::list_adjustments))
+        .routes(routes!(finance::post_settlement))
+        .routes(routes!(finance::list_refund_requests))
+        .routes(routes!(finance::approve_refund_request))
+        .routes(routes!(finance::reject_refund_request))
+        .routes(routes!(finance::list_audit))
+        .routes(routes!(finance::create_refund_request, finance::my_refund_requests))
         .routes(routes!(admin::create_district))
         .routes(routes!(admin::create_street, admin::list_streets))
         .routes(routes!(admin::create_point))

@@ -213,7 +213,8 @@ pub async fn stripe_event(
     if event_type == "payment_intent.requires_action" {
         return Ok(Json(serde_json::json!({ "received": true, "outcome": "ignored" })));
     }
-    let mut outcome = app.store.apply_intent_event(&event_id, &event_type, &intent_id, &status, charge.as_deref(), now).await?;
+    let mut outcome =
+        app.store.apply_intent_event(&event_id, &event_type, &intent_id, &status, charge.as_deref(), now).await?;
     if outcome == IntentEventOutcome::UnknownIntent
         && status == "succeeded"
         && intent.metadata.get("purpose").map(String::as_str) == Some("wallet_topup")
@@ -225,15 +226,10 @@ pub async fn stripe_event(
         // Stripe created the intent): our metadata says whose it is. Record it and credit.
         let gateway = app.payments.as_ref().map_or("stripe", |g| g.name());
         app.store.record_intent(&intent_id, driver_id, Vnd(intent.amount), gateway, &status, None, now).await?;
-        outcome =
-            app.store.apply_intent_event(
-                &format!("{event_id}:orphan"),
-                &event_type,
-                &intent_id,
-                &status,
-                charge.as_deref(),
-                now,
-            ).await?;
+        outcome = app
+            .store
+            .apply_intent_event(&format!("{event_id}:orphan"), &event_type, &intent_id, &status, charge.as_deref(), now)
+            .await?;
     }
     let word = match &outcome {
         IntentEventOutcome::Duplicate => "duplicate",

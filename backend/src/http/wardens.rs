@@ -168,17 +168,16 @@ pub async fn warden_login(
     Json(body): Json<WardenLogin>,
 ) -> Result<Json<WardenToken>, AppError> {
     let roles = [StaffRole::Warden, StaffRole::Inspector];
-    let (token, p) =
-        match password_login(&app, peer.ip(), &body.username, &body.password, &body.device, &roles).await {
-            Ok(ok) => ok,
-            Err(e) if e.status == StatusCode::FORBIDDEN => {
-                return Err(AppError::forbidden(
-                    "Đăng nhập thiết bị cầm tay chỉ dành cho warden và inspector.",
-                    "Handheld login is for wardens and inspectors.",
-                ));
-            }
-            Err(e) => return Err(e),
-        };
+    let (token, p) = match password_login(&app, peer.ip(), &body.username, &body.password, &body.device, &roles).await {
+        Ok(ok) => ok,
+        Err(e) if e.status == StatusCode::FORBIDDEN => {
+            return Err(AppError::forbidden(
+                "Đăng nhập thiết bị cầm tay chỉ dành cho warden và inspector.",
+                "Handheld login is for wardens and inspectors.",
+            ));
+        }
+        Err(e) => return Err(e),
+    };
     tracing::info!(staff.id = p.staff_id, token.id = p.token_id, "warden logged in");
     Ok(Json(WardenToken {
         token,

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{StoreResult, cards::RefundRow, drivers::IdemClaim};
+pub use crate::domain::finance::SettlementLine;
 use crate::domain::{ledger::Account, money::Vnd};
 
 /// A dimension of a revenue report.
@@ -153,23 +154,6 @@ pub struct SmsCharge {
     pub district_id: Option<i64>,
 }
 
-/// One line of a carrier's settlement file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettlementLine {
-    /// Line number in the file (header = 1).
-    pub line: i64,
-    /// The carrier's message id.
-    pub message_id: String,
-    /// When the carrier received it.
-    pub received_at: DateTime<Utc>,
-    /// Gross.
-    pub gross: i64,
-    /// The carrier's share.
-    pub share: i64,
-    /// Net paid to the city.
-    pub net: i64,
-}
-
 /// A stored settlement file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettlementRow {
@@ -273,6 +257,8 @@ pub struct Finding {
 pub struct RunScope {
     /// Sections computed.
     pub sections: Vec<&'static str>,
+    /// Kinds this run does not look for (left as they are).
+    pub skip_kinds: Vec<&'static str>,
     /// First day `YYYY-MM-DD`.
     pub from_day: String,
     /// Last day `YYYY-MM-DD` (inclusive).
@@ -551,8 +537,12 @@ pub trait FinanceStore: Send + Sync {
     /// A closed month, if it is.
     async fn period(&self, month: &str) -> StoreResult<Option<PeriodRow>>;
     /// Closes a month, audited; `Conflict("period_closed")` if it was.
-    async fn close_period(&self, close: &NewClose, idem: Option<&IdemClaim>, now: DateTime<Utc>)
-    -> StoreResult<PeriodRow>;
+    async fn close_period(
+        &self,
+        close: &NewClose,
+        idem: Option<&IdemClaim>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<PeriodRow>;
 
     /// Posts an adjustment, audited; `Conflict("period_closed")` into a closed month.
     async fn post_adjustment(
@@ -577,7 +567,8 @@ pub trait FinanceStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<SettlementRow>;
     /// The month's current settlement file of a carrier and its lines.
-    async fn settlement(&self, carrier: &str, month: &str) -> StoreResult<Option<(SettlementRow, Vec<SettlementLine>)>>;
+    async fn settlement(&self, carrier: &str, month: &str)
+    -> StoreResult<Option<(SettlementRow, Vec<SettlementLine>)>>;
 
     /// Creates a refund request (holding wallet money at once).
     async fn create_refund_request(
@@ -587,7 +578,8 @@ pub trait FinanceStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<RequestOutcome>;
     /// Refund requests: of a driver, or (`None`) all; `status` `None` = any.
-    async fn refund_requests(&self, driver_id: Option<i64>, status: Option<&str>) -> StoreResult<Vec<RefundRequestRow>>;
+    async fn refund_requests(&self, driver_id: Option<i64>, status: Option<&str>)
+    -> StoreResult<Vec<RefundRequestRow>>;
     /// One refund request.
     async fn refund_request(&self, id: i64) -> StoreResult<Option<RefundRequestRow>>;
     /// Approves or rejects a pending request, audited; the money moves in the same
@@ -603,6 +595,9 @@ pub trait FinanceStore: Send + Sync {
         idem: Option<&IdemClaim>,
         now: DateTime<Utc>,
     ) -> StoreResult<DecideOutcome>;
+
+    /// Whether a staff member exists.
+    async fn staff_exists(&self, id: i64) -> StoreResult<bool>;
 
     /// Audit rows created in `[from, to)`.
     async fn audit(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<Vec<AuditRow>>;

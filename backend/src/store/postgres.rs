@@ -9,8 +9,8 @@ use sqlx::{
 };
 
 use super::{
-    StoreResult, map_sqlx, sql::sql_store_impl, sql_cards::sql_card_store_impl, sql_drivers::sql_driver_store_impl, sql_finance::sql_finance_store_impl,
-    sql_wardens::sql_warden_store_impl,
+    StoreResult, map_sqlx, sql::sql_store_impl, sql_cards::sql_card_store_impl, sql_drivers::sql_driver_store_impl,
+    sql_finance::sql_finance_store_impl, sql_wardens::sql_warden_store_impl,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -48,4 +48,9 @@ sql_store_impl!(PgStore, Postgres, "postgres");
 sql_driver_store_impl!(PgStore, Postgres, " FOR UPDATE", "SELECT pg_advisory_xact_lock(hashtext($1))");
 sql_card_store_impl!(PgStore, Postgres, " FOR UPDATE");
 sql_warden_store_impl!(PgStore, Postgres, " FOR UPDATE");
-sql_finance_store_impl!(PgStore, Postgres, " FOR UPDATE", "to_char((COL) AT TIME ZONE 'Asia/Ho_Chi_Minh', 'YYYY-MM-DD')");
+sql_finance_store_impl!(
+    PgStore,
+    Postgres,
+    " FOR UPDATE",
+    "to_char((COL) AT TIME ZONE 'Asia/Ho_Chi_Minh', 'YYYY-MM-DD')"
+);

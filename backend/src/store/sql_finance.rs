@@ -62,7 +62,9 @@ pub(crate) fn revenue_sql(dims: &[RevenueDim], districts: usize, street: bool, l
         "CAST(COALESCE(SUM(CASE WHEN a.kind = 'carrier_fee' THEN -p.amount ELSE 0 END), 0) AS BIGINT) AS carrier_share"
             .into(),
     );
-    select.push("CAST(COALESCE(SUM(CASE WHEN a.kind = 'point_revenue' THEN 1 ELSE 0 END), 0) AS BIGINT) AS postings".into());
+    select.push(
+        "CAST(COALESCE(SUM(CASE WHEN a.kind = 'point_revenue' THEN 1 ELSE 0 END), 0) AS BIGINT) AS postings".into(),
+    );
     let mut sql = format!(
         "SELECT {} FROM postings p JOIN ledger_transactions t ON t.id = p.transaction_id \
          JOIN accounts a ON a.id = p.account_id",
@@ -438,7 +440,9 @@ macro_rules! sql_finance_store_impl {
                 let found: std::collections::HashSet<(&str, &str)> =
                     findings.iter().map(|f| (f.kind, f.subject.as_str())).collect();
                 for (id, section, kind, subject) in open {
-                    if scope.sections.contains(&section.as_str()) && !found.contains(&(kind.as_str(), subject.as_str())) {
+                    if scope.sections.contains(&section.as_str())
+                        && !scope.skip_kinds.contains(&kind.as_str())
+                        && !found.contains(&(kind.as_str(), subject.as_str())) {
                         sqlx::query("UPDATE discrepancies SET status = 'cleared', updated_at = $2 WHERE id = $1")
                             .bind(id)
                             .bind(now)
@@ -938,6 +942,15 @@ macro_rules! sql_finance_store_impl {
                     .ok_or_else(|| $crate::store::StoreError::Internal("request vanished".into()))?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(DecideOutcome::Decided(Box::new(row), refunds))
+            }
+
+            async fn staff_exists(&self, id: i64) -> $crate::store::StoreResult<bool> {
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM staff WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                Ok(n > 0)
             }
 
             async fn audit(
