@@ -411,7 +411,13 @@ async fn naive_sessions(pool: &PgPool, from: DateTime<Utc>, to: DateTime<Utc>) -
 }
 
 fn filter(from: DateTime<Utc>, to: DateTime<Utc>) -> RevenueFilter {
-    RevenueFilter { from, to, dims: vec![RevenueDim::Street, RevenueDim::Channel], districts: Vec::new(), street_id: None }
+    RevenueFilter {
+        from,
+        to,
+        dims: vec![RevenueDim::Street, RevenueDim::Channel],
+        districts: Vec::new(),
+        street_id: None,
+    }
 }
 
 async fn store_revenue(store: &PgStore, f: &RevenueFilter) -> Vec<RevenueRaw> {
@@ -464,7 +470,8 @@ impl Drop for TempDir {
 /// table), then `iparking serve` on a free loopback port.
 async fn start_server(url: &str, pool: &PgPool) -> Server {
     let bin = env!("CARGO_BIN_EXE_iparking");
-    let data_dir = TempDir(Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("finance-bench-{}", std::process::id())));
+    let data_dir =
+        TempDir(Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("finance-bench-{}", std::process::id())));
     std::fs::create_dir_all(&data_dir.0).expect("server data dir");
     let kept: Option<String> = sqlx::query_scalar("SELECT finance_token FROM bench_finance_seed")
         .fetch_one(pool)
@@ -509,7 +516,8 @@ async fn start_server(url: &str, pool: &PgPool) -> Server {
         if let Some(status) = server.child.try_wait().expect("server status") {
             panic!("iparking serve exited: {status}");
         }
-        let ok = server.http.get(format!("{}/healthz", server.base)).send().await.is_ok_and(|r| r.status().is_success());
+        let ok =
+            server.http.get(format!("{}/healthz", server.base)).send().await.is_ok_and(|r| r.status().is_success());
         if ok {
             break;
         }
@@ -558,14 +566,45 @@ fn lines_of_http(body: &serde_json::Value) -> Vec<Line> {
 mod shim {
     use super::*;
     pub static POOL: std::sync::OnceLock<PgPool> = std::sync::OnceLock::new();
-    pub enum RevenueDim { Street, Channel }
-    pub struct RevenueFilter { pub from: DateTime<Utc>, pub to: DateTime<Utc>, pub dims: Vec<RevenueDim>, pub districts: Vec<String>, pub street_id: Option<i64> }
-    pub struct RevenueRaw { pub district_code: Option<String>, pub street_id: Option<i64>, pub street_name: Option<String>, pub channel: Option<String>, pub gross: i64, pub carrier_share: i64, pub postings: i64 }
-    pub trait Rev { fn revenue(&self, f: &RevenueFilter) -> impl std::future::Future<Output = Result<Vec<RevenueRaw>, String>>; }
+    pub enum RevenueDim {
+        Street,
+        Channel,
+    }
+    pub struct RevenueFilter {
+        pub from: DateTime<Utc>,
+        pub to: DateTime<Utc>,
+        pub dims: Vec<RevenueDim>,
+        pub districts: Vec<String>,
+        pub street_id: Option<i64>,
+    }
+    pub struct RevenueRaw {
+        pub district_code: Option<String>,
+        pub street_id: Option<i64>,
+        pub street_name: Option<String>,
+        pub channel: Option<String>,
+        pub gross: i64,
+        pub carrier_share: i64,
+        pub postings: i64,
+    }
+    pub trait Rev {
+        fn revenue(&self, f: &RevenueFilter) -> impl std::future::Future<Output = Result<Vec<RevenueRaw>, String>>;
+    }
     impl Rev for PgStore {
         async fn revenue(&self, f: &RevenueFilter) -> Result<Vec<RevenueRaw>, String> {
             let _ = (&f.dims, &f.districts, f.street_id);
-            Ok(baseline(POOL.get().unwrap(), f.from, f.to).await.into_iter().map(|l| RevenueRaw { district_code: Some(l.district_code), street_id: Some(l.street_id), street_name: Some(l.street_name), channel: Some(l.channel), gross: l.gross, carrier_share: l.carrier_share, postings: l.postings }).collect())
+            Ok(baseline(POOL.get().unwrap(), f.from, f.to)
+                .await
+                .into_iter()
+                .map(|l| RevenueRaw {
+                    district_code: Some(l.district_code),
+                    street_id: Some(l.street_id),
+                    street_name: Some(l.street_name),
+                    channel: Some(l.channel),
+                    gross: l.gross,
+                    carrier_share: l.carrier_share,
+                    postings: l.postings,
+                })
+                .collect())
         }
     }
 }
@@ -579,9 +618,7 @@ const ROUNDS: usize = 9;
 
 fn explain(rt: &Runtime, pool: &PgPool, sql: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
     let rows: Vec<String> = rt
-        .block_on(
-            sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}")).bind(from).bind(to).fetch_all(pool),
-        )
+        .block_on(sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}")).bind(from).bind(to).fetch_all(pool))
         .expect("EXPLAIN");
     rows.join("\n")
 }
@@ -677,7 +714,10 @@ fn main() {
     }
     drop(server);
     if std::env::var_os("IPARKING_BENCH_EXPLAIN").is_some() {
-        eprintln!("\n---- EXPLAIN (ANALYZE, BUFFERS) baseline_sql ----\n{}", explain(&rt, &pool, BASELINE_SQL, from, to));
+        eprintln!(
+            "\n---- EXPLAIN (ANALYZE, BUFFERS) baseline_sql ----\n{}",
+            explain(&rt, &pool, BASELINE_SQL, from, to)
+        );
     }
 
     let median = |name: &str| {
@@ -696,12 +736,9 @@ fn main() {
     println!("{:<20} {:>12} {:>12} {:>14}", "what", "median", "fastest", "vs. baseline");
     for name in ["baseline_sql", "store_revenue", "http_revenue", "naive_sessions_sql"] {
         match (median(name), fastest(name)) {
-            (Some(m), Some(f)) => println!(
-                "{name:<20} {:>12} {:>12} {:>13.2}×",
-                ms(m),
-                ms(f),
-                m.as_secs_f64() / base.as_secs_f64()
-            ),
+            (Some(m), Some(f)) => {
+                println!("{name:<20} {:>12} {:>12} {:>13.2}×", ms(m), ms(f), m.as_secs_f64() / base.as_secs_f64())
+            }
             _ => println!("{name:<20} {:>12}", "not run"),
         }
     }

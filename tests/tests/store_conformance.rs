@@ -72,6 +72,7 @@ conformance! {
     check_seed_synthetic => seed_synthetic_sqlite, seed_synthetic_postgres;
     check_job_leases => job_leases_sqlite, job_leases_postgres;
     check_settlement_import_resumes => settlement_import_resumes_sqlite, settlement_import_resumes_postgres;
+    check_closed_period_refuses_postings => closed_period_refuses_postings_sqlite, closed_period_refuses_postings_postgres;
 }
 
 // ---- helpers -----------------------------------------------------------------------------
@@ -842,4 +843,58 @@ async fn check_settlement_import_resumes(store: Arc<dyn Store>) {
     store.import_page("payouts", 0, &SettlementPage::Payouts(vec![payout]), true, at(3)).await.unwrap();
     assert_eq!(store.import_state("payouts").await.unwrap().high_water, 1_000_700);
     assert_eq!(store.import_state(kind).await.unwrap().high_water, 1_000_600);
+}
+
+/// A closed month refuses every ledger write dated inside it, whatever the code path: the
+/// database's triggers, not the API, enforce it.
+async fn check_closed_period_refuses_postings(store: Arc<dyn Store>) {
+    use iparking::{
+        domain::{finance::parse_month, ledger::Entry, money::Vnd},
+        store::finance::NewClose,
+    };
+    let local = |s: &str| DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc);
+    let finance = NewStaff {
+        name: "Kế toán".into(),
+        role: StaffRole::Finance,
+        district_ids: vec![],
+        street_ids: vec![],
+        username: None,
+        password_hash: None,
+    };
+    let (staff_id, _) = store.create_staff(&finance, &"cd".repeat(32), local("2026-11-01T08:00:00+07:00")).await.expect("staff");
+    let driver = store.upsert_driver("+84912345678", local("2026-11-02T08:00:00+07:00")).await.expect("driver");
+    let topup = |n| Entry::sandbox_topup(driver, Vnd(n)).expect("entry");
+    // Last second of November, local time: still November.
+    let late_nov = local("2026-11-30T23:59:59+07:00");
+    store.sandbox_topup(driver, &topup(10_000), None, late_nov).await.expect("an open month takes postings");
+    let nov = parse_month("2026-11").expect("month");
+    let close = NewClose {
+        month: "2026-11".into(),
+        starts_at: nov.start(),
+        ends_at: nov.end(),
+        staff_id,
+        overridden: false,
+        override_reason: None,
+        open_discrepancy_ids: vec![],
+    };
+    let closed = store.close_period(&close, None, local("2026-12-01T09:00:00+07:00")).await.expect("close");
+    assert_eq!(closed.closed_by, "Kế toán");
+    assert!(matches!(
+        store.close_period(&close, None, local("2026-12-01T09:01:00+07:00")).await,
+        Err(StoreError::Conflict(c)) if c == "period_closed"
+    ));
+    for at in ["2026-11-01T00:00:00+07:00", "2026-11-30T23:59:59+07:00"] {
+        match store.sandbox_topup(driver, &topup(5_000), None, local(at)).await {
+            Err(StoreError::Conflict(c)) => assert_eq!(c, "period_closed", "{at}"),
+            other => panic!("posting at {at} into a closed month: {other:?}"),
+        }
+    }
+    // Nothing of the refused writes stayed: the balance is the November top-up alone.
+    let (balance, _) = store.wallet(driver, 10).await.expect("wallet");
+    assert_eq!(balance, Vnd(10_000));
+    // The first instant of December, and the last of October, are outside the closed month.
+    store.sandbox_topup(driver, &topup(1_000), None, local("2026-12-01T00:00:00+07:00")).await.expect("december");
+    store.sandbox_topup(driver, &topup(1_000), None, local("2026-10-31T23:59:59+07:00")).await.expect("october");
+    assert_eq!(store.wallet(driver, 10).await.expect("wallet").0, Vnd(12_000));
+    assert!(store.ledger_report().await.expect("report").is_sound());
 }

@@ -801,11 +801,11 @@ pub async fn get_reconciliation(
 pub struct DiscrepancyQuery {
     /// `open` (default), `resolved`, `cleared` or `all`.
     pub status: Option<String>,
-    /// `YYYY-MM`.
-    pub month: String,
+    /// `YYYY-MM` (default: every month).
+    pub month: Option<String>,
 }
 
-/// The discrepancies of a month as the last reconciliation left them.
+/// The discrepancies (of a month) as the last reconciliation left them.
 #[utoipa::path(
     get, path = "/v1/finance/discrepancies", tag = "finance", params(DiscrepancyQuery), security(("bearer" = [])),
     responses(
@@ -820,7 +820,13 @@ pub async fn list_discrepancies(
     Query(q): Query<DiscrepancyQuery>,
 ) -> Result<Json<Vec<DiscrepancyView>>, AppError> {
     reader(&p)?;
-    let range = parse_month(&q.month)?;
+    let (from, to) = match q.month.as_deref() {
+        Some(m) => {
+            let range = parse_month(m)?;
+            (range.from_str(), range.to_str())
+        }
+        None => ("0000-01-01".to_owned(), "9999-12-31".to_owned()),
+    };
     let status = q.status.as_deref().unwrap_or("open");
     if !matches!(status, "open" | "resolved" | "cleared" | "all") {
         return Err(AppError::bad_request(
@@ -829,7 +835,7 @@ pub async fn list_discrepancies(
             "The status is open, resolved, cleared or all.",
         ));
     }
-    let rows = app.store.discrepancies(&range.from_str(), &range.to_str()).await?;
+    let rows = app.store.discrepancies(&from, &to).await?;
     Ok(Json(
         rows.into_iter()
             .filter(|d| visible(&p, d.district_code.as_deref()) && (status == "all" || d.status == status))
@@ -1092,8 +1098,8 @@ async fn account_of(app: &App, a: &AdjustmentAccount) -> Result<(Account, Option
             Ok((Account::point_revenue(point.id), Some(point.id)))
         }
         ("warden_cash", None, Some(staff)) => {
-            if !app.store.staff_exists(staff).await? {
-                return Err(AppError::not_found("staff_not_found", "Không có cán bộ này.", "No such staff member."));
+            if !app.store.is_warden(staff).await? {
+                return Err(AppError::not_found("staff_not_found", "Không có warden này.", "No such warden."));
             }
             Ok((Account::warden_cash(staff), None))
         }
@@ -1346,8 +1352,9 @@ fn request_view(r: RefundRequestRow) -> RefundRequestView {
     }
 }
 
+/// Whether play money may go back to the demo's sandbox (the rule of closing an account).
 fn sandbox(app: &App) -> bool {
-    app.payments.as_ref().is_some_and(|g| g.is_sandbox())
+    app.payments.as_ref().is_none_or(|g| g.is_sandbox()) && app.settings.sandbox_payments
 }
 
 /// Asks finance for a refund: the wallet's unused balance (back to the cards it came from)

@@ -596,8 +596,8 @@ pub trait FinanceStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<DecideOutcome>;
 
-    /// Whether a staff member exists.
-    async fn staff_exists(&self, id: i64) -> StoreResult<bool>;
+    /// Whether a staff member exists with the role warden.
+    async fn is_warden(&self, id: i64) -> StoreResult<bool>;
 
     /// Audit rows created in `[from, to)`.
     async fn audit(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<Vec<AuditRow>>;

@@ -714,7 +714,7 @@ macro_rules! sql_finance_store_impl {
                 let Some(id) = id else { return Ok(None) };
                 let Some(row) = settlement_where(&self.pool, "c.id = $1", id).await? else { return Ok(None) };
                 let lines: Vec<(i64, String, chrono::DateTime<chrono::Utc>, i64, i64, i64)> = sqlx::query_as(
-                    "SELECT line, message_id, received_at, gross, share, net FROM carrier_settlement_lines \
+                    "SELECT CAST(line AS BIGINT), message_id, received_at, gross, share, net FROM carrier_settlement_lines \
                      WHERE settlement_id = $1 ORDER BY line",
                 )
                 .bind(id)
@@ -944,8 +944,8 @@ macro_rules! sql_finance_store_impl {
                 Ok(DecideOutcome::Decided(Box::new(row), refunds))
             }
 
-            async fn staff_exists(&self, id: i64) -> $crate::store::StoreResult<bool> {
-                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM staff WHERE id = $1")
+            async fn is_warden(&self, id: i64) -> $crate::store::StoreResult<bool> {
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM staff WHERE id = $1 AND role = 'warden'")
                     .bind(id)
                     .fetch_one(&self.pool)
                     .await
