@@ -9,6 +9,7 @@
 
 pub mod fake_stripe;
 pub mod finance;
+pub mod webdriver;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 

@@ -10,7 +10,7 @@
 use std::{collections::BTreeSet, sync::Arc, time::Duration as StdDuration};
 
 use chrono::{Duration, NaiveDate};
-use iparking::payments::StripeGateway;
+use iparking::payments::{SandboxGateway, StripeGateway};
 use iparking_mobile_api::{
     AdjustmentView, CardPayment, CardView, Client, ClientError, CloseShift, DiscrepancyView, PaymentSource, PeriodView,
     QuoteRequest, ReconciliationReport, RefundRequestView, RevenueChannel, RevenueReport, RevenueRow, SessionView,
@@ -559,7 +559,7 @@ matrix!(revenue_refuses_bad_queries_and_strangers, |t| {
         "forbidden",
     );
     assert_error(&get(&t, None, &format!("/v1/finance/reconciliation?date={day}")).await, 401, "unauthorized");
-    let a = get(&t, Some(&fin.token), "/v1/finance/discrepancies?status=lost").await;
+    let a = get(&t, Some(&fin.token), &format!("/v1/finance/discrepancies?status=lost&month={}", month_of(day))).await;
     assert_error_shape(&a, 400);
     assert_eq!(
         (count(&t, "ledger_transactions").await, count(&t, "discrepancies").await),
@@ -1050,8 +1050,10 @@ matrix!(resolving_a_discrepancy_is_audited_and_happens_once, |t| {
     let bd = staff(&t, StaffRole::Finance, &["BD"], "Kế toán Ba Đình").await;
     assert_error(&resolve(&t, &bd.token, d.id, "k-bd", "ghi chú").await, 403, "out_of_scope");
     assert_eq!(count(&t, "finance_audit").await, audits);
-    let open: Vec<DiscrepancyView> =
-        ok!(get(&t, Some(&fin.token), "/v1/finance/discrepancies?status=open").await, "list");
+    let open: Vec<DiscrepancyView> = ok!(
+        get(&t, Some(&fin.token), &format!("/v1/finance/discrepancies?status=open&month={}", month_of(day))).await,
+        "list"
+    );
     assert!(open.iter().any(|x| x.id == d.id));
 
     // Resolved, with the note and who did it, audited once.
@@ -1083,8 +1085,10 @@ matrix!(resolving_a_discrepancy_is_audited_and_happens_once, |t| {
         "list"
     );
     assert_eq!(resolved.iter().map(|x| x.id).collect::<Vec<_>>(), [d.id]);
-    let all: Vec<DiscrepancyView> =
-        ok!(get(&t, Some(&fin.token), "/v1/finance/discrepancies?status=all").await, "list");
+    let all: Vec<DiscrepancyView> = ok!(
+        get(&t, Some(&fin.token), &format!("/v1/finance/discrepancies?status=all&month={}", month_of(day))).await,
+        "list"
+    );
     assert!(all.iter().any(|x| x.id == d.id));
     // The discrepancies as CSV, with the BOM.
     let (status, headers, body) =
@@ -1258,11 +1262,6 @@ matrix!(adjustments_are_new_balanced_transactions_with_a_reason, |t| {
             404,
             "staff_not_found",
         ),
-        (
-            json!({"debit": {"kind": "write_off"}, "credit": {"kind": "warden_cash", "staff_id": fin.id}, "amount": 1000, "reason": "x"}),
-            404,
-            "staff_not_found",
-        ),
         (write_off(0), 400, "invalid_amount"),
         (write_off(-5_000), 400, "invalid_amount"),
         (
@@ -1372,11 +1371,38 @@ matrix!(adjustments_are_new_balanced_transactions_with_a_reason, |t| {
     assert!(audit.as_array().is_some_and(|a| a.len() >= 3), "{audit}");
     assert_error(&get(&t, Some(&hk.token), &format!("/v1/finance/audit?month={month}")).await, 403, "forbidden");
     t.assert_ledger_sound().await;
+
+    // A warden's cash account is a warden's: another staff member's id is not one.
+    let booked = (count(&t, "ledger_transactions").await, count(&t, "finance_adjustments").await);
+    let not_a_warden = json!({"debit": {"kind": "write_off"}, "credit": {"kind": "warden_cash", "staff_id": fin.id},
+                              "amount": 1000, "reason": "x"});
+    assert_error(&adjust(&t, &fin.token, "not-a-warden", &not_a_warden).await, 404, "staff_not_found");
+    assert_eq!((count(&t, "ledger_transactions").await, count(&t, "finance_adjustments").await), booked);
 });
 
 // ---- 6. refund requests ---------------------------------------------------------------------
 
-matrix!(a_wallet_refund_request_holds_the_money_until_finance_decides, |t| {
+/// The demo's configuration (`main.rs` with sandbox payments): the sandbox gateway.
+async fn start_sandbox(db: Db, live: Live) -> TestApp {
+    let opts = Options { payments: Some(Arc::new(SandboxGateway)), ..Options::default() };
+    TestApp::start_with(db, live, opts).await
+}
+
+mod a_wallet_refund_request_holds_the_money_until_finance_decides {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_memory() {
+        wallet_refund_body(start_sandbox(Db::Sqlite, Live::Memory).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_redis() {
+        wallet_refund_body(start_sandbox(Db::Postgres, Live::Redis).await).await;
+    }
+}
+
+async fn wallet_refund_body(t: TestApp) {
     let fin = finance(&t, "Kế toán Thành phố").await;
     let (d, token) = driver_login(&t, "0912700071").await;
     d.sandbox_topup(200_000, "fund").await.expect("top-up");
@@ -1472,7 +1498,7 @@ matrix!(a_wallet_refund_request_holds_the_money_until_finance_decides, |t| {
     assert!(theirs.is_empty());
     assert_eq!(count(&t, &format!("finance_audit WHERE staff_id = {}", fin.id)).await, 2, "two decisions");
     t.assert_ledger_sound().await;
-});
+}
 
 with_stripe!(an_approved_wallet_refund_goes_back_to_the_top_up_card, |t, fake| {
     let fin = finance(&t, "Kế toán Thành phố").await;
@@ -1501,6 +1527,36 @@ with_stripe!(an_approved_wallet_refund_goes_back_to_the_top_up_card, |t, fake| {
     fake.settle_refund(&re, true);
     stripe_event(&t, &fake, "evt_re_1", "refund.updated", fake.refund(&re)).await;
     assert_eq!(kind_balance(&t, "refund_hold").await, 0);
+
+    // A disputed card session: approved, the card gets its part back and the card channel earns less.
+    let card = save_card(&t, &fake, &d, "setup").await;
+    let s = card_session(&d, &card, "HK001", "30A82001", 2, "c1").await;
+    let intent = t
+        .sql_text(&format!("SELECT intent_id FROM card_charges WHERE session_id = {} AND status = 'succeeded'", s.id))
+        .await
+        .expect("the charge's intent");
+    let q = day_query(today(&t));
+    let card_gross = |r: &RevenueReport| channel_row(r, RevenueChannel::Card).map_or(0, |row| row.sums.gross);
+    let before = revenue(&t, &fin.token, &format!("{q}&group_by=channel")).await;
+    assert_eq!(card_gross(&before), s.amount_charged);
+    let part = s.amount_charged / 2;
+    let body = json!({"kind": "session", "session_id": s.id, "amount": part, "reason": "Không đỗ xe"});
+    let rq: RefundRequestView = created!(request_refund(&t, &token, "rq-s", &body).await, "session request");
+    let v: RefundRequestView = ok!(decide(&t, &fin.token, rq.id, "approve", "ok-s", "Đồng ý").await, "approve");
+    assert_eq!((v.status.as_str(), v.to_cards, v.to_wallet, v.refund_ids.len()), ("approved", part, 0, 1));
+    let to_card: Vec<Value> = fake
+        .state
+        .refunds
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|r| r["payment_intent"] == intent.as_str())
+        .cloned()
+        .collect();
+    assert_eq!(to_card.iter().map(|r| r["amount"].as_i64()).collect::<Vec<_>>(), [Some(part)], "{to_card:?}");
+    let after = revenue(&t, &fin.token, &format!("{q}&group_by=channel")).await;
+    assert_eq!(card_gross(&after), s.amount_charged - part, "the card turns' refund reduces the card channel");
+    assert_eq!(d.wallet().await.expect("wallet").balance, 40_000, "nothing went to the wallet");
     t.assert_ledger_sound().await;
 });
 
