@@ -1649,3 +1649,39 @@ matrix!(a_disputed_session_is_refunded_and_its_revenue_goes_down, |t| {
     assert_eq!(r2.totals, r1.totals, "a rejection changes no revenue");
     t.assert_ledger_sound().await;
 });
+
+// Payouts: the processor's failed payout to the city's bank is a discrepancy; paid ones add up.
+// The fake Stripe only pays out, so the failed one is written as the settlement import would
+// store it.
+matrix!(a_failed_payout_is_a_discrepancy_and_paid_ones_add_up, |t| {
+    let f = finance(&t, "Kế toán Payout").await;
+    let day = today(&t);
+    let at = now(&t).to_rfc3339();
+    for (id, amount, status) in [
+        ("po_paid_1", 900_000, "paid"),
+        ("po_paid_2", 100_000, "paid"),
+        ("po_failed_1", 400_000, "failed"),
+        ("po_transit_1", 50_000, "in_transit"),
+    ] {
+        t.sql_i64(&format!(
+            "INSERT INTO stripe_payouts (id, amount, currency, status, arrival_date, created, imported_at) \
+             VALUES ('{id}', {amount}, 'vnd', '{status}', '{at}', '{at}', '{at}') RETURNING amount"
+        ))
+        .await;
+    }
+    let r = reconcile(&t, &f.token, &format!("date={day}")).await;
+    let processor = r.processor.as_ref().expect("city-wide finance sees the processor");
+    assert_eq!(processor.payouts_total, 1_000_000, "the two paid payouts; neither the failed nor the one in transit");
+    let failed = finding(&r, "payout_failed", "payout:po_failed_1");
+    assert_eq!((failed.expected, failed.actual, failed.status.as_str()), (Some(400_000), Some(0), "open"));
+    assert_eq!(failed.section, "processor");
+    assert!(
+        !r.discrepancies.iter().any(|d| d.subject.starts_with("payout:po_paid") || d.subject == "payout:po_transit_1")
+    );
+    // Stripe retries and the payout is paid: the next run clears the finding, same id.
+    t.sql_i64("UPDATE stripe_payouts SET status = 'paid' WHERE id = 'po_failed_1' RETURNING amount").await;
+    let again = reconcile(&t, &f.token, &format!("date={day}")).await;
+    let cleared = again.discrepancies.iter().find(|d| d.id == failed.id).expect("kept, not deleted");
+    assert_eq!(cleared.status, "cleared");
+    assert_eq!(again.processor.as_ref().expect("processor").payouts_total, 1_400_000);
+});

@@ -861,7 +861,8 @@ async fn check_closed_period_refuses_postings(store: Arc<dyn Store>) {
         username: None,
         password_hash: None,
     };
-    let (staff_id, _) = store.create_staff(&finance, &"cd".repeat(32), local("2026-11-01T08:00:00+07:00")).await.expect("staff");
+    let (staff_id, _) =
+        store.create_staff(&finance, &"cd".repeat(32), local("2026-11-01T08:00:00+07:00")).await.expect("staff");
     let driver = store.upsert_driver("+84912345678", local("2026-11-02T08:00:00+07:00")).await.expect("driver");
     let topup = |n| Entry::sandbox_topup(driver, Vnd(n)).expect("entry");
     // Last second of November, local time: still November.

@@ -638,9 +638,14 @@ fn layout(ctx: &Ctx, user: Option<&Principal>, month: Option<Month>, title: &str
 
 /// The signed-in dashboard user, or the answer to send instead (login redirect or error).
 async fn require_user(app: &App, ctx: &Ctx, headers: &HeaderMap) -> Result<Principal, Response> {
+    require_user_back(app, ctx, headers, &ctx.here()).await
+}
+
+/// Like [`require_user`]; after login, back to the page `back` (a form's page, not its POST).
+async fn require_user_back(app: &App, ctx: &Ctx, headers: &HeaderMap, back: &str) -> Result<Principal, Response> {
     match current_user(app, headers).await {
         Ok(Some(p)) => Ok(p),
-        Ok(None) => Err(ctx.redirect(&format!("/finance/login?next={}", enc(&ctx.here())))),
+        Ok(None) => Err(ctx.redirect(&format!("/finance/login?next={}", enc(back)))),
         Err(e) => Err(ctx.error_page(None, None, &e)),
     }
 }
@@ -689,6 +694,16 @@ fn invalid_month() -> AppError {
 fn flash(kind: &str, text: &str) -> String {
     let role = if kind == "ok" { "status" } else { "alert" };
     format!("<p class=\"flash {kind}\" role=\"{role}\">{}</p>", esc(text))
+}
+
+/// A service error shown above a page: the message and its stable code.
+fn error_flash(ctx: &Ctx, prefix: &str, e: &AppError) -> String {
+    format!(
+        "<p class=\"flash error\" role=\"alert\">{}{} <code>{}</code></p>",
+        esc(prefix),
+        esc(e.message(ctx.lang == Lang::En)),
+        esc(e.code)
+    )
 }
 
 async fn read_form(ctx: &Ctx, headers: &HeaderMap, body: &Bytes) -> Result<Vec<(String, String)>, Response> {
@@ -1416,11 +1431,12 @@ async fn resolve_submit(
         Ok(f) => f,
         Err(r) => return r,
     };
-    let p = match require_user(&app, &ctx, &headers).await {
+    let month = field(&form, "month").and_then(Month::parse).unwrap_or_else(|| current_month(&app));
+    let back = format!("/finance/reconciliation?month={}", month.key());
+    let p = match require_user_back(&app, &ctx, &headers, &back).await {
         Ok(p) => p,
         Err(r) => return r,
     };
-    let month = field(&form, "month").and_then(Month::parse).unwrap_or_else(|| current_month(&app));
     if p.role != StaffRole::Finance {
         return read_only(&ctx, &p, Some(month));
     }
@@ -1433,7 +1449,7 @@ async fn resolve_submit(
         Ok(_) => ctx.redirect(&format!("/finance/reconciliation?month={}&resolved={id}#d-{id}", month.key())),
         Err(e) => {
             // The page again, with the reason it did not work.
-            let notice = flash("error", &format!("#{id}: {}", e.message(ctx.lang == Lang::En)));
+            let notice = error_flash(&ctx, &format!("#{id}: "), &e);
             match run_reconciliation(&app, &p, month).await {
                 Ok(r) => ctx.html(e.status, render_reconciliation(&ctx, &p, month, &r, Some(notice))),
                 Err(_) => ctx.error_page(Some(&p), Some(month), &e),
@@ -1562,11 +1578,13 @@ async fn close_submit(
         Ok(f) => f,
         Err(r) => return r,
     };
-    let p = match require_user(&app, &ctx, &headers).await {
+    let parsed = Month::parse(&month);
+    let back = parsed.map_or_else(|| "/finance/periods".to_owned(), |m| format!("/finance/periods/{}", m.key()));
+    let p = match require_user_back(&app, &ctx, &headers, &back).await {
         Ok(p) => p,
         Err(r) => return r,
     };
-    let Some(month) = Month::parse(&month) else { return ctx.error_page(Some(&p), None, &invalid_month()) };
+    let Some(month) = parsed else { return ctx.error_page(Some(&p), None, &invalid_month()) };
     if p.role != StaffRole::Finance {
         return read_only(&ctx, &p, Some(month));
     }
@@ -1577,7 +1595,7 @@ async fn close_submit(
     match finance::close_period(&app, &p, &month.key(), &body).await {
         Ok(_) => ctx.redirect(&format!("/finance/periods/{}?closed=1", month.key())),
         Err(e) => {
-            let mut notice = flash("error", e.message(ctx.lang == Lang::En));
+            let mut notice = error_flash(&ctx, "", &e);
             let ids: Vec<i64> = e
                 .details
                 .as_ref()
