@@ -106,7 +106,10 @@ macro_rules! sql_finance_store_impl {
                 use sqlx::Row;
                 use $crate::store::finance::{RevenueDim, RevenueRaw};
                 let sql = $crate::store::sql_finance::revenue_sql(&f.dims, f.districts.len(), f.street_id.is_some(), $local_day);
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(f.from).bind(f.to);
+                // Planned for each call's dates: a cached generic plan cannot know how much of
+                // the ledger a range covers and picks index lookups for a month of postings
+                // (1.7× slower over a million sessions; docs/performance.md).
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false).bind(f.from).bind(f.to);
                 if let Some(street) = f.street_id {
                     q = q.bind(street);
                 }
