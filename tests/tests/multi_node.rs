@@ -1,0 +1,236 @@
+//! Two API nodes on one PostgreSQL database and one Redis behave as one service (issue 8,
+//! part 1): what one node writes the other sees at once; rate limits, one-time-code attempts
+//! and idempotency keys are shared; the background jobs (expiry, reminders) act once per
+//! session whichever node runs them. Each node is a whole server (its own pool, live-state
+//! connection, jobs and listener) in this process, sharing the test clock.
+
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use iparking_mobile_api::Client;
+use iparking_mobile_api::{CheckVerdict, SessionStatus, StaffRole, StartSession, VehicleClass};
+use iparking_tests::{Db, Live, Options, TestApp, assert_error, raw};
+use serde_json::{Value, json};
+
+/// A driver logged in on `t`: the token, to use on any node.
+async fn driver_token(t: &TestApp, phone: &str) -> String {
+    t.client.send_otp(phone).await.expect("send otp");
+    let e164 = iparking::domain::phone::Phone::parse(phone).expect("phone").as_str().to_owned();
+    let text = t.sms.last_to(&e164).expect("an SMS with the code");
+    let code: String = text.chars().filter(char::is_ascii_digit).take(6).collect();
+    t.client.login(phone, &code).await.expect("login").token
+}
+
+/// A raw POST with JSON to `path` of node `t`.
+async fn post(t: &TestApp, path: &str, token: Option<&str>, key: Option<&str>, body: Value) -> (u16, Value) {
+    let mut req = reqwest::Client::new().post(t.url(path)).json(&body);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if let Some(key) = key {
+        req = req.header("idempotency-key", key);
+    }
+    raw(req).await
+}
+
+/// Two server nodes on one PostgreSQL database, one Redis prefix and one clock.
+async fn two_nodes(settings: Option<iparking::Settings>) -> (TestApp, TestApp) {
+    let base = Options::default();
+    let settings = settings.unwrap_or(base.settings.clone());
+    let a =
+        TestApp::start_with(Db::Postgres, Live::Redis, Options { settings: settings.clone(), ..base.clone() }).await;
+    let b = TestApp::start_with(
+        Db::Postgres,
+        Live::Redis,
+        Options {
+            seed_pilot: false,
+            share_db: Some(a.db.clone()),
+            redis_prefix: a.redis_prefix.clone(),
+            clock: Some(a.clock.clone()),
+            settings,
+            ..base
+        },
+    )
+    .await;
+    (a, b)
+}
+
+fn start(point: &str, plate: &str, turns: u32) -> StartSession {
+    StartSession {
+        point_code: point.into(),
+        plate: plate.into(),
+        vehicle_class: Some(VehicleClass::Car),
+        minutes: None,
+        turns: Some(turns),
+        payment: None,
+        card_id: None,
+        lat: None,
+        lon: None,
+    }
+}
+
+/// Waits up to 5 s for `check` to hold.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(5);
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_started_on_one_node_is_checked_and_replayed_on_the_other() {
+    let (a, b) = two_nodes(None).await;
+    let token = driver_token(&a, "0912800001").await;
+    let d: Client = a.client.with_token(token.clone());
+    d.sandbox_topup(300_000, "fund").await.expect("top-up on A");
+    let on_b = b.client.with_token(token.clone());
+    let (w, _) = b.warden_with(StaffRole::Warden, "hk.multi", &["HK"], &[]).await;
+
+    // Started on node A, checked on node B at once (no sleep, no refresh).
+    let s = d.start_session(&start("HK001", "30A-555.66", 1), "same-key").await.expect("start on A");
+    let c = w.check_plate("30A-555.66", "HK001").await.expect("check on B");
+    assert_eq!((c.verdict, c.session_id), (CheckVerdict::Valid, Some(s.id)));
+    // Free spaces agree: the occupancy counter is shared.
+    let (pa, pb) = (a.client.point("HK001").await.expect("A"), b.client.point("HK001").await.expect("B"));
+    assert_eq!(pa.free_spaces, pb.free_spaces);
+    assert_eq!(pa.free_spaces, Some(pa.capacity - 1));
+
+    // The same Idempotency-Key and body on node B: the stored answer, not a second session.
+    let again = on_b.start_session(&start("HK001", "30A-555.66", 1), "same-key").await.expect("replay on B");
+    assert_eq!(again.id, s.id);
+    assert_eq!(again.amount_charged, s.amount_charged);
+    assert_eq!(
+        a.sql_i64("SELECT COUNT(*) FROM sessions WHERE plate = '30A55566'").await,
+        1,
+        "one session whichever node the retry reached"
+    );
+    let wallet = on_b.wallet().await.expect("wallet");
+    assert_eq!(wallet.balance, 300_000 - s.amount_charged, "charged once");
+    // The same key with another body is refused on node B too.
+    let other = post(
+        &b,
+        "/v1/sessions",
+        Some(&token),
+        Some("same-key"),
+        json!({ "point_code": "HK002", "plate": "30A-555.66", "vehicle_class": "car", "turns": 1 }),
+    )
+    .await;
+    assert_error(&other, 422, "idempotency_key_reused");
+
+    // Stopped on node B: node A's check sees it ended at once.
+    on_b.stop_session(s.id, "stop").await.expect("stop on B");
+    let (wa, _) = a.warden_with(StaffRole::Warden, "hk.multi2", &["HK"], &[]).await;
+    let c = wa.check_plate("30A-555.66", "HK001").await.expect("check on A");
+    assert_ne!(c.verdict, CheckVerdict::Valid, "a stopped session is not valid on the other node");
+    a.flush_checks().await;
+    b.flush_checks().await;
+    a.assert_ledger_sound().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_requests_and_wrong_codes_count_across_nodes() {
+    let (a, b) = two_nodes(None).await;
+    let limit = a.app.settings.otp_per_phone;
+    assert!(limit >= 2, "the test needs a limit of at least 2 codes");
+    // Code requests for one phone, alternating nodes: the limit is one, shared.
+    for i in 0..limit {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let r = post(node, "/v1/auth/otp", None, None, json!({ "phone": "0912800002" })).await;
+        assert_eq!(r.0, 202, "request {i}: {:?}", r.1);
+    }
+    let over = post(&b, "/v1/auth/otp", None, None, json!({ "phone": "0912800002" })).await;
+    assert_error(&over, 429, "rate_limited");
+    let over = post(&a, "/v1/auth/otp", None, None, json!({ "phone": "0912800002" })).await;
+    assert_error(&over, 429, "rate_limited");
+
+    // Wrong codes against one code, alternating nodes: the attempts are one budget.
+    let r = post(&a, "/v1/auth/otp", None, None, json!({ "phone": "0912800003" })).await;
+    assert_eq!(r.0, 202, "{:?}", r.1);
+    let text = a.sms.last_to("+84912800003").expect("the code went out from node A");
+    let code: String = text.chars().filter(char::is_ascii_digit).take(6).collect();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let attempts = iparking::http::drivers::OTP_ATTEMPTS;
+    for i in 0..attempts {
+        let node = if i % 2 == 0 { &b } else { &a };
+        let r = post(node, "/v1/auth/token", None, None, json!({ "phone": "0912800003", "code": wrong })).await;
+        if i + 1 < attempts {
+            assert_error(&r, 401, "otp_invalid");
+            assert_eq!(r.1["error"]["details"]["attempts_left"], json!(attempts - i - 1), "attempt {i}");
+        } else {
+            // The last attempt of the budget, whichever node it reaches, locks the code.
+            assert_error(&r, 429, "otp_locked");
+        }
+    }
+    // The code is destroyed for both nodes: even the right one fails now.
+    for node in [&a, &b] {
+        let r = post(node, "/v1/auth/token", None, None, json!({ "phone": "0912800003", "code": code })).await;
+        assert_error(&r, 401, "otp_expired");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_and_reminders_act_once_whichever_node_runs_them() {
+    // Both nodes run their expiry and reminder loops every 50 ms.
+    let mut settings = Options::default().settings;
+    settings.expiry_interval = StdDuration::from_millis(50);
+    let (a, b) = two_nodes(Some(settings)).await;
+    let reminder_before = Duration::from_std(a.app.settings.reminder_before).expect("duration");
+    let drivers = ["0912800011", "0912800012", "0912800013", "0912800014"];
+    let mut sessions = Vec::new();
+    for (i, phone) in drivers.iter().enumerate() {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let d = node.funded_driver(phone, 200_000).await;
+        let s = d.start_session(&start(&format!("HK00{}", i + 1), &format!("30A-777.{:02}", 10 + i), 1), "s").await;
+        sessions.push((d, s.expect("start")));
+    }
+    // Into the reminder window of every session: each driver gets exactly one reminder, from
+    // one node or the other.
+    a.clock.advance(Duration::minutes(60) - reminder_before + Duration::minutes(1));
+    let reminders = |t: &TestApp| t.sms.messages().into_iter().filter(|(_, text)| text.contains("het gio")).count();
+    let (ra, rb) = (&a, &b);
+    eventually("every driver is reminded", || async move { reminders(ra) + reminders(rb) >= drivers.len() }).await;
+    // Several more ticks of both loops: nobody is reminded twice.
+    tokio::time::sleep(StdDuration::from_millis(400)).await;
+    let mut to: Vec<String> = a
+        .sms
+        .messages()
+        .into_iter()
+        .chain(b.sms.messages())
+        .filter(|(_, t)| t.contains("het gio"))
+        .map(|(p, _)| p)
+        .collect();
+    to.sort();
+    let mut expected: Vec<String> =
+        drivers.iter().map(|p| iparking::domain::phone::Phone::parse(p).expect("phone").as_str().to_owned()).collect();
+    expected.sort();
+    assert_eq!(to, expected, "one reminder per driver across both nodes");
+
+    // Past the grace period: every session ends once, used in full, its space freed once.
+    a.clock.advance(Duration::minutes(30));
+    for (_, s) in &sessions {
+        let (id, ta) = (s.id, &a);
+        eventually("the session expires", || async move { !ta.app.store.session(id).await.unwrap().unwrap().active })
+            .await;
+    }
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    for (d, s) in &sessions {
+        let e = d.session(s.id).await.expect("session");
+        assert_eq!((e.status, e.end_reason.as_deref()), (SessionStatus::Ended, Some("expired")));
+        assert_eq!(e.amount_refunded, 0);
+    }
+    for i in 1..=drivers.len() {
+        let code = format!("HK00{i}");
+        let (pa, pb) = (a.client.point(&code).await.expect("A"), b.client.point(&code).await.expect("B"));
+        assert_eq!(pa.free_spaces, Some(pa.capacity), "{code}: freed exactly once");
+        assert_eq!(pb.free_spaces, pa.free_spaces);
+    }
+    a.assert_ledger_sound().await;
+}
