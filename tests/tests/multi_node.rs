@@ -234,3 +234,65 @@ async fn expiry_and_reminders_act_once_whichever_node_runs_them() {
     }
     a.assert_ledger_sound().await;
 }
+
+/// A node whose Stripe jobs (sweeper, settlement import) run every 100 ms against its own
+/// fake Stripe, so the calls each node makes can be told apart.
+async fn stripe_node(share: Option<&TestApp>) -> (TestApp, iparking_tests::fake_stripe::FakeStripe) {
+    use std::sync::Arc;
+    let fake = iparking_tests::fake_stripe::FakeStripe::start().await;
+    let gateway = iparking::payments::StripeGateway::new("sk_test_fake", Some(&fake.base))
+        .expect("gateway")
+        .with_backoff(StdDuration::from_millis(10));
+    let mut opts = Options {
+        payments: Some(Arc::new(gateway)),
+        stripe_webhook_secret: Some("whsec_test_secret".into()),
+        ..Options::default()
+    };
+    opts.settings.sweep_interval = StdDuration::from_millis(100);
+    opts.settings.settlement_interval = StdDuration::from_millis(100);
+    if let Some(a) = share {
+        opts.seed_pilot = false;
+        opts.share_db = Some(a.db.clone());
+        opts.redis_prefix = a.redis_prefix.clone();
+        opts.clock = Some(a.clock.clone());
+    }
+    let t = TestApp::start_with(Db::Postgres, Live::Redis, opts).await;
+    fake.set_now(iparking::Clock::now(t.clock.as_ref()).timestamp());
+    (t, fake)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_jobs_run_on_one_node_and_move_when_it_goes() {
+    use std::sync::atomic::Ordering;
+    let (a, fake_a) = stripe_node(None).await;
+    let (b, fake_b) = stripe_node(Some(&a)).await;
+    assert_ne!(a.app.node_id, b.app.node_id);
+    let calls = |f: &iparking_tests::fake_stripe::FakeStripe| f.state.list_calls.load(Ordering::SeqCst);
+    // Both nodes tick every 100 ms; only the lease holder imports.
+    let (fa, fb) = (&fake_a, &fake_b);
+    eventually("one node imports", || async move { calls(fa) + calls(fb) >= 4 }).await;
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    let (ca, cb) = (calls(&fake_a), calls(&fake_b));
+    assert!((ca > 0) != (cb > 0), "exactly one node ran the import (A: {ca} calls, B: {cb})");
+    let holder = a.sql_text("SELECT holder FROM job_leases WHERE name = 'settlement_import'").await;
+    let sweeper = a.sql_text("SELECT holder FROM job_leases WHERE name = 'payments_sweeper'").await;
+    let (running, idle, idle_fake, running_id) =
+        if ca > 0 { (a, b, fake_b, holder.clone()) } else { (b, a, fake_a, holder.clone()) };
+    assert_eq!(running_id.as_deref(), Some(running.app.node_id.as_str()), "the lease names the node that runs");
+    // The sweeper has its own lease, held by one of the two (whichever ticked first).
+    assert!(
+        sweeper.as_deref() == Some(running.app.node_id.as_str())
+            || sweeper.as_deref() == Some(idle.app.node_id.as_str()),
+        "{sweeper:?}"
+    );
+
+    // The holder goes away; once its lease has run out, the other node takes the jobs over.
+    running.stop().await;
+    let before = calls(&idle_fake);
+    assert_eq!(before, 0);
+    idle.clock.advance(Duration::seconds(1));
+    let f = &idle_fake;
+    eventually("the other node takes over", || async move { calls(f) >= 2 }).await;
+    let holder = idle.sql_text("SELECT holder FROM job_leases WHERE name = 'settlement_import'").await;
+    assert_eq!(holder.as_deref(), Some(idle.app.node_id.as_str()));
+}
