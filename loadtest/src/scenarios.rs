@@ -1,0 +1,427 @@
+//! The scenarios: what one operation is, and the set-up each needs.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use clap::ValueEnum;
+use iparking_mobile_api::{
+    Client, ClientError, ExtendSession, NearbyQuery, OpenShift, QuoteRequest, StartSession, VehicleClass,
+    WardenStartSession,
+};
+use rand::{Rng, rngs::SmallRng};
+use serde::Serialize;
+
+/// Which scenario to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// `GET /healthz`: the HTTP ceiling.
+    Healthz,
+    /// `GET /v1/points` near random positions of the seeded area.
+    Nearby,
+    /// `GET /v1/warden/checks`: 80% plates of sessions started at set-up, 20% unknown.
+    Warden,
+    /// nearby → quote → start → extend → stop, per driver token.
+    Driver,
+    /// `POST /webhooks/sms/{carrier}` with unique message ids.
+    Sms,
+    /// `GET /v1/finance/revenue?group_by=street,channel`.
+    Finance,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Healthz => "healthz",
+            Self::Nearby => "nearby",
+            Self::Warden => "warden",
+            Self::Driver => "driver",
+            Self::Sms => "sms",
+            Self::Finance => "finance",
+        }
+    }
+}
+
+/// Settings the scenarios read.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Bounding box of random positions: (lat_min, lat_max, lon_min, lon_max).
+    pub area: (f64, f64, f64, f64),
+    pub radius_m: f64,
+    pub warden_token: Option<String>,
+    pub warden_login: Option<(String, String)>,
+    /// Sessions started at set-up for the warden scenario's hits.
+    pub warden_sessions: usize,
+    pub driver_tokens: Vec<String>,
+    /// Sandbox top-up per driver at set-up (0: none).
+    pub driver_topup: i64,
+    pub carrier: Option<(String, String)>,
+    /// Point codes the SMS scenario buys at (`HK001` → `IP25HK 001 …`).
+    pub sms_points: Vec<String>,
+    pub finance_token: Option<String>,
+    pub finance_from: String,
+    pub finance_to: String,
+}
+
+/// One step's outcome inside an operation (the driver flow has five).
+pub type Steps = Vec<(&'static str, Duration, Result<(), String>)>;
+
+/// A scenario ready to run: shared by every worker.
+pub struct Scenario {
+    pub kind: Kind,
+    api: Client,
+    http: reqwest::Client,
+    opts: Options,
+    /// Warden scenario: (plate, point) of sessions started at set-up; misses use other plates.
+    hits: Vec<(String, String)>,
+    points: Vec<String>,
+    drivers: Vec<Client>,
+    next: AtomicU64,
+    /// Distinguishes runs (SMS message ids, idempotency keys).
+    run_id: u64,
+}
+
+/// The kind of a failure, as counted: `HTTP status + code`, or the transport problem.
+pub fn error_kind(e: &ClientError) -> String {
+    match e {
+        ClientError::Api { status, error } => format!("{status} {}", error.code),
+        ClientError::Unexpected { status, .. } => format!("{status} unexpected body"),
+        ClientError::Transport(t) if t.is_timeout() => "transport timeout".into(),
+        ClientError::Transport(t) if t.is_connect() => "transport connect".into(),
+        ClientError::Transport(_) => "transport other".into(),
+    }
+}
+
+fn reqwest_kind(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "transport timeout".into()
+    } else if e.is_connect() {
+        "transport connect".into()
+    } else {
+        "transport other".into()
+    }
+}
+
+/// A plate that is valid and unlikely to be anyone's: province 30–99, series letter, 5 digits.
+fn plate(prefix: &str, n: u64) -> String {
+    format!("{prefix}{:05}", n % 100_000)
+}
+
+impl Scenario {
+    /// Builds the scenario and runs its set-up (logins, sessions for the hits, top-ups).
+    pub async fn prepare(kind: Kind, http: reqwest::Client, base: &str, opts: Options) -> anyhow::Result<Self> {
+        let api = Client::with_http(http.clone(), base);
+        let run_id = chrono::Utc::now().timestamp_millis() as u64;
+        let mut s = Scenario {
+            kind,
+            api,
+            http,
+            opts,
+            hits: vec![],
+            points: vec![],
+            drivers: vec![],
+            next: AtomicU64::new(0),
+            run_id,
+        };
+        match kind {
+            Kind::Healthz | Kind::Nearby => {}
+            Kind::Warden => s.prepare_warden().await?,
+            Kind::Driver => s.prepare_drivers().await?,
+            Kind::Sms => {
+                if s.opts.carrier.is_none() {
+                    bail!("the sms scenario needs --carrier name=secret (the demo sandbox: sandbox=sandbox-secret)");
+                }
+                if s.opts.sms_points.is_empty() {
+                    bail!("the sms scenario needs at least one --sms-point");
+                }
+            }
+            Kind::Finance => {
+                if s.opts.finance_token.is_none() {
+                    bail!("the finance scenario needs --finance-token");
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    async fn prepare_warden(&mut self) -> anyhow::Result<()> {
+        let token = match (&self.opts.warden_token, &self.opts.warden_login) {
+            (Some(t), _) => t.clone(),
+            (None, Some((user, password))) => {
+                self.api.warden_login(user, password, "loadtest").await.context("warden login")?.token
+            }
+            (None, None) => bail!("the warden scenario needs --warden-token or --warden-username/--warden-password"),
+        };
+        let warden = self.api.with_token(token);
+        // Points in the warden's scope near the area's centre.
+        let (la0, la1, lo0, lo1) = self.opts.area;
+        let near = self
+            .api
+            .nearby_points(&NearbyQuery {
+                lat: (la0 + la1) / 2.0,
+                lon: (lo0 + lo1) / 2.0,
+                radius_m: Some(5_000.0),
+                limit: Some(100),
+                vehicle_class: Some(VehicleClass::Car),
+            })
+            .await
+            .context("listing points for the warden")?;
+        let mut points: Vec<(String, i32)> = near
+            .points
+            .iter()
+            .map(|p| (p.point.code.clone(), p.point.free_spaces.unwrap_or(p.point.capacity)))
+            .collect();
+        // Cash sessions need an open shift; one already open is fine.
+        match warden
+            .open_shift(&OpenShift { note: Some("loadtest".into()) }, &format!("lt-shift-{}", self.run_id))
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.status() == Some(409) => {}
+            Err(e) => return Err(e).context("opening a shift"),
+        }
+        let wanted = self.opts.warden_sessions;
+        let mut started = 0;
+        let mut n = self.run_id % 100_000;
+        'outer: for (code, free) in points.iter_mut() {
+            while *free > 1 {
+                if started >= wanted {
+                    break 'outer;
+                }
+                n += 1;
+                let p = plate("30L", n);
+                let body = WardenStartSession {
+                    point_code: code.clone(),
+                    plate: p.clone(),
+                    vehicle_class: VehicleClass::Car,
+                    turns: Some(4),
+                    minutes: None,
+                    payment: Default::default(),
+                };
+                match warden.warden_start_session(&body, &format!("lt-w-{}-{n}", self.run_id)).await {
+                    Ok(_) => {
+                        self.hits.push((p, code.clone()));
+                        started += 1;
+                        *free -= 1;
+                    }
+                    // Out of the warden's scope, full, or this plate already paid: next point.
+                    Err(e) if matches!(e.status(), Some(403 | 409)) => continue 'outer,
+                    Err(e) => return Err(e).context("starting a session for the warden's hits"),
+                }
+            }
+        }
+        if self.hits.is_empty() {
+            bail!(
+                "could not start any session in the warden's scope for the hits (are there free points near the area?)"
+            );
+        }
+        self.points = self.hits.iter().map(|(_, p)| p.clone()).collect();
+        self.points.dedup();
+        eprintln!("warden: {} sessions started for the hits at {} points", self.hits.len(), self.points.len());
+        self.drivers = vec![warden];
+        Ok(())
+    }
+
+    async fn prepare_drivers(&mut self) -> anyhow::Result<()> {
+        if self.opts.driver_tokens.is_empty() {
+            bail!("the driver scenario needs --driver-tokens FILE (one driver token per line; see README)");
+        }
+        for (i, t) in self.opts.driver_tokens.iter().enumerate() {
+            let d = self.api.with_token(t.clone());
+            if self.opts.driver_topup > 0 {
+                d.sandbox_topup(self.opts.driver_topup, &format!("lt-topup-{}-{i}", self.run_id))
+                    .await
+                    .with_context(|| format!("sandbox top-up of driver token #{}", i + 1))?;
+            } else {
+                d.wallet().await.with_context(|| format!("driver token #{} does not work", i + 1))?;
+            }
+            self.drivers.push(d);
+        }
+        Ok(())
+    }
+
+    fn random_position(&self, rng: &mut SmallRng) -> (f64, f64) {
+        let (la0, la1, lo0, lo1) = self.opts.area;
+        (rng.random_range(la0..=la1), rng.random_range(lo0..=lo1))
+    }
+
+    /// One operation. `worker` picks the driver in the driver scenario (closed loop: one
+    /// driver per worker, so a driver never runs two flows at once).
+    pub async fn once(&self, worker: usize, rng: &mut SmallRng, steps: &mut Steps) -> Result<(), String> {
+        match self.kind {
+            Kind::Healthz => self.api.healthz().await.map(drop).map_err(|e| error_kind(&e)),
+            Kind::Nearby => {
+                let (lat, lon) = self.random_position(rng);
+                let q =
+                    NearbyQuery { lat, lon, radius_m: Some(self.opts.radius_m), limit: Some(20), vehicle_class: None };
+                self.api.nearby_points(&q).await.map(drop).map_err(|e| error_kind(&e))
+            }
+            Kind::Warden => {
+                let warden = &self.drivers[0];
+                let (plate_s, point) = if rng.random_bool(0.8) {
+                    self.hits[rng.random_range(0..self.hits.len())].clone()
+                } else {
+                    let point = self.points[rng.random_range(0..self.points.len())].clone();
+                    (plate("99Z", rng.random_range(0..100_000)), point)
+                };
+                warden.check_plate(&plate_s, &point).await.map(drop).map_err(|e| error_kind(&e))
+            }
+            Kind::Driver => self.driver_flow(worker, rng, steps).await,
+            Kind::Sms => {
+                let (carrier, secret) = self.opts.carrier.as_ref().expect("checked at set-up");
+                let n = self.next.fetch_add(1, Ordering::Relaxed);
+                let code = &self.opts.sms_points[rng.random_range(0..self.opts.sms_points.len())];
+                let split = code.find(|c: char| c.is_ascii_digit()).unwrap_or(code.len());
+                let (district, number) = code.split_at(split);
+                let body = serde_json::json!({
+                    "message_id": format!("lt-{}-{n}", self.run_id),
+                    "from": format!("09{:08}", (self.run_id + n) % 100_000_000),
+                    "text": format!("IP25{district} {number} {}", plate("51S", self.run_id + n)),
+                });
+                let r = self
+                    .http
+                    .post(format!("{}/webhooks/sms/{carrier}", self.api.base()))
+                    .header("X-Carrier-Secret", secret)
+                    .json(&body)
+                    .send()
+                    .await;
+                match r {
+                    Ok(resp) if resp.status().is_success() => {
+                        resp.bytes().await.map(drop).map_err(|e| reqwest_kind(&e))
+                    }
+                    Ok(resp) => Err(format!("{}", resp.status().as_u16())),
+                    Err(e) => Err(reqwest_kind(&e)),
+                }
+            }
+            Kind::Finance => {
+                let token = self.opts.finance_token.as_deref().expect("checked at set-up");
+                let r = self
+                    .http
+                    .get(format!("{}/v1/finance/revenue", self.api.base()))
+                    .bearer_auth(token)
+                    .query(&[
+                        ("from", self.opts.finance_from.as_str()),
+                        ("to", self.opts.finance_to.as_str()),
+                        ("group_by", "street,channel"),
+                    ])
+                    .send()
+                    .await;
+                match r {
+                    Ok(resp) if resp.status().is_success() => {
+                        resp.bytes().await.map(drop).map_err(|e| reqwest_kind(&e))
+                    }
+                    Ok(resp) => Err(format!("{}", resp.status().as_u16())),
+                    Err(e) => Err(reqwest_kind(&e)),
+                }
+            }
+        }
+    }
+
+    async fn driver_flow(&self, worker: usize, rng: &mut SmallRng, steps: &mut Steps) -> Result<(), String> {
+        let d = &self.drivers[worker % self.drivers.len()];
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let key = |step: &str| format!("lt-{}-{n}-{step}", self.run_id);
+        let (lat, lon) = self.random_position(rng);
+        macro_rules! step {
+            ($name:literal, $call:expr) => {{
+                let t = Instant::now();
+                let r = $call.await;
+                steps.push(($name, t.elapsed(), r.as_ref().map(drop).map_err(error_kind)));
+                r.map_err(|e| error_kind(&e))?
+            }};
+        }
+        let near = step!(
+            "nearby",
+            d.nearby_points(&NearbyQuery {
+                lat,
+                lon,
+                radius_m: Some(self.opts.radius_m),
+                limit: Some(20),
+                vehicle_class: Some(VehicleClass::Car),
+            })
+        );
+        let Some(point) = near.points.iter().find(|p| p.point.free_spaces.is_none_or(|f| f > 0)) else {
+            return Err("no free point nearby".into());
+        };
+        let code = point.point.code.clone();
+        step!(
+            "quote",
+            d.quote(&QuoteRequest {
+                point_code: code.clone(),
+                vehicle_class: VehicleClass::Car,
+                start: None,
+                minutes: Some(60),
+                amount: None,
+                channel: None,
+            })
+        );
+        let start = StartSession {
+            point_code: code,
+            plate: plate("29K", (worker as u64) * 1_000 + n % 1_000),
+            vehicle_class: Some(VehicleClass::Car),
+            minutes: Some(60),
+            turns: None,
+            payment: None,
+            card_id: None,
+            lat: Some(lat),
+            lon: Some(lon),
+        };
+        let t = Instant::now();
+        let session = match d.start_session(&start, &key("start")).await {
+            // Out of play money: top up (sandbox) and count the flow as failed once.
+            Err(e) if e.status() == Some(402) && self.opts.driver_topup > 0 => {
+                let _ = d.sandbox_topup(self.opts.driver_topup, &key("topup")).await;
+                return Err(format!("{} (topped up)", error_kind(&e)));
+            }
+            r => {
+                steps.push(("start", t.elapsed(), r.as_ref().map(drop).map_err(error_kind)));
+                r.map_err(|e| error_kind(&e))?
+            }
+        };
+        step!(
+            "extend",
+            d.extend_session(session.id, &ExtendSession { turns: Some(1), ..Default::default() }, &key("extend"))
+        );
+        step!("stop", d.stop_session(session.id, &key("stop")));
+        Ok(())
+    }
+
+    /// How many workers the scenario can use at most (drivers: one per token).
+    pub fn max_workers(&self) -> Option<usize> {
+        (self.kind == Kind::Driver).then_some(self.drivers.len())
+    }
+}
+
+/// Reads a token file: one token per line, blank lines and `#` comments ignored.
+pub fn read_tokens(text: &str) -> Vec<String> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned).collect()
+}
+
+/// `name=secret`.
+pub fn parse_carrier(s: &str) -> anyhow::Result<(String, String)> {
+    let (n, sec) = s.split_once('=').context("--carrier takes name=secret")?;
+    anyhow::ensure!(!n.is_empty() && !sec.is_empty(), "--carrier takes name=secret");
+    Ok((n.to_owned(), sec.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_files_and_carriers() {
+        assert_eq!(read_tokens("# drivers\nabc\n\n  def  \n"), vec!["abc", "def"]);
+        assert_eq!(parse_carrier("sandbox=sandbox-secret").unwrap(), ("sandbox".into(), "sandbox-secret".into()));
+        assert!(parse_carrier("sandbox").is_err());
+        assert!(parse_carrier("=x").is_err());
+    }
+
+    #[test]
+    fn plates_have_five_digits() {
+        assert_eq!(plate("30L", 7), "30L00007");
+        assert_eq!(plate("30L", 1_234_567), "30L34567");
+    }
+}
