@@ -550,6 +550,12 @@ pub async fn list_refunds(State(app): State<AppState>, Driver(d): Driver) -> Res
     Ok(Json(app.store.driver_refunds(d.driver_id).await?.iter().map(refund_view).collect()))
 }
 
+/// Whether wallet money that no card can take back may go back to the demo's sandbox: only
+/// with the sandbox on and no real processor.
+pub fn sandbox_refunds(app: &crate::App) -> bool {
+    app.payments.as_ref().is_none_or(|g| g.is_sandbox()) && app.settings.sandbox_payments
+}
+
 /// Closes the driver's account: the wallet balance goes back to the cards that topped it up
 /// (newest first, through the processor's refund API), every token is revoked. Refused while
 /// a session is active. Needs an `Idempotency-Key`.
@@ -573,7 +579,7 @@ pub async fn close_account(
         Ok(idem) => idem,
         Err(replayed) => return Ok(replayed),
     };
-    let sandbox = app.payments.as_ref().is_none_or(|g| g.is_sandbox()) && app.settings.sandbox_payments;
+    let sandbox = sandbox_refunds(&app);
     let outcome = match app.store.close_account(d.driver_id, sandbox, Some(idem.claim()), app.clock.now()).await {
         Ok(o) => o,
         Err(e) => return idem.on_store_error(&app, e).await,

@@ -25,7 +25,7 @@ use utoipa::IntoParams;
 
 use super::{
     AppState,
-    cards::submit_refund,
+    cards::{sandbox_refunds, submit_refund},
     drivers::{Driver, Idempotency, parse_json},
     extract::{Json, Path, Query, Staff},
 };
@@ -290,18 +290,13 @@ pub fn revenue_csv(r: &RevenueReport) -> String {
         f.extend(sums(&row.sums));
         csv.row(f);
     }
-    let dims = header.len() - 4;
-    let mut total: Vec<String> = vec![String::new(); dims.max(1)];
-    total[0] = "TOTAL".into();
-    if dims == 0 {
-        total.clear();
+    // A report without dimensions is its total row already.
+    if !r.group_by.is_empty() {
+        let mut total = vec![String::new(); header.len() - 4];
+        total[0] = "TOTAL".into();
+        total.extend(sums(&r.totals));
+        csv.row(total);
     }
-    total.extend(sums(&r.totals));
-    if dims == 0 {
-        // A report without dimensions is its total row already.
-        return csv.finish();
-    }
-    csv.row(total);
     csv.finish()
 }
 
@@ -1352,11 +1347,6 @@ fn request_view(r: RefundRequestRow) -> RefundRequestView {
     }
 }
 
-/// Whether play money may go back to the demo's sandbox (the rule of closing an account).
-fn sandbox(app: &App) -> bool {
-    app.payments.as_ref().is_none_or(|g| g.is_sandbox()) && app.settings.sandbox_payments
-}
-
 /// Asks finance for a refund: the wallet's unused balance (back to the cards it came from)
 /// or a disputed session. Wallet money is held at once. Needs an `Idempotency-Key`.
 #[utoipa::path(
@@ -1413,7 +1403,7 @@ pub async fn create_refund_request(
         session_id: req.session_id,
         amount: req.amount.map(Vnd),
         reason: reason.to_owned(),
-        sandbox: sandbox(&app),
+        sandbox: sandbox_refunds(&app),
     };
     let outcome = match app.store.create_refund_request(&new, Some(idem.claim()), app.clock.now()).await {
         Ok(o) => o,
@@ -1512,7 +1502,15 @@ async fn decide(
     }
     let outcome = match app
         .store
-        .decide_refund_request(id, approve, p.staff_id, &note, sandbox(app), Some(idem.claim()), app.clock.now())
+        .decide_refund_request(
+            id,
+            approve,
+            p.staff_id,
+            &note,
+            sandbox_refunds(app),
+            Some(idem.claim()),
+            app.clock.now(),
+        )
         .await
     {
         Ok(o) => o,

@@ -774,14 +774,7 @@ macro_rules! sql_driver_store_impl {
                 .fetch_all(&self.pool)
                 .await
                 .map_err($crate::store::map_sqlx)?;
-                let balance_mismatches: Vec<(i64, i64, i64)> = sqlx::query_as(
-                    "SELECT a.id, a.balance, CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) FROM accounts a \
-                     LEFT JOIN postings p ON p.account_id = a.id GROUP BY a.id, a.balance \
-                     HAVING a.balance <> COALESCE(SUM(p.amount), 0)",
-                )
-                .fetch_all(&self.pool)
-                .await
-                .map_err($crate::store::map_sqlx)?;
+                let balance_mismatches = balance_mismatches(&self.pool).await?;
                 let negative_wallets: Vec<i64> =
                     sqlx::query_scalar("SELECT id FROM accounts WHERE kind = 'wallet' AND balance < 0")
                         .fetch_all(&self.pool)
@@ -809,6 +802,22 @@ macro_rules! sql_driver_store_impl {
                     revenue_vs_sessions: (revenue, sessions),
                 })
             }
+        }
+
+        /// Accounts whose balance column differs from the sum of their postings:
+        /// `(id, balance, sum)`.
+        async fn balance_mismatches<'c, E>(conn: E) -> $crate::store::StoreResult<Vec<(i64, i64, i64)>>
+        where
+            E: sqlx::Executor<'c, Database = $db>,
+        {
+            sqlx::query_as(
+                "SELECT a.id, a.balance, CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) FROM accounts a \
+                 LEFT JOIN postings p ON p.account_id = a.id GROUP BY a.id, a.balance \
+                 HAVING a.balance <> COALESCE(SUM(p.amount), 0)",
+            )
+            .fetch_all(conn)
+            .await
+            .map_err($crate::store::map_sqlx)
         }
 
         /// Serialises writers touching one plate (PostgreSQL: a transaction-scoped advisory

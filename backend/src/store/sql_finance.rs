@@ -13,7 +13,7 @@ use super::finance::RevenueDim;
 pub(crate) fn revenue_sql(dims: &[RevenueDim], districts: usize, street: bool, local_day: &str) -> String {
     let mut cols: Vec<String> = Vec::new();
     let mut group: Vec<String> = Vec::new();
-    let need_place = !districts.eq(&0)
+    let need_place = districts > 0
         || street
         || dims.iter().any(|d| matches!(d, RevenueDim::District | RevenueDim::Street | RevenueDim::Point));
     let day = local_day.replace("COL", "t.created_at");
@@ -356,14 +356,7 @@ macro_rules! sql_finance_store_impl {
                 .fetch_all(&self.pool)
                 .await
                 .map_err($crate::store::map_sqlx)?;
-                let balance_mismatches: Vec<(i64, i64, i64)> = sqlx::query_as(
-                    "SELECT a.id, a.balance, CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) FROM accounts a \
-                     LEFT JOIN postings p ON p.account_id = a.id GROUP BY a.id, a.balance \
-                     HAVING a.balance <> COALESCE(SUM(p.amount), 0)",
-                )
-                .fetch_all(&self.pool)
-                .await
-                .map_err($crate::store::map_sqlx)?;
+                let balance_mismatches = balance_mismatches(&self.pool).await?;
                 let revenue: Vec<(i64, i64, i64)> = sqlx::query_as(
                     "SELECT st.id, st.district_id, CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) FROM sessions s \
                      JOIN ledger_transactions t ON t.session_id = s.id JOIN postings p ON p.transaction_id = t.id \
@@ -837,9 +830,10 @@ macro_rules! sql_finance_store_impl {
                 driver_id: Option<i64>,
                 status: Option<&str>,
             ) -> $crate::store::StoreResult<Vec<$crate::store::finance::RefundRequestRow>> {
-                let rows = match driver_id {
-                    Some(d) => refund_requests_where(&self.pool, "r.driver_id = $1", d).await?,
-                    None => refund_requests_where(&self.pool, "r.id > $1", 0i64).await?,
+                let rows = match (driver_id, status) {
+                    (Some(d), _) => refund_requests_where(&self.pool, "r.driver_id = $1", d).await?,
+                    (None, Some(s)) => return refund_requests_where(&self.pool, "r.status = $1", s.to_owned()).await,
+                    (None, None) => refund_requests_where(&self.pool, "r.id > $1", 0i64).await?,
                 };
                 Ok(rows.into_iter().filter(|r| status.is_none_or(|s| r.status == s)).collect())
             }
