@@ -60,6 +60,9 @@ pub struct Settings {
     pub index_refresh: Duration,
     /// How often each node closes expired sessions.
     pub expiry_interval: Duration,
+    /// How often each node's live-state watchdog probes the live state (and rebuilds it from
+    /// the database when it came back after being unreachable, or lost its data).
+    pub live_check_interval: Duration,
     /// One-time codes a phone may request per window.
     pub otp_per_phone: u32,
     /// One-time codes a client address may request per window.
@@ -146,6 +149,7 @@ impl Default for Settings {
             import_body_limit: 32 * 1024 * 1024,
             index_refresh: Duration::from_secs(2),
             expiry_interval: Duration::from_secs(30),
+            live_check_interval: Duration::from_secs(1),
             otp_per_phone: 5,
             otp_per_ip: 30,
             otp_window: Duration::from_secs(15 * 60),

@@ -286,6 +286,12 @@ pub async fn serve(
     let refresher = tokio::spawn(refresh_index_forever(app.clone()));
     let expirer = tokio::spawn(expire_sessions_forever(app.clone()));
     let reminder = tokio::spawn(send_reminders_forever(app.clone()));
+    let watchdog = tokio::spawn(crate::live::watch_forever(
+        app.store.clone(),
+        app.live.clone(),
+        app.settings.live_check_interval,
+        app.node_id.clone(),
+    ));
     // Payments jobs run on one node at a time (a lease in the database).
     let payment_jobs = app.payments.as_ref().filter(|g| !g.is_sandbox()).map(|_| {
         let sweeper = tokio::spawn(cards::leased_forever(
@@ -317,6 +323,7 @@ pub async fn serve(
     refresher.abort();
     expirer.abort();
     reminder.abort();
+    watchdog.abort();
     // Every plate check answered is written before the process goes.
     app_checks.flush().await;
     if let Some((sweeper, importer)) = payment_jobs {

@@ -8,7 +8,7 @@ use std::{
 
 use async_trait::async_trait;
 
-use super::{LiveError, LiveState, OtpCheck, PlateEntry, PlateLookup, opaque_key};
+use super::{LiveError, LiveState, OtpCheck, PlateEntry, PlateLookup, Probe, opaque_key};
 
 /// Live state in this process's memory.
 #[derive(Default)]
@@ -19,6 +19,10 @@ pub struct MemoryLive {
     /// subject -> (code, expires, attempts left)
     otps: Mutex<HashMap<String, (String, Instant, u32)>>,
     plates: Mutex<Plates>,
+    /// When the last completed rebuild started (Unix microseconds).
+    built_at_us: Mutex<Option<i64>>,
+    /// The rebuild lock: (token, held until).
+    rebuild_lock: Mutex<Option<(String, Instant)>>,
 }
 
 /// The plate index and the point rosters, under one lock so they never disagree.
@@ -185,5 +189,38 @@ impl LiveState for MemoryLive {
             plates.rosters.get(&point_id).map(|r| r.values().cloned().collect()).unwrap_or_default();
         roster.sort_by_key(|(_, e)| e.session_id);
         Ok(PlateLookup { entry: plates.by_plate.get(plate).cloned(), roster })
+    }
+
+    async fn probe(&self) -> Result<Probe, LiveError> {
+        let now_us = chrono::Utc::now().timestamp_micros();
+        Ok(Probe { now_us, built_at_us: *lock(&self.built_at_us) })
+    }
+
+    async fn mark_built(&self, started_us: i64) -> Result<(), LiveError> {
+        *lock(&self.built_at_us) = Some(started_us);
+        Ok(())
+    }
+
+    async fn lock_rebuild(&self, token: &str, ttl: Duration) -> Result<bool, LiveError> {
+        let now = Instant::now();
+        let mut held = lock(&self.rebuild_lock);
+        if held.as_ref().is_some_and(|(_, until)| *until > now) {
+            return Ok(false);
+        }
+        *held = Some((token.to_owned(), now + ttl));
+        Ok(true)
+    }
+
+    async fn unlock_rebuild(&self, token: &str) -> Result<(), LiveError> {
+        let mut held = lock(&self.rebuild_lock);
+        if held.as_ref().is_some_and(|(t, _)| t == token) {
+            *held = None;
+        }
+        Ok(())
+    }
+
+    /// Writes to process memory cannot fail.
+    fn take_failed_writes(&self) -> bool {
+        false
     }
 }

@@ -3,13 +3,39 @@
 //! Keys live under a prefix (default `ipk:`) so several deployments or test runs can share
 //! one Redis. Occupancy is one hash, `{prefix}occupancy`, field = point id; the
 //! check-and-take of a space is a Lua script, so it is atomic across nodes.
+//!
+//! Calls fail fast when Redis is down or stalls (half a second to connect, half a second
+//! for an answer): the hot paths then answer from the database or without live data. The
+//! rebuilds' large atomic replacements go over a second connection with a longer answer
+//! timeout, so they neither time out on a large city nor queue the hot path behind them.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use redis::{Script, aio::ConnectionManager};
 
-use super::{LiveError, LiveState, OtpCheck, PlateEntry, PlateLookup, opaque_key};
+use super::{LiveError, LiveState, OtpCheck, PlateEntry, PlateLookup, Probe, opaque_key};
+
+/// Connecting (or reconnecting) gives up after this long: a Redis that is down costs a call
+/// this much at most, never seconds.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// A hot-path call gives up after this long without an answer (a stalled Redis, a network
+/// partition): Redis answers these in well under a millisecond.
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// The rebuilds' atomic replacements of the whole occupancy hash and plate index.
+const BULK_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Attempts to connect at start before the node refuses to start.
+const START_ATTEMPTS: u32 = 3;
+
+const UNLOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0";
 
 const TRY_OCCUPY: &str = r"
 local n = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
@@ -73,6 +99,10 @@ return 0";
 #[derive(Clone)]
 pub struct RedisLive {
     conn: ConnectionManager,
+    /// For the rebuilds' large replacements (longer answer timeout).
+    bulk: ConnectionManager,
+    /// Set when a write of the mirrored state failed (see [`LiveState::take_failed_writes`]).
+    failed_writes: Arc<AtomicBool>,
     prefix: String,
     occupancy_key: String,
     try_occupy: Script,
@@ -82,7 +112,12 @@ pub struct RedisLive {
     check_otp: Script,
     clear_plate: Script,
     set_plate: Script,
+    unlock: Script,
     plates_key: String,
+    /// The rebuild mark: when the last completed rebuild started. Gone = the data was lost.
+    built_key: String,
+    /// The rebuild lock (one rebuild at a time across nodes).
+    lock_key: String,
 }
 
 fn err(e: redis::RedisError) -> LiveError {
@@ -93,13 +128,18 @@ impl RedisLive {
     /// Connects to `redis://…`; every key starts with `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, LiveError> {
         let client = redis::Client::open(url).map_err(err)?;
+        // No retries inside a reconnection: the next call (or the watchdog's next probe)
+        // tries again, so a call never waits for more than one attempt.
         let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(client, config).await.map_err(err)?;
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(0);
+        let conn = connect_with_retries(&client, config.clone()).await?;
+        let bulk = connect_with_retries(&client, config.set_response_timeout(Some(BULK_RESPONSE_TIMEOUT))).await?;
         Ok(Self {
             conn,
+            bulk,
+            failed_writes: Arc::new(AtomicBool::new(false)),
             prefix: prefix.to_owned(),
             occupancy_key: format!("{prefix}occupancy"),
             try_occupy: Script::new(TRY_OCCUPY),
@@ -109,8 +149,52 @@ impl RedisLive {
             check_otp: Script::new(CHECK_OTP),
             clear_plate: Script::new(CLEAR_PLATE),
             set_plate: Script::new(SET_PLATE),
+            unlock: Script::new(UNLOCK),
             plates_key: format!("{prefix}plates"),
+            built_key: format!("{prefix}live:built"),
+            lock_key: format!("{prefix}live:rebuild-lock"),
         })
+    }
+
+    /// A failed write of the mirrored state: remembered for the watchdog.
+    fn write_failed(&self, e: redis::RedisError) -> LiveError {
+        self.failed_writes.store(true, Ordering::Relaxed);
+        err(e)
+    }
+
+    /// The bulk connection, checked: it is idle between rebuilds, so after a Redis restart
+    /// its first call finds the old connection dropped; that call is tried once more, on
+    /// the new connection.
+    async fn bulk(&self) -> Result<ConnectionManager, LiveError> {
+        let mut c = self.bulk.clone();
+        let ping = redis::cmd("PING");
+        let first: Result<String, _> = ping.query_async(&mut c).await;
+        match first {
+            Ok(_) => Ok(c),
+            Err(e) if e.is_unrecoverable_error() => {
+                let _: String = ping.query_async(&mut c).await.map_err(err)?;
+                Ok(c)
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+}
+
+/// The first connection, at start: a few attempts, then the node refuses to start.
+async fn connect_with_retries(
+    client: &redis::Client,
+    config: redis::aio::ConnectionManagerConfig,
+) -> Result<ConnectionManager, LiveError> {
+    let mut attempt = 1;
+    loop {
+        match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
+            Ok(c) => return Ok(c),
+            Err(e) if attempt >= START_ATTEMPTS => return Err(err(e)),
+            Err(_) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
     }
 }
 
@@ -145,18 +229,24 @@ impl LiveState for RedisLive {
             .arg(capacity)
             .invoke_async(&mut c)
             .await
-            .map_err(err)?;
+            .map_err(|e| self.write_failed(e))?;
         Ok(took == 1)
     }
 
     async fn release(&self, point_id: i64) -> Result<(), LiveError> {
         let mut c = self.conn.clone();
-        let _: i64 = self.release.key(&self.occupancy_key).arg(point_id).invoke_async(&mut c).await.map_err(err)?;
+        let _: i64 = self
+            .release
+            .key(&self.occupancy_key)
+            .arg(point_id)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.write_failed(e))?;
         Ok(())
     }
 
     async fn reset_occupancy(&self, counts: &[(i64, i64)]) -> Result<(), LiveError> {
-        let mut c = self.conn.clone();
+        let mut c = self.bulk().await?;
         let mut pipe = redis::pipe();
         pipe.atomic().del(&self.occupancy_key).ignore();
         for chunk in counts.chunks(1000) {
@@ -168,8 +258,14 @@ impl LiveState for RedisLive {
 
     async fn adjust_occupancy(&self, point_id: i64, delta: i64) -> Result<(), LiveError> {
         let mut c = self.conn.clone();
-        let _: i64 =
-            self.adjust.key(&self.occupancy_key).arg(point_id).arg(delta).invoke_async(&mut c).await.map_err(err)?;
+        let _: i64 = self
+            .adjust
+            .key(&self.occupancy_key)
+            .arg(point_id)
+            .arg(delta)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.write_failed(e))?;
         Ok(())
     }
 
@@ -235,7 +331,7 @@ impl LiveState for RedisLive {
             .arg(plate)
             .invoke_async(&mut c)
             .await
-            .map_err(err)?;
+            .map_err(|e| self.write_failed(e))?;
         Ok(())
     }
 
@@ -249,7 +345,7 @@ impl LiveState for RedisLive {
             .arg(&self.prefix)
             .invoke_async(&mut c)
             .await
-            .map_err(err)?;
+            .map_err(|e| self.write_failed(e))?;
         Ok(())
     }
 
@@ -261,7 +357,7 @@ impl LiveState for RedisLive {
     }
 
     async fn reset_active_plates(&self, entries: &[(String, PlateEntry)]) -> Result<(), LiveError> {
-        let mut c = self.conn.clone();
+        let mut c = self.bulk().await?;
         // The roster keys there are now (SCAN, not KEYS: it never blocks the server).
         let pattern = format!("{}roster:*", self.prefix);
         let mut stale: Vec<String> = Vec::new();
@@ -323,5 +419,50 @@ impl LiveState for RedisLive {
         }
         out.sort_by_key(|(_, e)| e.session_id);
         Ok(PlateLookup { entry, roster: out })
+    }
+
+    async fn probe(&self) -> Result<Probe, LiveError> {
+        let mut c = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.cmd("TIME").get(&self.built_key);
+        let first: Result<((i64, i64), Option<i64>), _> = pipe.query_async(&mut c).await;
+        let ((secs, micros), built) = match first {
+            Ok(answer) => answer,
+            // The connection was dropped (a Redis restart): the manager reconnects; ask again
+            // so the watchdog sees a Redis that is back at once.
+            Err(e) if e.is_unrecoverable_error() => pipe.query_async(&mut c).await.map_err(err)?,
+            Err(e) => return Err(err(e)),
+        };
+        Ok(Probe { now_us: secs * 1_000_000 + micros, built_at_us: built })
+    }
+
+    async fn mark_built(&self, started_us: i64) -> Result<(), LiveError> {
+        let mut c = self.conn.clone();
+        let () = redis::cmd("SET").arg(&self.built_key).arg(started_us).query_async(&mut c).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn lock_rebuild(&self, token: &str, ttl: Duration) -> Result<bool, LiveError> {
+        let mut c = self.conn.clone();
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(&self.lock_key)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        Ok(taken.is_some())
+    }
+
+    async fn unlock_rebuild(&self, token: &str) -> Result<(), LiveError> {
+        let mut c = self.conn.clone();
+        let _: i64 = self.unlock.key(&self.lock_key).arg(token).invoke_async(&mut c).await.map_err(err)?;
+        Ok(())
+    }
+
+    fn take_failed_writes(&self) -> bool {
+        self.failed_writes.swap(false, Ordering::Relaxed)
     }
 }
