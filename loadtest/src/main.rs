@@ -9,6 +9,7 @@ mod scenarios;
 mod schedule;
 mod seed;
 mod stats;
+mod verify;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -42,6 +43,19 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Check the ledger, that recorded sessions were kept, and that Redis agrees with the database.
+    Verify {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// Session ids from `run --record-sessions`.
+        #[arg(long)]
+        sessions: Option<PathBuf>,
+        /// Compare the live state in this Redis with the database.
+        #[arg(long, hide_env_values = true)]
+        redis_url: Option<String>,
+        #[arg(long, default_value = "ipk:")]
+        redis_prefix: String,
+    },
     /// Seed a synthetic city (and past sessions, on PostgreSQL) into a database.
     Seed {
         /// `postgres://…` or `sqlite://FILE`.
@@ -60,6 +74,15 @@ enum Command {
         /// Drivers the app sessions belong to.
         #[arg(long, default_value_t = 20_000)]
         drivers: i64,
+        /// Then make this many driver tokens (for `run --driver-tokens`), written to --tokens-out.
+        #[arg(long, requires = "tokens_out")]
+        driver_tokens: Option<u32>,
+        /// Where the driver tokens go (one per line, mode 0600).
+        #[arg(long)]
+        tokens_out: Option<PathBuf>,
+        /// SANDBOX play money put in each token driver's wallet, VND.
+        #[arg(long, default_value_t = 1_000_000_000)]
+        wallet_vnd: i64,
     },
 }
 
@@ -158,6 +181,10 @@ struct RunArgs {
     finance_from: Option<String>,
     #[arg(long)]
     finance_to: Option<String>,
+    /// Start scenario: write the id of every session the server answered as started here
+    /// (one per line), to check afterwards that none was lost.
+    #[arg(long)]
+    record_sessions: Option<PathBuf>,
     #[command(flatten)]
     tools: ToolArgs,
 }
@@ -176,8 +203,25 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Seed { database_url, points, rng_seed, sessions, days, drivers } => {
-            seed::run(&database_url, points, rng_seed, sessions, days, drivers).await
+        Command::Verify { database_url, sessions, redis_url, redis_prefix } => {
+            verify::run(&database_url, sessions.as_deref(), redis_url.as_deref(), &redis_prefix).await
+        }
+        Command::Seed {
+            database_url,
+            points,
+            rng_seed,
+            sessions,
+            days,
+            drivers,
+            driver_tokens,
+            tokens_out,
+            wallet_vnd,
+        } => {
+            seed::run(&database_url, points, rng_seed, sessions, days, drivers).await?;
+            match (driver_tokens, tokens_out) {
+                (Some(n), Some(out)) => seed::driver_tokens(&database_url, n, wallet_vnd, &out).await,
+                _ => Ok(()),
+            }
         }
     }
 }
@@ -283,7 +327,14 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             *concurrency = max;
         }
         eprintln!("{}: {:.0} s warm-up, {:.0} s recorded, {model:?}", kind.name(), a.warmup, a.duration);
-        let outcome = runner::run(Arc::new(scenario), model, warmup, duration).await;
+        let scenario = Arc::new(scenario);
+        let outcome = runner::run(scenario.clone(), model, warmup, duration).await;
+        if let (Kind::Start, Some(path)) = (kind, &a.record_sessions) {
+            let ids = scenario.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let text: String = ids.iter().map(|id| format!("{id}\n")).collect();
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("start: {} session ids written to {}", ids.len(), path.display());
+        }
         runs.push(Run { kind, model, outcome });
     }
     let base = a.baseline.and_then(|b| runs.iter().find(|r| r.kind == b)).map(|r| r.outcome.total.clone());

@@ -8,7 +8,7 @@ use std::{
 use anyhow::{Context, bail};
 use clap::ValueEnum;
 use iparking_mobile_api::{
-    Client, ClientError, ExtendSession, NearbyQuery, OpenShift, QuoteRequest, StartSession, VehicleClass,
+    CheckVerdict, Client, ClientError, ExtendSession, NearbyQuery, OpenShift, QuoteRequest, StartSession, VehicleClass,
     WardenStartSession,
 };
 use rand::{Rng, rngs::SmallRng};
@@ -26,6 +26,8 @@ pub enum Kind {
     Warden,
     /// nearby → quote → start → extend → stop, per driver token.
     Driver,
+    /// Session starts only (wallet, durable, ledger included), unique plates, random points.
+    Start,
     /// `POST /webhooks/sms/{carrier}` with unique message ids.
     Sms,
     /// `GET /v1/finance/revenue?group_by=street,channel`.
@@ -39,6 +41,7 @@ impl Kind {
             Self::Nearby => "nearby",
             Self::Warden => "warden",
             Self::Driver => "driver",
+            Self::Start => "start",
             Self::Sms => "sms",
             Self::Finance => "finance",
         }
@@ -82,6 +85,25 @@ pub struct Scenario {
     next: AtomicU64,
     /// Distinguishes runs (SMS message ids, idempotency keys).
     run_id: u64,
+    /// Start scenario: first plate number of this run (random, so runs do not collide).
+    plate_base: u64,
+    /// Start scenario: ids of the sessions the server answered as started.
+    pub started: std::sync::Mutex<Vec<i64>>,
+}
+
+/// Two-letter series of [`start_plate`].
+const SERIES: &[u8; 20] = b"ABCDEFGHKLMNPSTUVXYZ";
+/// Distinct plates [`start_plate`] makes: 89 provinces × 400 series × 100,000 numbers.
+const START_PLATES: u64 = 89 * 400 * 100_000;
+
+/// The `k`-th plate of the start scenario (`k` below [`START_PLATES`] gives distinct plates):
+/// province 11–99, a two-letter series, five digits, e.g. `11AA00000`.
+pub fn start_plate(k: u64) -> String {
+    let k = k % START_PLATES;
+    let (number, rest) = (k % 100_000, k / 100_000);
+    let (series, province) = (rest % 400, rest / 400);
+    let (a, b) = (SERIES[(series / 20) as usize] as char, SERIES[(series % 20) as usize] as char);
+    format!("{}{a}{b}{number:05}", 11 + province)
 }
 
 /// The kind of a failure, as counted: `HTTP status + code`, or the transport problem.
@@ -125,11 +147,17 @@ impl Scenario {
             drivers: vec![],
             next: AtomicU64::new(0),
             run_id,
+            plate_base: rand::random::<u64>() % START_PLATES,
+            started: std::sync::Mutex::new(vec![]),
         };
         match kind {
             Kind::Healthz | Kind::Nearby => {}
             Kind::Warden => s.prepare_warden().await?,
             Kind::Driver => s.prepare_drivers().await?,
+            Kind::Start => {
+                s.prepare_drivers().await?;
+                s.prepare_start_points().await?;
+            }
             Kind::Sms => {
                 if s.opts.carrier.is_none() {
                     bail!("the sms scenario needs --carrier name=secret (the demo sandbox: sandbox=sandbox-secret)");
@@ -243,6 +271,36 @@ impl Scenario {
         Ok(())
     }
 
+    /// Car points with free spaces over the area (a 5 × 5 grid of nearby searches).
+    async fn prepare_start_points(&mut self) -> anyhow::Result<()> {
+        let (la0, la1, lo0, lo1) = self.opts.area;
+        let mut codes = std::collections::BTreeSet::new();
+        for i in 0..5 {
+            for j in 0..5 {
+                let q = NearbyQuery {
+                    lat: la0 + (la1 - la0) * (f64::from(i) + 0.5) / 5.0,
+                    lon: lo0 + (lo1 - lo0) * (f64::from(j) + 0.5) / 5.0,
+                    radius_m: Some(self.opts.radius_m.max(2_000.0)),
+                    limit: Some(100),
+                    vehicle_class: Some(VehicleClass::Car),
+                };
+                let near = self.api.nearby_points(&q).await.context("listing points for the start scenario")?;
+                codes.extend(
+                    near.points
+                        .iter()
+                        .filter(|p| p.point.free_spaces.is_none_or(|f| f > 0))
+                        .map(|p| p.point.code.clone()),
+                );
+            }
+        }
+        if codes.is_empty() {
+            bail!("no car point with free spaces in --area for the start scenario");
+        }
+        self.points = codes.into_iter().collect();
+        eprintln!("start: {} points, {} drivers", self.points.len(), self.drivers.len());
+        Ok(())
+    }
+
     fn random_position(&self, rng: &mut SmallRng) -> (f64, f64) {
         let (la0, la1, lo0, lo1) = self.opts.area;
         (rng.random_range(la0..=la1), rng.random_range(lo0..=lo1))
@@ -261,15 +319,44 @@ impl Scenario {
             }
             Kind::Warden => {
                 let warden = &self.drivers[0];
-                let (plate_s, point) = if rng.random_bool(0.8) {
+                let hit = rng.random_bool(0.8);
+                let (plate_s, point) = if hit {
                     self.hits[rng.random_range(0..self.hits.len())].clone()
                 } else {
                     let point = self.points[rng.random_range(0..self.points.len())].clone();
                     (plate("99Z", rng.random_range(0..100_000)), point)
                 };
-                warden.check_plate(&plate_s, &point).await.map(drop).map_err(|e| error_kind(&e))
+                let view = warden.check_plate(&plate_s, &point).await.map_err(|e| error_kind(&e))?;
+                // A wrong answer is an error too: hits were paid for hours at this point,
+                // misses never.
+                match (hit, view.verdict) {
+                    (true, CheckVerdict::Valid) | (false, CheckVerdict::Unpaid) => Ok(()),
+                    (true, v) => Err(format!("wrong verdict {v:?} for a paid plate")),
+                    (false, v) => Err(format!("wrong verdict {v:?} for an unknown plate")),
+                }
             }
             Kind::Driver => self.driver_flow(worker, rng, steps).await,
+            Kind::Start => {
+                let n = self.next.fetch_add(1, Ordering::Relaxed);
+                let d = &self.drivers[(n % self.drivers.len() as u64) as usize];
+                let body = StartSession {
+                    point_code: self.points[rng.random_range(0..self.points.len())].clone(),
+                    plate: start_plate(self.plate_base + n),
+                    vehicle_class: Some(VehicleClass::Car),
+                    minutes: Some(60),
+                    turns: None,
+                    payment: None,
+                    card_id: None,
+                    lat: None,
+                    lon: None,
+                };
+                let session = d
+                    .start_session(&body, &format!("lt-{}-{n}-start", self.run_id))
+                    .await
+                    .map_err(|e| error_kind(&e))?;
+                self.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(session.id);
+                Ok(())
+            }
             Kind::Sms => {
                 let (carrier, secret) = self.opts.carrier.as_ref().expect("checked at set-up");
                 let n = self.next.fetch_add(1, Ordering::Relaxed);
@@ -417,6 +504,19 @@ mod tests {
         assert_eq!(parse_carrier("sandbox=sandbox-secret").unwrap(), ("sandbox".into(), "sandbox-secret".into()));
         assert!(parse_carrier("sandbox").is_err());
         assert!(parse_carrier("=x").is_err());
+    }
+
+    #[test]
+    fn start_plates_are_distinct_and_valid() {
+        let plates: std::collections::HashSet<String> =
+            [0, 1, 99_999, 100_000, 39_999_999, 40_000_000, START_PLATES - 1].into_iter().map(start_plate).collect();
+        assert_eq!(plates.len(), 7);
+        assert_eq!(start_plate(0), "11AA00000");
+        assert_eq!(start_plate(START_PLATES - 1), "99ZZ99999");
+        assert_eq!(start_plate(START_PLATES), start_plate(0), "wraps around");
+        for p in &plates {
+            iparking::domain::plate::Plate::parse(p).unwrap_or_else(|e| panic!("{p}: {e:?}"));
+        }
     }
 
     #[test]

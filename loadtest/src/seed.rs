@@ -6,7 +6,14 @@
 use std::{sync::Arc, time::Instant};
 
 use anyhow::{Context, bail};
-use iparking::{config::DatabaseArgs, registry, seed, store::Store};
+use iparking::{
+    auth::token_hash,
+    config::DatabaseArgs,
+    domain::{ledger::Entry, money::Vnd},
+    registry, seed,
+    store::Store,
+};
+use rand::Rng;
 use sqlx::postgres::PgPoolOptions;
 
 /// Seeds `points` synthetic points (idempotent: present points are kept) and, when
@@ -71,6 +78,48 @@ pub async fn run(
     tx.commit().await?;
     sqlx::raw_sql("VACUUM ANALYZE").execute(&pool).await?;
     println!("sessions: {sessions} over the last {days} days, {drivers} drivers ({:.1?} in all)", started.elapsed());
+    Ok(())
+}
+
+/// Makes `count` load-test drivers (phones `+84988000001`…, created when missing), each with a
+/// new bearer token and `wallet` VND of SANDBOX play money (a balanced `sandbox_topup`
+/// transaction, the demo gateway's own entry: never real money), and writes the tokens, one
+/// per line, to `out` (created with mode 0600: they are credentials).
+pub async fn driver_tokens(url: &str, count: u32, wallet: i64, out: &std::path::Path) -> anyhow::Result<()> {
+    anyhow::ensure!((1..=100_000).contains(&count), "--driver-tokens must be 1..=100000");
+    anyhow::ensure!(wallet >= 0, "--wallet-vnd must not be negative");
+    let args =
+        DatabaseArgs { database_url: Some(url.to_owned()), data_dir: std::env::temp_dir(), db_max_connections: 4 };
+    let store: Arc<dyn Store> = args.connect().await?;
+    let now = chrono::Utc::now();
+    let mut tokens = String::new();
+    for i in 1..=count {
+        let phone = format!("+84988{i:06}");
+        let driver_id = store.upsert_driver(&phone, now).await?;
+        let mut bytes = [0u8; 32];
+        rand::rng().fill(&mut bytes);
+        let token = format!("{}{}", iparking::http::drivers::DRIVER_TOKEN_PREFIX, hex::encode(bytes));
+        store.create_driver_token(driver_id, &token_hash(&token), now).await?;
+        if wallet > 0 {
+            let entry = Entry::sandbox_topup(driver_id, Vnd(wallet)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.sandbox_topup(driver_id, &entry, None, now).await?;
+        }
+        tokens.push_str(&token);
+        tokens.push('\n');
+    }
+    write_private(out, &tokens)?;
+    println!("drivers: {count} tokens written to {}, {wallet} VND of sandbox play money each", out.display());
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = o.open(path).with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
     Ok(())
 }
 
