@@ -24,6 +24,7 @@ pub mod registry;
 pub mod seed;
 pub mod sms;
 pub mod store;
+pub mod token_cache;
 
 use domain::tariff::Tariff;
 use live::LiveState;
@@ -60,6 +61,9 @@ pub struct Settings {
     pub index_refresh: Duration,
     /// How often each node closes expired sessions.
     pub expiry_interval: Duration,
+    /// How long a node keeps a staff token's principal before asking the database again
+    /// (zero: every call asks). A token revoked on another node works here until then.
+    pub staff_token_cache: Duration,
     /// How often each node's live-state watchdog probes the live state (and rebuilds it from
     /// the database when it came back after being unreachable, or lost its data).
     pub live_check_interval: Duration,
@@ -150,6 +154,7 @@ impl Default for Settings {
             index_refresh: Duration::from_secs(2),
             expiry_interval: Duration::from_secs(30),
             live_check_interval: Duration::from_secs(1),
+            staff_token_cache: Duration::from_secs(5),
             otp_per_phone: 5,
             otp_per_ip: 30,
             otp_window: Duration::from_secs(15 * 60),
@@ -196,6 +201,7 @@ pub struct App {
     index_rebuild: tokio::sync::Mutex<()>,
     tariffs: ArcSwap<TariffBook>,
     tariff_reload: tokio::sync::Mutex<()>,
+    staff_tokens: token_cache::TokenCache<store::Principal>,
 }
 
 /// The outside services an [`App`] talks to.
@@ -264,6 +270,7 @@ impl App {
     ) -> anyhow::Result<Arc<Self>> {
         let Gateways { sms, push, payments, stripe_webhook_secret } = gateways;
         let checks = check_log::CheckRecorder::start(store.clone());
+        let staff_tokens = token_cache::TokenCache::new(settings.staff_token_cache);
         let app = Arc::new(Self {
             checks,
             store,
@@ -279,11 +286,32 @@ impl App {
             index_rebuild: tokio::sync::Mutex::new(()),
             tariffs: ArcSwap::from_pointee(TariffBook { version: -1, tariffs: Vec::new() }),
             tariff_reload: tokio::sync::Mutex::new(()),
+            staff_tokens,
         });
         live::rebuild_occupancy(app.store.as_ref(), app.live.as_ref()).await?;
         app.refresh_index().await?;
         app.refresh_tariffs().await?;
         Ok(app)
+    }
+
+    /// The staff principal holding the token with this hash (cached for
+    /// `settings.staff_token_cache`; see [`token_cache`]).
+    pub async fn staff_principal(&self, token_hash: &str) -> StoreResult<Option<store::Principal>> {
+        if let Some(p) = self.staff_tokens.get(token_hash) {
+            return Ok(Some(p));
+        }
+        let p = self.store.principal_by_token(token_hash).await?;
+        if let Some(p) = &p {
+            self.staff_tokens.put(token_hash, p.token_id, p);
+        }
+        Ok(p)
+    }
+
+    /// Revokes a staff token, here at once (other nodes within `settings.staff_token_cache`).
+    pub async fn revoke_staff_token(&self, token_id: i64) -> StoreResult<bool> {
+        let revoked = self.store.revoke_token(token_id, self.clock.now()).await?;
+        self.staff_tokens.forget_token(token_id);
+        Ok(revoked)
     }
 
     /// Stripe's webhook signing secret, if Stripe is configured.

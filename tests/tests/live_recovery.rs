@@ -424,6 +424,13 @@ async fn redis_killed_and_restarted_empty(db: Db) {
         c.point("HK001").await.expect("point").free_spaces == Some(capacity - 2)
     })
     .await;
+    // Occupancy and the plate index are replaced one after the other: wait for the marker,
+    // written once both are.
+    let (u, prefix) = (&url, &n.prefix);
+    eventually("the rebuild is marked done", RECOVERY, || async move {
+        held(u, prefix, id, "30A22222").await.built_at.is_some()
+    })
+    .await;
     let h = held(&url, &n.prefix, id, "30A22222").await;
     assert_eq!(h.occupied, Some(2), "Redis counts both sessions");
     assert_eq!(h.plate_session, Some(s2.id), "Redis indexes the session started while it was down");

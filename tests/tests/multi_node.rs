@@ -296,3 +296,32 @@ async fn stripe_jobs_run_on_one_node_and_move_when_it_goes() {
     let holder = idle.sql_text("SELECT holder FROM job_leases WHERE name = 'settlement_import'").await;
     assert_eq!(holder.as_deref(), Some(idle.app.node_id.as_str()));
 }
+
+/// Each node keeps a staff token's principal a short while (`staff_token_cache`), so plate
+/// checks need no database round trip to authenticate. A token revoked on one node stops
+/// there at once and on the other within that time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_staff_token_stops_on_every_node_within_the_cache_time() {
+    let settings = iparking::Settings { staff_token_cache: StdDuration::from_secs(2), ..Options::default().settings };
+    let (a, b) = two_nodes(Some(settings)).await;
+    let (on_a, login) = a.warden_with(StaffRole::Warden, "w.cache", &["HK"], &[]).await;
+    let on_b = b.client.with_token(login.token.clone());
+    on_b.check_plate("30A12345", "HK001").await.expect("B knows the token (and caches it)");
+    on_a.check_plate("30A12345", "HK001").await.expect("A too");
+
+    on_a.warden_logout().await.expect("logout on A");
+    let revoked_at = std::time::Instant::now();
+    let e = on_a.check_plate("30A12345", "HK001").await.expect_err("revoked on A: refused there at once");
+    assert_eq!(e.status(), Some(401), "{e:?}");
+    // B answers from its cache (no database round trip) until the entry expires, never after.
+    if revoked_at.elapsed() < StdDuration::from_millis(1500) {
+        on_b.check_plate("30A12345", "HK001").await.expect("B's cached entry is still fresh");
+    }
+    eventually("B refuses the revoked token", || async {
+        on_b.check_plate("30A12345", "HK001").await.is_err_and(|e| e.status() == Some(401))
+    })
+    .await;
+    assert!(revoked_at.elapsed() <= StdDuration::from_secs(4), "B refused it only after {:?}", revoked_at.elapsed());
+    a.stop().await;
+    b.stop().await;
+}

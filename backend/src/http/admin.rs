@@ -524,7 +524,7 @@ pub async fn revoke_token(
     Path(id): Path<i64>,
 ) -> Result<StatusCode, AppError> {
     admin.require_city_wide()?;
-    if app.store.revoke_token(id, app.clock.now()).await? {
+    if app.revoke_staff_token(id).await? {
         tracing::info!(token.id = id, by.staff.id = admin.0.staff_id, "token revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -166,14 +166,15 @@ impl Idempotency {
     ) -> Result<Prelude, AppError> {
         let idem = Self::from_request(format!("driver:{driver_id}"), headers, "POST", path, body)?;
         let (scope, key) = (&idem.claim.scope, &idem.claim.key);
-        if let Some(rec) = app.store.idempotency_get(scope, key).await?
+        let rec = app.store.idempotency_get(scope, key).await?;
+        if let Some(rec) = &rec
             && rec.request_hash == idem.claim.request_hash
             && rec.status.is_none()
             && let Some(charge) = app.store.charge_by_idem(scope, key).await?
         {
             return Ok(Prelude::Charge(Box::new(charge)));
         }
-        Ok(match idem.replay(app).await? {
+        Ok(match idem.replay_record(rec)? {
             Some(replayed) => Prelude::Replayed(replayed),
             None => Prelude::Fresh(idem),
         })
@@ -187,7 +188,12 @@ impl Idempotency {
     /// The first answer if this key was used before: the same answer for the same request,
     /// 422 for a different request, 409 while the first is still running.
     pub async fn replay(&self, app: &AppState) -> Result<Option<Response>, AppError> {
-        let Some(rec) = app.store.idempotency_get(&self.claim.scope, &self.claim.key).await? else {
+        self.replay_record(app.store.idempotency_get(&self.claim.scope, &self.claim.key).await?)
+    }
+
+    /// [`Self::replay`] from the key's record, already read.
+    fn replay_record(&self, rec: Option<crate::store::drivers::IdemRecord>) -> Result<Option<Response>, AppError> {
+        let Some(rec) = rec else {
             return Ok(None);
         };
         if rec.request_hash != self.claim.request_hash {
@@ -214,6 +220,14 @@ impl Idempotency {
         }
     }
 
+    /// The response of an answer already stored with its key (in the effect's transaction).
+    pub fn stored_answer(status: u16, json: String) -> Response {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+        let mut resp = (status, json).into_response();
+        resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, "application/json".parse().expect("static"));
+        resp
+    }
+
     /// Records the first answer, and returns it.
     pub async fn complete<T: serde::Serialize>(
         &self,
@@ -223,9 +237,7 @@ impl Idempotency {
     ) -> Result<Response, AppError> {
         let json = serde_json::to_string(body).map_err(|e| AppError::internal(&e))?;
         app.store.idempotency_complete(&self.claim.scope, &self.claim.key, status.as_u16(), &json).await?;
-        let mut resp = (status, json).into_response();
-        resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, "application/json".parse().expect("static"));
-        Ok(resp)
+        Ok(Self::stored_answer(status.as_u16(), json))
     }
 
     /// Maps the store's error: a concurrent duplicate (the claim collided) is replayed.

@@ -47,7 +47,7 @@ impl FromRequestParts<AppState> for Staff {
             .map(str::trim)
             .filter(|t| !t.is_empty() && t.len() <= 256)
             .ok_or_else(AppError::unauthorized)?;
-        let principal = state.store.principal_by_token(&token_hash(token)).await?.ok_or_else(AppError::unauthorized)?;
+        let principal = state.staff_principal(&token_hash(token)).await?.ok_or_else(AppError::unauthorized)?;
         tracing::Span::current().record("staff.id", principal.staff_id);
         Ok(Staff(principal))
     }

@@ -654,7 +654,7 @@ async fn current_user(app: &App, headers: &HeaderMap) -> Result<Option<Principal
     let Some(token) = cookie(headers, SESSION_COOKIE).filter(|t| !t.is_empty() && t.len() <= 256) else {
         return Ok(None);
     };
-    let p = app.store.principal_by_token(&token_hash(&token)).await?;
+    let p = app.staff_principal(&token_hash(&token)).await?;
     let p = p.filter(|p| matches!(p.role, StaffRole::Finance | StaffRole::Admin));
     if let Some(p) = &p {
         tracing::Span::current().record("staff.id", p.staff_id);
@@ -802,7 +802,7 @@ async fn logout(State(app): State<AppState>, method: axum::http::Method, headers
     }
     match current_user(&app, &headers).await {
         Ok(Some(p)) => {
-            if let Err(e) = app.store.revoke_token(p.token_id, app.clock.now()).await {
+            if let Err(e) = app.revoke_staff_token(p.token_id).await {
                 return ctx.error_page(None, None, &AppError::from(e));
             }
             tracing::info!(staff.id = p.staff_id, token.id = p.token_id, "finance dashboard logout");

@@ -246,7 +246,15 @@ pub async fn start_session(
         entry,
         notify_phone: None,
     };
-    let outcome = match app.store.start_session(&new, point.capacity, Some(idem.claim()), now).await {
+    // The answer is rendered inside the start's transaction and stored with its key there.
+    let answer = |row: &SessionRow| {
+        let mut view = session_view(row, now);
+        view.warnings.clone_from(&warnings);
+        serde_json::to_string(&view)
+            .map(|json| (StatusCode::CREATED.as_u16(), json))
+            .map_err(|e| crate::store::StoreError::Internal(e.to_string()))
+    };
+    let outcome = match app.store.start_session(&new, point.capacity, Some(idem.claim()), &answer, now).await {
         Ok(o) => o,
         Err(e) => return idem.on_store_error(&app, e).await,
     };
@@ -255,9 +263,8 @@ pub async fn start_session(
             let closed: Vec<&SessionRow> = expired.iter().collect();
             mirror(app.live.as_ref(), &[&row], &[], &closed).await;
             tracing::info!(session.id = row.id, driver.id = d.driver_id, point.code = %row.point_code, amount_vnd = row.amount_charged.get(), "session started");
-            let mut view = session_view(&row, now);
-            view.warnings = warnings;
-            idem.complete(&app, StatusCode::CREATED, &view).await
+            let (status, json) = answer(&row).map_err(AppError::from)?;
+            Ok(Idempotency::stored_answer(status, json))
         }
         StartOutcome::PlateActive(other) => {
             let own = other.driver_id == Some(d.driver_id);

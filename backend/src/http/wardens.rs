@@ -275,7 +275,7 @@ fn invalid_credentials() -> AppError {
     responses((status = 204, description = "Logged out"), (status = 401, description = "No valid token", body = ErrorBody))
 )]
 pub async fn warden_logout(State(app): State<AppState>, w: Warden) -> Result<StatusCode, AppError> {
-    app.store.revoke_token(w.0.token_id, app.clock.now()).await?;
+    app.revoke_staff_token(w.0.token_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -55,6 +55,9 @@ pub struct WalletLine {
     pub at: DateTime<Utc>,
 }
 
+/// Renders the answer to a session start (status, JSON body), stored with its key.
+pub type StartAnswer<'a> = dyn for<'r> Fn(&'r SessionRow) -> StoreResult<(u16, String)> + Send + Sync + 'a;
+
 /// An idempotency key claimed by a state-changing call, inserted in the same transaction.
 #[derive(Debug, Clone)]
 pub struct IdemClaim {
@@ -352,11 +355,16 @@ pub trait DriverStore: Send + Sync {
 
     /// Starts a session: capacity, one active session per plate and the payment are
     /// checked and written in one transaction.
+    ///
+    /// With a claim, `answer` renders the response to a start (status, JSON body) and it is
+    /// stored with the claim in the same transaction: one commit, and a retry after a crash
+    /// gets the answer.
     async fn start_session(
         &self,
         new: &NewSession,
         capacity: i32,
         idem: Option<&IdemClaim>,
+        answer: &StartAnswer<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<StartOutcome>;
     /// Extends an active session of `driver_id`, priced from the locked row.

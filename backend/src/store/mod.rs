@@ -309,6 +309,11 @@ pub(crate) fn map_sqlx(e: sqlx::Error) -> StoreError {
             StoreError::Unavailable(e.to_string())
         }
         sqlx::Error::Database(db) if is_pg_unavailable(db.code().as_deref()) => StoreError::Unavailable(e.to_string()),
+        // A deadlock or serialisation failure rolled the transaction back: nothing was
+        // written, and the call can be retried (with the same idempotency key).
+        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")) => {
+            StoreError::Unavailable(e.to_string())
+        }
         // The closed-period triggers (migration 0008), on both databases.
         sqlx::Error::Database(db) if db.message().starts_with("period_closed") => {
             StoreError::Conflict("period_closed".into())

@@ -316,15 +316,7 @@ macro_rules! sql_driver_store_impl {
                 status: u16,
                 response: &str,
             ) -> $crate::store::StoreResult<()> {
-                sqlx::query("UPDATE idempotency_keys SET status = $3, response = $4 WHERE scope = $1 AND key = $2")
-                    .bind(scope)
-                    .bind(key)
-                    .bind(i32::from(status))
-                    .bind(response)
-                    .execute(&self.pool)
-                    .await
-                    .map_err($crate::store::map_sqlx)?;
-                Ok(())
+                complete_claim_raw(&self.pool, scope, key, status, response).await
             }
 
             async fn start_session(
@@ -332,6 +324,7 @@ macro_rules! sql_driver_store_impl {
                 new: &$crate::store::drivers::NewSession,
                 capacity: i32,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
+                answer: &$crate::store::drivers::StartAnswer<'_>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::drivers::StartOutcome> {
                 use $crate::store::drivers::StartOutcome;
@@ -364,6 +357,10 @@ macro_rules! sql_driver_store_impl {
                 };
                 let row = session_where(&mut *tx, "s.id = $1", id).await?
                     .ok_or_else(|| $crate::store::StoreError::Internal("inserted session vanished".into()))?;
+                if let Some(c) = idem {
+                    let (status, response) = answer(&row)?;
+                    complete_claim(&mut *tx, c, status, &response).await?;
+                }
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(StartOutcome::Started(row, expired))
             }
@@ -827,6 +824,30 @@ macro_rules! sql_driver_store_impl {
             Ok(())
         }
 
+        /// Stores the answer of a claimed key.
+        async fn complete_claim_raw<'c, E>(conn: E, scope: &str, key: &str, status: u16, response: &str) -> $crate::store::StoreResult<()>
+        where
+            E: sqlx::Executor<'c, Database = $db>,
+        {
+            sqlx::query("UPDATE idempotency_keys SET status = $3, response = $4 WHERE scope = $1 AND key = $2")
+                .bind(scope)
+                .bind(key)
+                .bind(i32::from(status))
+                .bind(response)
+                .execute(conn)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+            Ok(())
+        }
+
+        /// [`complete_claim_raw`] for a claim, inside the transaction that made it.
+        async fn complete_claim<'c, E>(conn: E, c: &$crate::store::drivers::IdemClaim, status: u16, response: &str) -> $crate::store::StoreResult<()>
+        where
+            E: sqlx::Executor<'c, Database = $db>,
+        {
+            complete_claim_raw(conn, &c.scope, &c.key, status, response).await
+        }
+
         /// Inserts the idempotency claim; a concurrent or earlier use of the key makes the
         /// whole transaction fail with `Conflict("idempotency_keys_pkey")`.
         async fn claim(
@@ -849,6 +870,11 @@ macro_rules! sql_driver_store_impl {
 
         /// Posts a balanced entry: accounts are created on first use, balances move with a
         /// guard so a wallet never goes below zero. `Err(balance)` if a wallet would.
+        ///
+        /// One statement per account (an upsert that moves the balance and returns the id)
+        /// and one for all the postings. Balances move in one order everywhere, by account
+        /// (kind, ref), so concurrent entries that share accounts never wait on each other
+        /// in a cycle (no deadlocks between, say, a charge and a refund at one point).
         async fn post(
             tx: &mut sqlx::Transaction<'_, $db>,
             entry: &$crate::domain::ledger::Entry,
@@ -864,48 +890,65 @@ macro_rules! sql_driver_store_impl {
             .fetch_one(&mut **tx)
             .await
             .map_err($crate::store::map_sqlx)?;
-            for p in &entry.postings {
+            let mut order: Vec<usize> = (0..entry.postings.len()).collect();
+            order.sort_by(|&a, &b| {
+                let (a, b) = (&entry.postings[a].account, &entry.postings[b].account);
+                (a.kind.as_str(), &a.reference).cmp(&(b.kind.as_str(), &b.reference))
+            });
+            let mut accounts = vec![0i64; entry.postings.len()];
+            for i in order {
+                let p = &entry.postings[i];
                 let kind = p.account.kind.as_str();
-                sqlx::query("INSERT INTO accounts (kind, ref, balance, created_at) VALUES ($1, $2, 0, $3) ON CONFLICT (kind, ref) DO NOTHING")
+                let amount = p.amount.get();
+                let moved: Option<i64> = if kind == "wallet" && amount < 0 {
+                    // A debit never creates a wallet: a missing one has nothing to pay with.
+                    sqlx::query_scalar(
+                        "UPDATE accounts SET balance = balance + $3 WHERE kind = $1 AND ref = $2 AND balance + $3 >= 0 \
+                         RETURNING id",
+                    )
                     .bind(kind)
                     .bind(&p.account.reference)
-                    .bind(now)
-                    .execute(&mut **tx)
+                    .bind(amount)
+                    .fetch_optional(&mut **tx)
                     .await
-                    .map_err($crate::store::map_sqlx)?;
-                let account: i64 = sqlx::query_scalar("SELECT id FROM accounts WHERE kind = $1 AND ref = $2")
+                } else {
+                    sqlx::query_scalar(
+                        "INSERT INTO accounts (kind, ref, balance, created_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (kind, ref) DO UPDATE SET balance = accounts.balance + excluded.balance \
+                         WHERE accounts.kind <> 'wallet' OR accounts.balance + excluded.balance >= 0 RETURNING id",
+                    )
+                    .bind(kind)
+                    .bind(&p.account.reference)
+                    .bind(amount)
+                    .bind(now)
+                    .fetch_optional(&mut **tx)
+                    .await
+                }
+                .map_err($crate::store::map_sqlx)?;
+                let Some(account) = moved else {
+                    let balance: i64 = sqlx::query_scalar(
+                        "SELECT COALESCE((SELECT balance FROM accounts WHERE kind = $1 AND ref = $2), 0)",
+                    )
                     .bind(kind)
                     .bind(&p.account.reference)
                     .fetch_one(&mut **tx)
                     .await
                     .map_err($crate::store::map_sqlx)?;
-                let moved = sqlx::query(
-                    "UPDATE accounts SET balance = balance + $2 WHERE id = $1 AND (kind <> 'wallet' OR balance + $2 >= 0)",
-                )
-                .bind(account)
-                .bind(p.amount.get())
-                .execute(&mut **tx)
-                .await
-                .map_err($crate::store::map_sqlx)?
-                .rows_affected();
-                if moved == 0 {
-                    let balance: i64 = sqlx::query_scalar("SELECT balance FROM accounts WHERE id = $1")
-                        .bind(account)
-                        .fetch_one(&mut **tx)
-                        .await
-                        .map_err($crate::store::map_sqlx)?;
                     return Ok(Err($crate::domain::money::Vnd(balance)));
-                }
-                sqlx::query("INSERT INTO postings (transaction_id, account_id, amount, channel, point_id) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(txn)
-                    .bind(account)
-                    .bind(p.amount.get())
-                    .bind(p.revenue.map(|(c, _)| c.as_str()))
-                    .bind(p.revenue.map(|(_, point)| point))
-                    .execute(&mut **tx)
-                    .await
-                    .map_err($crate::store::map_sqlx)?;
+                };
+                accounts[i] = account;
             }
+            let mut insert = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO postings (transaction_id, account_id, amount, channel, point_id) ",
+            );
+            insert.push_values(entry.postings.iter().zip(&accounts), |mut row, (p, account)| {
+                row.push_bind(txn)
+                    .push_bind(*account)
+                    .push_bind(p.amount.get())
+                    .push_bind(p.revenue.map(|(c, _)| c.as_str()))
+                    .push_bind(p.revenue.map(|(_, point)| point));
+            });
+            insert.build().execute(&mut **tx).await.map_err($crate::store::map_sqlx)?;
             Ok(Ok(txn))
         }
 
