@@ -271,15 +271,15 @@ impl Scenario {
         Ok(())
     }
 
-    /// Car points with free spaces over the area (a 5 × 5 grid of nearby searches).
+    /// Car points with free spaces over the area (a 10 × 10 grid of nearby searches).
     async fn prepare_start_points(&mut self) -> anyhow::Result<()> {
         let (la0, la1, lo0, lo1) = self.opts.area;
         let mut codes = std::collections::BTreeSet::new();
-        for i in 0..5 {
-            for j in 0..5 {
+        for i in 0..10 {
+            for j in 0..10 {
                 let q = NearbyQuery {
-                    lat: la0 + (la1 - la0) * (f64::from(i) + 0.5) / 5.0,
-                    lon: lo0 + (lo1 - lo0) * (f64::from(j) + 0.5) / 5.0,
+                    lat: la0 + (la1 - la0) * (f64::from(i) + 0.5) / 10.0,
+                    lon: lo0 + (lo1 - lo0) * (f64::from(j) + 0.5) / 10.0,
                     radius_m: Some(self.opts.radius_m.max(2_000.0)),
                     limit: Some(100),
                     vehicle_class: Some(VehicleClass::Car),

@@ -86,9 +86,9 @@ redis_start() {
 }
 
 redis_stop() {
-  if [ -f "$WORK/redis.pid" ]; then
-    kill "$(cat "$WORK/redis.pid")" 2>/dev/null || true
-    for _ in $(seq 50); do [ -f "$WORK/redis.pid" ] && kill -0 "$(cat "$WORK/redis.pid")" 2>/dev/null || break; sleep 0.1; done
-    rm -f "$WORK/redis.pid"
-  fi
+  local pid
+  pid=$(cat "$WORK/redis.pid" 2>/dev/null) || return 0
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  rm -f "$WORK/redis.pid"
 }
