@@ -53,6 +53,10 @@ impl Clock for SystemClock {
 pub struct Settings {
     /// Longest a request may take before it is answered 503 `timeout`.
     pub request_timeout: Duration,
+    /// Most requests a node works on at once; more are answered 503 `overloaded` at once
+    /// (with `Retry-After`), instead of queueing until they time out. The probes
+    /// (`/healthz`, `/readyz`, `/metrics`) are never refused.
+    pub max_in_flight: usize,
     /// Largest JSON body accepted.
     pub json_body_limit: usize,
     /// Largest point file accepted by the import route.
@@ -149,6 +153,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             request_timeout: Duration::from_secs(15),
+            max_in_flight: 512,
             json_body_limit: 64 * 1024,
             import_body_limit: 32 * 1024 * 1024,
             index_refresh: Duration::from_secs(2),

@@ -39,6 +39,9 @@ enum Command {
         /// Seconds before a request is answered 503 timeout.
         #[arg(long, env = "IPARKING_REQUEST_TIMEOUT_SECS", default_value_t = 15)]
         request_timeout_secs: u64,
+        /// Most requests worked on at once; more are answered 503 `overloaded` at once.
+        #[arg(long, env = "IPARKING_MAX_IN_FLIGHT", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        max_in_flight: u32,
         /// The demo's SANDBOX payment gateway (play-money wallet top-ups). Default: on for the
         /// embedded default, off when DATABASE_URL is set.
         #[arg(long, env = "IPARKING_SANDBOX_PAYMENTS")]
@@ -193,6 +196,7 @@ async fn main() -> anyhow::Result<()> {
             live,
             no_seed,
             request_timeout_secs,
+            max_in_flight,
             sandbox_payments,
             sms_carriers,
             sms_gateways,
@@ -209,6 +213,7 @@ async fn main() -> anyhow::Result<()> {
             let live = live.connect().await?;
             let settings = Settings {
                 request_timeout: Duration::from_secs(request_timeout_secs),
+                max_in_flight: max_in_flight as usize,
                 sandbox_payments: sandbox_payments.unwrap_or(cli.db.is_embedded_default()),
                 ..Settings::default()
             };

@@ -199,7 +199,37 @@ pub fn router(app: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn_with_state(
+            Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight.max(1))),
+            shed_load,
+        ))
         .layer(middleware::from_fn(shape_errors))
+}
+
+/// Bounds the requests a node works on at once (`Settings::max_in_flight`): one more is
+/// answered 503 `overloaded` with `Retry-After: 1` at once, so an overloaded node keeps its
+/// memory and its latency for the requests it took, and the client (or the load balancer)
+/// retries, elsewhere or later. The probes are never refused.
+async fn shed_load(
+    axum::extract::State(limit): axum::extract::State<Arc<tokio::sync::Semaphore>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+        return next.run(req).await;
+    }
+    let Ok(_permit) = limit.try_acquire_owned() else {
+        metrics::counter!("http_requests_shed_total").increment(1);
+        let mut resp = axum::response::IntoResponse::into_response(crate::error::AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "Máy chủ đang quá tải. Vui lòng thử lại sau giây lát.",
+            "The server is overloaded. Please retry in a moment.",
+        ));
+        resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return resp;
+    };
+    next.run(req).await
 }
 
 /// Whether the caller prefers English over Vietnamese (`Accept-Language`, q-values honoured).
