@@ -68,6 +68,9 @@ pub struct Settings {
     /// How long a node keeps a staff token's principal before asking the database again
     /// (zero: every call asks). A token revoked on another node works here until then.
     pub staff_token_cache: Duration,
+    /// The same for a driver's token (zero: every call asks). A driver logged out or closed
+    /// on another node can use the token here until then; on this node it stops at once.
+    pub driver_token_cache: Duration,
     /// How often each node's live-state watchdog probes the live state (and rebuilds it from
     /// the database when it came back after being unreachable, or lost its data).
     pub live_check_interval: Duration,
@@ -160,6 +163,7 @@ impl Default for Settings {
             expiry_interval: Duration::from_secs(30),
             live_check_interval: Duration::from_secs(1),
             staff_token_cache: Duration::from_secs(5),
+            driver_token_cache: Duration::from_secs(5),
             otp_per_phone: 5,
             otp_per_ip: 30,
             otp_window: Duration::from_secs(15 * 60),
@@ -207,6 +211,7 @@ pub struct App {
     tariffs: ArcSwap<TariffBook>,
     tariff_reload: tokio::sync::Mutex<()>,
     staff_tokens: token_cache::TokenCache<store::Principal>,
+    driver_tokens: token_cache::TokenCache<store::drivers::DriverPrincipal>,
 }
 
 /// The outside services an [`App`] talks to.
@@ -276,6 +281,7 @@ impl App {
         let Gateways { sms, push, payments, stripe_webhook_secret } = gateways;
         let checks = check_log::CheckRecorder::start(store.clone());
         let staff_tokens = token_cache::TokenCache::new(settings.staff_token_cache);
+        let driver_tokens = token_cache::TokenCache::new(settings.driver_token_cache);
         let app = Arc::new(Self {
             checks,
             store,
@@ -292,6 +298,7 @@ impl App {
             tariffs: ArcSwap::from_pointee(TariffBook { version: -1, tariffs: Vec::new() }),
             tariff_reload: tokio::sync::Mutex::new(()),
             staff_tokens,
+            driver_tokens,
         });
         live::rebuild_occupancy(app.store.as_ref(), app.live.as_ref()).await?;
         app.refresh_index().await?;
@@ -317,6 +324,33 @@ impl App {
         let revoked = self.store.revoke_token(token_id, self.clock.now()).await?;
         self.staff_tokens.forget_token(token_id);
         Ok(revoked)
+    }
+
+    /// The driver holding the token with this hash (cached for
+    /// `settings.driver_token_cache`; see [`token_cache`]).
+    pub async fn driver_principal(&self, token_hash: &str) -> StoreResult<Option<store::drivers::DriverPrincipal>> {
+        if let Some(p) = self.driver_tokens.get(token_hash) {
+            return Ok(Some(p));
+        }
+        let p = self.store.driver_by_token(token_hash).await?;
+        if let Some(p) = &p {
+            self.driver_tokens.put(token_hash, p.token_id, p);
+        }
+        Ok(p)
+    }
+
+    /// Revokes a driver's token, here at once (other nodes within
+    /// `settings.driver_token_cache`).
+    pub async fn revoke_driver_token(&self, token_id: i64) -> StoreResult<bool> {
+        let revoked = self.store.revoke_driver_token(token_id, self.clock.now()).await?;
+        self.driver_tokens.forget_token(token_id);
+        Ok(revoked)
+    }
+
+    /// Forgets every cached token of a driver whose tokens were all revoked (a closed
+    /// account).
+    pub fn forget_driver_tokens(&self, driver_id: i64) {
+        self.driver_tokens.forget_where(|p| p.driver_id == driver_id);
     }
 
     /// Stripe's webhook signing secret, if Stripe is configured.

@@ -3,7 +3,8 @@
 //!
 //! Every authenticated call (a warden's plate check above all) resolves its bearer token.
 //! Without a cache that is a database round trip per call, which on the hot path costs more
-//! than the check itself. Entries live `ttl` (default 5 s, `--principal-cache-secs`):
+//! than the check itself. Entries live `ttl` (default 5 s: `Settings::staff_token_cache`,
+//! `Settings::driver_token_cache`):
 //! - a token revoked through this node is forgotten here at once;
 //! - on other nodes the old answer can be used until its entry expires, so a revocation
 //!   takes effect everywhere within `ttl`.
@@ -67,6 +68,12 @@ impl<T: Clone> TokenCache<T> {
         let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         entries.retain(|_, e| e.token_id != token_id);
     }
+
+    /// Forgets every entry whose holder matches (all of one holder's tokens revoked).
+    pub fn forget_where(&self, revoked: impl Fn(&T) -> bool) {
+        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.retain(|_, e| !revoked(&e.value));
+    }
 }
 
 #[cfg(test)]
@@ -100,6 +107,17 @@ mod tests {
         assert!(c.get("b").is_none(), "expired");
         c.put("b", 2, &principal(2));
         assert!(c.get("b").is_some(), "cached again after a fresh lookup");
+    }
+
+    #[test]
+    fn all_tokens_of_one_holder_are_forgotten_together() {
+        let c = TokenCache::new(Duration::from_secs(60));
+        c.put("a", 1, &principal(1));
+        c.put("b", 2, &principal(2));
+        c.put("c", 3, &principal(3));
+        c.forget_where(|p| p.token_id != 2);
+        assert!(c.get("a").is_none() && c.get("c").is_none());
+        assert_eq!(c.get("b").map(|p| p.token_id), Some(2), "the other holder's entry stays");
     }
 
     #[test]

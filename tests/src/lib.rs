@@ -308,12 +308,17 @@ impl TestApp {
     /// Logs a driver in through the real OTP flow (the code is read from the SMS outbox)
     /// and returns a client holding the driver's token.
     pub async fn driver(&self, phone: &str) -> Client {
+        let token = self.driver_token(phone).await;
+        self.client.with_token(token)
+    }
+
+    /// Logs a driver in through the real OTP flow and returns the new token.
+    pub async fn driver_token(&self, phone: &str) -> String {
         self.client.send_otp(phone).await.expect("send otp");
         let e164 = iparking::domain::phone::Phone::parse(phone).expect("phone").as_str().to_owned();
         let text = self.sms.last_to(&e164).expect("an SMS with the code");
         let code: String = text.chars().filter(char::is_ascii_digit).take(6).collect();
-        let token = self.client.login(phone, &code).await.expect("login").token;
-        self.client.with_token(token)
+        self.client.login(phone, &code).await.expect("login").token
     }
 
     /// A driver with a sandbox top-up of `amount`.

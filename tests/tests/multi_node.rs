@@ -12,15 +12,6 @@ use iparking_mobile_api::{CheckVerdict, SessionStatus, StaffRole, StartSession, 
 use iparking_tests::{Db, Live, Options, TestApp, assert_error, raw};
 use serde_json::{Value, json};
 
-/// A driver logged in on `t`: the token, to use on any node.
-async fn driver_token(t: &TestApp, phone: &str) -> String {
-    t.client.send_otp(phone).await.expect("send otp");
-    let e164 = iparking::domain::phone::Phone::parse(phone).expect("phone").as_str().to_owned();
-    let text = t.sms.last_to(&e164).expect("an SMS with the code");
-    let code: String = text.chars().filter(char::is_ascii_digit).take(6).collect();
-    t.client.login(phone, &code).await.expect("login").token
-}
-
 /// A raw POST with JSON to `path` of node `t`.
 async fn post(t: &TestApp, path: &str, token: Option<&str>, key: Option<&str>, body: Value) -> (u16, Value) {
     let mut req = reqwest::Client::new().post(t.url(path)).json(&body);
@@ -88,7 +79,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_started_on_one_node_is_checked_and_replayed_on_the_other() {
     let (a, b) = two_nodes(None).await;
-    let token = driver_token(&a, "0912800001").await;
+    let token = a.driver_token("0912800001").await;
     let d: Client = a.client.with_token(token.clone());
     d.sandbox_topup(300_000, "fund").await.expect("top-up on A");
     let on_b = b.client.with_token(token.clone());
@@ -322,6 +313,43 @@ async fn a_revoked_staff_token_stops_on_every_node_within_the_cache_time() {
     })
     .await;
     assert!(revoked_at.elapsed() <= StdDuration::from_secs(4), "B refused it only after {:?}", revoked_at.elapsed());
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Drivers' tokens are cached the same way (`driver_token_cache`). A logout on one node
+/// stops the token there at once and on the other within that time; closing an account
+/// forgets every token of the driver on that node at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_out_driver_token_stops_on_every_node_within_the_cache_time() {
+    let settings = iparking::Settings { driver_token_cache: StdDuration::from_secs(2), ..Options::default().settings };
+    let (a, b) = two_nodes(Some(settings)).await;
+    let token = a.driver_token("0912000301").await;
+    let (on_a, on_b) = (a.client.with_token(token.clone()), b.client.with_token(token));
+    on_b.wallet().await.expect("B knows the token (and caches it)");
+    on_a.wallet().await.expect("A too");
+
+    on_a.logout().await.expect("logout on A");
+    let revoked_at = std::time::Instant::now();
+    let e = on_a.wallet().await.expect_err("logged out on A: refused there at once");
+    assert_eq!(e.status(), Some(401), "{e:?}");
+    if revoked_at.elapsed() < StdDuration::from_millis(1500) {
+        on_b.wallet().await.expect("B's cached entry is still fresh");
+    }
+    eventually("B refuses the logged-out token", || async {
+        on_b.wallet().await.is_err_and(|e| e.status() == Some(401))
+    })
+    .await;
+    assert!(revoked_at.elapsed() <= StdDuration::from_secs(4), "B refused it only after {:?}", revoked_at.elapsed());
+
+    // Two devices of one driver, both cached on A; the account is closed from one.
+    let first = a.client.with_token(a.driver_token("0912000302").await);
+    let second = a.client.with_token(a.driver_token("0912000302").await);
+    first.wallet().await.expect("first device");
+    second.wallet().await.expect("second device");
+    first.close_account("close-302").await.expect("close the account");
+    let e = second.wallet().await.expect_err("every token of a closed account stops on this node at once");
+    assert_eq!(e.status(), Some(401), "{e:?}");
     a.stop().await;
     b.stop().await;
 }

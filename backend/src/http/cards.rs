@@ -586,6 +586,7 @@ pub async fn close_account(
     };
     match outcome {
         CloseAccount::Closed(refunds, remaining) => {
+            app.forget_driver_tokens(d.driver_id);
             for r in &refunds {
                 submit_refund(&app, r.id).await;
             }

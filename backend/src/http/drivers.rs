@@ -50,7 +50,7 @@ impl FromRequestParts<AppState> for Driver {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let token = bearer(&parts.headers).ok_or_else(AppError::unauthorized)?;
-        let p = state.store.driver_by_token(&token_hash(token)).await?.ok_or_else(AppError::unauthorized)?;
+        let p = state.driver_principal(&token_hash(token)).await?.ok_or_else(AppError::unauthorized)?;
         Ok(Driver(p))
     }
 }
@@ -350,7 +350,7 @@ pub async fn create_token(
     responses((status = 204, description = "Logged out"), (status = 401, description = "No valid token", body = ErrorBody))
 )]
 pub async fn logout(State(app): State<AppState>, Driver(d): Driver) -> Result<StatusCode, AppError> {
-    app.store.revoke_driver_token(d.token_id, app.clock.now()).await?;
+    app.revoke_driver_token(d.token_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -124,6 +124,20 @@ pub fn normalise_code(code: &str) -> String {
     code.trim().to_uppercase()
 }
 
+/// The point with this code (open or closed), from this node's index; from the database
+/// when it was created on another node since the index was built. Its status and capacity
+/// are as of the index: writers that depend on them check them again under a lock.
+pub async fn point_for(app: &crate::App, code: &str) -> Result<std::sync::Arc<PointRecord>, AppError> {
+    let code = normalise_code(code);
+    if code.is_empty() || code.len() > 20 {
+        return Err(point_not_found(&code));
+    }
+    if let Some(p) = app.index().point(&code) {
+        return Ok(p);
+    }
+    app.store.point(&code).await?.map(std::sync::Arc::new).ok_or_else(|| point_not_found(&code))
+}
+
 /// 404 for an unknown point code.
 pub fn point_not_found(code: &str) -> AppError {
     let shown: String = code.chars().take(20).collect();

@@ -16,7 +16,7 @@ use super::{
     AppState, cards,
     drivers::{Driver, Idempotency, Prelude, parse_json},
     extract::{Json, Path, Query},
-    points::{invalid, normalise_code, point_not_found},
+    points::{invalid, point_for},
     prefers_english,
     tariffs::quote_view,
 };
@@ -99,6 +99,10 @@ fn session_not_found() -> AppError {
     AppError::not_found("session_not_found", "Không tìm thấy lượt đỗ này.", "No such parking session.")
 }
 
+fn point_closed(code: &str) -> AppError {
+    AppError::conflict("point_closed", format!("Điểm {code} đang tạm đóng."), format!("Point {code} is closed."))
+}
+
 fn session_ended() -> AppError {
     AppError::conflict(
         "session_ended",
@@ -135,14 +139,9 @@ pub async fn start_session(
     };
     let req: StartSession = parse_json(&headers, &body)?;
     let plate = Plate::parse(&req.plate).map_err(invalid)?;
-    let code = normalise_code(&req.point_code);
-    let point = app.store.point(&code).await?.ok_or_else(|| point_not_found(&code))?;
+    let point = point_for(&app, &req.point_code).await?;
     if point.status == PointStatus::Closed {
-        return Err(AppError::conflict(
-            "point_closed",
-            format!("Điểm {} đang tạm đóng.", point.code),
-            format!("Point {} is closed.", point.code),
-        ));
+        return Err(point_closed(&point.code));
     }
     let class = match req.vehicle_class {
         Some(c) => c,
@@ -254,7 +253,7 @@ pub async fn start_session(
             .map(|json| (StatusCode::CREATED.as_u16(), json))
             .map_err(|e| crate::store::StoreError::Internal(e.to_string()))
     };
-    let outcome = match app.store.start_session(&new, point.capacity, Some(idem.claim()), &answer, now).await {
+    let outcome = match app.store.start_session(&new, Some(idem.claim()), &answer, now).await {
         Ok(o) => o,
         Err(e) => return idem.on_store_error(&app, e).await,
     };
@@ -286,6 +285,7 @@ pub async fn start_session(
                 "session_id": own.then_some(other.id),
             })))
         }
+        StartOutcome::PointClosed => Err(point_closed(&point.code)),
         StartOutcome::PointFull => {
             let index = app.index();
             let near = index.nearest(point.lat, point.lon, 3_000.0, 40, Some(class));

@@ -27,7 +27,7 @@ use super::{
     AppState,
     drivers::{Driver, Idempotency, parse_json},
     extract::{Json, Path, Query, Staff},
-    points::{invalid, normalise_code, point_not_found},
+    points::{invalid, point_for},
     prefers_english,
     sessions::{requested_turns, session_view},
     tariffs::{quote_error, quote_view},
@@ -115,18 +115,6 @@ fn outside_assignment(code: &str) -> AppError {
         format!("Điểm {code} không thuộc địa bàn được phân công cho bạn."),
         format!("Point {code} is outside your assignment."),
     )
-}
-
-async fn point_for(app: &App, code: &str) -> Result<Arc<PointRecord>, AppError> {
-    let code = normalise_code(code);
-    if code.is_empty() || code.len() > 20 {
-        return Err(point_not_found(&code));
-    }
-    if let Some(p) = app.index().point(&code) {
-        return Ok(p);
-    }
-    // Created on another node since our index was built.
-    app.store.point(&code).await?.map(Arc::new).ok_or_else(|| point_not_found(&code))
 }
 
 fn staff_idem(staff_id: i64, headers: &HeaderMap, path: &str, body: &[u8]) -> Result<Idempotency, AppError> {

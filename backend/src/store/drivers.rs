@@ -163,6 +163,8 @@ pub enum StartOutcome {
     PlateActive(SessionRow),
     /// The point is full.
     PointFull,
+    /// The point is closed (or unknown) in the database.
+    PointClosed,
     /// The wallet lacks money.
     InsufficientFunds {
         /// Balance now.
@@ -353,8 +355,9 @@ pub trait DriverStore: Send + Sync {
     /// Stores the first answer of a claimed key.
     async fn idempotency_complete(&self, scope: &str, key: &str, status: u16, response: &str) -> StoreResult<()>;
 
-    /// Starts a session: capacity, one active session per plate and the payment are
-    /// checked and written in one transaction.
+    /// Starts a session: the point's status and capacity (as the database has them, under
+    /// the point's lock), one active session per plate and the payment are checked and
+    /// written in one transaction.
     ///
     /// With a claim, `answer` renders the response to a start (status, JSON body) and it is
     /// stored with the claim in the same transaction: one commit, and a retry after a crash
@@ -362,7 +365,6 @@ pub trait DriverStore: Send + Sync {
     async fn start_session(
         &self,
         new: &NewSession,
-        capacity: i32,
         idem: Option<&IdemClaim>,
         answer: &StartAnswer<'_>,
         now: DateTime<Utc>,

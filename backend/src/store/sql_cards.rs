@@ -487,7 +487,7 @@ macro_rules! sql_card_store_impl {
                                     notify_phone: None,
                                 };
                                 match insert_session(&mut tx, &new, now).await? {
-                                    Ok(sid) => applied = Some((sid, expired, true)),
+                                    Ok(inserted) => applied = Some((inserted.id, expired, true)),
                                     Err(_) => return Err($crate::store::StoreError::Internal("a card payment cannot lack funds".into())),
                                 }
                             }

@@ -66,6 +66,14 @@ impl TryFrom<SessionDbRow> for SessionRow {
     }
 }
 
+/// A session just inserted: its id and its times as the database stored them.
+pub(crate) struct Inserted {
+    pub id: i64,
+    pub started_at: DateTime<Utc>,
+    pub paid_until: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct VehicleDbRow {
     pub id: i64,
@@ -322,41 +330,86 @@ macro_rules! sql_driver_store_impl {
             async fn start_session(
                 &self,
                 new: &$crate::store::drivers::NewSession,
-                capacity: i32,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
                 answer: &$crate::store::drivers::StartAnswer<'_>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::drivers::StartOutcome> {
                 use $crate::store::drivers::StartOutcome;
+                // Eight statements in the common case: the key, the locks, the checks, the
+                // session, the ledger entry (three), the receipt and the answer; the row
+                // answered is built from what was written, not read back.
                 let mut tx = self.begin_write().await?;
                 // The key first: a concurrent retry collides here and is answered the first
                 // answer, instead of running the checks against the first request's effects.
                 claim(&mut tx, idem, now).await?;
-                // Then the plate, then the point: concurrent starts for one plate, or at one
-                // point, run their checks one at a time (same order everywhere: no deadlock).
-                lock_plate(&mut tx, new.plate.as_str()).await?;
-                let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM points WHERE id = $1{}", $lock));
-                sqlx::query(locked).bind(new.point_id).execute(&mut *tx).await.map_err($crate::store::map_sqlx)?;
-                let expired = expire_in(&mut tx, "(s.plate = $2 OR s.point_id = $3)", Some((new.plate.as_str(), new.point_id)), now).await?;
-                let active = session_where(&mut *tx, "s.plate = $1 AND s.status = 'active'", new.plate.as_str()).await?;
-                if let Some(active) = active {
+                // Then the plate, then the point (one statement, locks taken in that order):
+                // concurrent starts for one plate, or at one point, run their checks one at a
+                // time (same order everywhere: no deadlock). The point's status and capacity
+                // are read under its lock, not taken from this node's index.
+                let Some((capacity, status, point_code)) = lock_plate_and_point(&mut tx, new.plate.as_str(), new.point_id).await? else {
+                    return Ok(StartOutcome::PointClosed);
+                };
+                if status != "open" {
+                    return Ok(StartOutcome::PointClosed);
+                }
+                // In a statement of its own, after the locks, so it sees every start committed
+                // before they were granted. Sessions past their expiry but not yet closed do
+                // not count (they are closed below, before the insert). The expiry conditions
+                // are aggregate filters, not WHERE clauses: a WHERE on `expires_at` would let
+                // the planner pick the expiry index (see migration 0009) and scan every
+                // active session.
+                let (occupied, plate_session, stale): (i64, Option<i64>, bool) = sqlx::query_as(
+                    "SELECT here.live, plate.live_id, here.stale + plate.stale > 0 FROM \
+                     (SELECT COUNT(*) FILTER (WHERE expires_at > $3) AS live, \
+                             COUNT(*) FILTER (WHERE expires_at <= $3) AS stale \
+                      FROM sessions WHERE point_id = $1 AND status = 'active') AS here, \
+                     (SELECT MIN(id) FILTER (WHERE expires_at > $3) AS live_id, \
+                             COUNT(*) FILTER (WHERE expires_at <= $3) AS stale \
+                      FROM sessions WHERE plate = $2 AND status = 'active') AS plate",
+                )
+                .bind(new.point_id)
+                .bind(new.plate.as_str())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                if let Some(id) = plate_session {
+                    let active = session_where(&mut *tx, "s.id = $1", id).await?
+                        .ok_or_else(|| $crate::store::StoreError::Internal("active session vanished".into()))?;
                     return Ok(StartOutcome::PlateActive(active));
                 }
-                let occupied: i64 =
-                    sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE point_id = $1 AND status = 'active'")
-                        .bind(new.point_id)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err($crate::store::map_sqlx)?;
                 if occupied >= i64::from(capacity) {
                     return Ok(StartOutcome::PointFull);
                 }
-                let id = match insert_session(&mut tx, new, now).await? {
-                    Ok(id) => id,
+                let expired = if stale {
+                    expire_in(&mut tx, "(s.plate = $2 OR s.point_id = $3)", Some((new.plate.as_str(), new.point_id)), now).await?
+                } else {
+                    Vec::new()
+                };
+                let inserted = match insert_session(&mut tx, new, now).await? {
+                    Ok(inserted) => inserted,
                     Err(balance) => return Ok(StartOutcome::InsufficientFunds { balance }),
                 };
-                let row = session_where(&mut *tx, "s.id = $1", id).await?
-                    .ok_or_else(|| $crate::store::StoreError::Internal("inserted session vanished".into()))?;
+                let row = $crate::store::drivers::SessionRow {
+                    id: inserted.id,
+                    driver_id: new.driver_id,
+                    plate: new.plate.clone(),
+                    vehicle_class: new.vehicle_class,
+                    point_id: new.point_id,
+                    point_code,
+                    tariff_id: new.tariff_id,
+                    channel: new.channel.clone(),
+                    active: true,
+                    started_at: inserted.started_at,
+                    paid_until: inserted.paid_until,
+                    expires_at: inserted.expires_at,
+                    turns: new.turns,
+                    amount_charged: new.amount,
+                    amount_refunded: $crate::domain::money::Vnd(0),
+                    ended_at: None,
+                    end_reason: None,
+                    plate_corrected_at: None,
+                };
                 if let Some(c) = idem {
                     let (status, response) = answer(&row)?;
                     complete_claim(&mut *tx, c, status, &response).await?;
@@ -553,7 +606,7 @@ macro_rules! sql_driver_store_impl {
                 let (outcome, reply, session_id, amount) = match decide(active.as_ref(), occupied) {
                     SmsPlan::Refuse(reply) => ("refused", reply, None, 0),
                     SmsPlan::Start(new, reply) => match insert_session(&mut tx, &new, now).await? {
-                        Ok(id) => ("started", reply, Some(id), new.amount.get()),
+                        Ok(inserted) => ("started", reply, Some(inserted.id), new.amount.get()),
                         Err(_) => return Err($crate::store::StoreError::Internal("an SMS purchase cannot overdraw".into())),
                     },
                     SmsPlan::Extend(change, reply) => {
@@ -820,8 +873,30 @@ macro_rules! sql_driver_store_impl {
         /// Serialises writers touching one plate (PostgreSQL: a transaction-scoped advisory
         /// lock; SQLite's single writer needs none).
         async fn lock_plate(tx: &mut sqlx::Transaction<'_, $db>, plate: &str) -> $crate::store::StoreResult<()> {
-            sqlx::query($plate_lock).bind(format!("plate:{plate}")).execute(&mut **tx).await.map_err($crate::store::map_sqlx)?;
+            let sql = sqlx::AssertSqlSafe(format!("SELECT {}", $plate_lock));
+            sqlx::query(sql).bind(format!("plate:{plate}")).execute(&mut **tx).await.map_err($crate::store::map_sqlx)?;
             Ok(())
+        }
+
+        /// [`lock_plate`], then the point's row, in one statement (the plate's lock is taken
+        /// as the row is read, before the row lock): the point's capacity, status and code,
+        /// or `None` for an unknown point.
+        async fn lock_plate_and_point(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            plate: &str,
+            point_id: i64,
+        ) -> $crate::store::StoreResult<Option<(i32, String, String)>> {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "SELECT capacity, status, code, {} FROM points WHERE id = $2{}",
+                $plate_lock, $lock
+            ));
+            let row: Option<(i32, String, String)> = sqlx::query_as(sql)
+                .bind(format!("plate:{plate}"))
+                .bind(point_id)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+            Ok(row)
         }
 
         /// Stores the answer of a claimed key.
@@ -958,11 +1033,12 @@ macro_rules! sql_driver_store_impl {
             tx: &mut sqlx::Transaction<'_, $db>,
             new: &$crate::store::drivers::NewSession,
             now: chrono::DateTime<chrono::Utc>,
-        ) -> $crate::store::StoreResult<Result<i64, $crate::domain::money::Vnd>> {
-            let id: i64 = sqlx::query_scalar(
+        ) -> $crate::store::StoreResult<Result<$crate::store::sql_drivers::Inserted, $crate::domain::money::Vnd>> {
+            let (id, started_at, paid_until, expires_at): (i64, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
                 "INSERT INTO sessions (driver_id, plate, vehicle_class, point_id, tariff_id, channel, status, \
                  started_at, paid_until, expires_at, turns, amount_charged, notify_phone, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                 VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $11, $12, $13) \
+                 RETURNING id, started_at, paid_until, expires_at",
             )
             .bind(new.driver_id)
             .bind(new.plate.as_str())
@@ -985,7 +1061,7 @@ macro_rules! sql_driver_store_impl {
                 Err(balance) => return Ok(Err(balance)),
             };
             purchase(tx, id, new.turns, new.amount, new.paid_until, &new.quote, txn, now).await?;
-            Ok(Ok(id))
+            Ok(Ok($crate::store::sql_drivers::Inserted { id, started_at, paid_until, expires_at }))
         }
 
         /// Applies a priced extension to a locked session: payment, new end, receipt. A new

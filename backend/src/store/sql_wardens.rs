@@ -162,6 +162,14 @@ impl TryFrom<ViolationDbRow> for ViolationRow {
 }
 
 /// A session as a fact for the check logic.
+/// A session row tagged with the fact it answers (1: covering, 2: last here).
+#[derive(sqlx::FromRow)]
+pub(crate) struct FactDbRow {
+    pub which: i32,
+    #[sqlx(flatten)]
+    pub row: super::sql_drivers::SessionDbRow,
+}
+
 pub(crate) fn fact(s: &super::drivers::SessionRow) -> crate::domain::check::SessionFact {
     crate::domain::check::SessionFact {
         session_id: s.id,
@@ -246,24 +254,30 @@ macro_rules! sql_warden_store_impl {
                 point_id: i64,
                 at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::wardens::PlateFacts> {
-                let mut conn = self.pool.acquire().await.map_err($crate::store::map_sqlx)?;
-                let covering = w_session_at(
-                    &mut *conn,
-                    "s.plate = $1 AND s.started_at <= $2 AND COALESCE(s.ended_at, s.expires_at) > $2 \
-                     ORDER BY s.started_at DESC LIMIT 1",
-                    plate.as_str(),
-                    at,
-                    0,
-                )
-                .await?;
-                let last_here = w_session_at(
-                    &mut *conn,
-                    "s.plate = $1 AND s.started_at <= $2 AND s.point_id = $3 ORDER BY s.started_at DESC LIMIT 1",
-                    plate.as_str(),
-                    at,
-                    point_id,
-                )
-                .await?;
+                // Both facts in one statement (one round trip): the session covering `at`
+                // anywhere, and the last one at this point.
+                let select = $crate::store::sql_drivers::SESSION_SELECT.replacen("SELECT ", "SELECT {which} AS which, ", 1);
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "SELECT * FROM ({} WHERE s.plate = $1 AND s.started_at <= $2 \
+                     AND COALESCE(s.ended_at, s.expires_at) > $2 ORDER BY s.started_at DESC LIMIT 1) AS covering \
+                     UNION ALL \
+                     SELECT * FROM ({} WHERE s.plate = $1 AND s.started_at <= $2 AND s.point_id = $3 \
+                     ORDER BY s.started_at DESC LIMIT 1) AS here",
+                    select.replace("{which}", "1"),
+                    select.replace("{which}", "2"),
+                ));
+                let rows: Vec<$crate::store::sql_wardens::FactDbRow> = sqlx::query_as(sql)
+                    .bind(plate.as_str())
+                    .bind(at)
+                    .bind(point_id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                let (mut covering, mut last_here) = (None, None);
+                for r in rows {
+                    let row: $crate::store::drivers::SessionRow = r.row.try_into()?;
+                    if r.which == 1 { covering = Some(row) } else { last_here = Some(row) }
+                }
                 Ok($crate::store::wardens::PlateFacts {
                     covering: covering.as_ref().map($crate::store::sql_wardens::fact),
                     last_here: last_here.as_ref().map($crate::store::sql_wardens::fact),
@@ -486,7 +500,7 @@ macro_rules! sql_warden_store_impl {
                     flags.push("over_capacity".to_owned());
                 }
                 let id = match insert_session(&mut tx, new, now).await? {
-                    Ok(id) => id,
+                    Ok(inserted) => inserted.id,
                     Err(_) => return Err($crate::store::StoreError::Internal("a cash payment cannot overdraw".into())),
                 };
                 if historic {
