@@ -353,3 +353,32 @@ async fn a_logged_out_driver_token_stops_on_every_node_within_the_cache_time() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A start is checked against the point as the database has it, under the point's lock, not
+/// as this node's index last saw it: a point closed through node A refuses starts on node B
+/// at once, though B's index (refreshed hourly here) still has it open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_point_closed_on_one_node_refuses_starts_on_the_other_at_once() {
+    let mut settings = Options::default().settings;
+    settings.index_refresh = StdDuration::from_secs(3600);
+    let (a, b) = two_nodes(Some(settings)).await;
+    let token = b.driver_token("0912000401").await;
+    b.client.with_token(token.clone()).sandbox_topup(300_000, "fund").await.expect("top-up");
+
+    a.admin.close_point("HK002").await.expect("close on A");
+    let seen_by_b = b.app.index().point("HK002").expect("in B's index").status;
+    assert_eq!(seen_by_b, iparking_mobile_api::PointStatus::Open, "B's index has not seen the closing");
+    let body = json!({ "point_code": "HK002", "plate": "30A-777.01", "vehicle_class": "car", "turns": 1 });
+    let refused = post(&b, "/v1/sessions", Some(&token), Some("closed-1"), body.clone()).await;
+    assert_error(&refused, 409, "point_closed");
+    let on_b = b.client.with_token(token.clone());
+    assert_eq!(on_b.wallet().await.expect("wallet").balance, 300_000, "nothing charged");
+    let none = on_b.sessions(&Default::default()).await.expect("sessions");
+    assert!(none.is_empty(), "no session: {none:?}");
+
+    a.admin.open_point("HK002").await.expect("open on A");
+    let (status, started) = post(&b, "/v1/sessions", Some(&token), Some("closed-2"), body).await;
+    assert_eq!(status, 201, "{started}");
+    a.stop().await;
+    b.stop().await;
+}
