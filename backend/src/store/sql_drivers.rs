@@ -94,10 +94,12 @@ impl From<VehicleDbRow> for Vehicle {
     }
 }
 
-/// Implements [`super::DriverStore`] for a store with `pool`, `begin_write()` and the given
-/// row-lock suffix.
+/// Implements [`super::DriverStore`] for a store with `pool`, `begin_write()`, the given
+/// row-lock suffix and plate-lock expression; `$cte_writes`: whether the database takes
+/// INSERTs inside WITH (PostgreSQL does, SQLite does not), which lets a start write its
+/// session, ledger transaction and receipt in one statement.
 macro_rules! sql_driver_store_impl {
-    ($store:ty, $db:ty, $lock:literal, $plate_lock:literal) => {
+    ($store:ty, $db:ty, $lock:literal, $plate_lock:literal, $cte_writes:literal) => {
         #[async_trait::async_trait]
         impl $crate::store::drivers::DriverStore for $store {
             async fn upsert_driver(&self, phone: &str, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<i64> {
@@ -335,18 +337,25 @@ macro_rules! sql_driver_store_impl {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::drivers::StartOutcome> {
                 use $crate::store::drivers::StartOutcome;
-                // Eight statements in the common case: the key, the locks, the checks, the
-                // session, the ledger entry (three), the receipt and the answer; the row
-                // answered is built from what was written, not read back.
+                // Eight statements in the common case on PostgreSQL (ten on SQLite), with BEGIN
+                // and COMMIT: the key, the locks, the checks, the session with its ledger
+                // transaction and receipt, the two accounts, the postings and the answer. The
+                // row answered is built from what was written, not read back.
                 let mut tx = self.begin_write().await?;
                 // The key first: a concurrent retry collides here and is answered the first
                 // answer, instead of running the checks against the first request's effects.
-                claim(&mut tx, idem, now).await?;
-                // Then the plate, then the point (one statement, locks taken in that order):
-                // concurrent starts for one plate, or at one point, run their checks one at a
-                // time (same order everywhere: no deadlock). The point's status and capacity
-                // are read under its lock, not taken from this node's index.
-                let Some((capacity, status, point_code)) = lock_plate_and_point(&mut tx, new.plate.as_str(), new.point_id).await? else {
+                // Then the plate, then the point (locks taken in that order): concurrent starts
+                // for one plate, or at one point, run their checks one at a time (same order
+                // everywhere: no deadlock). The point's status and capacity are read under its
+                // lock, not taken from this node's index. One statement on PostgreSQL.
+                let locked = match idem {
+                    Some(c) if $cte_writes => claim_and_lock(&mut tx, c, new.plate.as_str(), new.point_id, now).await?,
+                    _ => {
+                        claim(&mut tx, idem, now).await?;
+                        lock_plate_and_point(&mut tx, new.plate.as_str(), new.point_id).await?
+                    }
+                };
+                let Some((capacity, status, point_code)) = locked else {
                     return Ok(StartOutcome::PointClosed);
                 };
                 if status != "open" {
@@ -386,7 +395,12 @@ macro_rules! sql_driver_store_impl {
                 } else {
                     Vec::new()
                 };
-                let inserted = match insert_session(&mut tx, new, now).await? {
+                let inserted = if $cte_writes {
+                    insert_session_in_one(&mut tx, new, now).await?
+                } else {
+                    insert_session(&mut tx, new, now).await?
+                };
+                let inserted = match inserted {
                     Ok(inserted) => inserted,
                     Err(balance) => return Ok(StartOutcome::InsufficientFunds { balance }),
                 };
@@ -878,6 +892,34 @@ macro_rules! sql_driver_store_impl {
             Ok(())
         }
 
+        /// [`claim`] and [`lock_plate_and_point`] in one statement (PostgreSQL: the claim in
+        /// a data-modifying WITH, which the locking read joins, so it is made first).
+        async fn claim_and_lock(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            c: &$crate::store::drivers::IdemClaim,
+            plate: &str,
+            point_id: i64,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::StoreResult<Option<(i32, String, String)>> {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "WITH c AS (INSERT INTO idempotency_keys (scope, key, request_hash, created_at) \
+                 VALUES ($3, $4, $5, $6) RETURNING 1) \
+                 SELECT p.capacity, p.status, p.code, {} FROM points p, c WHERE p.id = $2{} OF p",
+                $plate_lock, $lock
+            ));
+            let row: Option<(i32, String, String)> = sqlx::query_as(sql)
+                .bind(format!("plate:{plate}"))
+                .bind(point_id)
+                .bind(&c.scope)
+                .bind(&c.key)
+                .bind(&c.request_hash)
+                .bind(now)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+            Ok(row)
+        }
+
         /// [`lock_plate`], then the point's row, in one statement (the plate's lock is taken
         /// as the row is read, before the row lock): the point's capacity, status and code,
         /// or `None` for an unknown point.
@@ -965,6 +1007,16 @@ macro_rules! sql_driver_store_impl {
             .fetch_one(&mut **tx)
             .await
             .map_err($crate::store::map_sqlx)?;
+            post_in(tx, entry, txn, now).await
+        }
+
+        /// The postings of ledger transaction `txn` (already inserted): see [`post`].
+        async fn post_in(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            entry: &$crate::domain::ledger::Entry,
+            txn: i64,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::StoreResult<Result<i64, $crate::domain::money::Vnd>> {
             let mut order: Vec<usize> = (0..entry.postings.len()).collect();
             order.sort_by(|&a, &b| {
                 let (a, b) = (&entry.postings[a].account, &entry.postings[b].account);
@@ -1062,6 +1114,49 @@ macro_rules! sql_driver_store_impl {
             };
             purchase(tx, id, new.turns, new.amount, new.paid_until, &new.quote, txn, now).await?;
             Ok(Ok($crate::store::sql_drivers::Inserted { id, started_at, paid_until, expires_at }))
+        }
+
+        /// [`insert_session`] in two statements on PostgreSQL: the session, its ledger
+        /// transaction and its receipt in one (data-modifying WITH), then the postings.
+        async fn insert_session_in_one(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            new: &$crate::store::drivers::NewSession,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::StoreResult<Result<$crate::store::sql_drivers::Inserted, $crate::domain::money::Vnd>> {
+            type Times = chrono::DateTime<chrono::Utc>;
+            let (id, started_at, paid_until, expires_at, txn): (i64, Times, Times, Times, i64) = sqlx::query_as(
+                "WITH s AS (\
+                   INSERT INTO sessions (driver_id, plate, vehicle_class, point_id, tariff_id, channel, status, \
+                   started_at, paid_until, expires_at, turns, amount_charged, notify_phone, created_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $11, $12, $13) \
+                   RETURNING id, started_at, paid_until, expires_at), \
+                 t AS (INSERT INTO ledger_transactions (kind, session_id, created_at) \
+                   SELECT $14, s.id, $13 FROM s RETURNING id), \
+                 r AS (INSERT INTO session_purchases (session_id, turns, amount, paid_until, quote, transaction_id, created_at) \
+                   SELECT s.id, $10, $11, $8, $15, t.id, $13 FROM s, t) \
+                 SELECT s.id, s.started_at, s.paid_until, s.expires_at, t.id FROM s, t",
+            )
+            .bind(new.driver_id)
+            .bind(new.plate.as_str())
+            .bind(new.vehicle_class.as_str())
+            .bind(new.point_id)
+            .bind(new.tariff_id)
+            .bind(&new.channel)
+            .bind(new.started_at)
+            .bind(new.paid_until)
+            .bind(new.expires_at)
+            .bind(new.turns as i32)
+            .bind(new.amount.get())
+            .bind(new.notify_phone.as_deref())
+            .bind(now)
+            .bind(new.entry.kind)
+            .bind(&new.quote)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err($crate::store::map_sqlx)?;
+            Ok(post_in(tx, &new.entry, txn, now)
+                .await?
+                .map(|_| $crate::store::sql_drivers::Inserted { id, started_at, paid_until, expires_at }))
         }
 
         /// Applies a priced extension to a locked session: payment, new end, receipt. A new

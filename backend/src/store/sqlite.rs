@@ -59,7 +59,7 @@ impl SqliteStore {
 }
 
 sql_store_impl!(SqliteStore, Sqlite, "sqlite");
-sql_driver_store_impl!(SqliteStore, Sqlite, "", "length($1)");
+sql_driver_store_impl!(SqliteStore, Sqlite, "", "length($1)", false);
 sql_card_store_impl!(SqliteStore, Sqlite, "");
 sql_warden_store_impl!(SqliteStore, Sqlite, "");
 sql_finance_store_impl!(SqliteStore, Sqlite, "", "date(COL, '+7 hours')");
