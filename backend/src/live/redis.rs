@@ -404,16 +404,18 @@ impl LiveState for RedisLive {
 
     async fn plate_lookup(&self, plate: &str, point_id: i64) -> Result<PlateLookup, LiveError> {
         let mut c = self.conn.clone();
-        let (entry, roster): (Option<String>, std::collections::HashMap<i64, String>) = redis::pipe()
+        // The roster's values only (each holds its session id): half the reply of HGETALL,
+        // and no map to build.
+        let (entry, roster): (Option<String>, Vec<String>) = redis::pipe()
             .hget(&self.plates_key, opaque_key(plate))
-            .hgetall(format!("{}roster:{point_id}", self.prefix))
+            .hvals(format!("{}roster:{point_id}", self.prefix))
             .query_async(&mut c)
             .await
             .map_err(err)?;
         let parse = |v: &str| serde_json::from_str::<PlateEntry>(v).map_err(|e| LiveError(e.to_string()));
         let entry = entry.as_deref().map(parse).transpose()?;
         let mut out = Vec::with_capacity(roster.len());
-        for (_, v) in roster {
+        for v in roster {
             let (plate, json) = v.split_once('|').ok_or_else(|| LiveError("corrupt roster entry".into()))?;
             out.push((plate.to_owned(), parse(json)?));
         }
