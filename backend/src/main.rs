@@ -15,11 +15,6 @@ use iparking::{
 use iparking_mobile_api::{ImportFormat, ImportMode, StaffRole};
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc: glibc's allocator took about a fifth of the server's CPU under load (the
-/// many small, short-lived allocations of each request; see docs/performance.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "iparking", version, about = "Pay-by-phone street parking backend")]
 struct Cli {
