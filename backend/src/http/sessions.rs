@@ -258,11 +258,10 @@ pub async fn start_session(
         Err(e) => return idem.on_store_error(&app, e).await,
     };
     match outcome {
-        StartOutcome::Started(row, expired) => {
+        StartOutcome::Started(row, expired, (status, json)) => {
             let closed: Vec<&SessionRow> = expired.iter().collect();
             mirror(app.live.as_ref(), &[&row], &[], &closed).await;
             tracing::info!(session.id = row.id, driver.id = d.driver_id, point.code = %row.point_code, amount_vnd = row.amount_charged.get(), "session started");
-            let (status, json) = answer(&row).map_err(AppError::from)?;
             Ok(Idempotency::stored_answer(status, json))
         }
         StartOutcome::PlateActive(other) => {

@@ -157,8 +157,9 @@ pub struct NewSession {
 /// Outcome of starting a session.
 #[derive(Debug, Clone)]
 pub enum StartOutcome {
-    /// Started; also the sessions that had expired and were closed on the way.
-    Started(SessionRow, Vec<SessionRow>),
+    /// Started; also the sessions that had expired and were closed on the way, and the
+    /// answer rendered (status, JSON body), as stored with the claim.
+    Started(SessionRow, Vec<SessionRow>, (u16, String)),
     /// The plate already has an active session.
     PlateActive(SessionRow),
     /// The point is full.

@@ -66,6 +66,12 @@ impl TryFrom<SessionDbRow> for SessionRow {
     }
 }
 
+/// Inserts a session ($1–$13, see `bind_session`) and returns its id and times as stored.
+pub(crate) const SESSION_INSERT: &str = "INSERT INTO sessions (driver_id, plate, vehicle_class, point_id, \
+     tariff_id, channel, status, started_at, paid_until, expires_at, turns, amount_charged, notify_phone, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $11, $12, $13) \
+     RETURNING id, started_at, paid_until, expires_at";
+
 /// A session just inserted: its id and its times as the database stored them.
 pub(crate) struct Inserted {
     pub id: i64,
@@ -424,12 +430,12 @@ macro_rules! sql_driver_store_impl {
                     end_reason: None,
                     plate_corrected_at: None,
                 };
+                let rendered = answer(&row)?;
                 if let Some(c) = idem {
-                    let (status, response) = answer(&row)?;
-                    complete_claim(&mut *tx, c, status, &response).await?;
+                    complete_claim(&mut *tx, c, rendered.0, &rendered.1).await?;
                 }
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
-                Ok(StartOutcome::Started(row, expired))
+                Ok(StartOutcome::Started(row, expired, rendered))
             }
 
             async fn extend_session(
@@ -1079,6 +1085,28 @@ macro_rules! sql_driver_store_impl {
             Ok(Ok(txn))
         }
 
+        /// Binds a new session's values, in [`SESSION_INSERT`](crate::store::sql_drivers::SESSION_INSERT)'s
+        /// order ($1–$13).
+        fn bind_session<'q, O>(
+            q: sqlx::query::QueryAs<'q, $db, O, <$db as sqlx::Database>::Arguments>,
+            new: &'q $crate::store::drivers::NewSession,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> sqlx::query::QueryAs<'q, $db, O, <$db as sqlx::Database>::Arguments> {
+            q.bind(new.driver_id)
+                .bind(new.plate.as_str())
+                .bind(new.vehicle_class.as_str())
+                .bind(new.point_id)
+                .bind(new.tariff_id)
+                .bind(&new.channel)
+                .bind(new.started_at)
+                .bind(new.paid_until)
+                .bind(new.expires_at)
+                .bind(new.turns as i32)
+                .bind(new.amount.get())
+                .bind(new.notify_phone.as_deref())
+                .bind(now)
+        }
+
         /// Inserts a session with its payment and receipt. `Err(balance)` if a wallet would
         /// go negative (the caller returns without committing).
         async fn insert_session(
@@ -1086,28 +1114,13 @@ macro_rules! sql_driver_store_impl {
             new: &$crate::store::drivers::NewSession,
             now: chrono::DateTime<chrono::Utc>,
         ) -> $crate::store::StoreResult<Result<$crate::store::sql_drivers::Inserted, $crate::domain::money::Vnd>> {
-            let (id, started_at, paid_until, expires_at): (i64, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
-                "INSERT INTO sessions (driver_id, plate, vehicle_class, point_id, tariff_id, channel, status, \
-                 started_at, paid_until, expires_at, turns, amount_charged, notify_phone, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $11, $12, $13) \
-                 RETURNING id, started_at, paid_until, expires_at",
-            )
-            .bind(new.driver_id)
-            .bind(new.plate.as_str())
-            .bind(new.vehicle_class.as_str())
-            .bind(new.point_id)
-            .bind(new.tariff_id)
-            .bind(&new.channel)
-            .bind(new.started_at)
-            .bind(new.paid_until)
-            .bind(new.expires_at)
-            .bind(new.turns as i32)
-            .bind(new.amount.get())
-            .bind(new.notify_phone.as_deref())
-            .bind(now)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err($crate::store::map_sqlx)?;
+            type Times = chrono::DateTime<chrono::Utc>;
+            let sql = sqlx::AssertSqlSafe($crate::store::sql_drivers::SESSION_INSERT);
+            let (id, started_at, paid_until, expires_at): (i64, Times, Times, Times) =
+                bind_session(sqlx::query_as(sql), new, now)
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
             let txn = match post(tx, &new.entry, Some(id), now).await? {
                 Ok(txn) => txn,
                 Err(balance) => return Ok(Err(balance)),
@@ -1124,36 +1137,22 @@ macro_rules! sql_driver_store_impl {
             now: chrono::DateTime<chrono::Utc>,
         ) -> $crate::store::StoreResult<Result<$crate::store::sql_drivers::Inserted, $crate::domain::money::Vnd>> {
             type Times = chrono::DateTime<chrono::Utc>;
-            let (id, started_at, paid_until, expires_at, txn): (i64, Times, Times, Times, i64) = sqlx::query_as(
-                "WITH s AS (\
-                   INSERT INTO sessions (driver_id, plate, vehicle_class, point_id, tariff_id, channel, status, \
-                   started_at, paid_until, expires_at, turns, amount_charged, notify_phone, created_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $11, $12, $13) \
-                   RETURNING id, started_at, paid_until, expires_at), \
+            let sql = sqlx::AssertSqlSafe(format!(
+                "WITH s AS ({}), \
                  t AS (INSERT INTO ledger_transactions (kind, session_id, created_at) \
                    SELECT $14, s.id, $13 FROM s RETURNING id), \
                  r AS (INSERT INTO session_purchases (session_id, turns, amount, paid_until, quote, transaction_id, created_at) \
                    SELECT s.id, $10, $11, $8, $15, t.id, $13 FROM s, t) \
                  SELECT s.id, s.started_at, s.paid_until, s.expires_at, t.id FROM s, t",
-            )
-            .bind(new.driver_id)
-            .bind(new.plate.as_str())
-            .bind(new.vehicle_class.as_str())
-            .bind(new.point_id)
-            .bind(new.tariff_id)
-            .bind(&new.channel)
-            .bind(new.started_at)
-            .bind(new.paid_until)
-            .bind(new.expires_at)
-            .bind(new.turns as i32)
-            .bind(new.amount.get())
-            .bind(new.notify_phone.as_deref())
-            .bind(now)
-            .bind(new.entry.kind)
-            .bind(&new.quote)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err($crate::store::map_sqlx)?;
+                $crate::store::sql_drivers::SESSION_INSERT
+            ));
+            let (id, started_at, paid_until, expires_at, txn): (i64, Times, Times, Times, i64) =
+                bind_session(sqlx::query_as(sql), new, now)
+                    .bind(new.entry.kind)
+                    .bind(&new.quote)
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
             Ok(post_in(tx, &new.entry, txn, now)
                 .await?
                 .map(|_| $crate::store::sql_drivers::Inserted { id, started_at, paid_until, expires_at }))
