@@ -1112,3 +1112,82 @@ matrix!(sessions_expire_by_themselves, |t| {
     assert_eq!(live_occupancy(&t, "HK010").await, 1);
     t.assert_ledger_sound().await;
 });
+
+// ---- a start past an expired session the job has not closed ---------------------------
+
+/// On PostgreSQL a start is one call to `iparking_start_session` (migration 0011); a point
+/// or plate with a session past its expiry but still open sends it down the statement path,
+/// which closes that session first. Both must answer what they store.
+async fn start_past_an_unclosed_expired_session(db: iparking_tests::Db, live: iparking_tests::Live) {
+    let mut opts = iparking_tests::Options::default();
+    // The expiry job does not run during the test: the expired session stays open.
+    opts.settings.expiry_interval = StdDuration::from_secs(3600);
+    let t = TestApp::start_with(db, live, opts).await;
+    let d = t.funded_driver("0912000150", 300_000).await;
+    let first = d.start_session(&start("HK011", "30A15015", 1), "first").await.unwrap();
+    let other = d.start_session(&start("HK012", "30A15016", 1), "other").await.unwrap();
+    if db == iparking_tests::Db::Postgres {
+        // The node reserved a block of session ids with its first start and took the next
+        // one from it: the one-call path, not the sequence's default.
+        assert_eq!(other.id, first.id + 1);
+        assert_eq!(t.sql_i64("SELECT last_value FROM sessions_id_seq").await, first.id + 15);
+    }
+    assert_eq!(d.session(first.id).await.unwrap().started_at, first.started_at, "stored as answered");
+
+    t.clock.advance(Duration::minutes(75));
+    assert!(t.app.store.session(first.id).await.unwrap().unwrap().active, "the job closed it");
+    let again = d.start_session(&start("HK011", "30A15015", 1), "again").await.unwrap();
+    assert_ne!(again.id, first.id);
+    let closed = d.session(first.id).await.unwrap();
+    assert_eq!(
+        (closed.status, closed.end_reason.as_deref(), closed.ended_at),
+        (SessionStatus::Ended, Some("expired"), Some(first.paid_until))
+    );
+    let got = d.session(again.id).await.unwrap();
+    assert_eq!(
+        (got.status, got.started_at, got.paid_until, got.amount_charged),
+        (SessionStatus::Active, again.started_at, again.paid_until, again.amount_charged)
+    );
+    assert_eq!(db_active(&t, "HK011").await, 1);
+    assert_eq!(live_occupancy(&t, "HK011").await, 1);
+    // Its replay is its first answer; the wallet paid three starts once each.
+    assert_eq!(d.start_session(&start("HK011", "30A15015", 1), "again").await.unwrap(), again);
+    let charged = first.amount_charged + other.amount_charged + again.amount_charged;
+    assert_eq!(wallet(&d).await.balance, 300_000 - charged);
+    t.assert_ledger_sound().await;
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_past_an_unclosed_expired_session_sqlite_memory() {
+    start_past_an_unclosed_expired_session(iparking_tests::Db::Sqlite, iparking_tests::Live::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_past_an_unclosed_expired_session_postgres_redis() {
+    start_past_an_unclosed_expired_session(iparking_tests::Db::Postgres, iparking_tests::Live::Redis).await;
+}
+
+// A wallet start claims its key in the write (no lookup first): a retry must still get the
+// first answer when a new start would now be refused, before the write or in it.
+matrix!(a_retry_gets_the_first_answer_where_a_new_start_is_refused, |t| {
+    let d = t.funded_driver("0912000151", 200_000).await;
+    let body = start("HK013", "30A15017", 1);
+    let first = d.start_session(&body, "k-first").await.unwrap();
+    // Refused in the write: the plate is parked (by this very start).
+    assert_eq!(d.start_session(&body, "k-first").await.unwrap(), first);
+    let (status, e) = api_code(d.start_session(&body, "k-second").await.unwrap_err());
+    assert_eq!((status, e.as_str()), (409, "plate_active"));
+    // Refused before the write: the point closed since.
+    t.admin.close_point("HK013").await.expect("close");
+    let (status, e) = api_code(d.start_session(&start("HK013", "30A15018", 1), "k-third").await.unwrap_err());
+    assert_eq!((status, e.as_str()), (409, "point_closed"));
+    assert_eq!(d.start_session(&body, "k-first").await.unwrap(), first);
+    // A malformed body under a used key is that key's reuse for another request.
+    let (_, token) = login(&t, "0912000151").await;
+    let answer = post(&t, &token, "/v1/sessions", Some("k-first"), &json!({"point_code": "HK013"})).await;
+    assert_error(&answer.pair(), 422, "idempotency_key_reused");
+    assert_eq!(answer.replayed, None);
+    assert_eq!(wallet(&d).await.balance, 200_000 - first.amount_charged, "charged once");
+    t.assert_ledger_sound().await;
+});

@@ -98,6 +98,7 @@ pub enum Prelude {
 }
 
 /// The `Idempotency-Key` of a state-changing call, claimed for a caller.
+#[derive(Clone)]
 pub struct Idempotency {
     claim: IdemClaim,
 }

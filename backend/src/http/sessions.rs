@@ -131,15 +131,43 @@ pub async fn start_session(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let english = prefers_english(&headers);
-    let idem = match Idempotency::for_driver_or_charge(&app, d.driver_id, &headers, "/v1/sessions", &body).await? {
-        Prelude::Fresh(idem) => idem,
-        Prelude::Replayed(replayed) => return Ok(replayed),
-        Prelude::Charge(charge) => return cards::drive(&app, *charge, Vec::new()).await,
-    };
-    let req: StartSession = parse_json(&headers, &body)?;
+    let by_wallet = parse_json::<StartSession>(&headers, &body).is_ok_and(|r| r.payment != Some(PaymentSource::Card));
+    if !by_wallet {
+        // A card start (or a body that does not parse): the key is looked up first, as a
+        // key whose first request made a card charge resumes that charge.
+        let idem = match Idempotency::for_driver_or_charge(&app, d.driver_id, &headers, "/v1/sessions", &body).await? {
+            Prelude::Fresh(idem) => idem,
+            Prelude::Replayed(replayed) => return Ok(replayed),
+            Prelude::Charge(charge) => return cards::drive(&app, *charge, Vec::new()).await,
+        };
+        return start_keyed(&app, &d, &headers, &body, idem).await;
+    }
+    // A wallet start claims its key in the write that starts the session, without a lookup
+    // first (one database round trip fewer): a used key fails there and is answered its
+    // first answer. A refusal before the write (the point closed since, say) is answered
+    // the key's first answer too, when there is one.
+    let idem = Idempotency::from_request(format!("driver:{}", d.driver_id), &headers, "POST", "/v1/sessions", &body)?;
+    match start_keyed(&app, &d, &headers, &body, idem.clone()).await {
+        Ok(answer) => Ok(answer),
+        Err(refused) => match idem.replay(&app).await? {
+            Some(replayed) => Ok(replayed),
+            None => Err(refused),
+        },
+    }
+}
+
+/// [`start_session`] once its key is known new, or (a wallet start) is claimed by the write.
+async fn start_keyed(
+    app: &AppState,
+    d: &crate::store::drivers::DriverPrincipal,
+    headers: &HeaderMap,
+    body: &Bytes,
+    idem: Idempotency,
+) -> Result<Response, AppError> {
+    let english = prefers_english(headers);
+    let req: StartSession = parse_json(headers, body)?;
     let plate = Plate::parse(&req.plate).map_err(invalid)?;
-    let point = point_for(&app, &req.point_code).await?;
+    let point = point_for(app, &req.point_code).await?;
     if point.status == PointStatus::Closed {
         return Err(point_closed(&point.code));
     }
@@ -225,7 +253,7 @@ pub async fn start_session(
             turns,
             quote: serde_json::to_string(&quote).map_err(|e| AppError::internal(&e))?,
         };
-        return cards::pay_by_card(&app, idem, d.driver_id, req.card_id, priced.total, plan, warnings).await;
+        return cards::pay_by_card(app, idem, d.driver_id, req.card_id, priced.total, plan, warnings).await;
     }
     let entry = Entry::wallet_payment("session_start", d.driver_id, point.id, priced.total)
         .map_err(|e| AppError::internal(&e))?;
@@ -253,9 +281,9 @@ pub async fn start_session(
             .map(|json| (StatusCode::CREATED.as_u16(), json))
             .map_err(|e| crate::store::StoreError::Internal(e.to_string()))
     };
-    let outcome = match app.store.start_session(&new, Some(idem.claim()), &answer, now).await {
+    let outcome = match app.store.start_session(&new, &point.code, Some(idem.claim()), &answer, now).await {
         Ok(o) => o,
-        Err(e) => return idem.on_store_error(&app, e).await,
+        Err(e) => return idem.on_store_error(app, e).await,
     };
     match outcome {
         StartOutcome::Started(row, expired, (status, json)) => {

@@ -362,10 +362,13 @@ pub trait DriverStore: Send + Sync {
     ///
     /// With a claim, `answer` renders the response to a start (status, JSON body) and it is
     /// stored with the claim in the same transaction: one commit, and a retry after a crash
-    /// gets the answer.
+    /// gets the answer. `point_code` is the point's code as the caller knows it: on
+    /// PostgreSQL the answer is rendered with it before the one call that starts the
+    /// session (a point whose code differs in the database takes the statement path).
     async fn start_session(
         &self,
         new: &NewSession,
+        point_code: &str,
         idem: Option<&IdemClaim>,
         answer: &StartAnswer<'_>,
         now: DateTime<Utc>,

@@ -1,16 +1,28 @@
 //! PostgreSQL: production. Many API nodes share one database.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
+use crate::domain::money::Vnd;
 use sqlx::{
     Postgres,
     migrate::Migrator,
     postgres::{PgPool, PgPoolOptions},
 };
 
+use chrono::{DateTime, SubsecRound, Utc};
+
 use super::{
-    StoreResult, map_sqlx, sql::sql_store_impl, sql_cards::sql_card_store_impl, sql_drivers::sql_driver_store_impl,
-    sql_finance::sql_finance_store_impl, sql_wardens::sql_warden_store_impl,
+    StoreError, StoreResult,
+    drivers::{IdemClaim, NewSession, SessionRow, StartAnswer, StartOutcome},
+    map_sqlx,
+    sql::sql_store_impl,
+    sql_cards::sql_card_store_impl,
+    sql_drivers::sql_driver_store_impl,
+    sql_finance::sql_finance_store_impl,
+    sql_wardens::sql_warden_store_impl,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -19,7 +31,14 @@ static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Session ids reserved from `sessions_id_seq` for one-call starts (see
+    /// [`PgStore::start_in_one`]), handed out in ascending order.
+    session_ids: Arc<Mutex<Vec<i64>>>,
 }
+
+/// How many session ids a node reserves at a time: one round trip per this many starts.
+/// Ids left unused when the node stops are gaps, as a sequence's own cache leaves.
+const SESSION_ID_BLOCK: i64 = 16;
 
 impl PgStore {
     /// Connects to `postgres://…`. The pool is lazy-tolerant: a database that is down
@@ -45,7 +64,7 @@ impl PgStore {
             .connect(url)
             .await
             .map_err(map_sqlx)?;
-        Ok(Self { pool })
+        Ok(Self { pool, session_ids: Arc::default() })
     }
 
     fn migrator(&self) -> &'static Migrator {
@@ -55,6 +74,136 @@ impl PgStore {
     /// A writing transaction; rows are locked with `FOR UPDATE` where it matters.
     async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Postgres>> {
         self.pool.begin().await.map_err(map_sqlx)
+    }
+
+    /// A session id from the node's reserve, refilled from `sessions_id_seq` a block at a
+    /// time. Ids are unique across nodes; like the sequence's own per-connection cache,
+    /// they follow start order within a node only.
+    async fn reserve_session_id(&self) -> StoreResult<i64> {
+        if let Some(id) = self.session_ids.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(id);
+        }
+        let mut ids: Vec<i64> = sqlx::query_scalar("SELECT nextval('sessions_id_seq') FROM generate_series(1, $1)")
+            .bind(SESSION_ID_BLOCK)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_sqlx)?;
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        let id = ids.pop().ok_or_else(|| StoreError::Internal("nextval returned no rows".into()))?;
+        let mut reserve = self.session_ids.lock().unwrap_or_else(|e| e.into_inner());
+        reserve.extend(ids);
+        reserve.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(id)
+    }
+
+    /// A session start in one round trip: `iparking_start_session` (migration 0011) makes
+    /// the checks and writes of the statement path in `sql_drivers.rs`, in one implicit
+    /// transaction. The answer is rendered first, from the row as it will be stored (a
+    /// reserved id, times at the database's microsecond precision), and stored with the key
+    /// by the same call. `None`: the call is not for this path (a session past its expiry is
+    /// still open there, or the point's code changed): nothing was written, and the caller
+    /// runs the statement path.
+    async fn start_in_one(
+        &self,
+        new: &NewSession,
+        c: &IdemClaim,
+        point_code: &str,
+        answer: &StartAnswer<'_>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<StartOutcome>> {
+        let id = self.reserve_session_id().await?;
+        let row = SessionRow {
+            id,
+            driver_id: new.driver_id,
+            plate: new.plate.clone(),
+            vehicle_class: new.vehicle_class,
+            point_id: new.point_id,
+            point_code: point_code.to_owned(),
+            tariff_id: new.tariff_id,
+            channel: new.channel.clone(),
+            active: true,
+            started_at: new.started_at.trunc_subsecs(6),
+            paid_until: new.paid_until.trunc_subsecs(6),
+            expires_at: new.expires_at.trunc_subsecs(6),
+            turns: new.turns,
+            amount_charged: new.amount,
+            amount_refunded: Vnd(0),
+            ended_at: None,
+            end_reason: None,
+            plate_corrected_at: None,
+        };
+        let (status, body) = answer(&row)?;
+        let postings = &new.entry.postings;
+        // Accounts are locked by (kind, ref), bytewise, as `post_in` does.
+        let mut order: Vec<usize> = (0..postings.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&postings[a].account, &postings[b].account);
+            (a.kind.as_str(), &a.reference).cmp(&(b.kind.as_str(), &b.reference))
+        });
+        let lock_order: Vec<i32> = order.iter().map(|&i| i as i32 + 1).collect();
+        let kinds: Vec<&str> = postings.iter().map(|p| p.account.kind.as_str()).collect();
+        let refs: Vec<&str> = postings.iter().map(|p| p.account.reference.as_str()).collect();
+        let amounts: Vec<i64> = postings.iter().map(|p| p.amount.get()).collect();
+        let channels: Vec<Option<&str>> = postings.iter().map(|p| p.revenue.map(|(c, _)| c.as_str())).collect();
+        let points: Vec<Option<i64>> = postings.iter().map(|p| p.revenue.map(|(_, point)| point)).collect();
+        let done = sqlx::query(
+            "SELECT iparking_start_session($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+             $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
+        )
+        .bind(id)
+        .bind(new.driver_id)
+        .bind(new.plate.as_str())
+        .bind(new.vehicle_class.as_str())
+        .bind(new.point_id)
+        .bind(point_code)
+        .bind(new.tariff_id)
+        .bind(&new.channel)
+        .bind(row.started_at)
+        .bind(row.paid_until)
+        .bind(row.expires_at)
+        .bind(new.turns as i32)
+        .bind(new.amount.get())
+        .bind(new.notify_phone.as_deref())
+        .bind(now)
+        .bind(new.entry.kind)
+        .bind(&new.quote)
+        .bind(kinds)
+        .bind(refs)
+        .bind(amounts)
+        .bind(channels)
+        .bind(points)
+        .bind(lock_order)
+        .bind(&c.scope)
+        .bind(&c.key)
+        .bind(&c.request_hash)
+        .bind(i32::from(status))
+        .bind(&body)
+        .execute(&self.pool)
+        .await;
+        let e = match done {
+            Ok(_) => return Ok(Some(StartOutcome::Started(row, Vec::new(), (status, body)))),
+            Err(e) => e,
+        };
+        let refused = match &e {
+            sqlx::Error::Database(db) => db.code().map(|c| (c.into_owned(), db.message().to_owned())),
+            _ => None,
+        };
+        let number = |m: &str| {
+            m.parse::<i64>().map_err(|_| StoreError::Internal(format!("iparking_start_session raised {m:?}")))
+        };
+        Ok(Some(match refused.as_ref().map(|(c, m)| (c.as_str(), m.as_str())) {
+            Some(("IPK01", _)) => StartOutcome::PointClosed,
+            Some(("IPK02", m)) => {
+                let active = session_where(&self.pool, "s.id = $1", number(m)?)
+                    .await?
+                    .ok_or_else(|| StoreError::Internal("active session vanished".into()))?;
+                StartOutcome::PlateActive(active)
+            }
+            Some(("IPK03", _)) => StartOutcome::PointFull,
+            Some(("IPK05", m)) => StartOutcome::InsufficientFunds { balance: Vnd(number(m)?) },
+            Some(("IPK09", _)) => return Ok(None),
+            _ => return Err(map_sqlx(e)),
+        }))
     }
 }
 

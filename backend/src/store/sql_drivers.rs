@@ -338,15 +338,24 @@ macro_rules! sql_driver_store_impl {
             async fn start_session(
                 &self,
                 new: &$crate::store::drivers::NewSession,
+                point_code: &str,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
                 answer: &$crate::store::drivers::StartAnswer<'_>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::drivers::StartOutcome> {
                 use $crate::store::drivers::StartOutcome;
-                // Eight statements in the common case on PostgreSQL (ten on SQLite), with BEGIN
-                // and COMMIT: the key, the locks, the checks, the session with its ledger
-                // transaction and receipt, the two accounts, the postings and the answer. The
-                // row answered is built from what was written, not read back.
+                // PostgreSQL: one call does it all (migration 0011, `PgStore::start_in_one`),
+                // unless it sends the start here (a session past its expiry to close first).
+                if let Some(c) = idem {
+                    if let Some(outcome) = self.start_in_one(new, c, point_code, answer, now).await? {
+                        return Ok(outcome);
+                    }
+                }
+                // The statement path: ten statements in the common case, with BEGIN and COMMIT
+                // (eight on PostgreSQL, which joins some): the key, the locks, the checks, the
+                // session with its ledger transaction and receipt, the two accounts, the
+                // postings and the answer. The row answered is built from what was written,
+                // not read back.
                 let mut tx = self.begin_write().await?;
                 // The key first: a concurrent retry collides here and is answered the first
                 // answer, instead of running the checks against the first request's effects.
@@ -548,7 +557,7 @@ macro_rules! sql_driver_store_impl {
             ) -> $crate::store::StoreResult<Vec<$crate::store::drivers::SessionRow>> {
                 let status = active.map(|a| if a { "active" } else { "ended" });
                 let sql = sqlx::AssertSqlSafe(format!(
-                    "{} WHERE s.driver_id = $1 AND ($2 IS NULL OR s.status = $2) ORDER BY s.id DESC LIMIT $3",
+                    "{} WHERE s.driver_id = $1 AND ($2 IS NULL OR s.status = $2) ORDER BY s.started_at DESC, s.id DESC LIMIT $3",
                     $crate::store::sql_drivers::SESSION_SELECT
                 ));
                 let rows: Vec<$crate::store::sql_drivers::SessionDbRow> = sqlx::query_as(sql)

@@ -56,6 +56,21 @@ impl SqliteStore {
     async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_sqlx)
     }
+
+    /// PostgreSQL starts a session in one call (`PgStore::start_in_one`) to save round
+    /// trips. SQLite runs in the process, where statements cost none: `None` always, and
+    /// the start takes the statement path.
+    #[allow(clippy::unused_async)]
+    async fn start_in_one(
+        &self,
+        _new: &crate::store::drivers::NewSession,
+        _claim: &crate::store::drivers::IdemClaim,
+        _point_code: &str,
+        _answer: &crate::store::drivers::StartAnswer<'_>,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Option<crate::store::drivers::StartOutcome>> {
+        Ok(None)
+    }
 }
 
 sql_store_impl!(SqliteStore, Sqlite, "sqlite");
