@@ -110,6 +110,21 @@ async fn check_plate_index(live: &dyn LiveState) {
     live.reset_active_plates(&[("29H123456".into(), e(4))]).await.unwrap();
     assert_eq!(live.active_plate("51F12345").await.unwrap(), None, "reset replaces everything");
     assert_eq!(live.active_plate("29H123456").await.unwrap(), Some(e(4)));
+
+    // A session opened: its point's counter up by one, its plate's entry, its roster line;
+    // the plate's earlier session leaves the roster of its point.
+    let at = |id: i64, point_id: i64| PlateEntry { point_id, point_code: format!("HK{point_id:03}"), ..e(id) };
+    live.reset_occupancy(&[(7, 2)]).await.unwrap();
+    live.session_opened("30A55555", &at(5, 7)).await.unwrap();
+    assert_eq!(live.occupancy(&[7, 8]).await.unwrap(), [3, 0]);
+    assert_eq!(live.active_plate("30A55555").await.unwrap(), Some(at(5, 7)));
+    let seen = live.plate_lookup("30A55555", 7).await.unwrap();
+    assert_eq!(seen.entry, Some(at(5, 7)));
+    assert!(seen.roster.contains(&("30A55555".to_owned(), at(5, 7))), "{:?}", seen.roster);
+    live.session_opened("30A55555", &at(6, 8)).await.unwrap();
+    assert_eq!(live.occupancy(&[7, 8]).await.unwrap(), [3, 1]);
+    assert!(!live.plate_lookup("30A55555", 7).await.unwrap().roster.iter().any(|(p, _)| p == "30A55555"));
+    assert_eq!(live.plate_lookup("30A55555", 8).await.unwrap().roster, [("30A55555".to_owned(), at(6, 8))]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tower_http::{
     LatencyUnit,
     catch_panic::CatchPanicLayer,
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     timeout::TimeoutLayer,
     trace::{DefaultOnResponse, TraceLayer},
 };
@@ -197,13 +197,33 @@ pub fn router(app: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Micros)),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
         .layer(CatchPanicLayer::new())
         .layer(middleware::from_fn_with_state(
             Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight.max(1))),
             shed_load,
         ))
         .layer(middleware::from_fn(shape_errors))
+}
+
+/// A random (version 4) UUID for each request without one, from the thread's random
+/// generator: `tower_http`'s `MakeRequestUuid` asks the kernel for every one (a system call
+/// per request).
+#[derive(Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = uuid_v4(rand::random());
+        axum::http::HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+/// Formats 128 random bits as a version 4 UUID (RFC 9562: version 4, variant 10).
+fn uuid_v4(bits: u128) -> String {
+    let b = (bits & !(0xF << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
+    let h = format!("{b:032x}");
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 /// Bounds the requests a node works on at once (`Settings::max_in_flight`): one more is
@@ -444,6 +464,24 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_str(v).unwrap());
         prefers_english(&h)
+    }
+
+    #[test]
+    fn request_ids_are_version_4_uuids() {
+        for bits in [0, u128::MAX, 0x0123_4567_89ab_cdef_0123_4567_89ab_cdef] {
+            let id = uuid_v4(bits);
+            let groups: Vec<&str> = id.split('-').collect();
+            assert_eq!(groups.iter().map(|g| g.len()).collect::<Vec<_>>(), [8, 4, 4, 4, 12], "{id}");
+            assert!(id.chars().all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{id}");
+            assert!(groups[2].starts_with('4'), "version 4: {id}");
+            assert!(matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'), "variant 10: {id}");
+        }
+        assert_eq!(uuid_v4(0), "00000000-0000-4000-8000-000000000000");
+        assert_eq!(uuid_v4(u128::MAX), "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        let mut make = RandomRequestId;
+        let req = axum::http::Request::new(());
+        let (a, b) = (make.make_request_id(&req).unwrap(), make.make_request_id(&req).unwrap());
+        assert_ne!(a.header_value(), b.header_value(), "random");
     }
 
     #[test]

@@ -51,6 +51,13 @@ pub trait LiveState: Send + Sync + 'static {
 
     /// Records the plate's active session (replacing any earlier entry).
     async fn set_active_plate(&self, plate: &str, entry: &PlateEntry) -> Result<(), LiveError>;
+    /// Mirrors a session just started: its point's counter up by one
+    /// ([`adjust_occupancy`](Self::adjust_occupancy)) and its plate's entry
+    /// ([`set_active_plate`](Self::set_active_plate)). One round trip on Redis.
+    async fn session_opened(&self, plate: &str, entry: &PlateEntry) -> Result<(), LiveError> {
+        self.adjust_occupancy(entry.point_id, 1).await?;
+        self.set_active_plate(plate, entry).await
+    }
     /// Forgets the plate's entry if it still names `session_id` (a newer session stays).
     async fn clear_active_plate(&self, plate: &str, session_id: i64) -> Result<(), LiveError>;
     /// The plate's active session, as last recorded.
@@ -158,9 +165,9 @@ pub async fn mirror(
         failures += usize::from(live.clear_active_plate(s.plate.as_str(), s.id).await.is_err());
     }
     for s in opened {
-        failures += usize::from(live.adjust_occupancy(s.point_id, 1).await.is_err());
+        failures += usize::from(live.session_opened(s.plate.as_str(), &PlateEntry::of(s)).await.is_err());
     }
-    for s in opened.iter().chain(updated) {
+    for s in updated {
         failures += usize::from(live.set_active_plate(s.plate.as_str(), &PlateEntry::of(s)).await.is_err());
     }
     if failures > 0 {

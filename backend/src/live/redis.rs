@@ -84,6 +84,21 @@ local e = cjson.decode(ARGV[2])
 redis.call('HSET', ARGV[3] .. 'roster:' .. e.point_id, e.session_id, ARGV[4] .. '|' .. ARGV[2])
 return 0";
 
+// A session started: its point's counter up by one (as ADJUST) and its plate's entry (as
+// SET_PLATE), in one script and one round trip.
+const OPEN_SESSION: &str = r"
+local n = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') + 1
+redis.call('HSET', KEYS[1], ARGV[1], n)
+local old = redis.call('HGET', KEYS[2], ARGV[2])
+if old then
+  local o = cjson.decode(old)
+  redis.call('HDEL', ARGV[4] .. 'roster:' .. o.point_id, o.session_id)
+end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+local e = cjson.decode(ARGV[3])
+redis.call('HSET', ARGV[4] .. 'roster:' .. e.point_id, e.session_id, ARGV[5] .. '|' .. ARGV[3])
+return n";
+
 const CLEAR_PLATE: &str = r"
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if v then
@@ -112,6 +127,7 @@ pub struct RedisLive {
     check_otp: Script,
     clear_plate: Script,
     set_plate: Script,
+    open_session: Script,
     unlock: Script,
     plates_key: String,
     /// The rebuild mark: when the last completed rebuild started. Gone = the data was lost.
@@ -149,6 +165,7 @@ impl RedisLive {
             check_otp: Script::new(CHECK_OTP),
             clear_plate: Script::new(CLEAR_PLATE),
             set_plate: Script::new(SET_PLATE),
+            open_session: Script::new(OPEN_SESSION),
             unlock: Script::new(UNLOCK),
             plates_key: format!("{prefix}plates"),
             built_key: format!("{prefix}live:built"),
@@ -325,6 +342,24 @@ impl LiveState for RedisLive {
         let _: i64 = self
             .set_plate
             .key(&self.plates_key)
+            .arg(opaque_key(plate))
+            .arg(json)
+            .arg(&self.prefix)
+            .arg(plate)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.write_failed(e))?;
+        Ok(())
+    }
+
+    async fn session_opened(&self, plate: &str, entry: &PlateEntry) -> Result<(), LiveError> {
+        let mut c = self.conn.clone();
+        let json = serde_json::to_string(entry).map_err(|e| LiveError(e.to_string()))?;
+        let _: i64 = self
+            .open_session
+            .key(&self.occupancy_key)
+            .key(&self.plates_key)
+            .arg(entry.point_id)
             .arg(opaque_key(plate))
             .arg(json)
             .arg(&self.prefix)
