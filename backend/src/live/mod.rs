@@ -214,9 +214,17 @@ pub async fn rebuild(store: &dyn Store, live: &dyn LiveState) -> Result<Rebuilt,
 async fn rebuild_from(store: &dyn Store, live: &dyn LiveState, started_us: i64) -> Result<Rebuilt, RebuildError> {
     let counts = store.occupied_by_point().await?;
     live.reset_occupancy(&counts).await?;
-    let active = store.active_sessions().await?;
-    let plates: Vec<(String, PlateEntry)> =
-        active.iter().map(|s| (s.plate.as_str().to_owned(), PlateEntry::of(s))).collect();
+    // Each session row is dropped as its entry is made: a node does not hold both copies of
+    // every active session at once.
+    let plates: Vec<(String, PlateEntry)> = store
+        .active_sessions()
+        .await?
+        .into_iter()
+        .map(|s| {
+            let entry = PlateEntry::of(&s);
+            (s.plate.into_string(), entry)
+        })
+        .collect();
     live.reset_active_plates(&plates).await?;
     live.mark_built(started_us).await?;
     Ok(Rebuilt { points: counts.len(), sessions: plates.len() })

@@ -193,12 +193,12 @@ impl PgStore {
         };
         Ok(Some(match refused.as_ref().map(|(c, m)| (c.as_str(), m.as_str())) {
             Some(("IPK01", _)) => StartOutcome::PointClosed,
-            Some(("IPK02", m)) => {
-                let active = session_where(&self.pool, "s.id = $1", number(m)?)
-                    .await?
-                    .ok_or_else(|| StoreError::Internal("active session vanished".into()))?;
-                StartOutcome::PlateActive(active)
-            }
+            Some(("IPK02", m)) => match session_where(&self.pool, "s.id = $1", number(m)?).await? {
+                Some(active) if active.active => StartOutcome::PlateActive(active),
+                // Stopped since the call saw it: nothing was written; the statement path
+                // decides again under the locks.
+                _ => return Ok(None),
+            },
             Some(("IPK03", _)) => StartOutcome::PointFull,
             Some(("IPK05", m)) => StartOutcome::InsufficientFunds { balance: Vnd(number(m)?) },
             Some(("IPK09", _)) => return Ok(None),
