@@ -57,6 +57,10 @@ pub struct Settings {
     /// (with `Retry-After`), instead of queueing until they time out. The probes
     /// (`/healthz`, `/readyz`, `/metrics`) are never refused.
     pub max_in_flight: usize,
+    /// Most client connections a node keeps open at once. Past it the node stops accepting
+    /// until one closes: further connections wait in the kernel's accept queue, not in the
+    /// node's memory (each open connection holds its buffers).
+    pub max_connections: usize,
     /// Largest JSON body accepted.
     pub json_body_limit: usize,
     /// Largest point file accepted by the import route.
@@ -157,6 +161,7 @@ impl Default for Settings {
         Self {
             request_timeout: Duration::from_secs(15),
             max_in_flight: 512,
+            max_connections: 1024,
             json_body_limit: 64 * 1024,
             import_body_limit: 32 * 1024 * 1024,
             index_refresh: Duration::from_secs(2),

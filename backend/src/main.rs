@@ -42,6 +42,9 @@ enum Command {
         /// Most requests worked on at once; more are answered 503 `overloaded` at once.
         #[arg(long, env = "IPARKING_MAX_IN_FLIGHT", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         max_in_flight: u32,
+        /// Most client connections kept open at once; more wait in the kernel's accept queue.
+        #[arg(long, env = "IPARKING_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        max_connections: u32,
         /// The demo's SANDBOX payment gateway (play-money wallet top-ups). Default: on for the
         /// embedded default, off when DATABASE_URL is set.
         #[arg(long, env = "IPARKING_SANDBOX_PAYMENTS")]
@@ -199,6 +202,7 @@ async fn main() -> anyhow::Result<()> {
             no_seed,
             request_timeout_secs,
             max_in_flight,
+            max_connections,
             sandbox_payments,
             sms_carriers,
             sms_gateways,
@@ -216,6 +220,7 @@ async fn main() -> anyhow::Result<()> {
             let settings = Settings {
                 request_timeout: Duration::from_secs(request_timeout_secs),
                 max_in_flight: max_in_flight as usize,
+                max_connections: max_connections as usize,
                 sandbox_payments: sandbox_payments.unwrap_or(cli.db.is_embedded_default()),
                 ..Settings::default()
             };

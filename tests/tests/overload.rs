@@ -47,3 +47,29 @@ async fn a_node_at_its_limit_sheds_requests_at_once_and_recovers() {
     }
     t.stop().await;
 }
+
+/// A node keeps at most `Settings::max_connections` connections open: idle ones hold their
+/// slots, one more waits (in the kernel's accept queue) without an answer, and is served as
+/// soon as a slot frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_at_its_connection_limit_serves_the_next_one_when_one_closes() {
+    let settings = iparking::Settings { max_connections: 2, ..Options::default().settings };
+    let t = TestApp::start_with(Db::Sqlite, Live::Memory, Options { settings, ..Options::default() }).await;
+    let idle_a = tokio::net::TcpStream::connect(t.addr).await.expect("connect");
+    let idle_b = tokio::net::TcpStream::connect(t.addr).await.expect("connect");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // A new client (no pooled connection) is not answered while both slots are held.
+    let http = || reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
+    let waited = http().get(t.url("/healthz")).timeout(Duration::from_millis(800)).send().await;
+    assert!(waited.expect_err("not served past the limit").is_timeout());
+
+    // One idle connection closes: the next request is served.
+    drop(idle_a);
+    let asked = Instant::now();
+    let resp = http().get(t.url("/healthz")).timeout(Duration::from_secs(5)).send().await.expect("served");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(asked.elapsed() < Duration::from_secs(2), "served once a slot freed: {:?}", asked.elapsed());
+    drop(idle_b);
+    t.stop().await;
+}

@@ -1,7 +1,5 @@
 //! Drivers: phone login with one-time codes, vehicles, the wallet.
 
-use std::net::SocketAddr;
-
 use axum::{
     body::Bytes,
     extract::{ConnectInfo, FromRequestParts, State},
@@ -263,7 +261,7 @@ impl Idempotency {
 )]
 pub async fn send_otp(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(super::Peer(peer)): ConnectInfo<super::Peer>,
     Json(body): Json<OtpRequest>,
 ) -> Result<(StatusCode, Json<OtpSent>), AppError> {
     let phone = Phone::parse(&body.phone).map_err(invalid)?;

@@ -12,7 +12,7 @@
 //!   `Content-Security-Policy` (no script at all).
 //! - Errors are HTML pages (`text/html`), which the JSON error middleware lets through.
 
-use std::{fmt::Write as _, net::SocketAddr};
+use std::fmt::Write as _;
 
 use axum::{
     Router,
@@ -762,7 +762,7 @@ async fn login_page(State(app): State<AppState>, headers: HeaderMap, uri: Uri) -
 
 async fn login_submit(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(super::Peer(peer)): ConnectInfo<super::Peer>,
     headers: HeaderMap,
     uri: Uri,
     body: Bytes,

@@ -367,7 +367,8 @@ pub async fn serve(
         (sweeper, importer)
     });
     let app_checks = app.checks.clone();
-    let result = axum::serve(listener, router(app).into_make_service_with_connect_info::<std::net::SocketAddr>())
+    let listener = CappedListener::new(listener, app.settings.max_connections);
+    let result = axum::serve(listener, router(app).into_make_service_with_connect_info::<Peer>())
         .with_graceful_shutdown(shutdown)
         .await;
     refresher.abort();
@@ -381,6 +382,99 @@ pub async fn serve(
         importer.abort();
     }
     result
+}
+
+/// A listener that keeps at most `max` connections open (`Settings::max_connections`): it
+/// accepts the next one only when an open one closes, so the rest wait in the kernel's
+/// accept queue instead of holding buffers in the node. Load shedding bounds the requests a
+/// node works on; this bounds its connections.
+struct CappedListener {
+    inner: TcpListener,
+    open: Arc<tokio::sync::Semaphore>,
+}
+
+impl CappedListener {
+    fn new(inner: TcpListener, max: usize) -> Self {
+        Self { inner, open: Arc::new(tokio::sync::Semaphore::new(max.max(1))) }
+    }
+}
+
+impl axum::serve::Listener for CappedListener {
+    type Io = CappedStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        // The semaphore is never closed.
+        let permit = self.open.clone().acquire_owned().await.expect("connection slots");
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        (CappedStream { stream, _slot: permit }, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// The client's address, for handlers (`ConnectInfo<Peer>`): rate limits by address.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, CappedListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, CappedListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// An accepted connection holding its slot until it is dropped.
+struct CappedStream {
+    stream: tokio::net::TcpStream,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tokio::io::AsyncRead for CappedStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CappedStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
 }
 
 /// Texts each driver once, `reminder_before` the end of the paid time, with how to extend.

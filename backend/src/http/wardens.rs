@@ -2,7 +2,7 @@
 //! (thanh toán hộ) with slips, violations with photos, offline sync, shifts. See
 //! `docs/wardens.md`.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc};
 
 use axum::{
     body::{Body, Bytes, to_bytes},
@@ -152,7 +152,7 @@ async fn claim_staff(
 )]
 pub async fn warden_login(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(super::Peer(peer)): ConnectInfo<super::Peer>,
     Json(body): Json<WardenLogin>,
 ) -> Result<Json<WardenToken>, AppError> {
     let roles = [StaffRole::Warden, StaffRole::Inspector];
