@@ -57,9 +57,8 @@ pub struct Settings {
     /// (with `Retry-After`), instead of queueing until they time out. The probes
     /// (`/healthz`, `/readyz`, `/metrics`) are never refused.
     pub max_in_flight: usize,
-    /// Most client connections a node keeps open at once. Past it the node stops accepting
-    /// until one closes: further connections wait in the kernel's accept queue, not in the
-    /// node's memory (each open connection holds its buffers).
+    /// Most client connections a node keeps open at once (each holds its buffers). One more
+    /// is answered 503 `overloaded` with `Retry-After` and closed at once.
     pub max_connections: usize,
     /// Largest JSON body accepted.
     pub json_body_limit: usize,

@@ -49,27 +49,39 @@ async fn a_node_at_its_limit_sheds_requests_at_once_and_recovers() {
 }
 
 /// A node keeps at most `Settings::max_connections` connections open: idle ones hold their
-/// slots, one more waits (in the kernel's accept queue) without an answer, and is served as
-/// soon as a slot frees.
+/// slots, one more is answered 503 `overloaded` at once (in the error shape, with
+/// `Retry-After`) and closed, and a new connection is served as soon as a slot frees.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_at_its_connection_limit_serves_the_next_one_when_one_closes() {
+async fn a_node_at_its_connection_limit_refuses_more_at_once_and_recovers() {
     let settings = iparking::Settings { max_connections: 2, ..Options::default().settings };
     let t = TestApp::start_with(Db::Sqlite, Live::Memory, Options { settings, ..Options::default() }).await;
     let idle_a = tokio::net::TcpStream::connect(t.addr).await.expect("connect");
     let idle_b = tokio::net::TcpStream::connect(t.addr).await.expect("connect");
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    // A new client (no pooled connection) is not answered while both slots are held.
+    // A new client (no pooled connection) is refused while both slots are held.
     let http = || reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
-    let waited = http().get(t.url("/healthz")).timeout(Duration::from_millis(800)).send().await;
-    assert!(waited.expect_err("not served past the limit").is_timeout());
-
-    // One idle connection closes: the next request is served.
-    drop(idle_a);
     let asked = Instant::now();
-    let resp = http().get(t.url("/healthz")).timeout(Duration::from_secs(5)).send().await.expect("served");
-    assert_eq!(resp.status().as_u16(), 200);
-    assert!(asked.elapsed() < Duration::from_secs(2), "served once a slot freed: {:?}", asked.elapsed());
+    let resp = http().get(t.url("/v1/points/HK001")).timeout(Duration::from_secs(5)).send().await.expect("answered");
+    assert_eq!(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = serde_json::from_str(&resp.text().await.expect("body")).expect("json");
+    assert_error(&(status, body), 503, "overloaded");
+    assert!(asked.elapsed() < Duration::from_secs(2), "refused at once: {:?}", asked.elapsed());
+
+    // One idle connection closes: a new one is served.
+    drop(idle_a);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let resp =
+            http().get(t.url("/v1/points/HK001")).timeout(Duration::from_secs(5)).send().await.expect("answered");
+        if resp.status().as_u16() == 200 {
+            break;
+        }
+        assert_eq!(resp.status().as_u16(), 503);
+        assert!(Instant::now() < deadline, "still refused after a slot freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     drop(idle_b);
     t.stop().await;
 }

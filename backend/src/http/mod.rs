@@ -1,6 +1,10 @@
 //! HTTP: one router module per audience, assembled here with the middleware stack.
 
-use std::{future::Future, sync::Arc, time::Instant};
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
     Router,
@@ -384,18 +388,28 @@ pub async fn serve(
     result
 }
 
-/// A listener that keeps at most `max` connections open (`Settings::max_connections`): it
-/// accepts the next one only when an open one closes, so the rest wait in the kernel's
-/// accept queue instead of holding buffers in the node. Load shedding bounds the requests a
-/// node works on; this bounds its connections.
+/// A listener that keeps at most `max` connections open (`Settings::max_connections`). A
+/// connection past the limit is answered 503 `overloaded` (with `Retry-After: 1`) and closed
+/// at once, as [`shed_load`] answers a request past its limit: open connections, not only
+/// requests, hold memory in the node. Load shedding bounds the requests a node works on;
+/// this bounds its connections.
 struct CappedListener {
     inner: TcpListener,
     open: Arc<tokio::sync::Semaphore>,
+    /// Refusals being written at once; past them a connection is closed without an answer.
+    refusing: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most connections answered 503 at once (each holds a small buffer for up to a second).
+const MAX_REFUSING: usize = 256;
 
 impl CappedListener {
     fn new(inner: TcpListener, max: usize) -> Self {
-        Self { inner, open: Arc::new(tokio::sync::Semaphore::new(max.max(1))) }
+        Self {
+            inner,
+            open: Arc::new(tokio::sync::Semaphore::new(max.max(1))),
+            refusing: Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING)),
+        }
     }
 }
 
@@ -404,15 +418,45 @@ impl axum::serve::Listener for CappedListener {
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        // The semaphore is never closed.
-        let permit = self.open.clone().acquire_owned().await.expect("connection slots");
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        (CappedStream { stream, _slot: permit }, addr)
+        loop {
+            let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+            if let Ok(slot) = self.open.clone().try_acquire_owned() {
+                return (CappedStream { stream, _slot: slot }, addr);
+            }
+            metrics::counter!("http_connections_refused_total").increment(1);
+            if let Ok(turn) = self.refusing.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse_connection(stream).await;
+                    drop(turn);
+                });
+            }
+        }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         self.inner.local_addr()
     }
+}
+
+/// Answers a connection past the limit 503 `overloaded` in the error shape, and closes it.
+/// The request's first bytes are read first (for at most a second), so that the answer is
+/// not lost to a reset.
+async fn refuse_connection(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut head)).await;
+    let body = serde_json::json!({"error": {
+        "code": "overloaded",
+        "message": "Máy chủ đang quá tải. Vui lòng thử lại sau giây lát.",
+    }})
+    .to_string();
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
+    let _ = stream.shutdown().await;
 }
 
 /// The client's address, for handlers (`ConnectInfo<Peer>`): rate limits by address.
