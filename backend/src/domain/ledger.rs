@@ -163,6 +163,18 @@ pub struct Unbalanced {
 }
 
 impl Entry {
+    /// The postings' indexes in the order their accounts are locked: by kind and reference,
+    /// bytewise, everywhere, so that concurrent entries sharing accounts never wait on each
+    /// other in a cycle.
+    pub fn lock_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.postings.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&self.postings[a].account, &self.postings[b].account);
+            (a.kind.as_str(), &a.reference).cmp(&(b.kind.as_str(), &b.reference))
+        });
+        order
+    }
+
     /// Builds an entry, dropping zero postings; refuses one that does not balance.
     pub fn new(kind: &'static str, postings: Vec<Posting>) -> Result<Entry, Unbalanced> {
         let postings: Vec<Posting> = postings.into_iter().filter(|p| p.amount != Vnd::ZERO).collect();

@@ -138,6 +138,11 @@ impl Idempotency {
         Ok(Self { claim: IdemClaim { scope, key: key.to_owned(), request_hash: hex::encode(h.finalize()) } })
     }
 
+    /// The key of a driver's `POST path`, not looked up yet.
+    pub fn of_driver(driver_id: i64, headers: &HeaderMap, path: &str, body: &[u8]) -> Result<Self, AppError> {
+        Self::from_request(format!("driver:{driver_id}"), headers, "POST", path, body)
+    }
+
     /// The key of a driver's POST to `path`: `Err` carries the first answer when this key
     /// was used before (replayed), so the route returns it as is.
     pub async fn for_driver(
@@ -147,7 +152,7 @@ impl Idempotency {
         path: &str,
         body: &[u8],
     ) -> Result<Result<Self, Response>, AppError> {
-        let idem = Self::from_request(format!("driver:{driver_id}"), headers, "POST", path, body)?;
+        let idem = Self::of_driver(driver_id, headers, path, body)?;
         Ok(match idem.replay(app).await? {
             Some(replayed) => Err(replayed),
             None => Ok(idem),
@@ -163,7 +168,7 @@ impl Idempotency {
         path: &str,
         body: &[u8],
     ) -> Result<Prelude, AppError> {
-        let idem = Self::from_request(format!("driver:{driver_id}"), headers, "POST", path, body)?;
+        let idem = Self::of_driver(driver_id, headers, path, body)?;
         let (scope, key) = (&idem.claim.scope, &idem.claim.key);
         let rec = app.store.idempotency_get(scope, key).await?;
         if let Some(rec) = &rec

@@ -131,23 +131,27 @@ pub async fn start_session(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let by_wallet = parse_json::<StartSession>(&headers, &body).is_ok_and(|r| r.payment != Some(PaymentSource::Card));
-    if !by_wallet {
-        // A card start (or a body that does not parse): the key is looked up first, as a
-        // key whose first request made a card charge resumes that charge.
-        let idem = match Idempotency::for_driver_or_charge(&app, d.driver_id, &headers, "/v1/sessions", &body).await? {
-            Prelude::Fresh(idem) => idem,
-            Prelude::Replayed(replayed) => return Ok(replayed),
-            Prelude::Charge(charge) => return cards::drive(&app, *charge, Vec::new()).await,
-        };
-        return start_keyed(&app, &d, &headers, &body, idem).await;
-    }
+    let parsed: Result<StartSession, AppError> = parse_json(&headers, &body);
+    let req = match parsed {
+        Ok(req) if req.payment != Some(PaymentSource::Card) => req,
+        parsed => {
+            // A card start (or a body that does not parse): the key is looked up first, as
+            // a key whose first request made a card charge resumes that charge.
+            let idem =
+                match Idempotency::for_driver_or_charge(&app, d.driver_id, &headers, "/v1/sessions", &body).await? {
+                    Prelude::Fresh(idem) => idem,
+                    Prelude::Replayed(replayed) => return Ok(replayed),
+                    Prelude::Charge(charge) => return cards::drive(&app, *charge, Vec::new()).await,
+                };
+            return start_keyed(&app, &d, &headers, parsed?, idem).await;
+        }
+    };
     // A wallet start claims its key in the write that starts the session, without a lookup
     // first (one database round trip fewer): a used key fails there and is answered its
     // first answer. A refusal before the write (the point closed since, say) is answered
     // the key's first answer too, when there is one.
-    let idem = Idempotency::from_request(format!("driver:{}", d.driver_id), &headers, "POST", "/v1/sessions", &body)?;
-    match start_keyed(&app, &d, &headers, &body, idem.clone()).await {
+    let idem = Idempotency::of_driver(d.driver_id, &headers, "/v1/sessions", &body)?;
+    match start_keyed(&app, &d, &headers, req, idem.clone()).await {
         Ok(answer) => Ok(answer),
         Err(refused) => match idem.replay(&app).await? {
             Some(replayed) => Ok(replayed),
@@ -161,11 +165,10 @@ async fn start_keyed(
     app: &AppState,
     d: &crate::store::drivers::DriverPrincipal,
     headers: &HeaderMap,
-    body: &Bytes,
+    req: StartSession,
     idem: Idempotency,
 ) -> Result<Response, AppError> {
     let english = prefers_english(headers);
-    let req: StartSession = parse_json(headers, body)?;
     let plate = Plate::parse(&req.plate).map_err(invalid)?;
     let point = point_for(app, &req.point_code).await?;
     if point.status == PointStatus::Closed {

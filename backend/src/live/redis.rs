@@ -73,7 +73,11 @@ return left";
 // point, `{prefix}roster:{point}`, field = session id, value = `plate|entry json`) change
 // together in one script, so they never disagree. (The roster keys are derived inside the
 // scripts: fine on one Redis; a Redis Cluster needs a hash tag in the prefix.)
-const SET_PLATE: &str = r"
+/// SET_PLATE's body (KEYS[1] the plate index, ARGV[1] the opaque plate, ARGV[2] the entry,
+/// ARGV[3] the prefix, ARGV[4] the plate), shared with OPEN_SESSION.
+macro_rules! set_plate_lua {
+    () => {
+        r"
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old then
   local o = cjson.decode(old)
@@ -82,22 +86,21 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local e = cjson.decode(ARGV[2])
 redis.call('HSET', ARGV[3] .. 'roster:' .. e.point_id, e.session_id, ARGV[4] .. '|' .. ARGV[2])
-return 0";
+"
+    };
+}
 
-// A session started: its point's counter up by one (as ADJUST) and its plate's entry (as
-// SET_PLATE), in one script and one round trip.
-const OPEN_SESSION: &str = r"
-local n = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') + 1
-redis.call('HSET', KEYS[1], ARGV[1], n)
-local old = redis.call('HGET', KEYS[2], ARGV[2])
-if old then
-  local o = cjson.decode(old)
-  redis.call('HDEL', ARGV[4] .. 'roster:' .. o.point_id, o.session_id)
-end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-local e = cjson.decode(ARGV[3])
-redis.call('HSET', ARGV[4] .. 'roster:' .. e.point_id, e.session_id, ARGV[5] .. '|' .. ARGV[3])
-return n";
+const SET_PLATE: &str = concat!(set_plate_lua!(), "return 0");
+
+// A session started: its plate's entry (as SET_PLATE) and its point's counter up by one (as
+// ADJUST; KEYS[2] the occupancy hash, ARGV[5] the point), in one script and one round trip.
+const OPEN_SESSION: &str = concat!(
+    set_plate_lua!(),
+    r"
+local n = tonumber(redis.call('HGET', KEYS[2], ARGV[5]) or '0') + 1
+redis.call('HSET', KEYS[2], ARGV[5], n)
+return n"
+);
 
 const CLEAR_PLATE: &str = r"
 local v = redis.call('HGET', KEYS[1], ARGV[1])
@@ -357,13 +360,13 @@ impl LiveState for RedisLive {
         let json = serde_json::to_string(entry).map_err(|e| LiveError(e.to_string()))?;
         let _: i64 = self
             .open_session
-            .key(&self.occupancy_key)
             .key(&self.plates_key)
-            .arg(entry.point_id)
+            .key(&self.occupancy_key)
             .arg(opaque_key(plate))
             .arg(json)
             .arg(&self.prefix)
             .arg(plate)
+            .arg(entry.point_id)
             .invoke_async(&mut c)
             .await
             .map_err(|e| self.write_failed(e))?;

@@ -154,6 +154,39 @@ pub struct NewSession {
     pub notify_phone: Option<String>,
 }
 
+impl NewSession {
+    /// The session as stored: its id, its point's code and its times as the database keeps them.
+    pub fn row(
+        &self,
+        id: i64,
+        point_code: String,
+        started_at: DateTime<Utc>,
+        paid_until: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> SessionRow {
+        SessionRow {
+            id,
+            driver_id: self.driver_id,
+            plate: self.plate.clone(),
+            vehicle_class: self.vehicle_class,
+            point_id: self.point_id,
+            point_code,
+            tariff_id: self.tariff_id,
+            channel: self.channel.clone(),
+            active: true,
+            started_at,
+            paid_until,
+            expires_at,
+            turns: self.turns,
+            amount_charged: self.amount,
+            amount_refunded: Vnd(0),
+            ended_at: None,
+            end_reason: None,
+            plate_corrected_at: None,
+        }
+    }
+}
+
 /// Outcome of starting a session.
 #[derive(Debug, Clone)]
 pub enum StartOutcome {

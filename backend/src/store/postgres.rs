@@ -16,7 +16,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 use super::{
     StoreError, StoreResult,
-    drivers::{IdemClaim, NewSession, SessionRow, StartAnswer, StartOutcome},
+    drivers::{IdemClaim, NewSession, StartAnswer, StartOutcome},
     map_sqlx,
     sql::sql_store_impl,
     sql_cards::sql_card_store_impl,
@@ -83,16 +83,16 @@ impl PgStore {
         if let Some(id) = self.session_ids.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             return Ok(id);
         }
-        let mut ids: Vec<i64> = sqlx::query_scalar("SELECT nextval('sessions_id_seq') FROM generate_series(1, $1)")
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT nextval('sessions_id_seq') FROM generate_series(1, $1)")
             .bind(SESSION_ID_BLOCK)
             .fetch_all(&self.pool)
             .await
             .map_err(map_sqlx)?;
-        ids.sort_unstable_by(|a, b| b.cmp(a));
-        let id = ids.pop().ok_or_else(|| StoreError::Internal("nextval returned no rows".into()))?;
         let mut reserve = self.session_ids.lock().unwrap_or_else(|e| e.into_inner());
         reserve.extend(ids);
+        // Highest first: `pop` hands them out in ascending order.
         reserve.sort_unstable_by(|a, b| b.cmp(a));
+        let id = reserve.pop().ok_or_else(|| StoreError::Internal("nextval returned no rows".into()))?;
         Ok(id)
     }
 
@@ -112,35 +112,17 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<StartOutcome>> {
         let id = self.reserve_session_id().await?;
-        let row = SessionRow {
+        let row = new.row(
             id,
-            driver_id: new.driver_id,
-            plate: new.plate.clone(),
-            vehicle_class: new.vehicle_class,
-            point_id: new.point_id,
-            point_code: point_code.to_owned(),
-            tariff_id: new.tariff_id,
-            channel: new.channel.clone(),
-            active: true,
-            started_at: new.started_at.trunc_subsecs(6),
-            paid_until: new.paid_until.trunc_subsecs(6),
-            expires_at: new.expires_at.trunc_subsecs(6),
-            turns: new.turns,
-            amount_charged: new.amount,
-            amount_refunded: Vnd(0),
-            ended_at: None,
-            end_reason: None,
-            plate_corrected_at: None,
-        };
+            point_code.to_owned(),
+            new.started_at.trunc_subsecs(6),
+            new.paid_until.trunc_subsecs(6),
+            new.expires_at.trunc_subsecs(6),
+        );
         let (status, body) = answer(&row)?;
         let postings = &new.entry.postings;
-        // Accounts are locked by (kind, ref), bytewise, as `post_in` does.
-        let mut order: Vec<usize> = (0..postings.len()).collect();
-        order.sort_by(|&a, &b| {
-            let (a, b) = (&postings[a].account, &postings[b].account);
-            (a.kind.as_str(), &a.reference).cmp(&(b.kind.as_str(), &b.reference))
-        });
-        let lock_order: Vec<i32> = order.iter().map(|&i| i as i32 + 1).collect();
+        // 1-based, for the function's arrays.
+        let lock_order: Vec<i32> = new.entry.lock_order().into_iter().map(|i| i as i32 + 1).collect();
         let kinds: Vec<&str> = postings.iter().map(|p| p.account.kind.as_str()).collect();
         let refs: Vec<&str> = postings.iter().map(|p| p.account.reference.as_str()).collect();
         let amounts: Vec<i64> = postings.iter().map(|p| p.amount.get()).collect();

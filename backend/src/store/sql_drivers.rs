@@ -419,26 +419,7 @@ macro_rules! sql_driver_store_impl {
                     Ok(inserted) => inserted,
                     Err(balance) => return Ok(StartOutcome::InsufficientFunds { balance }),
                 };
-                let row = $crate::store::drivers::SessionRow {
-                    id: inserted.id,
-                    driver_id: new.driver_id,
-                    plate: new.plate.clone(),
-                    vehicle_class: new.vehicle_class,
-                    point_id: new.point_id,
-                    point_code,
-                    tariff_id: new.tariff_id,
-                    channel: new.channel.clone(),
-                    active: true,
-                    started_at: inserted.started_at,
-                    paid_until: inserted.paid_until,
-                    expires_at: inserted.expires_at,
-                    turns: new.turns,
-                    amount_charged: new.amount,
-                    amount_refunded: $crate::domain::money::Vnd(0),
-                    ended_at: None,
-                    end_reason: None,
-                    plate_corrected_at: None,
-                };
+                let row = new.row(inserted.id, point_code, inserted.started_at, inserted.paid_until, inserted.expires_at);
                 let rendered = answer(&row)?;
                 if let Some(c) = idem {
                     complete_claim(&mut *tx, c, rendered.0, &rendered.1).await?;
@@ -1032,13 +1013,8 @@ macro_rules! sql_driver_store_impl {
             txn: i64,
             now: chrono::DateTime<chrono::Utc>,
         ) -> $crate::store::StoreResult<Result<i64, $crate::domain::money::Vnd>> {
-            let mut order: Vec<usize> = (0..entry.postings.len()).collect();
-            order.sort_by(|&a, &b| {
-                let (a, b) = (&entry.postings[a].account, &entry.postings[b].account);
-                (a.kind.as_str(), &a.reference).cmp(&(b.kind.as_str(), &b.reference))
-            });
             let mut accounts = vec![0i64; entry.postings.len()];
-            for i in order {
+            for i in entry.lock_order() {
                 let p = &entry.postings[i];
                 let kind = p.account.kind.as_str();
                 let amount = p.amount.get();
