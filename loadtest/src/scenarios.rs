@@ -132,6 +132,13 @@ fn plate(prefix: &str, n: u64) -> String {
     format!("{prefix}{:05}", n % 100_000)
 }
 
+/// The plate of the warden scenario's `n`th hit, spread over the numbers (7919 is prime to
+/// 100,000, so they stay distinct): the cars on a street have unrelated plates. Consecutive
+/// numbers would make every plate a near miss of nine others, which a real roster is not.
+fn hit_plate(n: u64) -> String {
+    plate("30L", n.wrapping_mul(7919))
+}
+
 impl Scenario {
     /// Builds the scenario and runs its set-up (logins, sessions for the hits, top-ups).
     pub async fn prepare(kind: Kind, http: reqwest::Client, base: &str, opts: Options) -> anyhow::Result<Self> {
@@ -220,7 +227,7 @@ impl Scenario {
                     break 'outer;
                 }
                 n += 1;
-                let p = plate("30L", n);
+                let p = hit_plate(n);
                 let body = WardenStartSession {
                     point_code: code.clone(),
                     plate: p.clone(),
@@ -523,5 +530,19 @@ mod tests {
     fn plates_have_five_digits() {
         assert_eq!(plate("30L", 7), "30L00007");
         assert_eq!(plate("30L", 1_234_567), "30L34567");
+    }
+
+    #[test]
+    fn the_hits_of_a_run_are_distinct_and_no_near_misses_of_each_other() {
+        use iparking::domain::plate::Plate;
+        for start in [0, 1_700_000, 99_990] {
+            let plates: Vec<Plate> =
+                (start + 1..=start + 200).map(|n| Plate::parse(&hit_plate(n)).expect("a valid plate")).collect();
+            let distinct: std::collections::HashSet<&str> = plates.iter().map(Plate::as_str).collect();
+            assert_eq!(distinct.len(), plates.len());
+            let pairs = plates.iter().flat_map(|a| plates.iter().map(move |b| (a, b)));
+            let near: Vec<_> = pairs.filter(|(a, b)| a.near_miss(b)).collect();
+            assert!(near.is_empty(), "near misses among the hits from {start}: {near:?}");
+        }
     }
 }

@@ -2,9 +2,9 @@
 //! and are rebuilt from the database (SQLite + in-process, PostgreSQL + Redis).
 
 use chrono::Duration;
-use iparking::live::{LiveState, PlateEntry};
+use iparking::live::{LiveState, PlateEntry, RedisLive};
 use iparking_mobile_api::{ExtendSession, StartSession, VehicleClass};
-use iparking_tests::{Live, TestApp, live_state, matrix};
+use iparking_tests::{Live, TestApp, live_state, matrix, redis_url};
 
 fn start(point: &str, plate: &str) -> StartSession {
     StartSession {
@@ -123,8 +123,110 @@ async fn check_plate_index(live: &dyn LiveState) {
     assert!(seen.roster.contains(&("30A55555".to_owned(), at(5, 7))), "{:?}", seen.roster);
     live.session_opened("30A55555", &at(6, 8)).await.unwrap();
     assert_eq!(live.occupancy(&[7, 8]).await.unwrap(), [3, 1]);
-    assert!(!live.plate_lookup("30A55555", 7).await.unwrap().roster.iter().any(|(p, _)| p == "30A55555"));
-    assert_eq!(live.plate_lookup("30A55555", 8).await.unwrap().roster, [("30A55555".to_owned(), at(6, 8))]);
+    // The lookup at the point it left: not in the roster, and no entry (it is elsewhere).
+    let left = live.plate_lookup("30A55555", 7).await.unwrap();
+    assert!(!left.roster.iter().any(|(p, _)| p == "30A55555"), "{:?}", left.roster);
+    assert_eq!(left.entry, None);
+    let here = live.plate_lookup("30A55555", 8).await.unwrap();
+    assert_eq!(&*here.roster, [("30A55555".to_owned(), at(6, 8))]);
+    assert_eq!(here.entry, Some(at(6, 8)));
+    // Read, then written by this node, then read again: the second read sees the write.
+    live.set_active_plate("30A55555", &at(7, 8)).await.unwrap();
+    assert_eq!(live.plate_lookup("30A55555", 8).await.unwrap().entry, Some(at(7, 8)));
+    live.clear_active_plate("30A55555", 7).await.unwrap();
+    assert!(live.plate_lookup("30A55555", 8).await.unwrap().roster.is_empty());
+    live.session_opened("30A55555", &at(8, 8)).await.unwrap();
+    assert_eq!(live.plate_lookup("30A55555", 8).await.unwrap().entry, Some(at(8, 8)));
+    live.reset_active_plates(&[]).await.unwrap();
+    assert_eq!(live.plate_lookup("30A55555", 8).await.unwrap(), Default::default());
+}
+
+/// Polls `what` every 10 ms for up to 3 s.
+async fn within_3s<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..300 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("not within 3 s: {what}");
+}
+
+/// Two nodes on one Redis: each keeps a copy of the rosters it reads, answers repeated reads
+/// from it, and drops it when any node writes that roster; a node whose tracking connection
+/// is cut stops its copy, and starts over when the connection is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roster_copies_follow_every_nodes_writes_redis() {
+    let prefix = format!("t:{:016x}:", rand::random::<u64>());
+    let a = RedisLive::connect(&redis_url(), &prefix).await.unwrap();
+    let b = RedisLive::connect(&redis_url(), &prefix).await.unwrap();
+    within_3s("both nodes track", || async { a.roster_cache_stats().tracking && b.roster_cache_stats().tracking })
+        .await;
+    let e = |id: i64, point_id: i64| PlateEntry {
+        session_id: id,
+        point_id,
+        point_code: format!("HK{point_id:03}"),
+        paid_until_us: 100,
+        expires_at_us: 700,
+    };
+    let on = |live: &RedisLive, point: i64| {
+        let live = live.clone();
+        async move { live.plate_lookup("30A12345", point).await.unwrap() }
+    };
+
+    // B reads point 7 twice: the second answer comes from its copy.
+    assert!(on(&b, 7).await.roster.is_empty());
+    let before = b.roster_cache_stats();
+    assert!(on(&b, 7).await.roster.is_empty());
+    let after = b.roster_cache_stats();
+    assert_eq!((after.hits, after.kept), (before.hits + 1, before.kept), "{before:?} → {after:?}");
+
+    // A starts a session there: B's copy goes, and B reads the new roster.
+    a.session_opened("30A12345", &e(1, 7)).await.unwrap();
+    within_3s("B sees A's start", || async { on(&b, 7).await.entry == Some(e(1, 7)) }).await;
+    // A moves the plate to point 8 (a correction, a new session): both rosters change on B.
+    assert_eq!(on(&b, 8).await.entry, None);
+    a.set_active_plate("30A12345", &e(2, 8)).await.unwrap();
+    within_3s("B sees the plate leave point 7", || async { on(&b, 7).await.roster.is_empty() }).await;
+    within_3s("B sees the plate at point 8", || async { on(&b, 8).await.entry == Some(e(2, 8)) }).await;
+    // A stops it.
+    a.clear_active_plate("30A12345", 2).await.unwrap();
+    within_3s("B sees A's stop", || async { on(&b, 8).await.roster.is_empty() }).await;
+    // A rebuilds everything.
+    a.reset_active_plates(&[("30A12345".into(), e(3, 7))]).await.unwrap();
+    within_3s("B sees A's rebuild", || async { on(&b, 7).await.entry == Some(e(3, 7)) }).await;
+
+    // The tracking connections are cut: no copy is used or kept until they are back.
+    let mut admin = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut admin).await.unwrap();
+    let name = format!("name={prefix}roster:copy ");
+    let ids: Vec<&str> = list
+        .lines()
+        .filter(|l| l.contains(&name))
+        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+        .collect();
+    assert_eq!(ids.len(), 2, "one tracking connection per node: {ids:?}");
+    for id in &ids {
+        let _: i64 = redis::cmd("CLIENT").arg("KILL").arg("ID").arg(*id).query_async(&mut admin).await.unwrap();
+    }
+    within_3s("B stops its copy", || async { !b.roster_cache_stats().tracking }).await;
+    // Whether B is still without tracking (it reads Redis) or back (its copy started over),
+    // it sees a write made meanwhile.
+    a.session_opened("30A12345", &e(4, 7)).await.unwrap();
+    assert_eq!(on(&b, 7).await.entry, Some(e(4, 7)), "a write made while B was not tracking");
+    within_3s("B tracks again", || async { b.roster_cache_stats().tracking }).await;
+    let still = b.roster_cache_stats();
+    within_3s("B keeps copies again", || async {
+        on(&b, 7).await;
+        b.roster_cache_stats().hits > still.hits
+    })
+    .await;
+    a.clear_active_plate("30A12345", 4).await.unwrap();
+    within_3s("B follows A again", || async { on(&b, 7).await.roster.is_empty() }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

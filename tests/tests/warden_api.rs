@@ -698,6 +698,39 @@ matrix!(checks_are_recorded_durably, |t| {
     assert_eq!(count(&t, "plate_checks").await, plan.len() as i64 + 3);
 });
 
+// The check log's writer hands the store batches of any size: one statement up to 500 rows,
+// several in one transaction past that. Every row lands whole, NULL session ids included.
+matrix!(check_batches_of_any_size_are_written_whole, |t| {
+    use iparking::store::wardens::CheckRecord;
+    let (_, login) = t.warden_with(StaffRole::Warden, "hk.batch", &["HK"], &[]).await;
+    let hk001 = point_id(&t, "HK001").await;
+    let at = DateTime::parse_from_rfc3339("2026-06-01T08:00:00.123456Z").unwrap().with_timezone(&Utc);
+    let row = |i: i64| CheckRecord {
+        staff_id: login.staff_id,
+        point_id: hk001,
+        plate: iparking::domain::plate::Plate::parse(&format!("30A{:05}", i)).unwrap(),
+        verdict: if i % 2 == 0 { CheckVerdict::Valid } else { CheckVerdict::Unpaid },
+        session_id: (i % 2 == 0).then_some(i),
+        near_misses: (i % 3) as u32,
+        source: if i % 5 == 0 { "sync" } else { "online" },
+        checked_at: at + Duration::seconds(i),
+    };
+    for (n, offset) in [(3_i64, 0_i64), (1_201, 10)] {
+        let rows: Vec<CheckRecord> = (offset..offset + n).map(row).collect();
+        assert_eq!(t.app.store.record_checks(&rows).await.expect("record"), n as u64);
+    }
+    assert_eq!(count(&t, "plate_checks").await, 1_204);
+    assert_eq!(count(&t, "plate_checks WHERE session_id IS NULL AND verdict = 'unpaid'").await, 601);
+    assert_eq!(count(&t, "plate_checks WHERE source = 'sync'").await, 242);
+    assert_eq!(count(&t, "plate_checks WHERE near_misses = 2").await, 401);
+    // The last row of the large batch, field by field.
+    let last = "plate_checks WHERE plate = '30A01210' AND verdict = 'valid' AND session_id = 1210 \
+                AND near_misses = 1 AND source = 'sync'";
+    assert_eq!(count(&t, last).await, 1);
+    let times = t.sql_i64("SELECT CAST(COUNT(DISTINCT checked_at) AS BIGINT) FROM plate_checks").await;
+    assert_eq!(times, 1_204, "each row keeps its own time");
+});
+
 /// Two server nodes on one PostgreSQL database and one Redis prefix.
 async fn two_nodes() -> (TestApp, TestApp) {
     let a = TestApp::start(Db::Postgres, Live::Redis).await;

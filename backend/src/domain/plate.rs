@@ -90,6 +90,11 @@ impl Plate {
     /// Whether two plates differ by one character, or only by a confusion wardens and
     /// drivers make (O/0, I/1, B/8, S/5, Z/2, D/0, G/6): a likely typo.
     pub fn near_miss(&self, other: &Plate) -> bool {
+        self.near_miss_str(&other.0)
+    }
+
+    /// [`near_miss`](Self::near_miss) with a plate as stored (normalised): no copy to make.
+    pub fn near_miss_str(&self, other: &str) -> bool {
         // Plates are ASCII (see `parse`), so this works on bytes and allocates nothing: it
         // runs for every vehicle at the point on every check.
         fn canon(c: u8) -> u8 {
@@ -103,11 +108,11 @@ impl Plate {
                 c => c,
             }
         }
-        if self == other {
+        if self.0 == other {
             return false;
         }
         let same = |x: &u8, y: &u8| canon(*x) == canon(*y);
-        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
+        let (a, b) = (self.0.as_bytes(), other.as_bytes());
         match a.len().abs_diff(b.len()) {
             // Equal up to look-alikes, or one character off.
             0 => a.iter().zip(b).filter(|(x, y)| !same(x, y)).count() <= 1,

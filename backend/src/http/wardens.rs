@@ -281,6 +281,26 @@ fn entry_fact(e: &PlateEntry) -> SessionFact {
     }
 }
 
+/// The plates among `vehicles` (plate, session id, paid until and expiry in Unix
+/// microseconds) that are near misses of `plate`. Only those are copied: this runs over
+/// every vehicle at the point on every check.
+fn near_misses_in<'a>(
+    plate: &Plate,
+    vehicles: impl Iterator<Item = (&'a str, i64, i64, i64)>,
+    at: DateTime<Utc>,
+) -> Vec<NearMiss> {
+    let time = |us: i64| DateTime::from_timestamp_micros(us).unwrap_or_default();
+    vehicles
+        .filter(|(p, ..)| plate.near_miss_str(p))
+        .map(|(p, session_id, paid_until, expires_at)| NearMiss {
+            plate: p.to_owned(),
+            session_id,
+            paid_until: time(paid_until),
+            verdict: time_verdict(time(paid_until), time(expires_at), at),
+        })
+        .collect()
+}
+
 fn time_verdict(paid_until: DateTime<Utc>, expires_at: DateTime<Utc>, at: DateTime<Utc>) -> CheckVerdict {
     if at < paid_until {
         CheckVerdict::Valid
@@ -304,19 +324,19 @@ pub async fn run_check(
 ) -> Result<PlateCheckView, AppError> {
     let now = app.clock.now();
     let mut finding: Option<Finding> = None;
-    let mut roster: Vec<(Plate, i64, DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    // The near misses among the vehicles at the point; `None` until a roster was seen.
+    let mut near_misses: Option<Vec<NearMiss>> = None;
     if source == "online" {
         match app.live.plate_lookup(plate.as_str(), point.id).await {
             Ok(lk) => {
                 let f = verdict(point.id, lk.entry.as_ref().map(entry_fact).as_ref(), None, at);
-                roster = lk
-                    .roster
-                    .iter()
-                    .map(|(p, e)| {
-                        let fact = entry_fact(e);
-                        (Plate::from_db(p.clone()), e.session_id, fact.paid_until, fact.expires_at)
-                    })
-                    .collect();
+                if !lk.roster.is_empty() {
+                    near_misses = Some(near_misses_in(
+                        plate,
+                        lk.roster.iter().map(|(p, e)| (p.as_str(), e.session_id, e.paid_until_us, e.expires_at_us)),
+                        at,
+                    ));
+                }
                 if !may_fine(f.verdict) {
                     finding = Some(f);
                 }
@@ -344,29 +364,20 @@ pub async fn run_check(
                     tracing::warn!(session.id = s.session_id, "live plate index missed a session; repaired");
                 }
             }
-            if roster.is_empty() {
-                roster = app
-                    .store
-                    .point_sessions(point.id)
-                    .await?
-                    .into_iter()
-                    .filter(|s| s.started_at <= at)
-                    .map(|s| (s.plate, s.id, s.paid_until, s.expires_at))
-                    .collect();
+            if near_misses.is_none() {
+                let here = app.store.point_sessions(point.id).await?;
+                near_misses = Some(near_misses_in(
+                    plate,
+                    here.iter().filter(|s| s.started_at <= at).map(|s| {
+                        (s.plate.as_str(), s.id, s.paid_until.timestamp_micros(), s.expires_at.timestamp_micros())
+                    }),
+                    at,
+                ));
             }
             f
         }
     };
-    let near_misses: Vec<NearMiss> = roster
-        .iter()
-        .filter(|(p, ..)| plate.near_miss(p))
-        .map(|(p, id, paid_until, expires_at)| NearMiss {
-            plate: p.as_str().to_owned(),
-            session_id: *id,
-            paid_until: *paid_until,
-            verdict: time_verdict(*paid_until, *expires_at, at),
-        })
-        .collect();
+    let near_misses = near_misses.unwrap_or_default();
     let elsewhere = match (&finding.verdict, &finding.session) {
         (CheckVerdict::Elsewhere, Some(s)) => {
             let other = match app.index().point_by_id(s.point_id) {

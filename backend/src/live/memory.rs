@@ -188,7 +188,8 @@ impl LiveState for MemoryLive {
         let mut roster: Vec<(String, PlateEntry)> =
             plates.rosters.get(&point_id).map(|r| r.values().cloned().collect()).unwrap_or_default();
         roster.sort_by_key(|(_, e)| e.session_id);
-        Ok(PlateLookup { entry: plates.by_plate.get(plate).cloned(), roster })
+        let entry = plates.by_plate.get(plate).filter(|e| e.point_id == point_id).cloned();
+        Ok(PlateLookup { entry, roster: roster.into() })
     }
 
     async fn probe(&self) -> Result<Probe, LiveError> {

@@ -12,6 +12,7 @@ use crate::store::{Store, StoreError};
 
 mod memory;
 mod redis;
+pub mod roster_cache;
 
 pub use memory::MemoryLive;
 pub use redis::RedisLive;
@@ -64,8 +65,10 @@ pub trait LiveState: Send + Sync + 'static {
     async fn active_plate(&self, plate: &str) -> Result<Option<PlateEntry>, LiveError>;
     /// Replaces the whole plate index (and the point rosters), atomically.
     async fn reset_active_plates(&self, entries: &[(String, PlateEntry)]) -> Result<(), LiveError>;
-    /// The plate's entry and the plates with an active session at `point_id` (the point's
-    /// roster, for near-miss matching), in one round trip: the plate check's hot path.
+    /// The plates with an active session at `point_id` (the point's roster, for near-miss
+    /// matching), and the plate's entry if it is one of them: the plate check's hot path.
+    /// On Redis, one round trip, or none when the node's copy of the roster is current
+    /// ([`RosterCache`](roster_cache::RosterCache)).
     async fn plate_lookup(&self, plate: &str, point_id: i64) -> Result<PlateLookup, LiveError>;
 
     /// One round trip for the [watchdog](watch_forever): the live state's clock and the mark of
@@ -97,10 +100,11 @@ pub struct Probe {
 /// The answer of [`LiveState::plate_lookup`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlateLookup {
-    /// The plate's active session, as last recorded.
+    /// The plate's active session at this point, as last recorded (`None` when it has none
+    /// here, even if it has one elsewhere).
     pub entry: Option<PlateEntry>,
-    /// The point's roster: (plate, entry) of each active session there.
-    pub roster: Vec<(String, PlateEntry)>,
+    /// The point's roster: (plate, entry) of each active session there, by session id.
+    pub roster: roster_cache::Roster,
 }
 
 /// What the live state knows of a plate's active session (for plate checks on hot paths).

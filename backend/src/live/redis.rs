@@ -20,7 +20,10 @@ use std::{
 use async_trait::async_trait;
 use redis::{Script, aio::ConnectionManager};
 
-use super::{LiveError, LiveState, OtpCheck, PlateEntry, PlateLookup, Probe, opaque_key};
+use super::{
+    LiveError, LiveState, OtpCheck, PlateEntry, PlateLookup, Probe, opaque_key,
+    roster_cache::{CacheStats, Cached, Roster, RosterCache, track_forever},
+};
 
 /// Connecting (or reconnecting) gives up after this long: a Redis that is down costs a call
 /// this much at most, never seconds.
@@ -72,15 +75,20 @@ return left";
 // The plate index (one hash, field = opaque plate key) and the point rosters (a hash per
 // point, `{prefix}roster:{point}`, field = session id, value = `plate|entry json`) change
 // together in one script, so they never disagree. (The roster keys are derived inside the
-// scripts: fine on one Redis; a Redis Cluster needs a hash tag in the prefix.)
+// scripts: fine on one Redis; a Redis Cluster needs a hash tag in the prefix.) The scripts
+// answer the other point whose roster they changed (0 for none), so the node drops its copy
+// of it at once (see `roster_cache`).
 /// SET_PLATE's body (KEYS[1] the plate index, ARGV[1] the opaque plate, ARGV[2] the entry,
-/// ARGV[3] the prefix, ARGV[4] the plate), shared with OPEN_SESSION.
+/// ARGV[3] the prefix, ARGV[4] the plate), shared with OPEN_SESSION; `moved` is the point
+/// the plate's earlier entry left.
 macro_rules! set_plate_lua {
     () => {
         r"
+local moved = 0
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old then
   local o = cjson.decode(old)
+  moved = o.point_id
   redis.call('HDEL', ARGV[3] .. 'roster:' .. o.point_id, o.session_id)
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -90,7 +98,7 @@ redis.call('HSET', ARGV[3] .. 'roster:' .. e.point_id, e.session_id, ARGV[4] .. 
     };
 }
 
-const SET_PLATE: &str = concat!(set_plate_lua!(), "return 0");
+const SET_PLATE: &str = concat!(set_plate_lua!(), "return moved");
 
 // A session started: its plate's entry (as SET_PLATE) and its point's counter up by one (as
 // ADJUST; KEYS[2] the occupancy hash, ARGV[5] the point), in one script and one round trip.
@@ -99,7 +107,7 @@ const OPEN_SESSION: &str = concat!(
     r"
 local n = tonumber(redis.call('HGET', KEYS[2], ARGV[5]) or '0') + 1
 redis.call('HSET', KEYS[2], ARGV[5], n)
-return n"
+return moved"
 );
 
 const CLEAR_PLATE: &str = r"
@@ -109,6 +117,7 @@ if v then
   if o.session_id == tonumber(ARGV[2]) then
     redis.call('HDEL', KEYS[1], ARGV[1])
     redis.call('HDEL', ARGV[3] .. 'roster:' .. o.point_id, o.session_id)
+    return o.point_id
   end
 end
 return 0";
@@ -137,6 +146,8 @@ pub struct RedisLive {
     built_key: String,
     /// The rebuild lock (one rebuild at a time across nodes).
     lock_key: String,
+    /// This node's copy of the point rosters, kept true by Redis.
+    rosters: Arc<RosterCache>,
 }
 
 fn err(e: redis::RedisError) -> LiveError {
@@ -155,6 +166,13 @@ impl RedisLive {
             .set_number_of_retries(0);
         let conn = connect_with_retries(&client, config.clone()).await?;
         let bulk = connect_with_retries(&client, config.set_response_timeout(Some(BULK_RESPONSE_TIMEOUT))).await?;
+        // The roster copy listens on a connection of its own, in RESP3 (invalidations arrive
+        // as push messages on it).
+        let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(err)?;
+        let resp3 = info.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
+        let tracking = redis::Client::open(info.set_redis_settings(resp3)).map_err(err)?;
+        let rosters = Arc::new(RosterCache::new(prefix));
+        tokio::spawn(track_forever(tracking, Arc::downgrade(&rosters), CONNECT_TIMEOUT));
         Ok(Self {
             conn,
             bulk,
@@ -173,7 +191,33 @@ impl RedisLive {
             plates_key: format!("{prefix}plates"),
             built_key: format!("{prefix}live:built"),
             lock_key: format!("{prefix}live:rebuild-lock"),
+            rosters,
         })
+    }
+
+    /// The counters of this node's roster copy.
+    pub fn roster_cache_stats(&self) -> CacheStats {
+        self.rosters.stats()
+    }
+
+    /// A point's roster, read from Redis and decoded.
+    async fn read_roster(&self, point_id: i64) -> Result<Roster, LiveError> {
+        let mut c = self.conn.clone();
+        // The roster's values only (each holds its plate and session): half the reply of
+        // HGETALL, and no map to build.
+        let lines: Vec<String> = redis::cmd("HVALS")
+            .arg(format!("{}roster:{point_id}", self.prefix))
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        let mut out = Vec::with_capacity(lines.len());
+        for v in lines {
+            let (plate, json) = v.split_once('|').ok_or_else(|| LiveError("corrupt roster entry".into()))?;
+            let entry = serde_json::from_str::<PlateEntry>(json).map_err(|e| LiveError(e.to_string()))?;
+            out.push((plate.to_owned(), entry));
+        }
+        out.sort_by_key(|(_, e)| e.session_id);
+        Ok(out.into())
     }
 
     /// A failed write of the mirrored state: remembered for the watchdog.
@@ -342,7 +386,8 @@ impl LiveState for RedisLive {
     async fn set_active_plate(&self, plate: &str, entry: &PlateEntry) -> Result<(), LiveError> {
         let mut c = self.conn.clone();
         let json = serde_json::to_string(entry).map_err(|e| LiveError(e.to_string()))?;
-        let _: i64 = self
+        self.rosters.before_write();
+        let moved: i64 = self
             .set_plate
             .key(&self.plates_key)
             .arg(opaque_key(plate))
@@ -352,13 +397,15 @@ impl LiveState for RedisLive {
             .invoke_async(&mut c)
             .await
             .map_err(|e| self.write_failed(e))?;
+        self.rosters.written(&[entry.point_id, moved]);
         Ok(())
     }
 
     async fn session_opened(&self, plate: &str, entry: &PlateEntry) -> Result<(), LiveError> {
         let mut c = self.conn.clone();
         let json = serde_json::to_string(entry).map_err(|e| LiveError(e.to_string()))?;
-        let _: i64 = self
+        self.rosters.before_write();
+        let moved: i64 = self
             .open_session
             .key(&self.plates_key)
             .key(&self.occupancy_key)
@@ -370,12 +417,14 @@ impl LiveState for RedisLive {
             .invoke_async(&mut c)
             .await
             .map_err(|e| self.write_failed(e))?;
+        self.rosters.written(&[entry.point_id, moved]);
         Ok(())
     }
 
     async fn clear_active_plate(&self, plate: &str, session_id: i64) -> Result<(), LiveError> {
         let mut c = self.conn.clone();
-        let _: i64 = self
+        self.rosters.before_write();
+        let cleared: i64 = self
             .clear_plate
             .key(&self.plates_key)
             .arg(opaque_key(plate))
@@ -384,6 +433,7 @@ impl LiveState for RedisLive {
             .invoke_async(&mut c)
             .await
             .map_err(|e| self.write_failed(e))?;
+        self.rosters.written(&[cleared]);
         Ok(())
     }
 
@@ -436,29 +486,28 @@ impl LiveState for RedisLive {
                 pipe.hset_multiple(format!("{}roster:{point}", self.prefix), chunk).ignore();
             }
         }
-        let () = pipe.query_async(&mut c).await.map_err(err)?;
-        Ok(())
+        self.rosters.before_write();
+        let done: Result<(), _> = pipe.query_async(&mut c).await;
+        self.rosters.written_all();
+        done.map_err(err)
     }
 
+    // The plate's entry comes from the roster: a plate with a session here is in it. (The
+    // plate index would tell of a session elsewhere too, but a check confirms every such
+    // verdict against the database anyway.)
     async fn plate_lookup(&self, plate: &str, point_id: i64) -> Result<PlateLookup, LiveError> {
-        let mut c = self.conn.clone();
-        // The roster's values only (each holds its session id): half the reply of HGETALL,
-        // and no map to build.
-        let (entry, roster): (Option<String>, Vec<String>) = redis::pipe()
-            .hget(&self.plates_key, opaque_key(plate))
-            .hvals(format!("{}roster:{point_id}", self.prefix))
-            .query_async(&mut c)
-            .await
-            .map_err(err)?;
-        let parse = |v: &str| serde_json::from_str::<PlateEntry>(v).map_err(|e| LiveError(e.to_string()));
-        let entry = entry.as_deref().map(parse).transpose()?;
-        let mut out = Vec::with_capacity(roster.len());
-        for v in roster {
-            let (plate, json) = v.split_once('|').ok_or_else(|| LiveError("corrupt roster entry".into()))?;
-            out.push((plate.to_owned(), parse(json)?));
-        }
-        out.sort_by_key(|(_, e)| e.session_id);
-        Ok(PlateLookup { entry, roster: out })
+        let roster = match self.rosters.get(point_id) {
+            Cached::Roster(r) => r,
+            how => {
+                let r = self.read_roster(point_id).await?;
+                if let Cached::Read(epoch) = how {
+                    self.rosters.keep(point_id, epoch, r.clone());
+                }
+                r
+            }
+        };
+        let entry = roster.iter().find(|(p, _)| p == plate).map(|(_, e)| e.clone());
+        Ok(PlateLookup { entry, roster })
     }
 
     async fn probe(&self) -> Result<Probe, LiveError> {

@@ -192,7 +192,7 @@ impl PgStore {
 sql_store_impl!(PgStore, Postgres, "postgres");
 sql_driver_store_impl!(PgStore, Postgres, " FOR UPDATE", "pg_advisory_xact_lock(hashtext($1))", true);
 sql_card_store_impl!(PgStore, Postgres, " FOR UPDATE");
-sql_warden_store_impl!(PgStore, Postgres, " FOR UPDATE");
+sql_warden_store_impl!(PgStore, Postgres, " FOR UPDATE", crate::store::sql_wardens::insert_checks_unnest);
 sql_finance_store_impl!(
     PgStore,
     Postgres,

@@ -188,10 +188,58 @@ pub(crate) fn document_number(prefix: &str, district: &str, at: DateTime<Utc>, i
     if prefix.is_empty() { format!("{district}-{day}-{id:06}") } else { format!("{prefix}-{district}-{day}-{id:06}") }
 }
 
+const INSERT_CHECKS: &str =
+    "INSERT INTO plate_checks (staff_id, point_id, plate, verdict, session_id, near_misses, source, checked_at) ";
+
+/// Writes a batch of plate checks on PostgreSQL: one statement whatever the batch's size
+/// (arrays, unnested), so it is prepared once and planned once. A multi-row `VALUES` is a new
+/// statement for every batch size.
+pub(crate) async fn insert_checks_unnest(
+    tx: &mut sqlx::PgConnection,
+    checks: &[super::wardens::CheckRecord],
+) -> Result<u64, sqlx::Error> {
+    let sql = "INSERT INTO plate_checks (staff_id, point_id, plate, verdict, session_id, near_misses, source, \
+               checked_at) \
+               SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int4[], \
+               $7::text[], $8::timestamptz[])";
+    let col = |f: fn(&super::wardens::CheckRecord) -> i64| checks.iter().map(f).collect::<Vec<_>>();
+    let done = sqlx::query(sql)
+        .bind(col(|c| c.staff_id))
+        .bind(col(|c| c.point_id))
+        .bind(checks.iter().map(|c| c.plate.as_str()).collect::<Vec<_>>())
+        .bind(checks.iter().map(|c| super::wardens::verdict_name(c.verdict)).collect::<Vec<_>>())
+        .bind(checks.iter().map(|c| c.session_id).collect::<Vec<_>>())
+        .bind(checks.iter().map(|c| c.near_misses as i32).collect::<Vec<_>>())
+        .bind(checks.iter().map(|c| c.source).collect::<Vec<_>>())
+        .bind(checks.iter().map(|c| c.checked_at).collect::<Vec<_>>())
+        .execute(tx)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Writes a batch of plate checks on SQLite (a multi-row `VALUES`).
+pub(crate) async fn insert_checks_values(
+    tx: &mut sqlx::SqliteConnection,
+    checks: &[super::wardens::CheckRecord],
+) -> Result<u64, sqlx::Error> {
+    let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(INSERT_CHECKS);
+    qb.push_values(checks, |mut b, c| {
+        b.push_bind(c.staff_id)
+            .push_bind(c.point_id)
+            .push_bind(c.plate.as_str().to_owned())
+            .push_bind(super::wardens::verdict_name(c.verdict))
+            .push_bind(c.session_id)
+            .push_bind(c.near_misses as i32)
+            .push_bind(c.source)
+            .push_bind(c.checked_at);
+    });
+    Ok(qb.build().execute(tx).await?.rows_affected())
+}
+
 /// Implements [`super::wardens::WardenStore`] for a store whose module also instantiates
 /// `sql_driver_store_impl!` (whose helpers it uses).
 macro_rules! sql_warden_store_impl {
-    ($store:ty, $db:ty, $lock:literal) => {
+    ($store:ty, $db:ty, $lock:literal, $insert_checks:path) => {
         #[async_trait::async_trait]
         impl $crate::store::wardens::WardenStore for $store {
             async fn staff_by_username(
@@ -301,24 +349,16 @@ macro_rules! sql_warden_store_impl {
                 &self,
                 checks: &[$crate::store::wardens::CheckRecord],
             ) -> $crate::store::StoreResult<u64> {
+                // A batch that fits one statement is one round trip (a statement is atomic
+                // on its own); a larger one is a transaction.
+                if checks.len() <= $crate::store::sql::INSERT_CHUNK {
+                    let mut conn = self.pool.acquire().await.map_err($crate::store::map_sqlx)?;
+                    return $insert_checks(&mut *conn, checks).await.map_err($crate::store::map_sqlx);
+                }
                 let mut written = 0;
                 let mut tx = self.begin_write().await?;
                 for chunk in checks.chunks($crate::store::sql::INSERT_CHUNK) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO plate_checks (staff_id, point_id, plate, verdict, session_id, near_misses, source, \
-                         checked_at) ",
-                    );
-                    qb.push_values(chunk, |mut b, c| {
-                        b.push_bind(c.staff_id)
-                            .push_bind(c.point_id)
-                            .push_bind(c.plate.as_str().to_owned())
-                            .push_bind($crate::store::wardens::verdict_name(c.verdict))
-                            .push_bind(c.session_id)
-                            .push_bind(c.near_misses as i32)
-                            .push_bind(c.source)
-                            .push_bind(c.checked_at);
-                    });
-                    written += qb.build().execute(&mut *tx).await.map_err($crate::store::map_sqlx)?.rows_affected();
+                    written += $insert_checks(&mut *tx, chunk).await.map_err($crate::store::map_sqlx)?;
                 }
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(written)

@@ -76,5 +76,5 @@ impl SqliteStore {
 sql_store_impl!(SqliteStore, Sqlite, "sqlite");
 sql_driver_store_impl!(SqliteStore, Sqlite, "", "length($1)", false);
 sql_card_store_impl!(SqliteStore, Sqlite, "");
-sql_warden_store_impl!(SqliteStore, Sqlite, "");
+sql_warden_store_impl!(SqliteStore, Sqlite, "", crate::store::sql_wardens::insert_checks_values);
 sql_finance_store_impl!(SqliteStore, Sqlite, "", "date(COL, '+7 hours')");
