@@ -84,6 +84,10 @@ matrix!(lost_live_state_is_rebuilt_from_the_database, |t| {
     assert_eq!(occupied(&t, "HK011").await, 0);
     let e = t.app.live.active_plate("29H123456").await.unwrap().unwrap();
     assert_eq!((e.session_id, e.point_code.as_str()), (a.id, "HK010"));
+    assert_eq!((e.paid_until_us, e.expires_at_us), (a.paid_until.timestamp_micros(), a.expires_at.timestamp_micros()));
+    let hk010 = t.app.store.point("HK010").await.unwrap().unwrap().id;
+    let roster = t.app.live.plate_lookup("29H123456", hk010).await.unwrap().roster;
+    assert_eq!(roster.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["29H123456", "30E1234"]);
     assert!(t.app.live.active_plate("30E1234").await.unwrap().is_some());
     assert_eq!(t.app.live.active_plate("30A99999").await.unwrap(), None, "stopped sessions are not rebuilt");
 });

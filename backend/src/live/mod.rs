@@ -218,15 +218,20 @@ pub async fn rebuild(store: &dyn Store, live: &dyn LiveState) -> Result<Rebuilt,
 async fn rebuild_from(store: &dyn Store, live: &dyn LiveState, started_us: i64) -> Result<Rebuilt, RebuildError> {
     let counts = store.occupied_by_point().await?;
     live.reset_occupancy(&counts).await?;
-    // Each session row is dropped as its entry is made: a node does not hold both copies of
-    // every active session at once.
+    // Only what the live state holds, moved (not copied) into its entries.
     let plates: Vec<(String, PlateEntry)> = store
-        .active_sessions()
+        .active_plates()
         .await?
         .into_iter()
-        .map(|s| {
-            let entry = PlateEntry::of(&s);
-            (s.plate.into_string(), entry)
+        .map(|a| {
+            let entry = PlateEntry {
+                session_id: a.session_id,
+                point_id: a.point_id,
+                point_code: a.point_code,
+                paid_until_us: a.paid_until.timestamp_micros(),
+                expires_at_us: a.expires_at.timestamp_micros(),
+            };
+            (a.plate, entry)
         })
         .collect();
     live.reset_active_plates(&plates).await?;

@@ -80,6 +80,23 @@ pub struct IdemRecord {
     pub response: Option<String>,
 }
 
+/// What the live state holds of an active session ([`DriverStore::active_plates`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivePlate {
+    /// The plate, normalised.
+    pub plate: String,
+    /// The session.
+    pub session_id: i64,
+    /// Its point.
+    pub point_id: i64,
+    /// Its point's code.
+    pub point_code: String,
+    /// Paid until.
+    pub paid_until: DateTime<Utc>,
+    /// Paid until plus grace.
+    pub expires_at: DateTime<Utc>,
+}
+
 /// A parking session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRow {
@@ -442,8 +459,12 @@ pub trait DriverStore: Send + Sync {
         &self,
         session_id: i64,
     ) -> StoreResult<Vec<(u32, Vnd, DateTime<Utc>, String, DateTime<Utc>)>>;
-    /// Every active session (to rebuild the live state).
+    /// Every active session.
     async fn active_sessions(&self) -> StoreResult<Vec<SessionRow>>;
+    /// What the live state holds of every active session, by session id: the live-state
+    /// rebuild reads this, not [`active_sessions`](Self::active_sessions), so a node never
+    /// holds every active session's whole row at once.
+    async fn active_plates(&self) -> StoreResult<Vec<ActivePlate>>;
     /// Ends every active session whose expiry has passed; returns them.
     async fn expire_sessions(&self, now: DateTime<Utc>) -> StoreResult<Vec<SessionRow>>;
     /// Applies an SMS purchase at a point in one transaction, once per message id.

@@ -579,6 +579,23 @@ macro_rules! sql_driver_store_impl {
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 
+            async fn active_plates(&self) -> $crate::store::StoreResult<Vec<$crate::store::drivers::ActivePlate>> {
+                type Row = (String, i64, i64, String, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>);
+                let rows: Vec<Row> = sqlx::query_as(
+                    "SELECT s.plate, s.id, s.point_id, p.code, s.paid_until, s.expires_at \
+                     FROM sessions s JOIN points p ON p.id = s.point_id WHERE s.status = 'active' ORDER BY s.id",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(plate, session_id, point_id, point_code, paid_until, expires_at)| {
+                        $crate::store::drivers::ActivePlate { plate, session_id, point_id, point_code, paid_until, expires_at }
+                    })
+                    .collect())
+            }
+
             async fn expire_sessions(
                 &self,
                 now: chrono::DateTime<chrono::Utc>,
