@@ -183,8 +183,10 @@ async fn roster_copies_follow_every_nodes_writes_redis() {
     };
 
     // B reads point 7 twice: the second answer comes from its copy.
+    let first = b.roster_cache_stats();
     assert!(on(&b, 7).await.roster.is_empty());
     let before = b.roster_cache_stats();
+    assert_eq!(before.kept, first.kept + 1, "the first read is kept");
     assert!(on(&b, 7).await.roster.is_empty());
     let after = b.roster_cache_stats();
     assert_eq!((after.hits, after.kept), (before.hits + 1, before.kept), "{before:?} → {after:?}");
@@ -203,6 +205,12 @@ async fn roster_copies_follow_every_nodes_writes_redis() {
     // A rebuilds everything.
     a.reset_active_plates(&[("30A12345".into(), e(3, 7))]).await.unwrap();
     within_3s("B sees A's rebuild", || async { on(&b, 7).await.entry == Some(e(3, 7)) }).await;
+    // B holds point 7 in its copy now (what a lost connection must not leave stale).
+    let held = b.roster_cache_stats().hits;
+    within_3s("B answers point 7 from its copy", || async {
+        on(&b, 7).await.entry == Some(e(3, 7)) && b.roster_cache_stats().hits > held
+    })
+    .await;
 
     // The tracking connections are cut: no copy is used or kept until they are back.
     let mut admin = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
@@ -217,12 +225,17 @@ async fn roster_copies_follow_every_nodes_writes_redis() {
     for id in &ids {
         let _: i64 = redis::cmd("CLIENT").arg("KILL").arg("ID").arg(*id).query_async(&mut admin).await.unwrap();
     }
-    within_3s("B stops its copy", || async { !b.roster_cache_stats().tracking }).await;
-    // Whether B is still without tracking (it reads Redis) or back (its copy started over),
-    // it sees a write made meanwhile.
+    // A writes at once: B's tracking connection may already be gone, so no invalidation
+    // reaches B for it. B sees it all the same, because a lost connection drops the copy.
+    let cut = b.roster_cache_stats();
     a.session_opened("30A12345", &e(4, 7)).await.unwrap();
-    assert_eq!(on(&b, 7).await.entry, Some(e(4, 7)), "a write made while B was not tracking");
-    within_3s("B tracks again", || async { b.roster_cache_stats().tracking }).await;
+    within_3s("B sees a write made as its connection was cut", || async { on(&b, 7).await.entry == Some(e(4, 7)) })
+        .await;
+    within_3s("B tracks again, on a new connection", || async {
+        let s = b.roster_cache_stats();
+        s.tracking && s.sessions > cut.sessions
+    })
+    .await;
     let still = b.roster_cache_stats();
     within_3s("B keeps copies again", || async {
         on(&b, 7).await;
@@ -241,4 +254,18 @@ async fn plate_index_conformance_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plate_index_conformance_redis() {
     check_plate_index(live_state(Live::Redis, None).await.as_ref()).await;
+}
+
+/// The same, with the node's roster copy on from the start. It keeps what it reads, so each
+/// read after a write passes only if what it kept was dropped: by the node's own write, or
+/// by Redis's invalidation of it, which on loopback arrives first (a copy that ignored both
+/// fails here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plate_index_conformance_redis_with_the_roster_copy_on() {
+    let live = RedisLive::connect(&redis_url(), &format!("t:{:016x}:", rand::random::<u64>())).await.unwrap();
+    within_3s("the node tracks", || async { live.roster_cache_stats().tracking }).await;
+    check_plate_index(&live).await;
+    let stats = live.roster_cache_stats();
+    assert!(stats.tracking && stats.kept > 0, "the copy kept what it read: {stats:?}");
+    assert_eq!(stats.sessions, 1, "tracking never dropped: {stats:?}");
 }

@@ -220,6 +220,13 @@ impl RedisLive {
         Ok(out.into())
     }
 
+    /// A failed write of a roster: it may have been applied (an answer that timed out), and
+    /// which rosters it touched is not known, so the node's whole copy goes.
+    fn roster_write_failed(&self, e: redis::RedisError) -> LiveError {
+        self.rosters.written_all();
+        self.write_failed(e)
+    }
+
     /// A failed write of the mirrored state: remembered for the watchdog.
     fn write_failed(&self, e: redis::RedisError) -> LiveError {
         self.failed_writes.store(true, Ordering::Relaxed);
@@ -396,7 +403,7 @@ impl LiveState for RedisLive {
             .arg(plate)
             .invoke_async(&mut c)
             .await
-            .map_err(|e| self.write_failed(e))?;
+            .map_err(|e| self.roster_write_failed(e))?;
         self.rosters.written(&[entry.point_id, moved]);
         Ok(())
     }
@@ -416,7 +423,7 @@ impl LiveState for RedisLive {
             .arg(entry.point_id)
             .invoke_async(&mut c)
             .await
-            .map_err(|e| self.write_failed(e))?;
+            .map_err(|e| self.roster_write_failed(e))?;
         self.rosters.written(&[entry.point_id, moved]);
         Ok(())
     }
@@ -432,7 +439,7 @@ impl LiveState for RedisLive {
             .arg(&self.prefix)
             .invoke_async(&mut c)
             .await
-            .map_err(|e| self.write_failed(e))?;
+            .map_err(|e| self.roster_write_failed(e))?;
         self.rosters.written(&[cleared]);
         Ok(())
     }

@@ -349,6 +349,9 @@ macro_rules! sql_warden_store_impl {
                 &self,
                 checks: &[$crate::store::wardens::CheckRecord],
             ) -> $crate::store::StoreResult<u64> {
+                if checks.is_empty() {
+                    return Ok(0);
+                }
                 // A batch that fits one statement is one round trip (a statement is atomic
                 // on its own); a larger one is a transaction.
                 if checks.len() <= $crate::store::sql::INSERT_CHUNK {
