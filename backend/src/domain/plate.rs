@@ -21,11 +21,6 @@ impl Plate {
         &self.0
     }
 
-    /// The normalised text, taken out of the plate.
-    pub fn into_string(self) -> String {
-        self.0
-    }
-
     /// Wraps an already normalised plate read from the database.
     pub fn from_db(s: String) -> Self {
         Plate(s)
