@@ -1,7 +1,7 @@
 //! Nearest-points query throughput.
 //!
 //! Target (issue): nearest 20 points within 1 km among 100,000 synthetic points, at least
-//! 100,000 queries per second on one core, in process. The R-tree index is measured
+//! 100,000 queries per second on one core, in process. The index (latitude rows) is measured
 //! against a brute-force linear haversine scan over the same points in the same run, so
 //! the report can give a ratio measured on the same machine at the same time.
 //!
@@ -116,7 +116,7 @@ fn bench_nearest(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("nearest_20_within_1km_of_100k");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("rtree_index", |b| {
+    group.bench_function("grid_index", |b| {
         let mut i = 0usize;
         b.iter(|| {
             let (lat, lon) = queries[i % QUERIES];
