@@ -102,8 +102,8 @@ fn nearby_json(hits: &[Hit], occupancy: Option<&[i64]>, radius_m: f64) -> Result
         out.extend_from_slice(b",\"capacity\":");
         write_int(&mut out, p.capacity);
         out.extend_from_slice(b",\"free_spaces\":");
-        match occupancy {
-            Some(o) => write_int(&mut out, free_spaces(p.capacity, o[i])),
+        match occupancy.and_then(|o| o.get(i)) {
+            Some(&o) => write_int(&mut out, free_spaces(p.capacity, o)),
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"vehicle_classes\":");
