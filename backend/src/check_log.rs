@@ -3,9 +3,11 @@
 //! A check answers from the live state in well under a millisecond; writing its row in the
 //! same request would make the database the bottleneck. Handlers hand the row to a channel
 //! instead, and one writer task per node inserts whatever has queued in one multi-row
-//! statement (group commit): at low load a batch is one row written at once, under load
-//! batches grow to [`BATCH`] rows while the previous one is written. A full queue makes
-//! handlers wait (backpressure) rather than drop rows.
+//! statement (group commit). A batch waits at most [`LINGER`] after its first row for more
+//! (or until it has [`BATCH`] rows, or someone [flushes](CheckRecorder::flush)): under load
+//! that makes a statement of tens of rows rather than a few, and a row costs the database
+//! far less in a large statement than a statement does. A full queue makes handlers wait
+//! (backpressure) rather than drop rows.
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,8 +15,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{Store, wardens::CheckRecord};
 
-/// Most rows per insert.
-pub const BATCH: usize = 500;
+/// Most rows per batch (a store may split it into statements, in one transaction).
+pub const BATCH: usize = 10_000;
+/// Longest a queued row waits for others to share its insert.
+pub const LINGER: Duration = Duration::from_millis(20);
 /// Rows queued before handlers wait.
 pub const QUEUE: usize = 20_000;
 /// Rows kept while the database is unreachable; beyond this the oldest are dropped (and
@@ -73,11 +77,22 @@ async fn write_forever(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Msg>) {
                 None => return,
             }
         }
-        // Everything queued meanwhile joins this batch.
+        // Everything queued meanwhile joins this batch, and what arrives within the linger
+        // (unless a flush is waiting, or the batch is full).
+        let deadline = tokio::time::Instant::now() + LINGER;
         while pending.len() < RETRY_BUFFER {
             match rx.try_recv() {
                 Ok(m) => take(m, &mut pending, &mut waiters),
-                Err(_) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    if !waiters.is_empty() || pending.len() >= BATCH {
+                        break;
+                    }
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(m)) => take(m, &mut pending, &mut waiters),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
             }
         }
         let mut failed = false;

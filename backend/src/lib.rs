@@ -15,6 +15,7 @@ pub mod check_log;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod fact_batch;
 pub mod http;
 pub mod import;
 pub mod live;
@@ -210,6 +211,8 @@ pub struct App {
     pub node_id: String,
     /// The durable record of plate checks (batched writer).
     pub checks: check_log::CheckRecorder,
+    /// The database's confirmations of plate checks (asked in batches).
+    pub facts: fact_batch::FactBatcher,
     index: ArcSwap<PointIndex>,
     index_rebuild: tokio::sync::Mutex<()>,
     tariffs: ArcSwap<TariffBook>,
@@ -284,10 +287,12 @@ impl App {
     ) -> anyhow::Result<Arc<Self>> {
         let Gateways { sms, push, payments, stripe_webhook_secret } = gateways;
         let checks = check_log::CheckRecorder::start(store.clone());
+        let facts = fact_batch::FactBatcher::start(store.clone());
         let staff_tokens = token_cache::TokenCache::new(settings.staff_token_cache);
         let driver_tokens = token_cache::TokenCache::new(settings.driver_token_cache);
         let app = Arc::new(Self {
             checks,
+            facts,
             store,
             live,
             clock,

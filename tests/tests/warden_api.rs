@@ -698,8 +698,77 @@ matrix!(checks_are_recorded_durably, |t| {
     assert_eq!(count(&t, "plate_checks").await, plan.len() as i64 + 3);
 });
 
-// The check log's writer hands the store batches of any size: one statement up to 500 rows,
-// several in one transaction past that. Every row lands whole, NULL session ids included.
+// The database's confirmations of checks are asked in batches (`fact_batch`): a batch of
+// questions gets, for each question, what that question asked alone gets, in its order,
+// whether asked of the store in one call or through the dispatcher by concurrent checks.
+matrix!(batched_confirmations_answer_each_question_as_asked_alone, |t| {
+    use iparking::store::wardens::{FactAsk, PlateFacts};
+    let d = t.funded_driver("0912200009", 500_000).await;
+    let a = d.start_session(&app_start("HK001", "30A-123.45", 2), "fa").await.expect("start");
+    let b = d.start_session(&app_start("HK002", "51F-678.90", 2), "fb").await.expect("start");
+    d.stop_session(b.id, "fb-stop").await.expect("stop");
+    let c = d.start_session(&app_start("HK003", "29H1-234.56", 2), "fc").await.expect("start");
+    let (hk001, hk002, hk003) = (point_id(&t, "HK001").await, point_id(&t, "HK002").await, point_id(&t, "HK003").await);
+    let plate = |p: &str| iparking::domain::plate::Plate::parse(p).expect("plate");
+    let now = now(&t);
+    let us = Duration::microseconds(1);
+    let asks: Vec<FactAsk> = [
+        ("30A12345", hk001, now),
+        ("30A12345", hk002, now),
+        ("51F67890", hk002, now),
+        ("29H123456", hk001, now),
+        ("29H123456", hk003, now),
+        ("88C99999", hk001, now),
+        // At the very start (covered: started_at <= at), and a microsecond before (not).
+        ("30A12345", hk001, a.started_at),
+        ("30A12345", hk001, a.started_at - us),
+        ("30A12345", hk001, now),
+    ]
+    .into_iter()
+    .map(|(p, point_id, at)| FactAsk { plate: plate(p), point_id, at })
+    .collect();
+    let mut alone = Vec::new();
+    for q in &asks {
+        alone.push(t.app.store.plate_facts(&q.plate, q.point_id, q.at).await.expect("facts"));
+    }
+    // What the answers are, so the comparison below is not between two empty lists.
+    let ids = |f: &PlateFacts| (f.covering.as_ref().map(|s| s.session_id), f.last_here.as_ref().map(|s| s.session_id));
+    let expected = [
+        (Some(a.id), Some(a.id)),
+        (Some(a.id), None),
+        (None, Some(b.id)),
+        (Some(c.id), None),
+        (Some(c.id), Some(c.id)),
+        (None, None),
+        (Some(a.id), Some(a.id)),
+        (None, None),
+        (Some(a.id), Some(a.id)),
+    ];
+    assert_eq!(alone.iter().map(ids).collect::<Vec<_>>(), expected);
+    assert_eq!(alone[1].covering.as_ref().map(|s| s.point_code.as_str()), Some("HK001"));
+
+    let batched = t.app.store.plate_facts_batch(&asks).await.expect("batch");
+    assert_eq!(batched, alone);
+    assert!(t.app.store.plate_facts_batch(&[]).await.expect("empty batch").is_empty());
+
+    // Many checks at once through the dispatcher, in a shuffled order: each gets its own.
+    let mut order: Vec<usize> = (0..asks.len()).cycle().take(asks.len() * 12).collect();
+    rand::seq::SliceRandom::shuffle(&mut order[..], &mut rand::rng());
+    let handles: Vec<_> = order
+        .iter()
+        .map(|&i| {
+            let (app, q) = (t.app.clone(), asks[i].clone());
+            tokio::spawn(async move { app.facts.plate_facts(&q.plate, q.point_id, q.at).await })
+        })
+        .collect();
+    for (h, &i) in handles.into_iter().zip(&order) {
+        assert_eq!(h.await.expect("task").expect("facts"), alone[i], "question {i}");
+    }
+});
+
+// The check log's writer hands the store batches of any size: one statement up to a store's
+// chunk (500 rows on SQLite, 10,000 in one `COPY` on PostgreSQL), several in one transaction
+// past that. Every row lands whole, NULL session ids and exact times included.
 matrix!(check_batches_of_any_size_are_written_whole, |t| {
     use iparking::store::wardens::CheckRecord;
     let (_, login) = t.warden_with(StaffRole::Warden, "hk.batch", &["HK"], &[]).await;
@@ -715,20 +784,30 @@ matrix!(check_batches_of_any_size_are_written_whole, |t| {
         source: if i % 5 == 0 { "sync" } else { "online" },
         checked_at: at + Duration::seconds(i),
     };
-    for (n, offset) in [(3_i64, 0_i64), (1_201, 10)] {
+    for (n, offset) in [(3_i64, 0_i64), (1_201, 10), (10_003, 2_000)] {
         let rows: Vec<CheckRecord> = (offset..offset + n).map(row).collect();
         assert_eq!(t.app.store.record_checks(&rows).await.expect("record"), n as u64);
     }
-    assert_eq!(count(&t, "plate_checks").await, 1_204);
-    assert_eq!(count(&t, "plate_checks WHERE session_id IS NULL AND verdict = 'unpaid'").await, 601);
-    assert_eq!(count(&t, "plate_checks WHERE source = 'sync'").await, 242);
-    assert_eq!(count(&t, "plate_checks WHERE near_misses = 2").await, 401);
-    // The last row of the large batch, field by field.
+    assert_eq!(count(&t, "plate_checks").await, 11_207);
+    let expect = |f: fn(i64) -> bool| {
+        [(0_i64, 3_i64), (10, 1_201), (2_000, 10_003)]
+            .iter()
+            .map(|&(o, n)| (o..o + n).filter(|&i| f(i)).count())
+            .sum::<usize>() as i64
+    };
+    assert_eq!(count(&t, "plate_checks WHERE session_id IS NULL AND verdict = 'unpaid'").await, expect(|i| i % 2 == 1));
+    assert_eq!(count(&t, "plate_checks WHERE source = 'sync'").await, expect(|i| i % 5 == 0));
+    assert_eq!(count(&t, "plate_checks WHERE near_misses = 2").await, expect(|i| i % 3 == 2));
+    // The last row of the middle batch, field by field, its time to the microsecond.
     let last = "plate_checks WHERE plate = '30A01210' AND verdict = 'valid' AND session_id = 1210 \
                 AND near_misses = 1 AND source = 'sync'";
     assert_eq!(count(&t, last).await, 1);
+    let stored = t.sql_text("SELECT CAST(checked_at AS TEXT) FROM plate_checks WHERE plate = '30A01210'").await;
+    let stored = stored.expect("the row's time");
+    let stored = DateTime::parse_from_str(stored.replace('T', " ").as_str(), "%Y-%m-%d %H:%M:%S%.f%#z");
+    assert_eq!(stored.map(|s| s.with_timezone(&Utc)), Ok(at + Duration::seconds(1_210)), "the time as written");
     let times = t.sql_i64("SELECT CAST(COUNT(DISTINCT checked_at) AS BIGINT) FROM plate_checks").await;
-    assert_eq!(times, 1_204, "each row keeps its own time");
+    assert_eq!(times, 11_207, "each row keeps its own time");
 });
 
 /// Two server nodes on one PostgreSQL database and one Redis prefix.

@@ -347,7 +347,7 @@ pub async fn run_check(
     let finding = match finding {
         Some(f) => f,
         None => {
-            let facts = app.store.plate_facts(plate, point.id, at).await?;
+            let facts = app.facts.plate_facts(plate, point.id, at).await?;
             let f = verdict(point.id, facts.covering.as_ref(), facts.last_here.as_ref(), at);
             if source == "online"
                 && let Some(s) = facts.covering.as_ref().filter(|s| s.active && !may_fine(f.verdict))

@@ -192,7 +192,21 @@ impl PgStore {
 sql_store_impl!(PgStore, Postgres, "postgres");
 sql_driver_store_impl!(PgStore, Postgres, " FOR UPDATE", "pg_advisory_xact_lock(hashtext($1))", true);
 sql_card_store_impl!(PgStore, Postgres, " FOR UPDATE");
-sql_warden_store_impl!(PgStore, Postgres, " FOR UPDATE", crate::store::sql_wardens::insert_checks_unnest);
+sql_warden_store_impl!(
+    PgStore,
+    Postgres,
+    " FOR UPDATE",
+    crate::store::sql_wardens::insert_checks_copy,
+    crate::store::sql_wardens::COPY_CHUNK,
+    plate_facts_batch
+);
+
+async fn plate_facts_batch(
+    store: &PgStore,
+    asks: &[crate::store::wardens::FactAsk],
+) -> StoreResult<Vec<crate::store::wardens::PlateFacts>> {
+    crate::store::sql_wardens::plate_facts_unnest(&store.pool, asks).await
+}
 sql_finance_store_impl!(
     PgStore,
     Postgres,

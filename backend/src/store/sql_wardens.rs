@@ -188,33 +188,152 @@ pub(crate) fn document_number(prefix: &str, district: &str, at: DateTime<Utc>, i
     if prefix.is_empty() { format!("{district}-{day}-{id:06}") } else { format!("{prefix}-{district}-{day}-{id:06}") }
 }
 
+/// A session row tagged with the question it answers (`n`, 1-based) and the fact (`which`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct BatchFactDbRow {
+    pub n: i64,
+    pub which: i32,
+    #[sqlx(flatten)]
+    pub row: super::sql_drivers::SessionDbRow,
+}
+
+/// [`super::wardens::WardenStore::plate_facts_batch`] on PostgreSQL: the single question's
+/// two facts, asked for each question of the batch, in one statement whatever the batch's
+/// size (so it is prepared once).
+///
+/// The questions travel as one JSON array, not as arrays unnested. `UNNEST` of an array
+/// parameter lets the planner count its elements in a custom plan but not in the generic
+/// one, so the generic plan always looks dearer and every call is planned anew (about half
+/// a millisecond for this statement). `jsonb_to_recordset` is estimated alike in both, so
+/// the statement settles on the generic plan like any other.
+pub(crate) async fn plate_facts_unnest(
+    pool: &sqlx::PgPool,
+    asks: &[super::wardens::FactAsk],
+) -> super::StoreResult<Vec<super::wardens::PlateFacts>> {
+    use std::sync::OnceLock;
+    static SQL: OnceLock<String> = OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        let select = super::sql_drivers::SESSION_SELECT.replacen("SELECT ", "SELECT {which} AS which, ", 1);
+        format!(
+            "SELECT q.n, f.* FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (plate text, point_id int8, \
+             at timestamptz)) WITH ORDINALITY AS q(plate, point_id, at, n) CROSS JOIN LATERAL (\
+             SELECT * FROM ({} WHERE s.plate = q.plate AND s.started_at <= q.at \
+             AND COALESCE(s.ended_at, s.expires_at) > q.at ORDER BY s.started_at DESC LIMIT 1) AS covering \
+             UNION ALL \
+             SELECT * FROM ({} WHERE s.plate = q.plate AND s.started_at <= q.at AND s.point_id = q.point_id \
+             ORDER BY s.started_at DESC LIMIT 1) AS here) AS f",
+            select.replace("{which}", "1"),
+            select.replace("{which}", "2"),
+        )
+    });
+    // Times at the microsecond, truncated as sqlx truncates a bound timestamp (PostgreSQL
+    // would round more digits).
+    let questions: Vec<serde_json::Value> = asks
+        .iter()
+        .map(|a| {
+            use chrono::SubsecRound;
+            serde_json::json!({
+                "plate": a.plate.as_str(),
+                "point_id": a.point_id,
+                "at": a.at.trunc_subsecs(6).to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            })
+        })
+        .collect();
+    let rows: Vec<BatchFactDbRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+        .bind(serde_json::Value::Array(questions).to_string())
+        .fetch_all(pool)
+        .await
+        .map_err(super::map_sqlx)?;
+    let mut answers = vec![super::wardens::PlateFacts::default(); asks.len()];
+    for r in rows {
+        let slot = usize::try_from(r.n - 1)
+            .ok()
+            .and_then(|i| answers.get_mut(i))
+            .ok_or_else(|| StoreError::Internal(format!("a fact for question {} of {}", r.n, asks.len())))?;
+        let row: super::drivers::SessionRow = r.row.try_into()?;
+        let f = Some(fact(&row));
+        if r.which == 1 { slot.covering = f } else { slot.last_here = f }
+    }
+    Ok(answers)
+}
+
+/// [`super::wardens::WardenStore::plate_facts_batch`] where a statement costs no round trip
+/// (SQLite, in the process): one question at a time.
+pub(crate) async fn plate_facts_each<S: super::wardens::WardenStore + ?Sized>(
+    store: &S,
+    asks: &[super::wardens::FactAsk],
+) -> super::StoreResult<Vec<super::wardens::PlateFacts>> {
+    let mut answers = Vec::with_capacity(asks.len());
+    for a in asks {
+        answers.push(store.plate_facts(&a.plate, a.point_id, a.at).await?);
+    }
+    Ok(answers)
+}
+
 const INSERT_CHECKS: &str =
     "INSERT INTO plate_checks (staff_id, point_id, plate, verdict, session_id, near_misses, source, checked_at) ";
 
-/// Writes a batch of plate checks on PostgreSQL: one statement whatever the batch's size
-/// (arrays, unnested), so it is prepared once and planned once. A multi-row `VALUES` is a new
-/// statement for every batch size.
-pub(crate) async fn insert_checks_unnest(
-    tx: &mut sqlx::PgConnection,
+/// Writes a batch of plate checks on PostgreSQL with `COPY … FROM STDIN`: the cheapest way
+/// in for rows, at about half the database's CPU a check of an `INSERT … SELECT FROM
+/// UNNEST` (see `docs/performance.md`). One statement, atomic on its own.
+///
+/// sqlx 0.9.0 leaves Nagle's algorithm on (transact-rs/sqlx#4335, fixed upstream after the
+/// release), so the `CopyDone` after the data waits for the server's delayed ACK: a `COPY`
+/// takes some 40 ms however small. The writer absorbs it (`check_log`): its batches grow to
+/// [`COPY_CHUNK`] rows, so one `COPY` in flight keeps up with any load a node takes.
+pub(crate) const COPY_CHUNK: usize = 10_000;
+
+pub(crate) async fn insert_checks_copy(
+    conn: &mut sqlx::PgConnection,
     checks: &[super::wardens::CheckRecord],
 ) -> Result<u64, sqlx::Error> {
-    let sql = "INSERT INTO plate_checks (staff_id, point_id, plate, verdict, session_id, near_misses, source, \
-               checked_at) \
-               SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int4[], \
-               $7::text[], $8::timestamptz[])";
-    let col = |f: fn(&super::wardens::CheckRecord) -> i64| checks.iter().map(f).collect::<Vec<_>>();
-    let done = sqlx::query(sql)
-        .bind(col(|c| c.staff_id))
-        .bind(col(|c| c.point_id))
-        .bind(checks.iter().map(|c| c.plate.as_str()).collect::<Vec<_>>())
-        .bind(checks.iter().map(|c| super::wardens::verdict_name(c.verdict)).collect::<Vec<_>>())
-        .bind(checks.iter().map(|c| c.session_id).collect::<Vec<_>>())
-        .bind(checks.iter().map(|c| c.near_misses as i32).collect::<Vec<_>>())
-        .bind(checks.iter().map(|c| c.source).collect::<Vec<_>>())
-        .bind(checks.iter().map(|c| c.checked_at).collect::<Vec<_>>())
-        .execute(tx)
+    let mut data = String::with_capacity(checks.len() * 96);
+    for c in checks {
+        copy_row(&mut data, c);
+    }
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY plate_checks (staff_id, point_id, plate, verdict, session_id, near_misses, source, checked_at) \
+             FROM STDIN",
+        )
         .await?;
-    Ok(done.rows_affected())
+    copy.send(data.into_bytes()).await?;
+    copy.finish().await
+}
+
+/// One check as a line of `COPY`'s text format: tab-separated, `\N` for null, text escaped.
+/// Times at the microsecond, truncated as sqlx truncates a bound timestamp.
+fn copy_row(out: &mut String, c: &super::wardens::CheckRecord) {
+    use chrono::SubsecRound;
+    use std::fmt::Write;
+    let _ = write!(out, "{}\t{}\t", c.staff_id, c.point_id);
+    copy_text(out, c.plate.as_str());
+    out.push('\t');
+    copy_text(out, super::wardens::verdict_name(c.verdict));
+    match c.session_id {
+        Some(id) => {
+            let _ = write!(out, "\t{id}\t");
+        }
+        None => out.push_str("\t\\N\t"),
+    }
+    let _ = write!(out, "{}\t", c.near_misses);
+    copy_text(out, c.source);
+    out.push('\t');
+    let _ = write!(out, "{}", c.checked_at.trunc_subsecs(6).to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+    out.push('\n');
+}
+
+/// A text value in `COPY`'s text format: backslash, tab, newline and carriage return escaped.
+fn copy_text(out: &mut String, v: &str) {
+    for ch in v.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
 }
 
 /// Writes a batch of plate checks on SQLite (a multi-row `VALUES`).
@@ -239,7 +358,7 @@ pub(crate) async fn insert_checks_values(
 /// Implements [`super::wardens::WardenStore`] for a store whose module also instantiates
 /// `sql_driver_store_impl!` (whose helpers it uses).
 macro_rules! sql_warden_store_impl {
-    ($store:ty, $db:ty, $lock:literal, $insert_checks:path) => {
+    ($store:ty, $db:ty, $lock:literal, $insert_checks:path, $checks_chunk:expr, $facts_batch:expr) => {
         #[async_trait::async_trait]
         impl $crate::store::wardens::WardenStore for $store {
             async fn staff_by_username(
@@ -332,6 +451,17 @@ macro_rules! sql_warden_store_impl {
                 })
             }
 
+            async fn plate_facts_batch(
+                &self,
+                asks: &[$crate::store::wardens::FactAsk],
+            ) -> $crate::store::StoreResult<Vec<$crate::store::wardens::PlateFacts>> {
+                if asks.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let batch = $facts_batch;
+                batch(self, asks).await
+            }
+
             async fn point_sessions(
                 &self,
                 point_id: i64,
@@ -354,13 +484,13 @@ macro_rules! sql_warden_store_impl {
                 }
                 // A batch that fits one statement is one round trip (a statement is atomic
                 // on its own); a larger one is a transaction.
-                if checks.len() <= $crate::store::sql::INSERT_CHUNK {
+                if checks.len() <= $checks_chunk {
                     let mut conn = self.pool.acquire().await.map_err($crate::store::map_sqlx)?;
                     return $insert_checks(&mut *conn, checks).await.map_err($crate::store::map_sqlx);
                 }
                 let mut written = 0;
                 let mut tx = self.begin_write().await?;
-                for chunk in checks.chunks($crate::store::sql::INSERT_CHUNK) {
+                for chunk in checks.chunks($checks_chunk) {
                     written += $insert_checks(&mut *tx, chunk).await.map_err($crate::store::map_sqlx)?;
                 }
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
@@ -1062,3 +1192,44 @@ macro_rules! sql_warden_store_impl {
 }
 
 pub(crate) use sql_warden_store_impl;
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+    use iparking_mobile_api::CheckVerdict;
+
+    use super::{copy_row, copy_text};
+    use crate::{domain::plate::Plate, store::wardens::CheckRecord};
+
+    #[test]
+    fn copy_text_escapes_what_the_text_format_reads_as_structure() {
+        let mut out = String::new();
+        copy_text(&mut out, "a\\b\tc\nd\re ễ");
+        assert_eq!(out, "a\\\\b\\tc\\nd\\re ễ");
+    }
+
+    #[test]
+    fn a_check_is_one_line_of_copy_text_with_nulls_and_microseconds() {
+        let at: DateTime<Utc> = "2026-06-01T08:00:00.123456789Z".parse().expect("a time");
+        let mut c = CheckRecord {
+            staff_id: 7,
+            point_id: 42,
+            plate: Plate::parse("30A-123.45").expect("a plate"),
+            verdict: CheckVerdict::Unpaid,
+            session_id: None,
+            near_misses: 2,
+            source: "online",
+            checked_at: at,
+        };
+        let mut out = String::new();
+        copy_row(&mut out, &c);
+        c.session_id = Some(9);
+        c.verdict = CheckVerdict::Valid;
+        copy_row(&mut out, &c);
+        assert_eq!(
+            out,
+            "7\t42\t30A12345\tunpaid\t\\N\t2\tonline\t2026-06-01T08:00:00.123456Z\n\
+             7\t42\t30A12345\tvalid\t9\t2\tonline\t2026-06-01T08:00:00.123456Z\n"
+        );
+    }
+}

@@ -76,5 +76,12 @@ impl SqliteStore {
 sql_store_impl!(SqliteStore, Sqlite, "sqlite");
 sql_driver_store_impl!(SqliteStore, Sqlite, "", "length($1)", false);
 sql_card_store_impl!(SqliteStore, Sqlite, "");
-sql_warden_store_impl!(SqliteStore, Sqlite, "", crate::store::sql_wardens::insert_checks_values);
+sql_warden_store_impl!(
+    SqliteStore,
+    Sqlite,
+    "",
+    crate::store::sql_wardens::insert_checks_values,
+    crate::store::sql::INSERT_CHUNK,
+    crate::store::sql_wardens::plate_facts_each::<SqliteStore>
+);
 sql_finance_store_impl!(SqliteStore, Sqlite, "", "date(COL, '+7 hours')");

@@ -29,12 +29,23 @@ impl std::fmt::Debug for StaffLogin {
 }
 
 /// What the database knows of a plate at a point at a time (see [`crate::domain::check`]).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlateFacts {
     /// The plate's session covering the time (any point).
     pub covering: Option<SessionFact>,
     /// The plate's latest session at the point started by then.
     pub last_here: Option<SessionFact>,
+}
+
+/// One question of [`WardenStore::plate_facts_batch`]: a plate, at a point, at a time.
+#[derive(Debug, Clone)]
+pub struct FactAsk {
+    /// The plate checked.
+    pub plate: Plate,
+    /// The point it was checked at.
+    pub point_id: i64,
+    /// When.
+    pub at: DateTime<Utc>,
 }
 
 /// One plate check, to be written by the batch writer.
@@ -323,6 +334,9 @@ pub trait WardenStore: Send + Sync {
 
     /// The plate's sessions relevant to a check at `point_id` at `at`.
     async fn plate_facts(&self, plate: &Plate, point_id: i64, at: DateTime<Utc>) -> StoreResult<PlateFacts>;
+    /// [`WardenStore::plate_facts`] for many questions, answered in their order: one
+    /// statement on PostgreSQL (see [`crate::fact_batch`]).
+    async fn plate_facts_batch(&self, asks: &[FactAsk]) -> StoreResult<Vec<PlateFacts>>;
     /// Active sessions at a point, soonest paid-until first.
     async fn point_sessions(&self, point_id: i64) -> StoreResult<Vec<SessionRow>>;
     /// Writes plate checks (one multi-row insert per chunk).

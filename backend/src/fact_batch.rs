@@ -1,0 +1,118 @@
+//! The database's confirmation of plate checks, asked in batches.
+//!
+//! A check whose live verdict may lead to a fine (unpaid, expired, elsewhere) is confirmed
+//! against the database before it is answered (see [`crate::http::wardens::run_check`]).
+//! Under load that is one statement for every such check, and on PostgreSQL a statement's
+//! round trip (waking a backend, the protocol, the kernel's loopback) costs both processes
+//! far more than the two index lookups it makes.
+//!
+//! So the questions queue here, and a dispatcher asks whatever has queued in one statement
+//! ([`WardenStore::plate_facts_batch`]), with at most [`IN_FLIGHT`] statements at once.
+//! Alone, a question is asked at once: it waits for nothing but a free statement. Under
+//! load, questions queue while the statements in flight run, and the next one asks them all
+//! (up to [`MAX_BATCH`]). A batch that fails fails each of its questions with the same
+//! error, as each one's own statement would have.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::{
+    domain::plate::Plate,
+    store::{
+        Store, StoreError, StoreResult,
+        wardens::{FactAsk, PlateFacts},
+    },
+};
+
+/// Most questions in one statement.
+pub const MAX_BATCH: usize = 64;
+/// Statements in flight at once.
+pub const IN_FLIGHT: usize = 1;
+/// Longest the first question of a batch waits for others.
+pub const LINGER: std::time::Duration = std::time::Duration::from_micros(1000);
+/// Questions queued before askers wait.
+pub const QUEUE: usize = 4096;
+
+struct Question {
+    ask: FactAsk,
+    reply: oneshot::Sender<StoreResult<PlateFacts>>,
+}
+
+/// The handle checks ask through.
+#[derive(Clone)]
+pub struct FactBatcher {
+    tx: mpsc::Sender<Question>,
+}
+
+impl std::fmt::Debug for FactBatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FactBatcher").finish_non_exhaustive()
+    }
+}
+
+impl FactBatcher {
+    /// Starts the dispatcher for `store`.
+    pub fn start(store: Arc<dyn Store>) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(dispatch(store, rx));
+        Self { tx }
+    }
+
+    /// What the database knows of `plate` at `point_id` at `at`
+    /// ([`crate::store::wardens::WardenStore::plate_facts`]), asked with whatever else is
+    /// queued.
+    pub async fn plate_facts(&self, plate: &Plate, point_id: i64, at: DateTime<Utc>) -> StoreResult<PlateFacts> {
+        let (reply, answer) = oneshot::channel();
+        let ask = FactAsk { plate: plate.clone(), point_id, at };
+        self.tx.send(Question { ask, reply }).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+fn gone() -> StoreError {
+    StoreError::Internal("the plate facts dispatcher is gone".into())
+}
+
+async fn dispatch(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Question>) {
+    let statements = Arc::new(Semaphore::new(IN_FLIGHT));
+    loop {
+        // A free statement first: while none is, questions queue and make the next batch.
+        let Ok(permit) = statements.clone().acquire_owned().await else { return };
+        let Some(first) = rx.recv().await else { return };
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while batch.len() < MAX_BATCH {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(q)) => batch.push(q),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            let asks: Vec<FactAsk> = batch.iter().map(|q| q.ask.clone()).collect();
+            metrics::histogram!("plate_facts_batch_size").record(asks.len() as f64);
+            match store.plate_facts_batch(&asks).await {
+                Ok(answers) if answers.len() == batch.len() => {
+                    for (q, facts) in batch.into_iter().zip(answers) {
+                        // An asker that went away (its request was dropped) needs no answer.
+                        let _ = q.reply.send(Ok(facts));
+                    }
+                }
+                Ok(answers) => {
+                    let e = StoreError::Internal(format!("{} answers for {} questions", answers.len(), batch.len()));
+                    for q in batch {
+                        let _ = q.reply.send(Err(e.clone()));
+                    }
+                }
+                Err(e) => {
+                    for q in batch {
+                        let _ = q.reply.send(Err(e.clone()));
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+}
