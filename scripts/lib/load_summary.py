@@ -48,13 +48,22 @@ print(f"- data: {int(points):,} points, {int(sessions):,} past sessions with the
 failed = []
 
 
-def row(name, r, base, ratio_target=None, p99_target_ms=None, base_name="healthz", at_rate=None):
-    """r: the closed-loop run (most ok/s); at_rate: the open-loop run at the target rate (p99)."""
+def shown(r):
+    """A run's errors as the table shows them: the count, and the kinds when there are any."""
+    n = sum(r["errors"].values())
+    return f"{n} ({', '.join(f'{c} × {k}' for k, c in r['errors'].items())})" if n else "0"
+
+
+def row(name, r, base, ratio_target=None, p99_target_ms=None, base_name="healthz", at_rate=None, expected=()):
+    """r: the closed-loop run (most ok/s); at_rate: the open-loop run at the target rate (p99).
+    expected: error kinds that are the right answer to some requests (a start at a point the
+    run itself filled answers `409 point_full`); they are shown and not counted as ok, but do
+    not fail the row. Anything else (a 5xx, a timeout, a wrong verdict) does."""
     if r is None or base is None:
         failed.append(f"{name}: not measured")
         print(f"| {name} | not measured | | | | | | ✗ |")
         return
-    errs = sum(r["errors"].values())
+    errs = sum(n for k, n in r["errors"].items() if k not in expected)
     ratio = r["throughput"] / base
     ok = True
     tgt = []
@@ -62,7 +71,7 @@ def row(name, r, base, ratio_target=None, p99_target_ms=None, base_name="healthz
         tgt.append(f"≥ {ratio_target:.0%} of {base_name}")
         ok &= ratio >= ratio_target
     print(
-        f"| {name}, closed loop | {r['throughput']:,.0f}/s | {ms(r['latency_us']['p50'])} | {ms(r['latency_us']['p99'])} | {errs} | "
+        f"| {name}, closed loop | {r['throughput']:,.0f}/s | {ms(r['latency_us']['p50'])} | {ms(r['latency_us']['p99'])} | {shown(r)} | "
         f"{ratio:.2f}× {base_name} | {', '.join(tgt)} | {'✓' if ok and errs == 0 else '✗'} |"
     )
     ok &= errs == 0
@@ -73,12 +82,12 @@ def row(name, r, base, ratio_target=None, p99_target_ms=None, base_name="healthz
         else:
             p99 = at_rate["latency_us"]["p99"] / 1000
             rate = at_rate["model"].get("rate", 0) if isinstance(at_rate.get("model"), dict) else 0
-            e2 = sum(at_rate["errors"].values())
+            e2 = sum(n for k, n in at_rate["errors"].items() if k not in expected)
             ok2 = p99 <= p99_target_ms and e2 == 0 and at_rate["throughput"] >= 0.98 * rate
             ok &= ok2
             print(
                 f"| {name}, open loop at {rate:,.0f}/s | {at_rate['throughput']:,.0f}/s | {ms(at_rate['latency_us']['p50'])} | "
-                f"{p99:.2f} ms | {e2} | {at_rate['throughput'] / base:.2f}× {base_name} | p99 ≤ {p99_target_ms} ms | {'✓' if ok2 else '✗'} |"
+                f"{p99:.2f} ms | {shown(at_rate)} | {at_rate['throughput'] / base:.2f}× {base_name} | p99 ≤ {p99_target_ms} ms | {'✓' if ok2 else '✗'} |"
             )
     if not ok:
         failed.append(name)
@@ -96,7 +105,7 @@ if rd:
 ow, ost = load("open-warden.json"), load("open-start.json")
 row("plate checks (80% hits)", wd, hz and hz["throughput"], 0.40, 5, at_rate=ow[0] if ow else None)
 row("session starts (wallet, durable, ledger)", st, pg and pg["throughput"], 0.50, 25, "pgbench TPS",
-    at_rate=ost[0] if ost else None)
+    at_rate=ost[0] if ost else None, expected=("409 point_full",))
 row(f"nearby search ({int(points):,} points)", nb, hz and hz["throughput"], 0.30)
 rss_ok = peak_mb <= 200 and hwm_mb <= 200
 if not rss_ok:

@@ -478,21 +478,32 @@ impl LiveState for RedisLive {
         for chunk in stale.chunks(1000) {
             pipe.del(chunk).ignore();
         }
-        let mut fields: Vec<(String, String)> = Vec::with_capacity(entries.len());
-        let mut rosters: std::collections::HashMap<i64, Vec<(i64, String)>> = std::collections::HashMap::new();
-        for (plate, e) in entries {
-            let json = serde_json::to_string(e).map_err(|e| LiveError(e.to_string()))?;
-            rosters.entry(e.point_id).or_default().push((e.session_id, format!("{plate}|{json}")));
-            fields.push((opaque_key(plate), json));
+        // Each entry's JSON once, and each command's fields built only for its chunk: the
+        // pipeline is the one full copy held (a rebuild's peak is the node's memory peak).
+        let jsons: Vec<String> = entries
+            .iter()
+            .map(|(_, e)| serde_json::to_string(e))
+            .collect::<Result<_, _>>()
+            .map_err(|e| LiveError(e.to_string()))?;
+        for (chunk, json) in entries.chunks(1000).zip(jsons.chunks(1000)) {
+            let fields: Vec<(String, &str)> =
+                chunk.iter().zip(json).map(|((plate, _), j)| (opaque_key(plate), j.as_str())).collect();
+            pipe.hset_multiple(&self.plates_key, &fields).ignore();
         }
-        for chunk in fields.chunks(1000) {
-            pipe.hset_multiple(&self.plates_key, chunk).ignore();
-        }
-        for (point, members) in &rosters {
-            for chunk in members.chunks(1000) {
-                pipe.hset_multiple(format!("{}roster:{point}", self.prefix), chunk).ignore();
+        // The rosters: the entries by point, in runs.
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_unstable_by_key(|&i| entries[i].1.point_id);
+        for run in order.chunk_by(|&a, &b| entries[a].1.point_id == entries[b].1.point_id) {
+            let point = entries[run[0]].1.point_id;
+            for chunk in run.chunks(1000) {
+                let members: Vec<(i64, String)> = chunk
+                    .iter()
+                    .map(|&i| (entries[i].1.session_id, format!("{}|{}", entries[i].0, jsons[i])))
+                    .collect();
+                pipe.hset_multiple(format!("{}roster:{point}", self.prefix), &members).ignore();
             }
         }
+        drop(jsons);
         self.rosters.before_write();
         let done: Result<(), _> = pipe.query_async(&mut c).await;
         self.rosters.written_all();
