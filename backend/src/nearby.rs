@@ -7,14 +7,14 @@
 //! antimeridian. The reported distance is the great-circle distance derived from the
 //! chord, on the same sphere as `geo`'s Haversine, and the radius is checked on it.
 //!
-//! **Layout.** The points are bucketed in rows of [`ROW_DEG`] degrees of latitude, each
+//! **Layout.** The points are bucketed in rows of `ROW_DEG` degrees of latitude, each
 //! row sorted by longitude, in flat arrays. A search over a spherical cap takes, in every
 //! row the cap reaches, the longitudes of the cap's exact bounding box (found by binary
 //! search), and compares the chord of every point in them: sequential reads, no heap, no
 //! pointer chasing.
 //!
 //! **Search.** A query does not scan its whole radius. It searches a small cap first
-//! ([`FIRST_CAP_M`]) and doubles it until `limit` matching points are inside or the cap is
+//! (`FIRST_CAP_M`) and doubles it until `limit` matching points are inside or the cap is
 //! the radius. Nothing outside a cap can be nearer than what is inside it, so the `limit`
 //! nearest of a cap that holds `limit` matches are the answer. In a city of 100,000 points
 //! a 1 km query compares a few dozen points, not the thousand in its radius.

@@ -4,7 +4,7 @@
 //!
 //! - Vietnamese first; `?lang=en` (or `?lang=vi`) switches and is remembered in a cookie.
 //! - Login with username and password (role `finance`, or `admin` read only), limited like the
-//!   wardens' logins ([`super::wardens::password_login`]). The staff token lives in the
+//!   wardens' logins (`http::wardens::password_login`). The staff token lives in the
 //!   `iparking_finance` cookie (`HttpOnly`, `SameSite=Strict`, `Path=/finance`); logout
 //!   revokes it.
 //! - Every POST checks that `Origin`, when sent, names this host (else 403).
