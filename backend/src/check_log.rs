@@ -5,7 +5,7 @@
 //! instead, and one writer task per node inserts whatever has queued in one multi-row
 //! statement (group commit). A batch waits at most [`LINGER`] after its first row for more
 //! (or until it has [`BATCH`] rows, or someone [flushes](CheckRecorder::flush)): under load
-//! that makes a statement of tens of rows rather than a few, and a row costs the database
+//! that makes a statement of hundreds of rows rather than a few, and a row costs the database
 //! far less in a large statement than a statement does. A full queue makes handlers wait
 //! (backpressure) rather than drop rows.
 

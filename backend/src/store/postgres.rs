@@ -205,7 +205,7 @@ async fn plate_facts_batch(
     store: &PgStore,
     asks: &[crate::store::wardens::FactAsk],
 ) -> StoreResult<Vec<crate::store::wardens::PlateFacts>> {
-    crate::store::sql_wardens::plate_facts_unnest(&store.pool, asks).await
+    crate::store::sql_wardens::plate_facts_json(&store.pool, asks).await
 }
 sql_finance_store_impl!(
     PgStore,

@@ -206,7 +206,7 @@ pub(crate) struct BatchFactDbRow {
 /// one, so the generic plan always looks dearer and every call is planned anew (about half
 /// a millisecond for this statement). `jsonb_to_recordset` is estimated alike in both, so
 /// the statement settles on the generic plan like any other.
-pub(crate) async fn plate_facts_unnest(
+pub(crate) async fn plate_facts_json(
     pool: &sqlx::PgPool,
     asks: &[super::wardens::FactAsk],
 ) -> super::StoreResult<Vec<super::wardens::PlateFacts>> {
