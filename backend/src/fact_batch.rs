@@ -8,7 +8,7 @@
 //!
 //! So the questions queue here, and a dispatcher asks whatever has queued in one statement
 //! ([`WardenStore::plate_facts_batch`](crate::store::wardens::WardenStore::plate_facts_batch)),
-//! one statement at a time ([`IN_FLIGHT`]).
+//! one statement at a time.
 //! - Alone (no batch left in the last [`BUSY`]), a question is asked at once.
 //! - Under load, questions queue while the statement in flight runs, and the first question
 //!   of the next batch waits up to [`LINGER`] for more (up to [`MAX_BATCH`]). At 2,000–3,000
@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     domain::plate::Plate,
@@ -33,8 +33,6 @@ use crate::{
 
 /// Most questions in one statement.
 pub const MAX_BATCH: usize = 64;
-/// Statements in flight at once.
-pub const IN_FLIGHT: usize = 1;
 /// Longest the first question of a batch waits for others, under load.
 pub const LINGER: std::time::Duration = std::time::Duration::from_micros(1000);
 /// Under load: the previous batch left less than this long ago.
@@ -83,12 +81,9 @@ fn gone() -> StoreError {
 }
 
 async fn dispatch(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Question>) {
-    let statements = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut last: Option<tokio::time::Instant> = None;
-    loop {
-        // A free statement first: while none is, questions queue and make the next batch.
-        let Ok(permit) = statements.clone().acquire_owned().await else { return };
-        let Some(first) = rx.recv().await else { return };
+    // While a statement runs, questions queue in the channel and make the next batch.
+    while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         // Under load (the last batch left moments ago) the first question waits up to
         // LINGER for company; a question alone is asked at once.
@@ -106,30 +101,27 @@ async fn dispatch(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Question>) {
             }
         }
         last = Some(tokio::time::Instant::now());
-        let store = store.clone();
-        tokio::spawn(async move {
-            let asks: Vec<FactAsk> = batch.iter().map(|q| q.ask.clone()).collect();
-            metrics::histogram!("plate_facts_batch_size").record(asks.len() as f64);
-            match store.plate_facts_batch(&asks).await {
-                Ok(answers) if answers.len() == batch.len() => {
-                    for (q, facts) in batch.into_iter().zip(answers) {
-                        // An asker that went away (its request was dropped) needs no answer.
-                        let _ = q.reply.send(Ok(facts));
-                    }
-                }
-                Ok(answers) => {
-                    let e = StoreError::Internal(format!("{} answers for {} questions", answers.len(), batch.len()));
-                    for q in batch {
-                        let _ = q.reply.send(Err(e.clone()));
-                    }
-                }
-                Err(e) => {
-                    for q in batch {
-                        let _ = q.reply.send(Err(e.clone()));
-                    }
+        let (asks, replies): (Vec<FactAsk>, Vec<_>) = batch.into_iter().map(|q| (q.ask, q.reply)).unzip();
+        metrics::histogram!("plate_facts_batch_size").record(asks.len() as f64);
+        let answers = store.plate_facts_batch(&asks).await.and_then(|answers| {
+            if answers.len() == asks.len() {
+                Ok(answers)
+            } else {
+                Err(StoreError::Internal(format!("{} answers for {} questions", answers.len(), asks.len())))
+            }
+        });
+        // An asker that went away (its request was dropped) needs no answer.
+        match answers {
+            Ok(answers) => {
+                for (reply, facts) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(Ok(facts));
                 }
             }
-            drop(permit);
-        });
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 }

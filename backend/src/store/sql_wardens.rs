@@ -197,6 +197,23 @@ pub(crate) struct BatchFactDbRow {
     pub row: super::sql_drivers::SessionDbRow,
 }
 
+/// The two facts of a check, as one statement of `SESSION_SELECT` rows tagged `which` (1: the
+/// session covering `at` anywhere, 2: the last one at the point), for the given SQL
+/// expressions of the plate, the time and the point.
+pub(crate) fn facts_sql(plate: &str, at: &str, point: &str) -> String {
+    let select =
+        |which: u8| super::sql_drivers::SESSION_SELECT.replacen("SELECT ", &format!("SELECT {which} AS which, "), 1);
+    format!(
+        "SELECT * FROM ({} WHERE s.plate = {plate} AND s.started_at <= {at} \
+         AND COALESCE(s.ended_at, s.expires_at) > {at} ORDER BY s.started_at DESC LIMIT 1) AS covering \
+         UNION ALL \
+         SELECT * FROM ({} WHERE s.plate = {plate} AND s.started_at <= {at} AND s.point_id = {point} \
+         ORDER BY s.started_at DESC LIMIT 1) AS here",
+        select(1),
+        select(2),
+    )
+}
+
 /// [`super::wardens::WardenStore::plate_facts_batch`] on PostgreSQL: the single question's
 /// two facts, asked for each question of the batch, in one statement whatever the batch's
 /// size (so it is prepared once).
@@ -213,17 +230,10 @@ pub(crate) async fn plate_facts_json(
     use std::sync::OnceLock;
     static SQL: OnceLock<String> = OnceLock::new();
     let sql = SQL.get_or_init(|| {
-        let select = super::sql_drivers::SESSION_SELECT.replacen("SELECT ", "SELECT {which} AS which, ", 1);
         format!(
             "SELECT q.n, f.* FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (plate text, point_id int8, \
-             at timestamptz)) WITH ORDINALITY AS q(plate, point_id, at, n) CROSS JOIN LATERAL (\
-             SELECT * FROM ({} WHERE s.plate = q.plate AND s.started_at <= q.at \
-             AND COALESCE(s.ended_at, s.expires_at) > q.at ORDER BY s.started_at DESC LIMIT 1) AS covering \
-             UNION ALL \
-             SELECT * FROM ({} WHERE s.plate = q.plate AND s.started_at <= q.at AND s.point_id = q.point_id \
-             ORDER BY s.started_at DESC LIMIT 1) AS here) AS f",
-            select.replace("{which}", "1"),
-            select.replace("{which}", "2"),
+             at timestamptz)) WITH ORDINALITY AS q(plate, point_id, at, n) CROSS JOIN LATERAL ({}) AS f",
+            facts_sql("q.plate", "q.at", "q.point_id")
         )
     });
     // Times at the microsecond, truncated as sqlx truncates a bound timestamp (PostgreSQL
@@ -273,9 +283,7 @@ pub(crate) async fn plate_facts_each<S: super::wardens::WardenStore + ?Sized>(
 const INSERT_CHECKS: &str =
     "INSERT INTO plate_checks (staff_id, point_id, plate, verdict, session_id, near_misses, source, checked_at) ";
 
-/// Writes a batch of plate checks on PostgreSQL with `COPY … FROM STDIN`: the cheapest way
-/// in for rows, at about half the database's CPU a check of an `INSERT … SELECT FROM
-/// UNNEST` (see `docs/performance.md`). One statement, atomic on its own.
+/// Most plate checks in one `COPY` ([`insert_checks_copy`]).
 ///
 /// sqlx 0.9.0 leaves Nagle's algorithm on (transact-rs/sqlx#4335, fixed upstream after the
 /// release), so the `CopyDone` after the data waits for the server's delayed ACK: a `COPY`
@@ -283,6 +291,9 @@ const INSERT_CHECKS: &str =
 /// [`COPY_CHUNK`] rows, so one `COPY` in flight keeps up with any load a node takes.
 pub(crate) const COPY_CHUNK: usize = 10_000;
 
+/// Writes a batch of plate checks on PostgreSQL with `COPY … FROM STDIN`: the cheapest way
+/// in for rows, at about half the database's CPU a check of an `INSERT … SELECT FROM
+/// UNNEST` (see `docs/performance.md`). One statement, atomic on its own.
 pub(crate) async fn insert_checks_copy(
     conn: &mut sqlx::PgConnection,
     checks: &[super::wardens::CheckRecord],
@@ -421,18 +432,8 @@ macro_rules! sql_warden_store_impl {
                 point_id: i64,
                 at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::wardens::PlateFacts> {
-                // Both facts in one statement (one round trip): the session covering `at`
-                // anywhere, and the last one at this point.
-                let select = $crate::store::sql_drivers::SESSION_SELECT.replacen("SELECT ", "SELECT {which} AS which, ", 1);
-                let sql = sqlx::AssertSqlSafe(format!(
-                    "SELECT * FROM ({} WHERE s.plate = $1 AND s.started_at <= $2 \
-                     AND COALESCE(s.ended_at, s.expires_at) > $2 ORDER BY s.started_at DESC LIMIT 1) AS covering \
-                     UNION ALL \
-                     SELECT * FROM ({} WHERE s.plate = $1 AND s.started_at <= $2 AND s.point_id = $3 \
-                     ORDER BY s.started_at DESC LIMIT 1) AS here",
-                    select.replace("{which}", "1"),
-                    select.replace("{which}", "2"),
-                ));
+                // Both facts in one statement (one round trip).
+                let sql = sqlx::AssertSqlSafe($crate::store::sql_wardens::facts_sql("$1", "$2", "$3"));
                 let rows: Vec<$crate::store::sql_wardens::FactDbRow> = sqlx::query_as(sql)
                     .bind(plate.as_str())
                     .bind(at)
