@@ -137,7 +137,8 @@ pub struct PointView {
     pub curb: Option<Vec<[f64; 2]>>,
     /// Number of spaces.
     pub capacity: i32,
-    /// Free spaces now, from the live state; `null` if the live state cannot be reached.
+    /// Free spaces now, from the live state; `null` if the live state cannot be reached. In a
+    /// nearby search, up to about a second behind starts and stops on other API nodes.
     pub free_spaces: Option<i32>,
     /// Vehicle classes allowed to park here.
     pub vehicle_classes: Vec<VehicleClass>,

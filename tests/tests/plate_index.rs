@@ -269,3 +269,155 @@ async fn plate_index_conformance_redis_with_the_roster_copy_on() {
     assert!(stats.tracking && stats.kept > 0, "the copy kept what it read: {stats:?}");
     assert_eq!(stats.sessions, 1, "tracking never dropped: {stats:?}");
 }
+
+/// Two nodes on one Redis: nearby searches read a node's copy of the occupancy counters. A
+/// node's own writes show in its next search at once; another node's within a second; a
+/// reset drops the copy; the exact read never uses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_occupancy_follows_every_nodes_writes_redis() {
+    let prefix = format!("t:{:016x}:", rand::random::<u64>());
+    let a = RedisLive::connect(&redis_url(), &prefix).await.unwrap();
+    let b = RedisLive::connect(&redis_url(), &prefix).await.unwrap();
+    a.reset_occupancy(&[(1, 2), (2, 5)]).await.unwrap();
+    // No copy yet: the first search reads Redis, and asks for a copy.
+    assert_eq!(b.search_occupancy(&[1, 2, 3]).await.unwrap(), vec![2, 5, 0]);
+    let hits = b.occupancy_mirror_stats().hits;
+    within_3s("B answers from its copy", || async {
+        b.search_occupancy(&[1, 2, 3]).await.unwrap() == vec![2, 5, 0] && b.occupancy_mirror_stats().hits > hits
+    })
+    .await;
+
+    // B's own writes: its next search sees each at once, copy or not.
+    assert!(b.try_occupy(1, 10).await.unwrap());
+    assert_eq!(b.search_occupancy(&[1, 2]).await.unwrap(), vec![3, 5]);
+    b.release(2).await.unwrap();
+    assert_eq!(b.search_occupancy(&[2]).await.unwrap(), vec![4]);
+    b.adjust_occupancy(3, 2).await.unwrap();
+    assert_eq!(b.search_occupancy(&[3, 1]).await.unwrap(), vec![2, 3]);
+    b.session_opened(
+        "30A12345",
+        &PlateEntry { session_id: 9, point_id: 4, point_code: "HK004".into(), paid_until_us: 100, expires_at_us: 700 },
+    )
+    .await
+    .unwrap();
+    assert_eq!(b.search_occupancy(&[4]).await.unwrap(), vec![1]);
+
+    // A's writes reach B's searches (from B's copy: B never wrote point 5) within a second
+    // or so.
+    assert!(a.try_occupy(5, 10).await.unwrap());
+    a.adjust_occupancy(5, 2).await.unwrap();
+    within_3s("B sees A's writes", || async { b.search_occupancy(&[5]).await.unwrap() == vec![3] }).await;
+    assert!(a.try_occupy(2, 10).await.unwrap());
+    // Once B's copy has read its own writes, they answer from it, and still right.
+    let hits = b.occupancy_mirror_stats().hits;
+    within_3s("B's marks are covered by a later read", || async {
+        b.search_occupancy(&[1, 2, 3, 4, 5]).await.unwrap() == vec![3, 5, 2, 1, 3]
+            && b.occupancy_mirror_stats().hits > hits
+    })
+    .await;
+
+    // A reset on B drops B's copy at once; A's copy follows within a second or so.
+    within_3s("A answers from its copy", || async {
+        a.search_occupancy(&[5]).await.unwrap() == vec![3] && a.occupancy_mirror_stats().hits > 0
+    })
+    .await;
+    b.reset_occupancy(&[(1, 7)]).await.unwrap();
+    assert_eq!(b.search_occupancy(&[1, 2, 3, 4, 5]).await.unwrap(), vec![7, 0, 0, 0, 0]);
+    within_3s("A's copy follows B's reset", || async {
+        a.search_occupancy(&[1, 2, 3, 4, 5]).await.unwrap() == vec![7, 0, 0, 0, 0]
+    })
+    .await;
+
+    // The exact read never uses a copy: A writes, and B's exact read sees it at once.
+    a.adjust_occupancy(6, 4).await.unwrap();
+    assert_eq!(b.occupancy(&[6, 1]).await.unwrap(), vec![4, 7]);
+}
+
+/// A rebuild of more sessions than one page of staging (5,001; point 1 holds 2,500 of them,
+/// across the page boundary): every entry and every roster line is there afterwards, and
+/// nothing of the old state is.
+async fn check_large_reset(live: &dyn LiveState) {
+    let entry = |id: i64| {
+        let point_id = if id <= 2_500 { 1 } else { 2 + id % 1_000 };
+        PlateEntry {
+            session_id: id,
+            point_id,
+            point_code: format!("P{point_id:04}"),
+            paid_until_us: 100 + id,
+            expires_at_us: 700 + id,
+        }
+    };
+    let plate = |id: i64| format!("30A{id:05}");
+    live.set_active_plate("51F99999", &entry(9_999)).await.unwrap();
+    let entries: Vec<(String, PlateEntry)> = (1..=5_001).map(|id| (plate(id), entry(id))).collect();
+    live.reset_active_plates(&entries).await.unwrap();
+    assert_eq!(live.active_plate("51F99999").await.unwrap(), None, "the old entry is gone");
+    for id in [1, 1_999, 2_000, 2_001, 2_500, 2_501, 4_000, 5_001] {
+        assert_eq!(live.active_plate(&plate(id)).await.unwrap(), Some(entry(id)), "session {id}");
+        let seen = live.plate_lookup(&plate(id), entry(id).point_id).await.unwrap();
+        assert_eq!(seen.entry, Some(entry(id)), "session {id}'s roster line");
+    }
+    let one = live.plate_lookup("30A00001", 1).await.unwrap();
+    assert_eq!(one.roster.len(), 2_500);
+    assert!(one.roster.iter().zip(1..).all(|((p, e), id)| *p == plate(id) && *e == entry(id)));
+    let other = live.plate_lookup("30A00001", 2).await.unwrap();
+    assert_eq!(other.roster.len(), 3, "sessions 3,000, 4,000 and 5,000 at point 2");
+    assert_eq!(other.entry, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_of_many_pages_replaces_everything_memory() {
+    let live = live_state(Live::Memory, None).await;
+    check_large_reset(live.as_ref()).await;
+    live.reset_active_plates(&[]).await.unwrap();
+    assert!(live.plate_lookup("30A00001", 1).await.unwrap().roster.is_empty());
+}
+
+/// On Redis the rebuild stages its keys, then swaps them in: none of the stage is left, every
+/// roster has its key, none of them expires, and an empty rebuild leaves no key at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_of_many_pages_replaces_everything_redis() {
+    let prefix = format!("t:{:016x}:", rand::random::<u64>());
+    let live = RedisLive::connect(&redis_url(), &prefix).await.unwrap();
+    live.set_active_plate(
+        "30A77777",
+        &PlateEntry { session_id: 77, point_id: 5_555, point_code: "P5555".into(), paid_until_us: 1, expires_at_us: 2 },
+    )
+    .await
+    .unwrap();
+    check_large_reset(&live).await;
+    let c = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let keys = |pattern: String| {
+        let mut c = c.clone();
+        async move {
+            let mut out: Vec<String> = Vec::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern.as_str())
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                out.extend(batch);
+                if next == 0 {
+                    return out;
+                }
+                cursor = next;
+            }
+        }
+    };
+    assert_eq!(keys(format!("{prefix}rebuild:*")).await, Vec::<String>::new(), "the stage is gone");
+    let rosters = keys(format!("{prefix}roster:*")).await;
+    assert_eq!(rosters.len(), 1_001, "point 1 and points 2 to 1,001");
+    assert!(!rosters.contains(&format!("{prefix}roster:5555")), "the old roster is gone");
+    for key in [format!("{prefix}plates"), format!("{prefix}roster:1"), format!("{prefix}roster:1001")] {
+        let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut c.clone()).await.unwrap();
+        assert_eq!(ttl, -1, "{key} never expires");
+    }
+    live.reset_active_plates(&[]).await.unwrap();
+    assert_eq!(keys(format!("{prefix}*")).await, Vec::<String>::new(), "an empty rebuild leaves nothing");
+}

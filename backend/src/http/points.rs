@@ -258,7 +258,7 @@ pub async fn nearby_points(State(app): State<AppState>, Query(q): Query<NearbyQu
     warm(&hits);
     let ids: Vec<i64> = hits.iter().map(|h| h.point.id).collect();
     // Free spaces are a convenience: if the live state is down, still answer the search.
-    let occupancy = match app.live.occupancy(&ids).await {
+    let occupancy = match app.live.search_occupancy(&ids).await {
         Ok(o) => Some(o),
         Err(e) => {
             tracing::warn!(error = %e, "live state unavailable; answering without free spaces");

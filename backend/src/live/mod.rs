@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use crate::store::{Store, StoreError};
 
 mod memory;
+pub mod occupancy_mirror;
 mod redis;
 pub mod roster_cache;
 
@@ -31,6 +32,12 @@ pub trait LiveState: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), LiveError>;
     /// Occupied spaces of each point, in the order asked (0 when unknown).
     async fn occupancy(&self, point_ids: &[i64]) -> Result<Vec<i64>, LiveError>;
+    /// [`occupancy`](Self::occupancy) for the free spaces of a nearby search: on Redis it may
+    /// come from the node's copy, up to a second behind other nodes' writes but never behind
+    /// this node's own (see [`occupancy_mirror`]).
+    async fn search_occupancy(&self, point_ids: &[i64]) -> Result<Vec<i64>, LiveError> {
+        self.occupancy(point_ids).await
+    }
     /// Takes one space if fewer than `capacity` are occupied; atomic across nodes.
     async fn try_occupy(&self, point_id: i64, capacity: i64) -> Result<bool, LiveError>;
     /// Gives one space back (never below zero).

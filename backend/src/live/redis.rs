@@ -8,6 +8,11 @@
 //! for an answer): the hot paths then answer from the database or without live data. The
 //! rebuilds' large atomic replacements go over a second connection with a longer answer
 //! timeout, so they neither time out on a large city nor queue the hot path behind them.
+//!
+//! Each node also keeps two copies: the rosters its plate checks read (`roster_cache`, kept
+//! true by Redis's invalidations) and the occupancy counters for its nearby searches
+//! (`occupancy_mirror`, which asks Redis for the counters changed since its last look, every
+//! 0.25 s while searches come in).
 
 use std::{
     sync::{
@@ -21,7 +26,9 @@ use async_trait::async_trait;
 use redis::{Script, aio::ConnectionManager};
 
 use super::{
-    LiveError, LiveState, OtpCheck, PlateEntry, PlateLookup, Probe, opaque_key,
+    LiveError, LiveState, OtpCheck, PlateEntry, PlateLookup, Probe, occupancy_mirror,
+    occupancy_mirror::{MirrorStats, OccupancyMirror},
+    opaque_key,
     roster_cache::{CacheStats, Cached, Roster, RosterCache, track_forever},
 };
 
@@ -40,23 +47,34 @@ const UNLOCK: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 0";
 
+// Every change of a counter is also logged for the nodes' copies (`occupancy_mirror`): the
+// change counter `{prefix}occupancy:version` goes up, and the point's member of the sorted set
+// `{prefix}occupancy:changes` takes the new count as its score. A node asks for the points
+// changed since the last count it saw, so its cost follows the changes, not the city's size.
+// In the scripts below, KEYS[1] (or KEYS[2]) is the counters, the next two keys the change
+// counter and the change set.
 const TRY_OCCUPY: &str = r"
 local n = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if n < tonumber(ARGV[2]) then
   redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+  redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[2]), ARGV[1])
   return 1
 end
 return 0";
 
 const RELEASE: &str = r"
 local n = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-if n > 0 then redis.call('HINCRBY', KEYS[1], ARGV[1], -1) end
+if n > 0 then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+  redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[2]), ARGV[1])
+end
 return 0";
 
 const ADJUST: &str = r"
 local n = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') + tonumber(ARGV[2])
 if n < 0 then n = 0 end
 redis.call('HSET', KEYS[1], ARGV[1], n)
+redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[2]), ARGV[1])
 return n";
 
 const RATE: &str = r"
@@ -101,12 +119,14 @@ redis.call('HSET', ARGV[3] .. 'roster:' .. e.point_id, e.session_id, ARGV[4] .. 
 const SET_PLATE: &str = concat!(set_plate_lua!(), "return moved");
 
 // A session started: its plate's entry (as SET_PLATE) and its point's counter up by one (as
-// ADJUST; KEYS[2] the occupancy hash, ARGV[5] the point), in one script and one round trip.
+// ADJUST; KEYS[2] the occupancy hash, KEYS[3] and KEYS[4] its change log, ARGV[5] the
+// point), in one script and one round trip.
 const OPEN_SESSION: &str = concat!(
     set_plate_lua!(),
     r"
 local n = tonumber(redis.call('HGET', KEYS[2], ARGV[5]) or '0') + 1
 redis.call('HSET', KEYS[2], ARGV[5], n)
+redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[3]), ARGV[5])
 return moved"
 );
 
@@ -122,6 +142,30 @@ if v then
 end
 return 0";
 
+/// A rebuild stages this many sessions of the plate index and rosters a round trip.
+const STAGE_PAGE: usize = 2_000;
+/// A staged key lives this long unless swapped in (a rebuild that died half-way).
+const STAGE_TTL_SECS: i64 = 600;
+
+// A rebuild's swap: the old index and rosters go, the staged ones take their place.
+// KEYS[1] the plate index; ARGV[1] the prefix, ARGV[2] the stage's prefix, ARGV[3] 1 if an
+// index was staged, ARGV[4] n, ARGV[5..5+n) the staged points, the rest the rosters there
+// were.
+const SWAP_PLATES: &str = r"
+redis.call('DEL', KEYS[1])
+local n = tonumber(ARGV[4])
+for i = 5 + n, #ARGV do redis.call('DEL', ARGV[1] .. 'roster:' .. ARGV[i]) end
+if ARGV[3] == '1' then
+  redis.call('RENAME', ARGV[2] .. 'plates', KEYS[1])
+  redis.call('PERSIST', KEYS[1])
+end
+for i = 5, 4 + n do
+  local to = ARGV[1] .. 'roster:' .. ARGV[i]
+  redis.call('RENAME', ARGV[2] .. 'roster:' .. ARGV[i], to)
+  redis.call('PERSIST', to)
+end
+return n";
+
 /// Live state in Redis.
 #[derive(Clone)]
 pub struct RedisLive {
@@ -132,6 +176,11 @@ pub struct RedisLive {
     failed_writes: Arc<AtomicBool>,
     prefix: String,
     occupancy_key: String,
+    /// The counters' change log: the change counter and the change set (see TRY_OCCUPY).
+    version_key: String,
+    changes_key: String,
+    /// Set at each reset of the counters: a node's copy from before it is dropped.
+    epoch_key: String,
     try_occupy: Script,
     release: Script,
     adjust: Script,
@@ -140,6 +189,7 @@ pub struct RedisLive {
     clear_plate: Script,
     set_plate: Script,
     open_session: Script,
+    swap_plates: Script,
     unlock: Script,
     plates_key: String,
     /// The rebuild mark: when the last completed rebuild started. Gone = the data was lost.
@@ -148,6 +198,8 @@ pub struct RedisLive {
     lock_key: String,
     /// This node's copy of the point rosters, kept true by Redis.
     rosters: Arc<RosterCache>,
+    /// This node's copy of the occupancy counters, for nearby searches.
+    mirror: Arc<OccupancyMirror>,
 }
 
 fn err(e: redis::RedisError) -> LiveError {
@@ -173,12 +225,17 @@ impl RedisLive {
         let tracking = redis::Client::open(info.set_redis_settings(resp3)).map_err(err)?;
         let rosters = Arc::new(RosterCache::new(prefix));
         tokio::spawn(track_forever(tracking, Arc::downgrade(&rosters), CONNECT_TIMEOUT));
+        let keys = occupancy_mirror::Keys::new(prefix);
+        let mirror = occupancy_mirror::spawn(bulk.clone(), keys.clone());
         Ok(Self {
             conn,
             bulk,
             failed_writes: Arc::new(AtomicBool::new(false)),
             prefix: prefix.to_owned(),
-            occupancy_key: format!("{prefix}occupancy"),
+            occupancy_key: keys.counts,
+            version_key: keys.version,
+            changes_key: keys.changes,
+            epoch_key: keys.epoch,
             try_occupy: Script::new(TRY_OCCUPY),
             release: Script::new(RELEASE),
             adjust: Script::new(ADJUST),
@@ -187,12 +244,19 @@ impl RedisLive {
             clear_plate: Script::new(CLEAR_PLATE),
             set_plate: Script::new(SET_PLATE),
             open_session: Script::new(OPEN_SESSION),
+            swap_plates: Script::new(SWAP_PLATES),
             unlock: Script::new(UNLOCK),
             plates_key: format!("{prefix}plates"),
             built_key: format!("{prefix}live:built"),
             lock_key: format!("{prefix}live:rebuild-lock"),
             rosters,
+            mirror,
         })
+    }
+
+    /// The counters of this node's occupancy copy.
+    pub fn occupancy_mirror_stats(&self) -> MirrorStats {
+        self.mirror.stats()
     }
 
     /// The counters of this node's roster copy.
@@ -291,52 +355,79 @@ impl LiveState for RedisLive {
         Ok(vals.into_iter().map(|v| v.unwrap_or(0)).collect())
     }
 
+    async fn search_occupancy(&self, point_ids: &[i64]) -> Result<Vec<i64>, LiveError> {
+        match self.mirror.get(point_ids) {
+            Some(counts) => Ok(counts),
+            None => self.occupancy(point_ids).await,
+        }
+    }
+
     async fn try_occupy(&self, point_id: i64, capacity: i64) -> Result<bool, LiveError> {
         let mut c = self.conn.clone();
-        let took: i64 = self
+        self.mirror.mark(&[point_id]);
+        let took: Result<i64, _> = self
             .try_occupy
             .key(&self.occupancy_key)
+            .key(&self.version_key)
+            .key(&self.changes_key)
             .arg(point_id)
             .arg(capacity)
             .invoke_async(&mut c)
-            .await
-            .map_err(|e| self.write_failed(e))?;
-        Ok(took == 1)
+            .await;
+        self.mirror.mark(&[point_id]);
+        Ok(took.map_err(|e| self.write_failed(e))? == 1)
     }
 
     async fn release(&self, point_id: i64) -> Result<(), LiveError> {
         let mut c = self.conn.clone();
-        let _: i64 = self
+        self.mirror.mark(&[point_id]);
+        let done: Result<i64, _> = self
             .release
             .key(&self.occupancy_key)
+            .key(&self.version_key)
+            .key(&self.changes_key)
             .arg(point_id)
             .invoke_async(&mut c)
-            .await
-            .map_err(|e| self.write_failed(e))?;
+            .await;
+        self.mirror.mark(&[point_id]);
+        done.map_err(|e| self.write_failed(e))?;
         Ok(())
     }
 
     async fn reset_occupancy(&self, counts: &[(i64, i64)]) -> Result<(), LiveError> {
         let mut c = self.bulk().await?;
         let mut pipe = redis::pipe();
-        pipe.atomic().del(&self.occupancy_key).ignore();
+        pipe.atomic().del(&self.occupancy_key).ignore().del(&self.changes_key).ignore();
         for chunk in counts.chunks(1000) {
             pipe.hset_multiple(&self.occupancy_key, chunk).ignore();
         }
-        let () = pipe.query_async(&mut c).await.map_err(err)?;
-        Ok(())
+        // A new epoch: every node's copy starts over from the new counters.
+        pipe.incr(&self.version_key, 1)
+            .ignore()
+            .set(&self.epoch_key, format!("{:016x}", rand::random::<u64>()))
+            .ignore();
+        self.mirror.clear();
+        let done: Result<(), _> = pipe.query_async(&mut c).await;
+        // Cleared again once answered: a read of the copy that straddled the replacement is
+        // dropped.
+        self.mirror.clear();
+        done.map_err(err)
     }
 
     async fn adjust_occupancy(&self, point_id: i64, delta: i64) -> Result<(), LiveError> {
         let mut c = self.conn.clone();
-        let _: i64 = self
+        self.mirror.mark(&[point_id]);
+        let done: Result<i64, _> = self
             .adjust
             .key(&self.occupancy_key)
+            .key(&self.version_key)
+            .key(&self.changes_key)
             .arg(point_id)
             .arg(delta)
             .invoke_async(&mut c)
-            .await
-            .map_err(|e| self.write_failed(e))?;
+            .await;
+        self.mirror.mark(&[point_id]);
+        done.map_err(|e| self.write_failed(e))?;
         Ok(())
     }
 
@@ -412,18 +503,22 @@ impl LiveState for RedisLive {
         let mut c = self.conn.clone();
         let json = serde_json::to_string(entry).map_err(|e| LiveError(e.to_string()))?;
         self.rosters.before_write();
-        let moved: i64 = self
+        self.mirror.mark(&[entry.point_id]);
+        let moved: Result<i64, _> = self
             .open_session
             .key(&self.plates_key)
             .key(&self.occupancy_key)
+            .key(&self.version_key)
+            .key(&self.changes_key)
             .arg(opaque_key(plate))
             .arg(json)
             .arg(&self.prefix)
             .arg(plate)
             .arg(entry.point_id)
             .invoke_async(&mut c)
-            .await
-            .map_err(|e| self.roster_write_failed(e))?;
+            .await;
+        self.mirror.mark(&[entry.point_id]);
+        let moved = moved.map_err(|e| self.roster_write_failed(e))?;
         self.rosters.written(&[entry.point_id, moved]);
         Ok(())
     }
@@ -451,10 +546,15 @@ impl LiveState for RedisLive {
         v.map(|v| serde_json::from_str(&v).map_err(|e| LiveError(e.to_string()))).transpose()
     }
 
+    // Staged, then swapped: the new index and rosters are written page by page under keys of
+    // this rebuild's own (with a TTL, so a node that dies half-way leaves nothing behind),
+    // then one script replaces the old with them. The replacement stays atomic, and the node
+    // never holds more than a page of commands (a rebuild's peak was the node's memory peak).
     async fn reset_active_plates(&self, entries: &[(String, PlateEntry)]) -> Result<(), LiveError> {
         let mut c = self.bulk().await?;
-        // The roster keys there are now (SCAN, not KEYS: it never blocks the server).
-        let pattern = format!("{}roster:*", self.prefix);
+        // The rosters there are now (SCAN, not KEYS: it never blocks the server).
+        let roster_prefix = format!("{}roster:", self.prefix);
+        let pattern = format!("{roster_prefix}*");
         let mut stale: Vec<String> = Vec::new();
         let mut cursor: u64 = 0;
         loop {
@@ -467,47 +567,58 @@ impl LiveState for RedisLive {
                 .query_async(&mut c)
                 .await
                 .map_err(err)?;
-            stale.extend(keys);
+            stale.extend(keys.into_iter().filter_map(|k| k.strip_prefix(&roster_prefix).map(str::to_owned)));
             if next == 0 {
                 break;
             }
             cursor = next;
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic().del(&self.plates_key).ignore();
-        for chunk in stale.chunks(1000) {
-            pipe.del(chunk).ignore();
-        }
-        // Each entry's JSON once, and each command's fields built only for its chunk: the
-        // pipeline is the one full copy held (a rebuild's peak is the node's memory peak).
-        let jsons: Vec<String> = entries
-            .iter()
-            .map(|(_, e)| serde_json::to_string(e))
-            .collect::<Result<_, _>>()
-            .map_err(|e| LiveError(e.to_string()))?;
-        for (chunk, json) in entries.chunks(1000).zip(jsons.chunks(1000)) {
-            let fields: Vec<(String, &str)> =
-                chunk.iter().zip(json).map(|((plate, _), j)| (opaque_key(plate), j.as_str())).collect();
-            pipe.hset_multiple(&self.plates_key, &fields).ignore();
-        }
-        // The rosters: the entries by point, in runs.
+        let stage = format!("{}rebuild:{:016x}:", self.prefix, rand::random::<u64>());
+        let staged_plates = format!("{stage}plates");
+        // The entries by point, so each page writes each roster once.
         let mut order: Vec<usize> = (0..entries.len()).collect();
-        order.sort_unstable_by_key(|&i| entries[i].1.point_id);
-        for run in order.chunk_by(|&a, &b| entries[a].1.point_id == entries[b].1.point_id) {
-            let point = entries[run[0]].1.point_id;
-            for chunk in run.chunks(1000) {
-                let members: Vec<(i64, String)> = chunk
+        order.sort_unstable_by_key(|&i| (entries[i].1.point_id, entries[i].1.session_id));
+        let mut points: Vec<i64> = Vec::new();
+        for page in order.chunks(STAGE_PAGE) {
+            let jsons: Vec<String> = page
+                .iter()
+                .map(|&i| serde_json::to_string(&entries[i].1))
+                .collect::<Result<_, _>>()
+                .map_err(|e| LiveError(e.to_string()))?;
+            let mut pipe = redis::pipe();
+            let fields: Vec<(String, &str)> =
+                page.iter().zip(&jsons).map(|(&i, j)| (opaque_key(&entries[i].0), j.as_str())).collect();
+            pipe.hset_multiple(&staged_plates, &fields).ignore().expire(&staged_plates, STAGE_TTL_SECS).ignore();
+            drop(fields);
+            let mut at = 0;
+            for run in page.chunk_by(|&a, &b| entries[a].1.point_id == entries[b].1.point_id) {
+                let point = entries[run[0]].1.point_id;
+                let members: Vec<(i64, String)> = run
                     .iter()
-                    .map(|&i| (entries[i].1.session_id, format!("{}|{}", entries[i].0, jsons[i])))
+                    .zip(&jsons[at..])
+                    .map(|(&i, j)| (entries[i].1.session_id, format!("{}|{j}", entries[i].0)))
                     .collect();
-                pipe.hset_multiple(format!("{}roster:{point}", self.prefix), &members).ignore();
+                at += run.len();
+                let key = format!("{stage}roster:{point}");
+                pipe.hset_multiple(&key, &members).ignore().expire(&key, STAGE_TTL_SECS).ignore();
+                if points.last() != Some(&point) {
+                    points.push(point);
+                }
             }
+            let () = pipe.query_async(&mut c).await.map_err(err)?;
         }
-        drop(jsons);
+        let mut swap = self.swap_plates.key(&self.plates_key);
+        swap.arg(&self.prefix)
+            .arg(&stage)
+            .arg(i64::from(!entries.is_empty()))
+            .arg(points.len())
+            .arg(&points)
+            .arg(&stale);
         self.rosters.before_write();
-        let done: Result<(), _> = pipe.query_async(&mut c).await;
+        let done: Result<i64, _> = swap.invoke_async(&mut c).await;
         self.rosters.written_all();
-        done.map_err(err)
+        done.map_err(err)?;
+        Ok(())
     }
 
     // The plate's entry comes from the roster: a plate with a session here is in it. (The
