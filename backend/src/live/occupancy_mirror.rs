@@ -157,7 +157,7 @@ impl OccupancyMirror {
     pub fn get(&self, ids: &[i64]) -> Option<Vec<i64>> {
         self.wanted_ms.store(self.born.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
         let inner = self.lock();
-        if !inner.read_at.is_some_and(|t| t.elapsed() < MAX_AGE) {
+        if inner.read_at.is_none_or(|t| t.elapsed() >= MAX_AGE) {
             return None;
         }
         if !inner.marked.is_empty() && ids.iter().any(|id| inner.marked.contains_key(id)) {

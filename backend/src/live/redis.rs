@@ -49,8 +49,9 @@ return 0";
 
 // Every change of a counter is also logged for the nodes' copies (`occupancy_mirror`): the
 // change counter `{prefix}occupancy:version` goes up, and the point's member of the sorted set
-// `{prefix}occupancy:changes` takes the new count as its score. A node asks for the points
-// changed since the last count it saw, so its cost follows the changes, not the city's size.
+// `{prefix}occupancy:changes` takes the counter's new value as its score (one member a point,
+// so the set never outgrows the city). A node asks for the points changed since the last
+// value it saw, so its cost follows the changes, not the city's size.
 // In the scripts below, KEYS[1] (or KEYS[2]) is the counters, the next two keys the change
 // counter and the change set.
 const TRY_OCCUPY: &str = r"
