@@ -315,6 +315,9 @@ async fn search_occupancy_follows_every_nodes_writes_redis() {
             && b.occupancy_mirror_stats().hits > hits
     })
     .await;
+    // B followed all of this by polling the change log, not by reading the whole hash again.
+    let stats = b.occupancy_mirror_stats();
+    assert!(stats.whole_reads == 1 && stats.reads > 1, "{stats:?}");
 
     // A reset on B drops B's copy at once; A's copy follows within a second or so.
     within_3s("A answers from its copy", || async {

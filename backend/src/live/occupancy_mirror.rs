@@ -49,6 +49,10 @@ pub const MAX_AGE: Duration = Duration::from_secs(1);
 /// The copy is kept for this long after the last search; then the node drops it and stops
 /// asking.
 const WANTED_FOR: Duration = Duration::from_secs(10);
+/// The copy is read whole again this often, whatever the change log says: a change that
+/// was never logged (by a node of a version before the log, during a rolling upgrade; a
+/// change counter restored from an older backup) is wrong in it for this long at most.
+const WHOLE_READ_EVERY: Duration = Duration::from_secs(30);
 /// Fields per `HSCAN` page of a whole read.
 const PAGE: usize = 500;
 /// Changes answered per look (more wait for the next ask, at once). Below Lua's limit on
@@ -56,17 +60,18 @@ const PAGE: usize = 500;
 const CHANGES_PER_LOOK: usize = 4_000;
 
 /// The changes since a version, and their counters now: KEYS[1] the counters, KEYS[2] the
-/// change set, KEYS[3] the epoch; ARGV[1] the last version seen, ARGV[2] at most this many.
-/// Answers the epoch (nil when the counters were lost), then the changed points with their
-/// versions, then their counters.
+/// change set, KEYS[3] the epoch, KEYS[4] the change counter; ARGV[1] the last version seen, ARGV[2] at most this many.
+/// Answers the epoch (nil when the counters were lost), the change counter, the changed
+/// points with their versions, then their counters.
 pub const POLL: &str = r"
 local epoch = redis.call('GET', KEYS[3])
+local version = tonumber(redis.call('GET', KEYS[4]) or '0')
 local ch = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
 local points = {}
 for i = 1, #ch, 2 do points[#points + 1] = ch[i] end
 local counts = {}
 if #points > 0 then counts = redis.call('HMGET', KEYS[1], unpack(points)) end
-return {epoch, ch, counts}";
+return {epoch, version, ch, counts}";
 
 /// The keys of the counters and their change log, under a prefix.
 #[derive(Debug, Clone)]
@@ -183,11 +188,14 @@ impl OccupancyMirror {
         }
     }
 
-    /// Drops the copy (the counters were replaced).
+    /// Drops the copy (the counters were replaced, or the copy is no longer wanted), and the
+    /// marks with it: a write answered before this, the next whole read covers; one still
+    /// in flight marks its point again when answered.
     pub fn clear(&self) {
         let mut inner = self.lock();
         inner.counts = HashMap::new();
         inner.read_at = None;
+        inner.marked = HashMap::new();
         inner.resets += 1;
     }
 
@@ -227,18 +235,22 @@ impl OccupancyMirror {
         true
     }
 
-    /// A complete poll: its counters replace the copy's, which is as new as the poll's start;
-    /// the marks it covers go. A poll that a reset overtook, or of a copy dropped, is dropped.
-    fn changes_done(&self, start: ReadStart, changes: &[(i64, i64)]) -> bool {
+    /// A page of a poll that started at `start`: its counters replace the copy's. With the
+    /// poll's last page (`complete`), the copy is as new as the poll's start and the marks it
+    /// covers go; until then, neither. A poll that a reset overtook, or of a copy dropped, is
+    /// dropped.
+    fn changes_done(&self, start: ReadStart, changes: &[(i64, i64)], complete: bool) -> bool {
         let mut inner = self.lock();
         if inner.resets != start.resets || inner.read_at.is_none() {
             return false;
         }
-        inner.marked.retain(|_, s| *s > start.seq);
         inner.counts.extend(changes.iter().copied());
-        inner.read_at = Some(start.at);
-        drop(inner);
-        self.reads.fetch_add(1, Ordering::Relaxed);
+        if complete {
+            inner.marked.retain(|_, s| *s > start.seq);
+            inner.read_at = Some(start.at);
+            drop(inner);
+            self.reads.fetch_add(1, Ordering::Relaxed);
+        }
         true
     }
 }
@@ -258,6 +270,8 @@ struct Cursor {
     epoch: Option<String>,
     /// The last change the copy holds.
     version: i64,
+    /// When the copy was last read whole.
+    whole_at: Option<Instant>,
 }
 
 /// Keeps the copy while searches come in, until it is dropped.
@@ -283,7 +297,8 @@ pub async fn refresh_forever(conn: ConnectionManager, keys: Keys, mirror: Weak<O
     }
 }
 
-/// One look: the whole hash when the copy has no epoch, else the changes since its version.
+/// One look: the whole hash when the copy has no epoch (or was read whole long ago), else
+/// the changes since its version, page by page.
 async fn look(
     m: &OccupancyMirror,
     c: &mut ConnectionManager,
@@ -291,8 +306,11 @@ async fn look(
     poll: &redis::Script,
     cursor: &mut Cursor,
 ) -> Result<(), redis::RedisError> {
+    if cursor.whole_at.is_none_or(|t| t.elapsed() >= WHOLE_READ_EVERY) {
+        cursor.epoch = None;
+    }
+    let mut start = m.read_started();
     loop {
-        let start = m.read_started();
         if cursor.epoch.is_none() {
             // The epoch and the change counter first: any change after them, the polls see.
             let (epoch, version): (Option<String>, Option<i64>) =
@@ -304,22 +322,24 @@ async fn look(
             };
             let counts = read_all(c, &keys.counts).await?;
             if m.read_done(start, counts) {
-                *cursor = Cursor { epoch: Some(epoch), version: version.unwrap_or(0) };
+                *cursor = Cursor { epoch: Some(epoch), version: version.unwrap_or(0), whole_at: Some(Instant::now()) };
             }
             return Ok(());
         }
-        let (epoch, changed, counts): (Option<String>, Vec<String>, Vec<Option<i64>>) = poll
+        let (epoch, version, changed, counts): (Option<String>, i64, Vec<String>, Vec<Option<i64>>) = poll
             .key(&keys.counts)
             .key(&keys.changes)
             .key(&keys.epoch)
+            .key(&keys.version)
             .arg(cursor.version)
             .arg(CHANGES_PER_LOOK)
             .invoke_async(c)
             .await?;
-        if epoch != cursor.epoch {
-            // Reset (a rebuild) or lost: read the whole hash next.
+        if epoch != cursor.epoch || version < cursor.version {
+            // Reset (a rebuild), lost, or a change counter gone back: read the whole hash.
             m.clear();
             cursor.epoch = None;
+            start = m.read_started();
             continue;
         }
         let mut changes = Vec::with_capacity(counts.len());
@@ -329,11 +349,12 @@ async fn look(
             cursor.version = cursor.version.max(version);
             changes.push((point, count.unwrap_or(0)));
         }
-        if !m.changes_done(start, &changes) {
+        let complete = changes.len() < CHANGES_PER_LOOK;
+        if !m.changes_done(start, &changes, complete) {
             cursor.epoch = None;
             return Ok(());
         }
-        if changes.len() < CHANGES_PER_LOOK {
+        if complete {
             return Ok(());
         }
     }
@@ -434,18 +455,37 @@ mod tests {
     fn changes_update_the_copy_and_cover_the_marks_before_them() {
         let m = OccupancyMirror::new();
         let start = m.read_started();
-        assert!(!m.changes_done(start, &[(1, 1)]), "no changes without a whole read first");
+        assert!(!m.changes_done(start, &[(1, 1)], true), "no changes without a whole read first");
         filled(&m, &[(1, 3), (2, 1)]);
         m.mark(&[2]);
         let start = m.read_started();
         m.mark(&[1]);
-        assert!(m.changes_done(start, &[(2, 0), (3, 4)]));
+        assert!(m.changes_done(start, &[(2, 0), (3, 4)], true));
         assert_eq!(m.get(&[2, 3]), Some(vec![0, 4]), "point 2's mark is covered");
         assert_eq!(m.get(&[1]), None, "point 1 was marked after the poll started");
         let start = m.read_started();
         m.clear();
-        assert!(!m.changes_done(start, &[(1, 9)]), "a poll a reset overtook is dropped");
+        assert!(!m.changes_done(start, &[(1, 9)], true), "a poll a reset overtook is dropped");
         assert_eq!(m.get(&[2]), None);
         assert_eq!(m.stats(), MirrorStats { hits: 1, reads: 2, whole_reads: 1 });
+    }
+
+    #[test]
+    fn a_poll_of_many_pages_covers_marks_and_age_only_with_its_last_page() {
+        let m = OccupancyMirror::new();
+        let mut old = m.read_started();
+        old.at -= MAX_AGE;
+        assert!(m.read_done(old, [(1, 1), (2, 1)].into_iter().collect()));
+        assert_eq!(m.get(&[1]), None, "too old");
+        m.mark(&[2]);
+        let poll = m.read_started();
+        m.mark(&[1]);
+        assert!(m.changes_done(poll, &[(2, 5)], false));
+        assert_eq!(m.get(&[3]), None, "a page does not make the copy new");
+        assert_eq!(m.stats().reads, 1, "a page is not a look");
+        assert!(m.changes_done(poll, &[(3, 7)], true));
+        assert_eq!(m.get(&[2, 3]), Some(vec![5, 7]), "the last page covers the mark made before the poll");
+        assert_eq!(m.get(&[1]), None, "a mark made after the poll started stays");
+        assert_eq!(m.stats().reads, 2);
     }
 }

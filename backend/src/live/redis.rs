@@ -151,11 +151,20 @@ const STAGE_TTL_SECS: i64 = 600;
 // A rebuild's swap: the old index and rosters go, the staged ones take their place.
 // KEYS[1] the plate index; ARGV[1] the prefix, ARGV[2] the stage's prefix, ARGV[3] 1 if an
 // index was staged, ARGV[4] n, ARGV[5..5+n) the staged points, the rest the rosters there
-// were.
+// were. A script that fails part-way is not rolled back, so every staged key is checked
+// first (one that expired or was evicted fails the swap, and the old state stays whole).
 const SWAP_PLATES: &str = r"
-redis.call('DEL', KEYS[1])
 local n = tonumber(ARGV[4])
-for i = 5 + n, #ARGV do redis.call('DEL', ARGV[1] .. 'roster:' .. ARGV[i]) end
+if ARGV[3] == '1' and redis.call('EXISTS', ARGV[2] .. 'plates') == 0 then
+  return redis.error_reply('IPKSTAGE the staged plate index is gone')
+end
+for i = 5, 4 + n do
+  if redis.call('EXISTS', ARGV[2] .. 'roster:' .. ARGV[i]) == 0 then
+    return redis.error_reply('IPKSTAGE a staged roster is gone')
+  end
+end
+redis.call('UNLINK', KEYS[1])
+for i = 5 + n, #ARGV do redis.call('UNLINK', ARGV[1] .. 'roster:' .. ARGV[i]) end
 if ARGV[3] == '1' then
   redis.call('RENAME', ARGV[2] .. 'plates', KEYS[1])
   redis.call('PERSIST', KEYS[1])
