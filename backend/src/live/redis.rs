@@ -264,6 +264,14 @@ impl RedisLive {
         })
     }
 
+    /// A call of a script that changes a counter: KEYS[1] the counters, KEYS[2] and KEYS[3]
+    /// their change log (see TRY_OCCUPY).
+    fn counter_call<'a>(&'a self, script: &'a Script) -> redis::ScriptInvocation<'a> {
+        let mut call = script.prepare_invoke();
+        call.key(&self.occupancy_key).key(&self.version_key).key(&self.changes_key);
+        call
+    }
+
     /// The counters of this node's occupancy copy.
     pub fn occupancy_mirror_stats(&self) -> MirrorStats {
         self.mirror.stats()
@@ -375,15 +383,8 @@ impl LiveState for RedisLive {
     async fn try_occupy(&self, point_id: i64, capacity: i64) -> Result<bool, LiveError> {
         let mut c = self.conn.clone();
         self.mirror.mark(&[point_id]);
-        let took: Result<i64, _> = self
-            .try_occupy
-            .key(&self.occupancy_key)
-            .key(&self.version_key)
-            .key(&self.changes_key)
-            .arg(point_id)
-            .arg(capacity)
-            .invoke_async(&mut c)
-            .await;
+        let took: Result<i64, _> =
+            self.counter_call(&self.try_occupy).arg(point_id).arg(capacity).invoke_async(&mut c).await;
         self.mirror.mark(&[point_id]);
         Ok(took.map_err(|e| self.write_failed(e))? == 1)
     }
@@ -391,14 +392,7 @@ impl LiveState for RedisLive {
     async fn release(&self, point_id: i64) -> Result<(), LiveError> {
         let mut c = self.conn.clone();
         self.mirror.mark(&[point_id]);
-        let done: Result<i64, _> = self
-            .release
-            .key(&self.occupancy_key)
-            .key(&self.version_key)
-            .key(&self.changes_key)
-            .arg(point_id)
-            .invoke_async(&mut c)
-            .await;
+        let done: Result<i64, _> = self.counter_call(&self.release).arg(point_id).invoke_async(&mut c).await;
         self.mirror.mark(&[point_id]);
         done.map_err(|e| self.write_failed(e))?;
         Ok(())
@@ -427,15 +421,7 @@ impl LiveState for RedisLive {
     async fn adjust_occupancy(&self, point_id: i64, delta: i64) -> Result<(), LiveError> {
         let mut c = self.conn.clone();
         self.mirror.mark(&[point_id]);
-        let done: Result<i64, _> = self
-            .adjust
-            .key(&self.occupancy_key)
-            .key(&self.version_key)
-            .key(&self.changes_key)
-            .arg(point_id)
-            .arg(delta)
-            .invoke_async(&mut c)
-            .await;
+        let done: Result<i64, _> = self.counter_call(&self.adjust).arg(point_id).arg(delta).invoke_async(&mut c).await;
         self.mirror.mark(&[point_id]);
         done.map_err(|e| self.write_failed(e))?;
         Ok(())
