@@ -60,9 +60,9 @@ const PAGE: usize = 500;
 const CHANGES_PER_LOOK: usize = 4_000;
 
 /// The changes since a version, and their counters now: KEYS[1] the counters, KEYS[2] the
-/// change set, KEYS[3] the epoch, KEYS[4] the change counter; ARGV[1] the last version seen, ARGV[2] at most this many.
-/// Answers the epoch (nil when the counters were lost), the change counter, the changed
-/// points with their versions, then their counters.
+/// change set, KEYS[3] the epoch, KEYS[4] the change counter; ARGV[1] the last version
+/// seen, ARGV[2] at most this many. Answers the epoch (nil when the counters were lost), the
+/// change counter, the changed points with their versions, then their counters.
 pub const POLL: &str = r"
 local epoch = redis.call('GET', KEYS[3])
 local version = tonumber(redis.call('GET', KEYS[4]) or '0')

@@ -264,11 +264,16 @@ impl RedisLive {
         })
     }
 
-    /// A call of a script that changes a counter: KEYS[1] the counters, KEYS[2] and KEYS[3]
-    /// their change log (see TRY_OCCUPY).
-    fn counter_call<'a>(&'a self, script: &'a Script) -> redis::ScriptInvocation<'a> {
+    /// Adds the keys every script that changes a counter takes, in this order: the counters,
+    /// then their change log (see TRY_OCCUPY).
+    fn counter_keys<'a, 'b>(&self, call: &'b mut redis::ScriptInvocation<'a>) -> &'b mut redis::ScriptInvocation<'a> {
+        call.key(&self.occupancy_key).key(&self.version_key).key(&self.changes_key)
+    }
+
+    /// A call of a script whose first keys are the counter keys (`counter_keys`).
+    fn counter_call<'a>(&self, script: &'a Script) -> redis::ScriptInvocation<'a> {
         let mut call = script.prepare_invoke();
-        call.key(&self.occupancy_key).key(&self.version_key).key(&self.changes_key);
+        self.counter_keys(&mut call);
         call
     }
 
@@ -500,12 +505,9 @@ impl LiveState for RedisLive {
         let json = serde_json::to_string(entry).map_err(|e| LiveError(e.to_string()))?;
         self.rosters.before_write();
         self.mirror.mark(&[entry.point_id]);
+        let mut call = self.open_session.key(&self.plates_key);
         let moved: Result<i64, _> = self
-            .open_session
-            .key(&self.plates_key)
-            .key(&self.occupancy_key)
-            .key(&self.version_key)
-            .key(&self.changes_key)
+            .counter_keys(&mut call)
             .arg(opaque_key(plate))
             .arg(json)
             .arg(&self.prefix)
