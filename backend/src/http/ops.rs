@@ -65,7 +65,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
 const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The name of the thread that runs the recorder's upkeep.
-pub const UPKEEP_THREAD: &str = "metrics-upkeep";
+const UPKEEP_THREAD: &str = "metrics-upkeep";
 
 /// Folds the recorder's pending histogram samples into their buckets every
 /// [`UPKEEP_INTERVAL`]. A recorder made by `build_recorder` keeps every sample recorded
