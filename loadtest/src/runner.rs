@@ -118,12 +118,20 @@ async fn open(
 ) -> Outcome {
     let acc = Arc::new(Mutex::new(Acc::default()));
     let permits = Arc::new(Semaphore::new(max_in_flight.max(1)));
-    let start = tokio::time::Instant::now();
     let total = schedule.count_within(warmup + duration);
+    // The arrivals are paced by a thread of their own: the runtime's timers tick in whole
+    // milliseconds, which would send each millisecond's arrivals together, up to a
+    // millisecond late, and count that lateness in every latency.
+    let start_std = Instant::now();
+    let start = tokio::time::Instant::from_std(start_std);
+    let (due_tx, mut due_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    std::thread::Builder::new()
+        .name("pacer".into())
+        .spawn(move || pace(start_std, schedule, total, due_tx))
+        .expect("spawning the pacer thread");
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..total {
+    while let Some(i) = due_rx.recv().await {
         let due = schedule.due(i);
-        tokio::time::sleep_until(start + due).await;
         let permit = permits.clone().acquire_owned().await.expect("semaphore open");
         let (s, acc) = (scenario.clone(), acc.clone());
         let recorded = due >= warmup;
@@ -156,4 +164,59 @@ async fn open(
     }
     let acc = acc.lock().expect("not poisoned");
     acc.outcome(duration.as_secs_f64(), unfinished)
+}
+
+/// Hands arrival `i` over at its due time (never before): sleeps to the next due time, then
+/// hands over every arrival that is due by then.
+fn pace(start: Instant, schedule: Schedule, total: u64, tx: tokio::sync::mpsc::UnboundedSender<u64>) {
+    let mut i = 0;
+    while i < total {
+        let due = start + schedule.due(i);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+            continue;
+        }
+        if tx.send(i).is_err() {
+            return;
+        }
+        i += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pacer_hands_over_every_arrival_in_order_and_never_early() {
+        // 2,000 a second: one every 500 µs, finer than the runtime's millisecond timers.
+        let schedule = Schedule::new(2_000.0).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let start = Instant::now();
+        let pacer = std::thread::spawn(move || pace(start, schedule, 400, tx));
+        let mut got = Vec::new();
+        while let Some(i) = rx.blocking_recv() {
+            let at = start.elapsed();
+            assert!(at >= schedule.due(i), "arrival {i} handed over at {at:?}, before its due time");
+            got.push((i, at));
+        }
+        pacer.join().unwrap();
+        assert_eq!(got.iter().map(|(i, _)| *i).collect::<Vec<_>>(), (0..400).collect::<Vec<_>>());
+        // Paced, not sent at once: the last one waited for its due time, 199.5 ms in.
+        assert!(got[399].1 >= Duration::from_micros(199_500), "{:?}", got[399].1);
+        // Handed over across the run rather than in bursts: millisecond timers would fill at
+        // most every other half-millisecond slot (about 200); paced, most slots get theirs.
+        let slots: std::collections::BTreeSet<u128> = got.iter().map(|(_, at)| at.as_micros() / 500).collect();
+        assert!(slots.len() >= 250, "{} distinct 0.5 ms slots for 400 arrivals", slots.len());
+    }
+
+    #[test]
+    fn the_pacer_stops_when_nobody_listens() {
+        let schedule = Schedule::new(1_000_000.0).unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        drop(rx);
+        // Would hand over a billion arrivals; returns at the first refused one.
+        pace(Instant::now(), schedule, 1_000_000_000, tx);
+    }
 }
