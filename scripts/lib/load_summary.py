@@ -115,7 +115,8 @@ print(f"| server memory under load | peak RSS {peak_mb:.0f} MB (sampled), VmHWM 
 oh = load("open-healthz.json")
 if ow:
     print("\n## The tail at the plate checks' target rate (informative)\n")
-    mif = ow[0].get("model", {}).get("max_in_flight", "?") if isinstance(ow[0].get("model"), dict) else "?"
+    model = ow[0].get("model")
+    mif = model.get("max_in_flight", "?") if isinstance(model, dict) else "?"
     print(f"Open loop, at most {mif} requests outstanding; latency from each arrival's due time. Hits")
     print("answer from the live state; misses are confirmed against the database (per-step figures")
     print("are from the send).\n")
