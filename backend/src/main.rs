@@ -5,6 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use iparking::log_writer::BufferedLog;
 use iparking::{
     App, Settings, SystemClock,
     config::{DatabaseArgs, LiveArgs},
@@ -13,7 +14,7 @@ use iparking::{
     seed,
 };
 use iparking_mobile_api::{ImportFormat, ImportMode, StaffRole};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, fmt::writer::BoxMakeWriter};
 
 #[derive(Parser)]
 #[command(name = "iparking", version, about = "Pay-by-phone street parking backend")]
@@ -183,13 +184,37 @@ impl From<RoleArg> for StaffRole {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The server's lines (one per request) go out in batches (see `log_writer`); the other
+    // commands' few lines go out at once, in order with what they print.
+    let batched = matches!(cli.command, Command::Serve { .. }).then(|| BufferedLog::new(std::io::stderr()));
+    let writer = match &batched {
+        Some(log) => {
+            log.start_flusher(Duration::from_millis(100))?;
+            let on_panic = log.clone();
+            let hook = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                on_panic.try_flush();
+                hook(info);
+            }));
+            BoxMakeWriter::new(log.clone())
+        }
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         // Colours only for a person at a terminal; a log file or collector gets plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    let done = run(cli).await;
+    if let Some(log) = &batched {
+        let _ = log.flush();
+    }
+    done
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let now = || iparking::Clock::now(&SystemClock);
     match cli.command {
         Command::Migrate => {

@@ -128,6 +128,10 @@ struct RunArgs {
     /// Open loop: most requests outstanding at once.
     #[arg(long, default_value_t = 4096)]
     max_in_flight: usize,
+    /// Open loop: the pacer wakes at most once every this many microseconds, and hands over
+    /// every arrival due by then (each is late by at most this, counted in its latency).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pace_us: u64,
     /// Seconds of load before recording.
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
@@ -265,7 +269,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     let model = match a.rate {
         Some(rate) => {
             schedule::Schedule::new(rate)?;
-            Model::Open { rate, max_in_flight: a.max_in_flight }
+            Model::Open { rate, max_in_flight: a.max_in_flight, pace_us: a.pace_us }
         }
         None => Model::Closed { concurrency: a.concurrency.unwrap_or(16).max(1) },
     };

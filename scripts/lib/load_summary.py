@@ -117,9 +117,10 @@ if ow:
     print("\n## The tail at the plate checks' target rate (informative)\n")
     model = ow[0].get("model")
     mif = model.get("max_in_flight", "?") if isinstance(model, dict) else "?"
-    print(f"Open loop, at most {mif} requests outstanding; latency from each arrival's due time. Hits")
-    print("answer from the live state; misses are confirmed against the database (per-step figures")
-    print("are from the send).\n")
+    pace = model.get("pace_us", "?") if isinstance(model, dict) else "?"
+    print(f"Open loop, at most {mif} requests outstanding, arrivals handed over every {pace} µs at the")
+    print("finest; latency from each arrival's due time. Hits answer from the live state; misses")
+    print("are confirmed against the database (per-step figures are from the send).\n")
     print("| run | ok/s | p50 | p90 | p99 | p99.9 |")
     print("|---|---|---|---|---|---|")
     tail_rows = [("`/healthz` at the same rate", oh[0] if oh else None), ("plate checks", ow[0])]

@@ -1,0 +1,231 @@
+//! The server's log lines, written out in batches.
+//!
+//! Every request leaves an `INFO` line (`tower_http`'s trace layer). Written one by one to an
+//! unbuffered stderr, that is a `write(2)` for each request: under the load test's plate
+//! checks, about a sixth of the node's CPU. Here the lines gather in memory and go out
+//! together:
+//! - when [`FLUSH_AT`] bytes have gathered, by the thread that wrote the last line;
+//! - every [`BufferedLog::start_flusher`] period (100 ms for `serve`), by a thread of its own,
+//!   so that a quiet node's lines still appear at once to a person watching;
+//! - at once for `WARN` and `ERROR` lines (with everything before them);
+//! - and by [`BufferedLog::flush`], which `main` calls when the server stops and the panic
+//!   hook calls before the panic's message.
+//!
+//! Lines keep their order: they are appended and written out under one lock. A process
+//! killed outright (`SIGKILL`, the OOM killer) loses at most the last period's `INFO` lines.
+//! A failed write drops the batch rather than grow without bound: logging never stops the
+//! server.
+
+use std::{
+    io::{self, Write},
+    sync::{Arc, Mutex, MutexGuard, Weak},
+    time::Duration,
+};
+
+use tracing::{Level, Metadata};
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Bytes gathered before the writer of the last line writes them out.
+pub const FLUSH_AT: usize = 64 * 1024;
+
+struct State<W> {
+    pending: Vec<u8>,
+    out: W,
+}
+
+impl<W: Write> State<W> {
+    fn write_out(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let r = self.out.write_all(&self.pending).and_then(|()| self.out.flush());
+        self.pending.clear();
+        r
+    }
+}
+
+/// A [`MakeWriter`] for `tracing_subscriber::fmt` that batches lines into `W`.
+pub struct BufferedLog<W> {
+    state: Arc<Mutex<State<W>>>,
+}
+
+impl<W> Clone for BufferedLog<W> {
+    fn clone(&self) -> Self {
+        Self { state: self.state.clone() }
+    }
+}
+
+impl<W: Write + Send + 'static> BufferedLog<W> {
+    /// Lines for `out`, gathered until one of the flushes (see the module's docs).
+    pub fn new(out: W) -> Self {
+        Self { state: Arc::new(Mutex::new(State { pending: Vec::with_capacity(FLUSH_AT), out })) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<W>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes out everything gathered.
+    pub fn flush(&self) -> io::Result<()> {
+        self.lock().write_out()
+    }
+
+    /// Writes out what has gathered, unless another thread is writing a line right now (a
+    /// panic hook must not wait on a lock the panicking thread may hold).
+    pub fn try_flush(&self) {
+        if let Ok(mut s) = self.state.try_lock() {
+            let _ = s.write_out();
+        }
+    }
+
+    /// A thread that writes out what has gathered every `every`, until every handle to this
+    /// log is gone.
+    pub fn start_flusher(&self, every: Duration) -> io::Result<()> {
+        let state: Weak<Mutex<State<W>>> = Arc::downgrade(&self.state);
+        std::thread::Builder::new().name("log-flusher".into()).spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let Some(state) = state.upgrade() else { return };
+                let _ = state.lock().unwrap_or_else(|e| e.into_inner()).write_out();
+            }
+        })?;
+        Ok(())
+    }
+}
+
+/// One line's writer: appends to the batch, and writes the batch out when it is full or the
+/// line is a warning or an error.
+pub struct Line<'a, W> {
+    log: &'a BufferedLog<W>,
+    urgent: bool,
+}
+
+impl<W: Write + Send + 'static> Write for Line<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut s = self.log.lock();
+        s.pending.extend_from_slice(buf);
+        if self.urgent || s.pending.len() >= FLUSH_AT {
+            // A log line that cannot be written is dropped; the caller must not fail for it.
+            let _ = s.write_out();
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a, W: Write + Send + 'static> MakeWriter<'a> for BufferedLog<W> {
+    type Writer = Line<'a, W>;
+
+    /// A line of unknown level: written out at once.
+    fn make_writer(&'a self) -> Self::Writer {
+        Line { log: self, urgent: true }
+    }
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
+        Line { log: self, urgent: matches!(*meta.level(), Level::ERROR | Level::WARN) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `Write` that records each `write` call, to count the system calls a real file
+    /// would see.
+    #[derive(Clone, Default)]
+    struct Calls(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl Write for Calls {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Calls {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().concat()).unwrap()
+        }
+        fn count(&self) -> usize {
+            self.0.lock().unwrap().len()
+        }
+    }
+
+    fn subscriber(log: BufferedLog<Calls>) -> impl tracing::Subscriber + Send + Sync {
+        tracing_subscriber::fmt().with_writer(log).with_ansi(false).without_time().with_target(false).finish()
+    }
+
+    #[test]
+    fn info_lines_gather_and_come_out_in_order_in_one_write() {
+        let out = Calls::default();
+        let log = BufferedLog::new(out.clone());
+        tracing::subscriber::with_default(subscriber(log.clone()), || {
+            for i in 0..100 {
+                tracing::info!(n = i, "request");
+            }
+        });
+        assert_eq!(out.count(), 0, "nothing written before a flush");
+        log.flush().unwrap();
+        assert_eq!(out.count(), 1, "a hundred lines in one write");
+        let text = out.text();
+        let ns: Vec<u32> = text
+            .lines()
+            .map(|l| l.rsplit("n=").next().unwrap().trim().parse().unwrap_or_else(|_| panic!("line {l:?}")))
+            .collect();
+        assert_eq!(ns, (0..100).collect::<Vec<_>>());
+        log.flush().unwrap();
+        assert_eq!(out.count(), 1, "an empty batch writes nothing");
+    }
+
+    #[test]
+    fn a_warning_goes_out_at_once_with_the_lines_before_it() {
+        let out = Calls::default();
+        let log = BufferedLog::new(out.clone());
+        tracing::subscriber::with_default(subscriber(log.clone()), || {
+            tracing::info!("first");
+            tracing::warn!("second");
+            tracing::info!("third");
+        });
+        let text = out.text();
+        assert!(text.contains("first") && text.contains("second"), "{text}");
+        assert!(text.find("first") < text.find("second"));
+        assert!(!text.contains("third"), "an INFO line after the warning waits: {text}");
+        log.flush().unwrap();
+        assert!(out.text().ends_with("third\n"), "{}", out.text());
+    }
+
+    #[test]
+    fn a_full_batch_is_written_by_the_line_that_fills_it() {
+        let out = Calls::default();
+        let log = BufferedLog::new(out.clone());
+        let line = "x".repeat(999) + "\n";
+        // An INFO line's writer.
+        let mut w = Line { log: &log, urgent: false };
+        for _ in 0..(FLUSH_AT / line.len()) {
+            w.write_all(line.as_bytes()).unwrap();
+        }
+        assert_eq!(out.count(), 0, "just under the threshold: {}", FLUSH_AT / line.len() * line.len());
+        w.write_all(line.as_bytes()).unwrap();
+        assert_eq!(out.count(), 1);
+        assert_eq!(out.text().len(), (FLUSH_AT / line.len() + 1) * line.len());
+    }
+
+    #[test]
+    fn the_flusher_writes_out_a_quiet_nodes_lines() {
+        let out = Calls::default();
+        let log = BufferedLog::new(out.clone());
+        log.start_flusher(Duration::from_millis(10)).unwrap();
+        tracing::subscriber::with_default(subscriber(log.clone()), || tracing::info!("alone"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !out.text().contains("alone") {
+            assert!(std::time::Instant::now() < deadline, "the flusher never wrote the line out");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
