@@ -12,8 +12,9 @@
 //! - Alone (no batch left in the last [`BUSY`]), a question is asked at once.
 //! - Under load, questions queue while the statement in flight runs, and the first question
 //!   of the next batch waits for more (up to [`MAX_BATCH`]) until the runtime's timers next
-//!   tick: they tick in whole milliseconds, so that is at most a millisecond, half of one on
-//!   average ([`LINGER`]).
+//!   tick ([`LINGER`]). They tick in whole milliseconds, so that is about half a millisecond
+//!   on average while the node's I/O keeps waking the runtime, as under load, and up to
+//!   about one otherwise.
 //!   - Without the wait (more, smaller statements), PostgreSQL's backends used about 2.5
 //!     times the CPU at the same rate.
 //!   - A wait of a whole millisecond (up to two, with the tick) doubled the misses' median
@@ -39,7 +40,8 @@ use crate::{
 /// Most questions in one statement.
 pub const MAX_BATCH: usize = 64;
 /// How long the first question of a batch waits for others, under load: rounded up to the
-/// runtime's next timer tick (whole milliseconds), so at most a millisecond.
+/// runtime's next timer tick (whole milliseconds): about half a millisecond on average under
+/// load, up to about one.
 pub const LINGER: std::time::Duration = std::time::Duration::from_micros(1);
 /// Under load: the previous batch left less than this long ago.
 pub const BUSY: std::time::Duration = std::time::Duration::from_millis(5);

@@ -9,13 +9,15 @@
 //! - every [`BufferedLog::start_flusher`] period (100 ms for `serve`), by a thread of its own,
 //!   so that a quiet node's lines still appear at once to a person watching;
 //! - at once for `WARN` and `ERROR` lines (with everything before them);
-//! - and by [`BufferedLog::flush`], which `main` calls when the server stops and the panic
-//!   hook calls before the panic's message.
+//! - by [`BufferedLog::flush`], which `main` calls when the server stops;
+//! - and, best effort, by the panic hook before the panic's message
+//!   ([`BufferedLog::try_flush`]).
 //!
 //! Lines keep their order: they are appended and written out under one lock. A process
 //! killed outright (`SIGKILL`, the OOM killer) loses at most the last period's `INFO` lines.
-//! A failed write drops the batch rather than grow without bound: logging never stops the
-//! server.
+//! A failed write drops the batch (counted in `log_bytes_dropped_total`) rather than grow
+//! without bound. A reader that stalls (a full pipe) stalls the lines' writers, as
+//! unbuffered writes did.
 
 use std::{
     io::{self, Write},
@@ -40,7 +42,15 @@ impl<W: Write> State<W> {
             return Ok(());
         }
         let r = self.out.write_all(&self.pending).and_then(|()| self.out.flush());
-        self.pending.clear();
+        if r.is_err() {
+            // Part of the batch may have gone out, ending mid-line: the next batch starts on
+            // a line of its own.
+            metrics::counter!("log_bytes_dropped_total").increment(self.pending.len() as u64);
+            self.pending.clear();
+            self.pending.push(b'\n');
+        } else {
+            self.pending.clear();
+        }
         r
     }
 }
@@ -71,11 +81,22 @@ impl<W: Write + Send + 'static> BufferedLog<W> {
         self.lock().write_out()
     }
 
-    /// Writes out what has gathered, unless another thread is writing a line right now (a
-    /// panic hook must not wait on a lock the panicking thread may hold).
+    /// Writes out what has gathered, if the lock comes free within about a millisecond:
+    /// best effort, for a panic hook, which must not wait on a lock that the panicking
+    /// thread may hold.
     pub fn try_flush(&self) {
-        if let Ok(mut s) = self.state.try_lock() {
-            let _ = s.write_out();
+        for _ in 0..1_000 {
+            match self.state.try_lock() {
+                Ok(mut s) => {
+                    let _ = s.write_out();
+                    return;
+                }
+                Err(std::sync::TryLockError::Poisoned(e)) => {
+                    let _ = e.into_inner().write_out();
+                    return;
+                }
+                Err(std::sync::TryLockError::WouldBlock) => std::thread::yield_now(),
+            }
         }
     }
 
@@ -158,8 +179,14 @@ mod tests {
         }
     }
 
+    /// As `main` sets it up: through a `BoxMakeWriter`, which must pass each line's level on.
     fn subscriber(log: BufferedLog<Calls>) -> impl tracing::Subscriber + Send + Sync {
-        tracing_subscriber::fmt().with_writer(log).with_ansi(false).without_time().with_target(false).finish()
+        tracing_subscriber::fmt()
+            .with_writer(tracing_subscriber::fmt::writer::BoxMakeWriter::new(log))
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .finish()
     }
 
     #[test]
@@ -215,6 +242,43 @@ mod tests {
         w.write_all(line.as_bytes()).unwrap();
         assert_eq!(out.count(), 1);
         assert_eq!(out.text().len(), (FLUSH_AT / line.len() + 1) * line.len());
+    }
+
+    /// Fails every write after the first `ok` bytes, having written those.
+    struct Breaks {
+        ok: usize,
+        got: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Breaks {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut got = self.got.lock().unwrap();
+            let room = self.ok.saturating_sub(got.len()).min(buf.len());
+            if room == 0 {
+                return Err(io::Error::other("broken"));
+            }
+            got.extend_from_slice(&buf[..room]);
+            Ok(room)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_write_drops_the_batch_and_the_next_starts_on_a_new_line() {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let log = BufferedLog::new(Breaks { ok: 10, got: got.clone() });
+        let mut w = Line { log: &log, urgent: false };
+        w.write_all(b"first line\nsecond line\n").unwrap();
+        assert!(log.flush().is_err());
+        assert_eq!(&*got.lock().unwrap(), b"first line");
+        assert_eq!(log.lock().pending, b"\n", "the batch is dropped, not kept to grow");
+        got.lock().unwrap().clear();
+        log.lock().out.ok = usize::MAX;
+        w.write_all(b"third\n").unwrap();
+        log.flush().unwrap();
+        assert_eq!(&*got.lock().unwrap(), b"\nthird\n");
     }
 
     #[test]

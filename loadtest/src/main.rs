@@ -129,7 +129,8 @@ struct RunArgs {
     #[arg(long, default_value_t = 4096)]
     max_in_flight: usize,
     /// Open loop: the pacer wakes at most once every this many microseconds, and hands over
-    /// every arrival due by then (each is late by at most this, counted in its latency).
+    /// every arrival due by then (each is late by up to this, plus the scheduler's delay,
+    /// counted in its latency).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pace_us: u64,
     /// Seconds of load before recording.
