@@ -108,10 +108,21 @@ impl<W: Write + Send + 'static> BufferedLog<W> {
             loop {
                 std::thread::sleep(every);
                 let Some(state) = state.upgrade() else { return };
-                let _ = state.lock().unwrap_or_else(|e| e.into_inner()).write_out();
+                let _ = Self { state }.flush();
             }
         })?;
         Ok(())
+    }
+
+    /// Installs a panic hook that writes out what has gathered ([`Self::try_flush`]), then
+    /// runs the hook that was there (which prints the panic's message).
+    pub fn flush_before_panics(&self) {
+        let log = self.clone();
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            log.try_flush();
+            hook(info);
+        }));
     }
 }
 

@@ -191,12 +191,7 @@ async fn main() -> anyhow::Result<()> {
     let writer = match &batched {
         Some(log) => {
             log.start_flusher(Duration::from_millis(100))?;
-            let on_panic = log.clone();
-            let hook = std::panic::take_hook();
-            std::panic::set_hook(Box::new(move |info| {
-                on_panic.try_flush();
-                hook(info);
-            }));
+            log.flush_before_panics();
             BoxMakeWriter::new(log.clone())
         }
         None => BoxMakeWriter::new(std::io::stderr),

@@ -130,9 +130,7 @@ async fn open(
     let (due_tx, mut due_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
     std::thread::Builder::new()
         .name("pacer".into())
-        .spawn(move || {
-            pace(start_std, schedule, total, quantum, due_tx);
-        })
+        .spawn(move || pace(start_std, schedule, total, quantum, due_tx))
         .expect("spawning the pacer thread");
     let mut tasks = tokio::task::JoinSet::new();
     while let Some(i) = due_rx.recv().await {

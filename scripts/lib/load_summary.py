@@ -115,9 +115,8 @@ print(f"| server memory under load | peak RSS {peak_mb:.0f} MB (sampled), VmHWM 
 oh = load("open-healthz.json")
 if ow:
     print("\n## The tail at the plate checks' target rate (informative)\n")
-    model = ow[0].get("model")
-    mif = model.get("max_in_flight", "?") if isinstance(model, dict) else "?"
-    pace = model.get("pace_us", "?") if isinstance(model, dict) else "?"
+    model = ow[0].get("model") if isinstance(ow[0].get("model"), dict) else {}
+    mif, pace = model.get("max_in_flight", "?"), model.get("pace_us", "?")
     print(f"Open loop, at most {mif} requests outstanding, arrivals handed over every {pace} µs at the")
     print("finest; latency from each arrival's due time. Hits answer from the live state; misses")
     print("are confirmed against the database (per-step figures are from the send).\n")
