@@ -18,8 +18,9 @@ pub struct DatabaseArgs {
     /// Directory of the embedded SQLite database (and, later, uploaded files).
     #[arg(long, env = "IPARKING_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
-    /// Most PostgreSQL connections this process opens.
-    #[arg(long, env = "IPARKING_DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
+    /// Most PostgreSQL connections this process opens. More than the database server can
+    /// run at once add contention, not throughput (docs/operations.md, "Settings").
+    #[arg(long, env = "IPARKING_DB_MAX_CONNECTIONS", default_value_t = 8, global = true)]
     pub db_max_connections: u32,
 }
 
