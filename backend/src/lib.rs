@@ -60,7 +60,9 @@ pub struct Settings {
     /// (`/healthz`, `/readyz`, `/metrics`) are never refused.
     pub max_in_flight: usize,
     /// Most client connections a node keeps open at once (each holds its buffers). One more
-    /// is answered 503 `overloaded` with `Retry-After` and closed at once.
+    /// takes the slot of an idle connection, closed for it; when every connection has a
+    /// request in progress, it is answered 503 `overloaded` with `Retry-After` and closed
+    /// at once (`http::conns`).
     pub max_connections: usize,
     /// Largest JSON body accepted.
     pub json_body_limit: usize,

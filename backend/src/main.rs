@@ -43,7 +43,8 @@ enum Command {
         /// Most requests worked on at once; more are answered 503 `overloaded` at once.
         #[arg(long, env = "IPARKING_MAX_IN_FLIGHT", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         max_in_flight: u32,
-        /// Most client connections kept open at once; one more is answered 503 `overloaded`.
+        /// Most client connections kept open at once. One more takes the slot of an idle
+        /// connection (closed for it); when none is idle, it is answered 503 `overloaded`.
         #[arg(long, env = "IPARKING_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         max_connections: u32,
         /// The demo's SANDBOX payment gateway (play-money wallet top-ups). Default: on for the

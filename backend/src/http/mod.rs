@@ -1,10 +1,6 @@
 //! HTTP: one router module per audience, assembled here with the middleware stack.
 
-use std::{
-    future::Future,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{future::Future, sync::Arc, time::Instant};
 
 use axum::{
     Router,
@@ -38,6 +34,7 @@ use crate::{
 
 pub mod admin;
 pub mod cards;
+mod conns;
 pub mod drivers;
 pub mod extract;
 pub mod finance;
@@ -49,6 +46,8 @@ pub mod sessions;
 pub mod tariffs;
 pub mod wardens;
 pub mod webhooks;
+
+pub use conns::{EVICT_WAIT, Peer};
 
 /// The state every handler receives.
 pub type AppState = Arc<App>;
@@ -371,10 +370,8 @@ pub async fn serve(
         (sweeper, importer)
     });
     let app_checks = app.checks.clone();
-    let listener = CappedListener::new(listener, app.settings.max_connections);
-    let result = axum::serve(listener, router(app).into_make_service_with_connect_info::<Peer>())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let max_connections = app.settings.max_connections;
+    let result = conns::serve(listener, router(app), max_connections, shutdown).await;
     refresher.abort();
     expirer.abort();
     reminder.abort();
@@ -386,139 +383,6 @@ pub async fn serve(
         importer.abort();
     }
     result
-}
-
-/// A listener that keeps at most `max` connections open (`Settings::max_connections`). A
-/// connection past the limit is answered 503 `overloaded` (with `Retry-After: 1`) and closed
-/// at once, as [`shed_load`] answers a request past its limit: open connections, not only
-/// requests, hold memory in the node. Load shedding bounds the requests a node works on;
-/// this bounds its connections.
-struct CappedListener {
-    inner: TcpListener,
-    open: Arc<tokio::sync::Semaphore>,
-    /// Refusals being written at once; past them a connection is closed without an answer.
-    refusing: Arc<tokio::sync::Semaphore>,
-}
-
-/// Most connections answered 503 at once (each holds a small buffer for up to a second).
-const MAX_REFUSING: usize = 256;
-
-impl CappedListener {
-    fn new(inner: TcpListener, max: usize) -> Self {
-        Self {
-            inner,
-            open: Arc::new(tokio::sync::Semaphore::new(max.max(1))),
-            refusing: Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING)),
-        }
-    }
-}
-
-impl axum::serve::Listener for CappedListener {
-    type Io = CappedStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-            if let Ok(slot) = self.open.clone().try_acquire_owned() {
-                return (CappedStream { stream, _slot: slot }, addr);
-            }
-            metrics::counter!("http_connections_refused_total").increment(1);
-            if let Ok(turn) = self.refusing.clone().try_acquire_owned() {
-                tokio::spawn(async move {
-                    refuse_connection(stream).await;
-                    drop(turn);
-                });
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
-/// Answers a connection past the limit 503 `overloaded` in the error shape, and closes it.
-/// The request's first bytes are read first (for at most a second), so that the answer is
-/// not lost to a reset.
-async fn refuse_connection(mut stream: tokio::net::TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut head = [0u8; 1024];
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut head)).await;
-    let body = serde_json::json!({"error": {
-        "code": "overloaded",
-        "message": "Máy chủ đang quá tải. Vui lòng thử lại sau giây lát.",
-    }})
-    .to_string();
-    let answer = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
-         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
-    let _ = stream.shutdown().await;
-}
-
-/// The client's address, for handlers (`ConnectInfo<Peer>`): rate limits by address.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub std::net::SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, CappedListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, CappedListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
-
-/// An accepted connection holding its slot until it is dropped.
-struct CappedStream {
-    stream: tokio::net::TcpStream,
-    _slot: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl tokio::io::AsyncRead for CappedStream {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for CappedStream {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
 }
 
 /// Texts each driver once, `reminder_before` the end of the paid time, with how to extend.
