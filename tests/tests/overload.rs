@@ -136,6 +136,14 @@ async fn a_node_at_its_connection_limit_closes_idle_connections_and_refuses_busy
     let mut silent = tokio::net::TcpStream::connect(t.addr).await.expect("connect");
     let kept = reqwest::Client::new();
     assert_eq!(get(&kept).await.expect("answered").status().as_u16(), 200);
+    // Each connection closed for a newcomer is counted: six above, at least.
+    let metrics = kept.get(t.url("/metrics")).send().await.expect("metrics").text().await.expect("body");
+    let closed: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("http_connections_closed_idle_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no http_connections_closed_idle_total in /metrics"));
+    assert!(closed >= 6.0, "closed idle connections counted: {closed}");
     tokio::time::timeout(Duration::from_secs(5), t.stop()).await.expect("shutdown waited on idle connections");
     let read = tokio::time::timeout(Duration::from_secs(2), silent.read(&mut byte)).await;
     assert!(matches!(read, Ok(Ok(0))), "the silent connection was closed at shutdown: {read:?}");

@@ -136,6 +136,7 @@ impl Table {
             Some(c) => {
                 c.closing.store(true, Ordering::Relaxed);
                 c.close.notify_one();
+                metrics::counter!("http_connections_closed_idle_total").increment(1);
                 true
             }
             None => false,
@@ -235,10 +236,7 @@ pub async fn serve(
             let (table, router, done) = (table.clone(), router.clone(), done_rx.clone());
             tokio::spawn(async move {
                 match tokio::time::timeout(EVICT_WAIT, table.slots.clone().acquire_owned()).await {
-                    Ok(Ok(slot)) => {
-                        metrics::counter!("http_connections_closed_idle_total").increment(1);
-                        spawn_connection(table.open(slot), tcp, addr, router, done);
-                    }
+                    Ok(Ok(slot)) => spawn_connection(table.open(slot), tcp, addr, router, done),
                     _ => refuse(&table, tcp),
                 }
             });
