@@ -56,13 +56,14 @@ const MAX_REFUSING: usize = 256;
 /// How long a connection past the limit waits for the slot of the idle connection closed
 /// for it (closing an idle connection takes well under a millisecond; one that turned out
 /// to be answering a request frees its slot when the answer is written).
-pub const EVICT_WAIT: Duration = Duration::from_secs(1);
+const EVICT_WAIT: Duration = Duration::from_secs(1);
 
 /// What the node knows of one open connection.
 #[derive(Debug)]
 struct Conn {
-    /// Request heads the connection has sent (counted as hyper hands each to the router).
-    requests: AtomicU64,
+    /// Whether the connection has sent a whole request head (set as hyper hands the first to
+    /// the router).
+    sent_request: AtomicBool,
     /// Requests in progress (from the head to the router's answer).
     in_flight: AtomicU32,
     /// A ticket from [`Table::clock`], taken at the opening and at every request: lower is
@@ -114,7 +115,7 @@ impl Table {
     fn open(self: &Arc<Self>, slot: OwnedSemaphorePermit) -> Registered {
         let id = self.tick();
         let conn = Arc::new(Conn {
-            requests: AtomicU64::new(0),
+            sent_request: AtomicBool::new(false),
             in_flight: AtomicU32::new(0),
             last: AtomicU64::new(id),
             closing: AtomicBool::new(false),
@@ -176,7 +177,7 @@ struct Stream {
 impl AsyncRead for Stream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        if this.conn.closing.load(Ordering::Relaxed) && this.conn.requests.load(Ordering::Relaxed) == 0 {
+        if this.conn.closing.load(Ordering::Relaxed) && !this.conn.sent_request.load(Ordering::Relaxed) {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.tcp).poll_read(cx, buf)
@@ -268,9 +269,9 @@ fn spawn_connection(reg: Registered, tcp: TcpStream, addr: SocketAddr, router: R
     let service = {
         let conn = conn.clone();
         hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            // Counted here, as hyper hands the head over, before any later read: so a
+            // Marked here, as hyper hands the head over, before any later read: so a
             // connection with a request never has its reads ended under it.
-            conn.requests.fetch_add(1, Ordering::Relaxed);
+            conn.sent_request.store(true, Ordering::Relaxed);
             conn.in_flight.fetch_add(1, Ordering::Relaxed);
             conn.last.store(table.tick(), Ordering::Relaxed);
             let in_flight = InFlight(conn.clone());

@@ -47,7 +47,7 @@ pub mod tariffs;
 pub mod wardens;
 pub mod webhooks;
 
-pub use conns::{EVICT_WAIT, Peer};
+pub use conns::Peer;
 
 /// The state every handler receives.
 pub type AppState = Arc<App>;
