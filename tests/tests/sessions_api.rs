@@ -1115,7 +1115,7 @@ matrix!(sessions_expire_by_themselves, |t| {
 
 // ---- a start past an expired session the job has not closed ---------------------------
 
-/// On PostgreSQL a start is one call to `iparking_start_session` (migration 0011); a point
+/// On PostgreSQL a start is one call to `iparking_try_start_session` (migration 0012); a point
 /// or plate with a session past its expiry but still open sends it down the statement path,
 /// which closes that session first. Both must answer what they store.
 async fn start_past_an_unclosed_expired_session(db: iparking_tests::Db, live: iparking_tests::Live) {
@@ -1191,3 +1191,49 @@ matrix!(a_retry_gets_the_first_answer_where_a_new_start_is_refused, |t| {
     assert_eq!(wallet(&d).await.balance, 200_000 - first.amount_charged, "charged once");
     t.assert_ledger_sound().await;
 });
+
+// ---- refusals are not errors in PostgreSQL's log ---------------------------------------------
+
+/// PostgreSQL's log, which `scripts/test` names (the test fails without it: it never skips).
+fn pg_log() -> String {
+    let path = std::env::var("IPARKING_TEST_PG_LOG").expect("IPARKING_TEST_PG_LOG (set by scripts/test)");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+/// On PostgreSQL the one-call start returns its refusals (migration 0012). Raised, each full
+/// point, parked plate or closed point was an ERROR with its statement in the database's log:
+/// thousands under load, among which a real error is hard to see. The refusals still answer
+/// what they did, write nothing, and a retry still gets its first answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_starts_leave_no_error_in_postgres_log_postgres_redis() {
+    let t = TestApp::start(iparking_tests::Db::Postgres, iparking_tests::Live::Redis).await;
+    small_point(&t, "HK981", 1, 21.0241, 105.8466).await;
+    small_point(&t, "HK982", 1, 21.0243, 105.8468).await;
+    let d = t.funded_driver("0912000160", 300_000).await;
+    let first = d.start_session(&start("HK981", "30A16016", 1), "r-first").await.unwrap();
+    let keys = t.sql_i64("SELECT count(*) FROM idempotency_keys").await;
+
+    // Full, parked elsewhere, closed: each refused by the function, which wrote nothing.
+    let (status, e) = api_code(d.start_session(&start("HK981", "30A16017", 1), "r-full").await.unwrap_err());
+    assert_eq!((status, e.as_str()), (409, "point_full"));
+    let (status, e) = api_code(d.start_session(&start("HK982", "30A16016", 1), "r-parked").await.unwrap_err());
+    assert_eq!((status, e.as_str()), (409, "plate_active"));
+    t.admin.close_point("HK982").await.expect("close");
+    let (status, e) = api_code(d.start_session(&start("HK982", "30A16018", 1), "r-closed").await.unwrap_err());
+    assert_eq!((status, e.as_str()), (409, "point_closed"));
+    assert_eq!(t.sql_i64("SELECT count(*) FROM idempotency_keys").await, keys, "no key kept for a refusal");
+    assert_eq!(t.sql_i64("SELECT count(*) FROM sessions WHERE plate LIKE '30A1601%'").await, 1);
+
+    // A retry of the first start is still its first answer, where a new start is refused.
+    assert_eq!(d.start_session(&start("HK981", "30A16016", 1), "r-first").await.unwrap(), first);
+    assert_eq!(wallet(&d).await.balance, 300_000 - first.amount_charged, "charged once");
+
+    // Migration 0011's function raised these as `point_full`, `point_closed` and the parked
+    // session's id.
+    let log = pg_log();
+    for raised in ["ERROR:  point_full", "ERROR:  point_closed", &format!("ERROR:  {}", first.id)] {
+        assert!(!log.lines().any(|l| l.ends_with(raised)), "PostgreSQL logged {raised:?}");
+    }
+    t.assert_ledger_sound().await;
+    t.stop().await;
+}

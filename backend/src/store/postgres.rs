@@ -96,13 +96,15 @@ impl PgStore {
         Ok(id)
     }
 
-    /// A session start in one round trip: `iparking_start_session` (migration 0011) makes
-    /// the checks and writes of the statement path in `sql_drivers.rs`, in one implicit
-    /// transaction. The answer is rendered first, from the row as it will be stored (a
-    /// reserved id, times at the database's microsecond precision), and stored with the key
-    /// by the same call. `None`: the call is not for this path (a session past its expiry is
-    /// still open there, or the point's code changed): nothing was written, and the caller
-    /// runs the statement path.
+    /// A session start in one round trip: `iparking_try_start_session` (migration 0012)
+    /// makes the checks and writes of the statement path in `sql_drivers.rs`, in one
+    /// implicit transaction. The answer is rendered first, from the row as it will be stored
+    /// (a reserved id, times at the database's microsecond precision), and stored with the
+    /// key by the same call. It returns its refusals, leaving nothing written (its key taken
+    /// back), so that they are not errors in PostgreSQL's log; a key already used and a
+    /// wallet that lacks money still fail the call. `None`: the call is not for this path (a session past its expiry
+    /// is still open there, or the point's code changed): nothing was written, and the
+    /// caller runs the statement path.
     async fn start_in_one(
         &self,
         new: &NewSession,
@@ -128,8 +130,8 @@ impl PgStore {
         let amounts: Vec<i64> = postings.iter().map(|p| p.amount.get()).collect();
         let channels: Vec<Option<&str>> = postings.iter().map(|p| p.revenue.map(|(c, _)| c.as_str())).collect();
         let points: Vec<Option<i64>> = postings.iter().map(|p| p.revenue.map(|(_, point)| point)).collect();
-        let done = sqlx::query(
-            "SELECT iparking_start_session($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+        let done: Result<Option<String>, _> = sqlx::query_scalar(
+            "SELECT iparking_try_start_session($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
              $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
         )
         .bind(id)
@@ -160,31 +162,35 @@ impl PgStore {
         .bind(&c.request_hash)
         .bind(i32::from(status))
         .bind(&body)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await;
-        let e = match done {
-            Ok(_) => return Ok(Some(StartOutcome::Started(row, Vec::new(), (status, body)))),
-            Err(e) => e,
-        };
-        let refused = match &e {
-            sqlx::Error::Database(db) => db.code().map(|c| (c.into_owned(), db.message().to_owned())),
-            _ => None,
-        };
         let number = |m: &str| {
-            m.parse::<i64>().map_err(|_| StoreError::Internal(format!("iparking_start_session raised {m:?}")))
+            m.parse::<i64>().map_err(|_| StoreError::Internal(format!("iparking_try_start_session said {m:?}")))
         };
-        Ok(Some(match refused.as_ref().map(|(c, m)| (c.as_str(), m.as_str())) {
-            Some(("IPK01", _)) => StartOutcome::PointClosed,
-            Some(("IPK02", m)) => match session_where(&self.pool, "s.id = $1", number(m)?).await? {
+        let refusal = match done {
+            Ok(None) => return Ok(Some(StartOutcome::Started(row, Vec::new(), (status, body)))),
+            Ok(Some(refusal)) => refusal,
+            Err(e) => {
+                return match &e {
+                    sqlx::Error::Database(db) if db.code().as_deref() == Some("IPK05") => {
+                        Ok(Some(StartOutcome::InsufficientFunds { balance: Vnd(number(db.message())?) }))
+                    }
+                    _ => Err(map_sqlx(e)),
+                };
+            }
+        };
+        let (code, detail) = refusal.split_once(':').unwrap_or((refusal.as_str(), ""));
+        Ok(Some(match code {
+            "IPK01" => StartOutcome::PointClosed,
+            "IPK02" => match session_where(&self.pool, "s.id = $1", number(detail)?).await? {
                 Some(active) if active.active => StartOutcome::PlateActive(active),
                 // Stopped since the call saw it: nothing was written; the statement path
                 // decides again under the locks.
                 _ => return Ok(None),
             },
-            Some(("IPK03", _)) => StartOutcome::PointFull,
-            Some(("IPK05", m)) => StartOutcome::InsufficientFunds { balance: Vnd(number(m)?) },
-            Some(("IPK09", _)) => return Ok(None),
-            _ => return Err(map_sqlx(e)),
+            "IPK03" => StartOutcome::PointFull,
+            "IPK09" => return Ok(None),
+            _ => return Err(StoreError::Internal(format!("iparking_try_start_session said {refusal:?}"))),
         }))
     }
 }
