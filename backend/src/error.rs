@@ -136,7 +136,7 @@ impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "database unavailable");
+                crate::warn_throttled!(error = %cause, "database unavailable");
                 AppError::unavailable("database")
             }
             StoreError::Conflict(constraint) => conflict_for(&constraint),
@@ -147,7 +147,7 @@ impl From<StoreError> for AppError {
 
 impl From<LiveError> for AppError {
     fn from(e: LiveError) -> Self {
-        tracing::warn!(error = %e, "live state unavailable");
+        crate::warn_throttled!(error = %e, "live state unavailable");
         AppError::unavailable("live state")
     }
 }

@@ -19,6 +19,7 @@ pub mod fact_batch;
 pub mod http;
 pub mod import;
 pub mod live;
+pub mod log_throttle;
 pub mod log_writer;
 pub mod nearby;
 pub mod payments;

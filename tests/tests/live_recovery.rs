@@ -372,6 +372,17 @@ impl Node {
     }
 }
 
+/// The plate checks' warnings left out of the log, from the node's `/metrics` (0 before the
+/// first), and all the lines of that counter.
+async fn warnings_skipped(n: &Node) -> (f64, String) {
+    let body = reqwest::get(format!("{}/metrics", n.client.base())).await.expect("metrics").text().await.expect("body");
+    let all: Vec<&str> = body.lines().filter(|l| l.starts_with("log_warnings_skipped_total")).collect();
+    let checks =
+        all.iter().find_map(|l| l.strip_prefix(r#"log_warnings_skipped_total{module="iparking::http::wardens"} "#));
+    let value = checks.map_or(0.0, |v| v.trim().parse().unwrap_or_else(|_| panic!("skipped {v:?}")));
+    (value, all.join("\n"))
+}
+
 /// Redis is killed mid-run: plate checks answer from the database, quickly; nearby search
 /// answers without free spaces; a session still starts. Redis comes back empty on the same
 /// port: the watchdog rebuilds everything, counting the session started while it was down.
@@ -394,6 +405,15 @@ async fn redis_killed_and_restarted_empty(db: Db) {
     // Plate checks: from the database, right, and quick.
     let c = quick("a plate check", w.check_plate("30A-111.11", "HK001")).await.expect("check with Redis down");
     assert_eq!((c.verdict, c.session_id), (CheckVerdict::Valid, Some(s1.id)));
+    // Each says the live state is unavailable, but the log gets one line per 10 s at most:
+    // of 20 checks, 19 at least are left out and counted (other tests here only add to it).
+    let (before, _) = warnings_skipped(&n).await;
+    for _ in 0..20 {
+        let c = quick("a plate check", w.check_plate("30A-111.11", "HK001")).await.expect("check with Redis down");
+        assert_eq!(c.verdict, CheckVerdict::Valid);
+    }
+    let (after, all) = warnings_skipped(&n).await;
+    assert!(after - before >= 19.0, "the plate checks' warnings left out of the log: {before} then {after}:\n{all}");
     let c = quick("a plate check", w.check_plate("29B-999.99", "HK001")).await.expect("check with Redis down");
     assert_eq!((c.verdict, c.session_id), (CheckVerdict::Unpaid, None));
     // Nearby: no free spaces to show, but an answer.

@@ -50,7 +50,7 @@ fn gateway(app: &AppState) -> Result<std::sync::Arc<dyn PaymentGateway>, AppErro
 }
 
 fn unavailable(e: &PaymentError) -> AppError {
-    tracing::warn!(error = %e, "payment processor unavailable");
+    crate::warn_throttled!(error = %e, "payment processor unavailable");
     AppError::unavailable("payment processor")
 }
 

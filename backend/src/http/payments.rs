@@ -77,7 +77,7 @@ pub async fn create_topup(
             .with_details(serde_json::json!({ "processor_code": code, "processor_message": message }))
         }
         PaymentError::Unavailable(cause) => {
-            tracing::warn!(error = %cause, "payment processor unavailable");
+            crate::warn_throttled!(error = %cause, "payment processor unavailable");
             AppError::unavailable("payment processor")
         }
     })?;

@@ -261,7 +261,7 @@ pub async fn nearby_points(State(app): State<AppState>, Query(q): Query<NearbyQu
     let occupancy = match app.live.search_occupancy(&ids).await {
         Ok(o) => Some(o),
         Err(e) => {
-            tracing::warn!(error = %e, "live state unavailable; answering without free spaces");
+            crate::warn_throttled!(error = %e, "live state unavailable; answering without free spaces");
             None
         }
     };

@@ -341,7 +341,9 @@ pub async fn run_check(
                     finding = Some(f);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "live state unavailable: plate check answered from the database"),
+            Err(e) => {
+                crate::warn_throttled!(error = %e, "live state unavailable: plate check answered from the database")
+            }
         }
     }
     let finding = match finding {

@@ -182,7 +182,7 @@ pub async fn mirror(
         failures += usize::from(live.set_active_plate(s.plate.as_str(), &PlateEntry::of(s)).await.is_err());
     }
     if failures > 0 {
-        tracing::warn!(failures, "live state not updated; it is rebuilt from the database once it answers");
+        crate::warn_throttled!(failures, "live state not updated; it is rebuilt from the database once it answers");
     }
 }
 
