@@ -3,8 +3,8 @@
 //! With Redis stopped under the load test, "live state unavailable" was logged once per plate
 //! check: 47,183 lines in ten seconds, and the node spent its time writing them. Each such
 //! warning site now logs at most once every [`INTERVAL`], and says how many it left out
-//! since (`skipped`; `log_warnings_skipped_total` counts them all). The first occurrence is
-//! always logged at once, so an outage shows in the log when it begins.
+//! since (`skipped`; `log_warnings_skipped_total{module}` counts them all). The first
+//! occurrence is always logged at once, so an outage shows in the log when it begins.
 
 use std::{
     sync::{
@@ -51,7 +51,8 @@ impl Throttle {
         let interval = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
         let last = self.last_ms.load(Ordering::Relaxed);
         // Of concurrent occurrences once the interval is up, one wins the exchange and logs.
-        if (last == i64::MIN || now_ms.saturating_sub(last) >= interval)
+        // (Before the first, `last` is i64::MIN: the difference saturates, and is up.)
+        if now_ms.saturating_sub(last) >= interval
             && self.last_ms.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_ok()
         {
             return Some(self.skipped.swap(0, Ordering::Relaxed));

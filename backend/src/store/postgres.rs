@@ -102,9 +102,9 @@ impl PgStore {
     /// (a reserved id, times at the database's microsecond precision), and stored with the
     /// key by the same call. It returns its refusals, leaving nothing written (its key taken
     /// back), so that they are not errors in PostgreSQL's log; a key already used and a
-    /// wallet that lacks money still fail the call. `None`: the call is not for this path (a session past its expiry
-    /// is still open there, or the point's code changed): nothing was written, and the
-    /// caller runs the statement path.
+    /// wallet that lacks money still fail the call. `None`: the call is not for this path
+    /// (a session past its expiry is still open there, or the point's code changed):
+    /// nothing was written, and the caller runs the statement path.
     async fn start_in_one(
         &self,
         new: &NewSession,
