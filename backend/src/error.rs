@@ -239,12 +239,25 @@ impl From<QueryRejection> for AppError {
 
 impl From<PathRejection> for AppError {
     fn from(r: PathRejection) -> Self {
-        let detail = r.body_text();
-        AppError::bad_request(
-            "invalid_path",
-            format!("Đường dẫn không hợp lệ: {detail}"),
-            format!("Invalid path parameter: {detail}"),
-        )
+        use axum::extract::path::ErrorKind;
+        let key = match &r {
+            PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+                ErrorKind::ParseErrorAtKey { key, .. }
+                | ErrorKind::InvalidUtf8InPathParam { key }
+                | ErrorKind::DeserializeError { key, .. } => Some(key.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
+        match key {
+            Some(key) => AppError::bad_request(
+                "invalid_path",
+                format!("Đường dẫn không hợp lệ: phần `{key}` sai định dạng."),
+                format!("Invalid path: `{key}` is malformed."),
+            )
+            .with_details(serde_json::json!({ "field": key })),
+            None => AppError::bad_request("invalid_path", "Đường dẫn không hợp lệ.", "Invalid path."),
+        }
     }
 }
 

@@ -102,7 +102,7 @@ pub async fn driver_tokens(url: &str, count: u32, wallet: i64, out: &std::path::
         store.create_driver_token(driver_id, &token_hash(&token), now).await?;
         if wallet > 0 {
             let entry = Entry::sandbox_topup(driver_id, Vnd(wallet)).map_err(|e| anyhow::anyhow!("{e}"))?;
-            store.sandbox_topup(driver_id, &entry, None, now).await?;
+            store.sandbox_topup(driver_id, &entry, None, &iparking::store::drivers::no_wallet_answer, now).await?;
         }
         tokens.push_str(&token);
         tokens.push('\n');

@@ -291,6 +291,19 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// A raw request to `path` with the city-wide admin's token.
+    pub fn admin_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let token = self.admin.token().expect("admin token").to_owned();
+        reqwest::Client::new().request(method, self.url(path)).bearer_auth(token)
+    }
+
+    /// A raw `GET path` with the token of a new, city-wide staff member of `role`.
+    pub async fn staff_request(&self, role: StaffRole, path: &str) -> reqwest::RequestBuilder {
+        let staff = self.staff(role, &[]).await;
+        let token = staff.token().expect("staff token").to_owned();
+        reqwest::Client::new().get(self.url(path)).bearer_auth(token)
+    }
+
     /// A client holding a new token of `role` limited to `districts`.
     pub async fn staff(&self, role: StaffRole, districts: &[&str]) -> Client {
         let created = self

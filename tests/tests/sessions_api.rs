@@ -466,11 +466,20 @@ matrix!(one_active_session_per_plate, |t| {
     assert_eq!((status, code.as_str()), (409, "plate_active"));
     assert_eq!(details["point_code"], "HK001");
     assert_eq!(details["session_id"], s.id);
-    // Another driver (the plate is written differently): refused too, without the other's id.
-    let (status, code, details) = api_error(b.start_session(&start("HK006", "30a 999 99", 1), "b1").await.unwrap_err());
+    // In Hanoi time, never UTC.
+    let e = a.with_language("en").start_session(&start("HK005", "30A99999", 1), "a3").await.unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("HK001") && !msg.contains("UTC"), "{msg}");
+    let until = s.paid_until.with_timezone(&iparking::domain::tariff::LOCAL_TZ).format("%H:%M").to_string();
+    assert!(msg.contains(&until), "{msg} names {until}");
+    // Another driver (the plate is written differently): refused too, told neither where
+    // the car is nor until when, nor the session.
+    let e = b.with_language("en").start_session(&start("HK006", "30a 999 99", 1), "b1").await.unwrap_err();
+    let msg = e.to_string();
+    let (status, code, details) = api_error(e);
     assert_eq!((status, code.as_str()), (409, "plate_active"));
-    assert_eq!(details["point_code"], "HK001");
-    assert!(details["session_id"].is_null(), "another driver's session id must not leak: {details}");
+    assert!(details.is_null(), "nothing of another driver's session leaks: {details}");
+    assert!(!msg.contains("HK001") && !msg.contains(&until), "{msg}");
     // The same point too.
     let e = b.start_session(&start("HK001", "30A99999", 1), "b2").await.unwrap_err();
     assert_eq!(api_code(e), (409, "plate_active".into()));

@@ -73,6 +73,7 @@ conformance! {
     check_job_leases => job_leases_sqlite, job_leases_postgres;
     check_settlement_import_resumes => settlement_import_resumes_sqlite, settlement_import_resumes_postgres;
     check_closed_period_refuses_postings => closed_period_refuses_postings_sqlite, closed_period_refuses_postings_postgres;
+    check_keyed_movement_commits_its_answer => keyed_movement_commits_its_answer_sqlite, keyed_movement_commits_its_answer_postgres;
 }
 
 // ---- helpers -----------------------------------------------------------------------------
@@ -867,7 +868,10 @@ async fn check_closed_period_refuses_postings(store: Arc<dyn Store>) {
     let topup = |n| Entry::sandbox_topup(driver, Vnd(n)).expect("entry");
     // Last second of November, local time: still November.
     let late_nov = local("2026-11-30T23:59:59+07:00");
-    store.sandbox_topup(driver, &topup(10_000), None, late_nov).await.expect("an open month takes postings");
+    store
+        .sandbox_topup(driver, &topup(10_000), None, &iparking::store::drivers::no_wallet_answer, late_nov)
+        .await
+        .expect("an open month takes postings");
     let nov = parse_month("2026-11").expect("month");
     let close = NewClose {
         month: "2026-11".into(),
@@ -885,7 +889,10 @@ async fn check_closed_period_refuses_postings(store: Arc<dyn Store>) {
         Err(StoreError::Conflict(c)) if c == "period_closed"
     ));
     for at in ["2026-11-01T00:00:00+07:00", "2026-11-30T23:59:59+07:00"] {
-        match store.sandbox_topup(driver, &topup(5_000), None, local(at)).await {
+        match store
+            .sandbox_topup(driver, &topup(5_000), None, &iparking::store::drivers::no_wallet_answer, local(at))
+            .await
+        {
             Err(StoreError::Conflict(c)) => assert_eq!(c, "period_closed", "{at}"),
             other => panic!("posting at {at} into a closed month: {other:?}"),
         }
@@ -894,8 +901,51 @@ async fn check_closed_period_refuses_postings(store: Arc<dyn Store>) {
     let (balance, _) = store.wallet(driver, 10).await.expect("wallet");
     assert_eq!(balance, Vnd(10_000));
     // The first instant of December, and the last of October, are outside the closed month.
-    store.sandbox_topup(driver, &topup(1_000), None, local("2026-12-01T00:00:00+07:00")).await.expect("december");
-    store.sandbox_topup(driver, &topup(1_000), None, local("2026-10-31T23:59:59+07:00")).await.expect("october");
+    store
+        .sandbox_topup(
+            driver,
+            &topup(1_000),
+            None,
+            &iparking::store::drivers::no_wallet_answer,
+            local("2026-12-01T00:00:00+07:00"),
+        )
+        .await
+        .expect("december");
+    store
+        .sandbox_topup(
+            driver,
+            &topup(1_000),
+            None,
+            &iparking::store::drivers::no_wallet_answer,
+            local("2026-10-31T23:59:59+07:00"),
+        )
+        .await
+        .expect("october");
     assert_eq!(store.wallet(driver, 10).await.expect("wallet").0, Vnd(12_000));
     assert!(store.ledger_report().await.expect("report").is_sound());
+}
+
+/// A keyed wallet movement stores its answer in its own transaction: once the call has
+/// returned (committed), the key is answered, with the balance the movement left; nothing
+/// is left "in progress" for a crash to strand (issue 30, bug 7). A refused movement keeps
+/// neither the key nor the money.
+async fn check_keyed_movement_commits_its_answer(store: Arc<dyn Store>) {
+    use iparking::{
+        domain::{ledger::Entry, money::Vnd},
+        store::drivers::{IdemClaim, WalletLine},
+    };
+    let now = Utc::now();
+    let driver = store.upsert_driver("+84912345679", now).await.expect("driver");
+    let claim = |key: &str| IdemClaim { scope: format!("driver:{driver}"), key: key.into(), request_hash: "h".into() };
+    let answer = |balance: Vnd, lines: &[WalletLine]| Ok((201, format!("{}/{}", balance.get(), lines.len())));
+    let entry = Entry::sandbox_topup(driver, Vnd(12_000)).expect("entry");
+    let rendered = store.sandbox_topup(driver, &entry, Some(&claim("k1")), &answer, now).await.expect("top-up");
+    assert_eq!(rendered, Some((201, "12000/1".to_owned())), "rendered from the wallet inside the transaction");
+    let rec = store.idempotency_get(&format!("driver:{driver}"), "k1").await.expect("get").expect("the key");
+    assert_eq!((rec.status, rec.response.as_deref()), (Some(201), Some("12000/1")), "the key is answered at commit");
+    // An answer that cannot be rendered rolls the movement back with the key.
+    let failing = |_: Vnd, _: &[WalletLine]| Err(StoreError::Internal("cannot render".into()));
+    assert!(store.sandbox_topup(driver, &entry, Some(&claim("k2")), &failing, now).await.is_err());
+    assert!(store.idempotency_get(&format!("driver:{driver}"), "k2").await.expect("get").is_none());
+    assert_eq!(store.wallet(driver, 10).await.expect("wallet").0, Vnd(12_000), "credited once");
 }

@@ -25,6 +25,19 @@ use super::{city::Invalid, money::Vnd};
 
 /// The city's time zone.
 pub const LOCAL_TZ: Tz = Ho_Chi_Minh;
+/// A moment as people read it: Hanoi time, `HH:MM` when it falls on `now`'s local day,
+/// with the day (`HH:MM dd/mm`, and the year when it differs) otherwise.
+pub fn local_time_for_people(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let (local, today) = (t.with_timezone(&LOCAL_TZ), now.with_timezone(&LOCAL_TZ));
+    if local.date_naive() == today.date_naive() {
+        local.format("%H:%M").to_string()
+    } else if local.year() == today.year() {
+        local.format("%H:%M %d/%m").to_string()
+    } else {
+        local.format("%H:%M %d/%m/%Y").to_string()
+    }
+}
+
 /// Default turn length.
 pub const DEFAULT_TURN_MINUTES: u32 = 60;
 /// Default grace period.

@@ -109,13 +109,11 @@ pub async fn create_setup(
     body: Bytes,
 ) -> Result<Response, AppError> {
     let gw = gateway(&app)?;
+    super::input::require_empty_body(&headers, &body)?;
     let idem = match Idempotency::for_driver(&app, d.driver_id, &headers, "/v1/me/cards/setups", &body).await? {
         Ok(idem) => idem,
         Err(replayed) => return Ok(replayed),
     };
-    if !body.iter().all(u8::is_ascii_whitespace) {
-        let _: serde_json::Map<String, serde_json::Value> = parse_json(&headers, &body)?;
-    }
     let customer = customer(&app, gw.as_ref(), d.driver_id).await?;
     let key = format!("setup-{}-{}", d.driver_id, idem.claim().key);
     let setup = gw.create_setup(&customer, d.driver_id, &key).await.map_err(|e| match e {
@@ -575,6 +573,7 @@ pub async fn close_account(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
+    super::input::require_empty_body(&headers, &body)?;
     let idem = match Idempotency::for_driver(&app, d.driver_id, &headers, "/v1/me/close", &body).await? {
         Ok(idem) => idem,
         Err(replayed) => return Ok(replayed),

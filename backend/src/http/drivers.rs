@@ -11,7 +11,6 @@ use iparking_mobile_api::{
     WalletMovement, WalletView,
 };
 use rand::Rng;
-use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use super::{
@@ -26,7 +25,7 @@ use crate::{
     live::OtpCheck,
     store::{
         StoreError,
-        drivers::{AddVehicle, DriverPrincipal, IdemClaim, Vehicle},
+        drivers::{AddVehicle, DriverPrincipal, IdemClaim, Vehicle, WALLET_ANSWER_LINES, WalletLine},
     },
 };
 
@@ -62,28 +61,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty() && t.len() <= 256)
 }
 
-/// Parses a JSON body read as bytes (money routes hash the exact bytes for idempotency).
-pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, AppError> {
-    let is_json = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
-    if !is_json {
-        return Err(AppError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Cần gửi JSON với Content-Type: application/json.",
-            "Send JSON with Content-Type: application/json.",
-        ));
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        AppError::bad_request(
-            "invalid_body",
-            format!("Nội dung JSON không hợp lệ: {e}"),
-            format!("Invalid JSON body: {e}"),
-        )
-    })
-}
+pub use super::input::parse_json;
 
 /// Where a state-changing call that may pay by card stands.
 pub enum Prelude {
@@ -431,22 +409,27 @@ pub async fn remove_vehicle(
     responses((status = 200, description = "Wallet", body = WalletView))
 )]
 pub async fn get_wallet(State(app): State<AppState>, Driver(d): Driver) -> Result<Json<WalletView>, AppError> {
-    let (balance, lines) = app.store.wallet(d.driver_id, 100).await?;
-    Ok(Json(WalletView {
+    let (balance, lines) = app.store.wallet(d.driver_id, WALLET_ANSWER_LINES).await?;
+    Ok(Json(wallet_view(balance, &lines, app.settings.sandbox_payments)))
+}
+
+/// A wallet as drivers see it.
+fn wallet_view(balance: Vnd, lines: &[WalletLine], sandbox: bool) -> WalletView {
+    WalletView {
         balance: balance.get(),
         currency: "VND".into(),
-        sandbox: app.settings.sandbox_payments,
+        sandbox,
         movements: lines
-            .into_iter()
+            .iter()
             .map(|l| WalletMovement {
                 transaction_id: l.transaction_id,
-                kind: l.kind,
+                kind: l.kind.clone(),
                 amount: l.amount.get(),
                 session_id: l.session_id,
                 at: l.at,
             })
             .collect(),
-    }))
+    }
 }
 
 /// SANDBOX (demo only): adds play money to the wallet. Off in production, where top-ups go
@@ -489,9 +472,17 @@ pub async fn sandbox_topup(
         ));
     }
     let entry = Entry::sandbox_topup(d.driver_id, Vnd(req.amount)).map_err(|e| AppError::internal(&e))?;
-    if let Err(e) = app.store.sandbox_topup(d.driver_id, &entry, Some(idem.claim()), app.clock.now()).await {
-        return idem.on_store_error(&app, e).await;
+    // The answer is rendered from the wallet inside the credit's transaction and stored with
+    // its key there: a crash after the commit leaves the key answered.
+    let sandbox = app.settings.sandbox_payments;
+    let answer = |balance: Vnd, lines: &[WalletLine]| {
+        serde_json::to_string(&wallet_view(balance, lines, sandbox))
+            .map(|json| (StatusCode::CREATED.as_u16(), json))
+            .map_err(|e| StoreError::Internal(e.to_string()))
+    };
+    match app.store.sandbox_topup(d.driver_id, &entry, Some(idem.claim()), &answer, app.clock.now()).await {
+        Ok(Some((status, json))) => Ok(Idempotency::stored_answer(status, json)),
+        Ok(None) => Err(AppError::internal(&"a keyed top-up without its answer")),
+        Err(e) => idem.on_store_error(&app, e).await,
     }
-    let Json(view) = get_wallet(State(app.clone()), Driver(d)).await?;
-    idem.complete(&app, StatusCode::CREATED, &view).await
 }

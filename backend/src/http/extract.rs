@@ -2,18 +2,38 @@
 //! and the staff authentication extractors.
 
 use axum::{
-    extract::{FromRequest, FromRequestParts},
-    http::{header::AUTHORIZATION, request::Parts},
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Request},
+    http::{StatusCode, header::AUTHORIZATION, request::Parts},
 };
 use iparking_mobile_api::StaffRole;
+use serde::de::DeserializeOwned;
 
-use super::AppState;
+use super::{AppState, input};
 use crate::{auth::token_hash, error::AppError, store::Principal};
 
-/// `axum::Json` with our error shape on rejection.
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(AppError))]
+/// A JSON body with our error shape on rejection, checked by
+/// [`input::parse_json`](super::input::parse_json): one object, no control characters, no
+/// key twice, and the field at fault named.
+#[derive(Debug)]
 pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        input::require_json(req.headers())?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|_| {
+            AppError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Nội dung yêu cầu quá lớn hoặc bị cắt.",
+                "The request body is too large or was cut off.",
+            )
+        })?;
+        input::parse_json_body(&bytes).map(Json)
+    }
+}
 
 impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
     fn into_response(self) -> axum::response::Response {
@@ -21,10 +41,20 @@ impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
     }
 }
 
-/// `axum::extract::Query` with our error shape on rejection.
-#[derive(Debug, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(AppError))]
+/// The query string, with our error shape on rejection: the parameter at fault is named
+/// in both languages.
+#[derive(Debug)]
 pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(Query).map_err(input::query_error)
+    }
+}
 
 /// `axum::extract::Path` with our error shape on rejection.
 #[derive(Debug, FromRequestParts)]

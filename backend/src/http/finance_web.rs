@@ -719,7 +719,13 @@ async fn read_form(ctx: &Ctx, headers: &HeaderMap, body: &Bytes) -> Result<Vec<(
         );
         return Err(ctx.error_page(None, None, &e));
     }
-    Ok(parse_urlencoded(&String::from_utf8_lossy(body)))
+    let fields = parse_urlencoded(&String::from_utf8_lossy(body));
+    for (name, value) in &fields {
+        if let Err(e) = super::input::check_text(name, value) {
+            return Err(ctx.error_page(None, None, &e));
+        }
+    }
+    Ok(fields)
 }
 
 // ---- login, logout -------------------------------------------------------------------------

@@ -16,7 +16,6 @@ use tower_http::{
     LatencyUnit,
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
-    timeout::TimeoutLayer,
     trace::{DefaultOnResponse, TraceLayer},
 };
 use tracing::Level;
@@ -39,6 +38,7 @@ pub mod drivers;
 pub mod extract;
 pub mod finance;
 pub mod finance_web;
+pub mod input;
 pub mod ops;
 pub mod payments;
 pub mod points;
@@ -181,7 +181,7 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
         // Layers run bottom-up on the way in: the last added is the outermost.
         .layer(DefaultBodyLimit::max(settings.json_body_limit))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, settings.request_timeout))
+        .layer(middleware::from_fn_with_state(settings.request_timeout, time_out))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
@@ -206,6 +206,7 @@ pub fn router(app: AppState) -> Router {
             Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight.max(1))),
             shed_load,
         ))
+        .layer(middleware::from_fn(input::refuse_control_characters))
         .layer(middleware::from_fn(shape_errors))
 }
 
@@ -253,6 +254,71 @@ async fn shed_load(
         return resp;
     };
     next.run(req).await
+}
+
+/// Answers a request that runs past `Settings::request_timeout` with 503 `timeout`
+/// (`Retry-After: 1`). What becomes of its work depends on the kind of request
+/// (docs/operations.md, "Timeouts"):
+/// - a read (`GET`, `HEAD`) is cancelled: its future is dropped;
+/// - a write is finished: it goes on in a task of its own, so that it never stops between
+///   two of its steps (an effect committed and its answer, or the registry and the index),
+///   and a call with an `Idempotency-Key` (every money movement) stores its answer for a
+///   retry with the same key to read.
+async fn time_out(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let read = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    let keyed = req.headers().contains_key("idempotency-key");
+    let work = next.run(req);
+    if read {
+        return match tokio::time::timeout(limit, work).await {
+            Ok(resp) => resp,
+            Err(_) => timeout_answer(Finishing::No),
+        };
+    }
+    let mut task = tokio::spawn(work);
+    match tokio::time::timeout(limit, &mut task).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => axum::response::IntoResponse::into_response(crate::error::AppError::internal(&e)),
+        Err(_) => timeout_answer(if keyed { Finishing::Keyed } else { Finishing::Unkeyed }),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Finishing {
+    /// Cancelled.
+    No,
+    /// Finished; a retry with the same key reads the answer.
+    Keyed,
+    /// Finished; the outcome is read from the resources it changed.
+    Unkeyed,
+}
+
+fn timeout_answer(finishing: Finishing) -> Response {
+    let (vi, en, label) = match finishing {
+        Finishing::No => (
+            "Yêu cầu xử lý quá lâu và đã bị hủy. Vui lòng thử lại.",
+            "The request took too long and was cancelled. Please retry.",
+            "cancelled",
+        ),
+        Finishing::Keyed => (
+            "Yêu cầu xử lý quá lâu; máy chủ vẫn hoàn tất nó. Gửi lại với cùng Idempotency-Key để nhận kết quả.",
+            "The request took too long; the server still completes it. Retry with the same Idempotency-Key for the outcome.",
+            "finished",
+        ),
+        Finishing::Unkeyed => (
+            "Yêu cầu xử lý quá lâu; máy chủ vẫn hoàn tất nó. Hãy xem kết quả trước khi gửi lại.",
+            "The request took too long; the server still completes it. Check the outcome before you retry.",
+            "finished",
+        ),
+    };
+    metrics::counter!("http_requests_timed_out_total", "work" => label).increment(1);
+    let error = crate::error::AppError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", vi, en);
+    let mut resp = axum::response::IntoResponse::into_response(error);
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
 }
 
 /// Whether the caller prefers English over Vietnamese (`Accept-Language`, q-values honoured).
@@ -403,7 +469,7 @@ async fn send_reminders_forever(app: AppState) {
         };
         for (s, phone) in due {
             let Some(phone) = phone.and_then(|p| crate::domain::phone::Phone::parse(&p).ok()) else { continue };
-            let until = s.paid_until.with_timezone(&crate::domain::tariff::LOCAL_TZ).format("%H:%M");
+            let until = crate::domain::tariff::local_time_for_people(s.paid_until, app.clock.now());
             let how = if s.channel == "sms" {
                 let number = &s.point_code[s.point_code.trim_end_matches(|c: char| c.is_ascii_digit()).len()..];
                 let district = &s.point_code[..s.point_code.len() - number.len()];

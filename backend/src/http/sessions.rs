@@ -26,7 +26,7 @@ use crate::{
         ledger::Entry,
         money::Vnd,
         plate::Plate,
-        tariff::{PointRef, QuoteError, Tariff, resolve},
+        tariff::{PointRef, QuoteError, Tariff, local_time_for_people, resolve},
     },
     error::AppError,
     live::mirror,
@@ -295,26 +295,7 @@ async fn start_keyed(
             tracing::info!(session.id = row.id, driver.id = d.driver_id, point.code = %row.point_code, amount_vnd = row.amount_charged.get(), "session started");
             Ok(Idempotency::stored_answer(status, json))
         }
-        StartOutcome::PlateActive(other) => {
-            let own = other.driver_id == Some(d.driver_id);
-            Err(AppError::conflict(
-                "plate_active",
-                format!(
-                    "Xe này đang có lượt đỗ tại điểm {} đến {} (giờ UTC).",
-                    other.point_code,
-                    other.paid_until.format("%H:%M")
-                ),
-                format!(
-                    "This vehicle is already parked at point {} until {} UTC.",
-                    other.point_code,
-                    other.paid_until.format("%H:%M")
-                ),
-            )
-            .with_details(serde_json::json!({
-                "point_code": other.point_code,
-                "session_id": own.then_some(other.id),
-            })))
-        }
+        StartOutcome::PlateActive(other) => Err(plate_active(&other, d.driver_id, now)),
         StartOutcome::PointClosed => Err(point_closed(&point.code)),
         StartOutcome::PointFull => {
             let index = app.index();
@@ -433,7 +414,8 @@ pub async fn extend_session(
             quote: serde_json::to_string(&quote).ok(),
         })
     };
-    let outcome = match app.store.extend_session(id, d.driver_id, &price, Some(idem.claim()), now).await {
+    let answer = |row: &SessionRow| rendered(StatusCode::OK, &session_view(row, now));
+    let outcome = match app.store.extend_session(id, d.driver_id, &price, Some(idem.claim()), &answer, now).await {
         Ok(o) => o,
         Err(e) => return idem.on_store_error(&app, e).await,
     };
@@ -441,7 +423,7 @@ pub async fn extend_session(
         ChangeOutcome::Done(row) => {
             mirror(app.live.as_ref(), &[], &[&row], &[]).await;
             tracing::info!(session.id = row.id, driver.id = d.driver_id, "session extended");
-            idem.complete(&app, StatusCode::OK, &session_view(&row, now)).await
+            answer(&row).map(|(status, json)| Idempotency::stored_answer(status, json)).map_err(AppError::from)
         }
         ChangeOutcome::NotFound => Err(session_not_found()),
         ChangeOutcome::Ended(_) => Err(session_ended()),
@@ -473,6 +455,7 @@ pub async fn stop_session(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
+    super::input::require_empty_body(&headers, &body)?;
     let idem =
         match Idempotency::for_driver(&app, d.driver_id, &headers, &format!("/v1/sessions/{id}/stop"), &body).await? {
             Ok(idem) => idem,
@@ -494,7 +477,8 @@ pub async fn stop_session(
             quote: None,
         })
     };
-    let outcome = match app.store.stop_session(id, d.driver_id, &price, Some(idem.claim()), now).await {
+    let answer = |row: &SessionRow| rendered(StatusCode::OK, &session_view(row, now));
+    let outcome = match app.store.stop_session(id, d.driver_id, &price, Some(idem.claim()), &answer, now).await {
         Ok(o) => o,
         Err(e) => return idem.on_store_error(&app, e).await,
     };
@@ -511,7 +495,7 @@ pub async fn stop_session(
                 refund_vnd = row.amount_refunded.get(),
                 "session stopped"
             );
-            idem.complete(&app, StatusCode::OK, &session_view(&row, now)).await
+            answer(&row).map(|(status, json)| Idempotency::stored_answer(status, json)).map_err(AppError::from)
         }
         ChangeOutcome::Ended(row) => Ok(axum::response::IntoResponse::into_response(Json(session_view(&row, now)))),
         ChangeOutcome::NotFound => Err(session_not_found()),
@@ -575,12 +559,39 @@ pub async fn correct_plate(
             format!("Chỉ sửa biển số một lần, trong {PLATE_CORRECTION_WINDOW_MIN} phút đầu."),
             format!("A plate can be corrected once, within {PLATE_CORRECTION_WINDOW_MIN} minutes of the start."),
         )),
-        CorrectPlate::PlateActive(other) => Err(AppError::conflict(
-            "plate_active",
-            format!("Biển số này đang có lượt đỗ tại điểm {}.", other.point_code),
-            format!("This plate is already parked at point {}.", other.point_code),
-        )),
+        CorrectPlate::PlateActive(other) => Err(plate_active(&other, d.driver_id, now)),
     }
+}
+
+/// An answer rendered for its key (status, JSON body), stored with the effect.
+fn rendered<T: serde::Serialize>(status: StatusCode, view: &T) -> crate::store::StoreResult<(u16, String)> {
+    serde_json::to_string(view)
+        .map(|json| (status.as_u16(), json))
+        .map_err(|e| crate::store::StoreError::Internal(e.to_string()))
+}
+
+/// 409 `plate_active`: where and until when only for the driver's own session; for
+/// someone else's, only that the plate is parked (where another person's car is, and until
+/// when, is theirs to know).
+fn plate_active(other: &SessionRow, driver_id: i64, now: DateTime<Utc>) -> AppError {
+    if other.driver_id != Some(driver_id) {
+        return AppError::conflict(
+            "plate_active",
+            "Biển số này đã có một lượt đỗ đang chạy.",
+            "This plate already has an active parking session.",
+        );
+    }
+    let until = local_time_for_people(other.paid_until, now);
+    AppError::conflict(
+        "plate_active",
+        format!("Xe này đang có lượt đỗ của bạn tại điểm {} đến {until}.", other.point_code),
+        format!("You already parked this vehicle at point {} until {until}.", other.point_code),
+    )
+    .with_details(serde_json::json!({
+        "point_code": other.point_code,
+        "session_id": other.id,
+        "paid_until": other.paid_until,
+    }))
 }
 
 /// The driver's sessions, newest first.

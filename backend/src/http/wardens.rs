@@ -1039,20 +1039,17 @@ pub async fn issue_violation(
                     let _ = tokio::fs::remove_file(photo_path(&app.settings.photo_dir, &p.sha256, p.ext)).await;
                 }
             }
-            Err(session_valid(&s))
+            Err(session_valid(&s, app.clock.now()))
         }
     }
 }
 
-fn session_valid(s: &SessionRow) -> AppError {
+fn session_valid(s: &SessionRow, now: DateTime<Utc>) -> AppError {
+    let until = crate::domain::tariff::local_time_for_people(s.paid_until, now);
     AppError::conflict(
         "session_valid",
-        format!(
-            "Xe đã trả phí tại điểm {} đến {} (UTC): không lập biên bản.",
-            s.point_code,
-            s.paid_until.format("%H:%M")
-        ),
-        format!("This vehicle is paid at {} until {} UTC: no citation.", s.point_code, s.paid_until.format("%H:%M")),
+        format!("Xe đã trả phí tại điểm {} đến {until}: không lập biên bản.", s.point_code),
+        format!("This vehicle is paid at {} until {until}: no citation.", s.point_code),
     )
     .with_details(serde_json::json!({ "session_id": s.id, "paid_until": s.paid_until }))
 }
@@ -1153,6 +1150,7 @@ pub async fn create_violation(
         if text.len() > 4096 {
             return Err(form_error(format!("field {name} is too long")));
         }
+        super::input::check_text(&name, &text)?;
         match name.as_str() {
             "plate" => plate = Some(text),
             "point" => point = Some(text),

@@ -58,6 +58,22 @@ pub struct WalletLine {
 /// Renders the answer to a session start (status, JSON body), stored with its key.
 pub type StartAnswer<'a> = dyn for<'r> Fn(&'r SessionRow) -> StoreResult<(u16, String)> + Send + Sync + 'a;
 
+/// Renders the answer to a change of a session (extend, stop) from the row as the change
+/// left it: stored with the key in the change's own transaction.
+pub type SessionAnswer<'a> = StartAnswer<'a>;
+
+/// The [`WalletAnswer`] of a movement made without a key (seeds, tests): never called.
+pub fn no_wallet_answer(_: Vnd, _: &[WalletLine]) -> StoreResult<(u16, String)> {
+    Err(super::StoreError::Internal("a movement without a key has no answer to store".into()))
+}
+
+/// How many movements a wallet answer lists (newest first).
+pub const WALLET_ANSWER_LINES: i64 = 100;
+
+/// Renders the answer to a wallet movement from the wallet as the movement left it
+/// (balance, newest movements): stored with the key in the movement's own transaction.
+pub type WalletAnswer<'a> = dyn Fn(Vnd, &[WalletLine]) -> StoreResult<(u16, String)> + Send + Sync + 'a;
+
 /// An idempotency key claimed by a state-changing call, inserted in the same transaction.
 #[derive(Debug, Clone)]
 pub struct IdemClaim {
@@ -392,14 +408,17 @@ pub trait DriverStore: Send + Sync {
 
     /// A wallet's balance and latest movements (newest first).
     async fn wallet(&self, driver_id: i64, limit: i64) -> StoreResult<(Vnd, Vec<WalletLine>)>;
-    /// Demo only: credits play money. Returns the new balance.
+    /// Demo only: credits play money. With a claim, `answer` renders the answer from the
+    /// wallet as the credit left it (its newest `WALLET_ANSWER_LINES` movements), stored
+    /// with the claim in the same transaction. Returns the rendered answer, if any.
     async fn sandbox_topup(
         &self,
         driver_id: i64,
         entry: &Entry,
         idem: Option<&IdemClaim>,
+        answer: &WalletAnswer<'_>,
         now: DateTime<Utc>,
-    ) -> StoreResult<Vnd>;
+    ) -> StoreResult<Option<(u16, String)>>;
 
     /// An idempotency record.
     async fn idempotency_get(&self, scope: &str, key: &str) -> StoreResult<Option<IdemRecord>>;
@@ -423,22 +442,27 @@ pub trait DriverStore: Send + Sync {
         answer: &StartAnswer<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<StartOutcome>;
-    /// Extends an active session of `driver_id`, priced from the locked row.
+    /// Extends an active session of `driver_id`, priced from the locked row. With a claim,
+    /// `answer` renders the answer from the extended row, stored with the claim in the same
+    /// transaction (a crash after the commit leaves the key answered, never in progress).
     async fn extend_session(
         &self,
         session_id: i64,
         driver_id: i64,
         price: PriceChange<'_>,
         idem: Option<&IdemClaim>,
+        answer: &SessionAnswer<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<ChangeOutcome>;
-    /// Stops an active session of `driver_id`, refunding what `price` says.
+    /// Stops an active session of `driver_id`, refunding what `price` says; `answer` as for
+    /// [`DriverStore::extend_session`].
     async fn stop_session(
         &self,
         session_id: i64,
         driver_id: i64,
         price: PriceChange<'_>,
         idem: Option<&IdemClaim>,
+        answer: &SessionAnswer<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<ChangeOutcome>;
     /// Corrects the plate of an active session started less than `window` ago (once).
