@@ -123,7 +123,8 @@ matrix!(a_registered_plate_shows_that_a_citation_exists_not_its_evidence, |t| {
     let photo0 = format!("/v1/citations/{}/photos/0", v.number);
     let unknown = ticket_get(&t, "/v1/citations/VP-HK-20000101-999999", "30A-555.55", &code).await;
     assert_error(&unknown, 404, "citation_not_found");
-    let wrong_code = if code.starts_with('0') { format!("1{}", &code[1..]) } else { format!("0{}", &code[1..]) };
+    let first = if code.starts_with('0') { '1' } else { '0' };
+    let wrong_code = format!("{first}{}", &code[1..]);
     let other_details = format!("/v1/citations/{}", other.number);
     let refused: [(&str, &str, &str); 9] = [
         (&details, "30A-555.55", ""),
