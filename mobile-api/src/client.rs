@@ -527,7 +527,34 @@ impl Client {
 
     /// `GET /v1/warden/photos/{sha256}`: a violation photo (staff only); its content type and bytes.
     pub async fn photo(&self, sha256: &str) -> Result<(String, Vec<u8>), ClientError> {
-        let resp = self.request(Method::GET, &format!("/v1/warden/photos/{}", encode_segment(sha256))).send().await?;
+        Self::send_bytes(self.request(Method::GET, &format!("/v1/warden/photos/{}", encode_segment(sha256)))).await
+    }
+
+    /// `GET /v1/citations/{number}?plate=&code=`: a citation's details (reason, note, photos)
+    /// for whoever holds the ticket (no login needed).
+    pub async fn citation(&self, number: &str, plate: &str, code: &str) -> Result<CitationDetails, ClientError> {
+        let q = CitationQuery { plate: plate.to_owned(), code: code.to_owned() };
+        Self::send(self.request(Method::GET, &format!("/v1/citations/{}", encode_segment(number))).query(&q)).await
+    }
+
+    /// `GET /v1/citations/{number}/photos/{index}?plate=&code=`: a citation's photo (index from
+    /// 0, in [`CitationDetails::photos`] order) for whoever holds the ticket; its content type
+    /// and bytes.
+    pub async fn citation_photo(
+        &self,
+        number: &str,
+        index: u32,
+        plate: &str,
+        code: &str,
+    ) -> Result<(String, Vec<u8>), ClientError> {
+        let q = CitationQuery { plate: plate.to_owned(), code: code.to_owned() };
+        let path = format!("/v1/citations/{}/photos/{index}", encode_segment(number));
+        Self::send_bytes(self.request(Method::GET, &path).query(&q)).await
+    }
+
+    /// Sends a request whose success is raw bytes: the content type and the bytes.
+    async fn send_bytes(req: reqwest::RequestBuilder) -> Result<(String, Vec<u8>), ClientError> {
+        let resp = req.send().await?;
         let status = resp.status();
         let content_type =
             resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();

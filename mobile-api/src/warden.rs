@@ -378,11 +378,59 @@ pub struct ViolationView {
     pub issued_at: DateTime<Utc>,
     /// Photo evidence.
     pub photos: Vec<PhotoRef>,
+    /// Code printed on the ticket: with the number and the plate it opens the citation's
+    /// details for the driver (`GET /v1/citations/{number}?plate=&code=`).
+    #[serde(default)]
+    pub verification_code: String,
+    /// Where whoever holds the ticket opens the details: `/v1/citations/{number}?plate=&code=`.
+    #[serde(default)]
+    pub verify_path: String,
 }
 
-/// A citation on one of the driver's plates (`GET /v1/me/citations`).
+/// A citation on one of the driver's plates (`GET /v1/me/citations`): what identifies no
+/// one. Adding a plate to an account needs no proof, so the list says only that a citation
+/// exists; its reason, note and photos open with the ticket ([`CitationDetails`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DriverCitation {
+    /// Citation number.
+    pub number: String,
+    /// Plate (one the driver registered).
+    pub plate: String,
+    /// Point code.
+    pub point_code: String,
+    /// Point name.
+    pub point_name: String,
+    /// When.
+    pub issued_at: DateTime<Utc>,
+}
+
+/// Query of `GET /v1/citations/{number}` and its photos: what is printed on the ticket.
+#[derive(Debug, Clone, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CitationQuery {
+    /// The plate cited (any spelling the plate rules accept: `30A-123.45`, `30a12345`).
+    #[serde(default)]
+    pub plate: String,
+    /// The verification code printed on the ticket.
+    #[serde(default)]
+    pub code: String,
+}
+
+/// A photo of a citation, for whoever holds the ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CitationPhoto {
+    /// `image/jpeg` or `image/png`.
+    pub content_type: String,
+    /// Bytes.
+    pub size: i64,
+    /// Where to fetch it: `/v1/citations/{number}/photos/{index}?plate=&code=`.
+    pub path: String,
+}
+
+/// Answer of `GET /v1/citations/{number}`: the citation as the ticket's holder sees it
+/// (no warden identity, no position).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CitationDetails {
     /// Citation number.
     pub number: String,
     /// Plate.
@@ -393,14 +441,14 @@ pub struct DriverCitation {
     pub point_name: String,
     /// Street name.
     pub street: String,
-    /// Kind.
+    /// The reason.
     pub kind: ViolationKind,
     /// The warden's note.
     pub note: String,
     /// When.
     pub issued_at: DateTime<Utc>,
-    /// Photos taken (shown at the city office).
-    pub photo_count: u32,
+    /// Photo evidence, in the order taken.
+    pub photos: Vec<CitationPhoto>,
 }
 
 /// Kinds of offline action.

@@ -1184,13 +1184,13 @@ matrix!(violations_need_photo_evidence_and_reach_the_driver, |t| {
     let noted = w.create_violation(&full, "v-3").await.expect("a 500-character note");
     assert_eq!((noted.note.chars().count(), noted.lat, noted.lon), (500, None, None));
 
-    // The driver with that plate sees the citation (without photos); another does not.
+    // The driver with that plate sees that there is a citation (number, time, point; the
+    // evidence opens with the ticket: tests/citations_privacy.rs); another does not.
     let mine = owner.citations().await.expect("citations");
     assert_eq!(mine.len(), 1, "{mine:?}");
     let c = &mine[0];
     assert_eq!((c.number.as_str(), c.plate.as_str(), c.point_code.as_str()), (v.number.as_str(), "30A77777", "HK001"));
-    assert_eq!((c.kind, c.note.as_str(), c.photo_count, c.issued_at), (v.kind, v.note.as_str(), 2, v.issued_at));
-    assert_eq!((c.point_name.as_str(), c.street.as_str()), (v.point_name.as_str(), v.street.as_str()));
+    assert_eq!((c.point_name.as_str(), c.issued_at), (v.point_name.as_str(), v.issued_at));
     assert!(other.citations().await.expect("citations").is_empty());
     assert!(payer.citations().await.expect("citations").is_empty(), "the plate is not registered by the payer");
 });

@@ -127,6 +127,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(wardens::get_violation))
         .routes(routes!(wardens::get_photo))
         .routes(routes!(wardens::list_citations))
+        .routes(routes!(wardens::get_citation))
+        .routes(routes!(wardens::get_citation_photo))
         .routes(routes!(wardens::sync_actions))
         .routes(routes!(wardens::open_shift))
         .routes(routes!(wardens::get_shift))

@@ -13,11 +13,11 @@ use axum::{
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use iparking_mobile_api::{
-    CashPaymentView, Channel, CheckVerdict, CloseShift, DriverCitation, ElsewherePoint, ErrorBody, ErrorDetail,
-    NearMiss, OpenShift, PhotoRef, PlateCheckQuery, PlateCheckView, PointRoster, PointStatus, ReceiptCheckView,
-    ReceiptQuery, ReceiptStatus, ReceiptView, RosterVehicle, ShiftStatus, ShiftView, StaffRole, SyncAction,
-    SyncActionResult, SyncBatch, SyncKind, SyncResultView, SyncStatus, VehicleClass, ViolationKind, ViolationView,
-    WardenExtendSession, WardenLogin, WardenPayment, WardenStartSession, WardenToken,
+    CashPaymentView, Channel, CheckVerdict, CitationDetails, CitationPhoto, CitationQuery, CloseShift, DriverCitation,
+    ElsewherePoint, ErrorBody, ErrorDetail, NearMiss, OpenShift, PhotoRef, PlateCheckQuery, PlateCheckView,
+    PointRoster, PointStatus, ReceiptCheckView, ReceiptQuery, ReceiptStatus, ReceiptView, RosterVehicle, ShiftStatus,
+    ShiftView, StaffRole, SyncAction, SyncActionResult, SyncBatch, SyncKind, SyncResultView, SyncStatus, VehicleClass,
+    ViolationKind, ViolationView, WardenExtendSession, WardenLogin, WardenPayment, WardenStartSession, WardenToken,
 };
 use rand::Rng;
 use serde::Deserialize;
@@ -495,6 +495,16 @@ pub async fn point_roster(
 
 // ---- cash --------------------------------------------------------------------------------
 
+/// Whether a code read off a slip or a ticket is `stored` (case and surrounding spaces
+/// aside). Constant-time enough: the codes are short and random; all bytes are compared
+/// anyway. An empty stored code matches nothing.
+fn same_code(given: &str, stored: &str) -> bool {
+    let given = given.trim().to_uppercase();
+    !stored.is_empty()
+        && given.len() == stored.len()
+        && given.bytes().zip(stored.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
 fn verification_code() -> String {
     // Crockford base32 without I, L, O, U: easy to read off a slip.
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -847,11 +857,7 @@ pub async fn get_receipt(
         return Err(not_found());
     }
     let r = app.store.receipt(number.trim()).await?.ok_or_else(not_found)?;
-    // Constant-time enough: the codes are short and random; compare all bytes anyway.
-    let given = q.code.trim().to_uppercase();
-    let same = given.len() == r.verification_code.len()
-        && given.bytes().zip(r.verification_code.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    if !same {
+    if !same_code(&q.code, &r.verification_code) {
         return Err(not_found());
     }
     let session = match r.session_id {
@@ -1026,6 +1032,7 @@ pub async fn issue_violation(
         position,
         photos: photos.iter().map(|p| (p.sha256.clone(), p.content_type.to_owned(), p.bytes.len() as i64)).collect(),
         issued_at: at,
+        verification_code: verification_code(),
     };
     match app.store.issue_violation(&v, action_id, idem, app.clock.now()).await? {
         ViolationOutcome::Issued(row) => {
@@ -1079,7 +1086,14 @@ pub fn violation_view(v: &ViolationRow) -> ViolationView {
                 path: format!("/v1/warden/photos/{sha}"),
             })
             .collect(),
+        verification_code: v.verification_code.clone(),
+        verify_path: format!("/v1/citations/{}?{}", v.number, ticket_query(v)),
     }
+}
+
+/// `plate=…&code=…` of a citation's ticket (both ASCII letters and digits: nothing to escape).
+fn ticket_query(v: &ViolationRow) -> String {
+    format!("plate={}&code={}", v.plate.as_str(), v.verification_code)
 }
 
 fn form_error(e: impl std::fmt::Display) -> AppError {
@@ -1252,8 +1266,13 @@ pub async fn get_photo(
     if !scopes.iter().any(|(district, street)| p.covers_point(district, *street)) {
         return Err(not_found());
     }
+    photo_file(&app, &sha, not_found).await
+}
+
+/// The stored photo `sha` (a recorded one) as a response; `not_found` if its file is missing.
+async fn photo_file(app: &App, sha: &str, not_found: impl Fn() -> AppError) -> Result<Response, AppError> {
     for (ext, ct) in [("jpg", "image/jpeg"), ("png", "image/png")] {
-        let path = photo_path(&app.settings.photo_dir, &sha, ext);
+        let path = photo_path(&app.settings.photo_dir, sha, ext);
         match tokio::fs::read(&path).await {
             Ok(bytes) => {
                 let mut resp = bytes.into_response();
@@ -1271,10 +1290,15 @@ pub async fn get_photo(
     Err(not_found())
 }
 
-/// Citations on the driver's registered plates, newest first.
+/// Citations on the driver's registered plates, newest first: number, time and point only.
+/// Adding a plate needs no proof, so the reason, the note and the photos are not here: they
+/// open with the ticket (`GET /v1/citations/{number}`).
 #[utoipa::path(
     get, path = "/v1/me/citations", tag = "drivers", security(("bearer" = [])),
-    responses((status = 200, description = "Citations", body = [DriverCitation]))
+    responses(
+        (status = 200, description = "Citations", body = [DriverCitation]),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+    )
 )]
 pub async fn list_citations(
     State(app): State<AppState>,
@@ -1288,14 +1312,103 @@ pub async fn list_citations(
                 plate: v.plate.as_str().to_owned(),
                 point_code: v.point_code,
                 point_name: v.point_name,
-                street: v.street,
-                kind: v.kind,
-                note: v.note,
                 issued_at: v.issued_at,
-                photo_count: v.photos.len() as u32,
             })
             .collect(),
     ))
+}
+
+fn citation_not_found() -> AppError {
+    AppError::not_found(
+        "citation_not_found",
+        "Không có biên bản với số, biển số và mã kiểm tra này.",
+        "No citation with this number, plate and verification code.",
+    )
+}
+
+/// The citation the ticket names: the number, the plate and the code must all match, and
+/// any mismatch (or malformed input) answers the same `404`, so nothing tells which was
+/// wrong.
+async fn ticket_citation(app: &App, number: &str, q: &CitationQuery) -> Result<ViolationRow, AppError> {
+    if number.len() > 40 || q.plate.len() > 32 || q.code.len() > 16 {
+        return Err(citation_not_found());
+    }
+    let plate = Plate::parse(&q.plate).map_err(|_| citation_not_found())?;
+    let v = app.store.violation(number.trim()).await?.ok_or_else(citation_not_found)?;
+    // Both checked, whatever the first answers.
+    let code_ok = same_code(&q.code, &v.verification_code);
+    if !(code_ok & (v.plate == plate)) {
+        return Err(citation_not_found());
+    }
+    Ok(v)
+}
+
+/// A citation's details for whoever holds the ticket: the number, the plate and the
+/// verification code printed on it (no login needed). The reason, the note and the photos;
+/// not the warden, not the position.
+#[utoipa::path(
+    get, path = "/v1/citations/{number}", tag = "drivers",
+    params(("number" = String, Path, description = "Citation number"), CitationQuery),
+    responses(
+        (status = 200, description = "The citation", body = CitationDetails),
+        (status = 404, description = "No such citation (or a wrong plate or code)", body = ErrorBody),
+    )
+)]
+pub async fn get_citation(
+    State(app): State<AppState>,
+    Path(number): Path<String>,
+    Query(q): Query<CitationQuery>,
+) -> Result<Json<CitationDetails>, AppError> {
+    let v = ticket_citation(&app, &number, &q).await?;
+    let query = ticket_query(&v);
+    Ok(Json(CitationDetails {
+        number: v.number.clone(),
+        plate: v.plate.as_str().to_owned(),
+        point_code: v.point_code.clone(),
+        point_name: v.point_name.clone(),
+        street: v.street.clone(),
+        kind: v.kind,
+        note: v.note.clone(),
+        issued_at: v.issued_at,
+        photos: v
+            .photos
+            .iter()
+            .enumerate()
+            .map(|(i, (_, ct, size))| CitationPhoto {
+                content_type: ct.clone(),
+                size: *size,
+                path: format!("/v1/citations/{}/photos/{i}?{query}", v.number),
+            })
+            .collect(),
+    }))
+}
+
+/// A citation's photo for whoever holds the ticket (number, plate and code, as for the
+/// details); `index` from 0 in the order of the details.
+#[utoipa::path(
+    get, path = "/v1/citations/{number}/photos/{index}", tag = "drivers",
+    params(
+        ("number" = String, Path, description = "Citation number"),
+        ("index" = u32, Path, description = "The photo's place in the details, from 0"),
+        CitationQuery,
+    ),
+    responses(
+        (status = 200, description = "The photo (image/jpeg or image/png)"),
+        (status = 404, description = "No such citation or photo (or a wrong plate or code)", body = ErrorBody),
+    )
+)]
+pub async fn get_citation_photo(
+    State(app): State<AppState>,
+    Path((number, index)): Path<(String, String)>,
+    Query(q): Query<CitationQuery>,
+) -> Result<Response, AppError> {
+    let v = ticket_citation(&app, &number, &q).await?;
+    let (sha, _, _) = index
+        .parse::<usize>()
+        .ok()
+        .and_then(|i| v.photos.get(i))
+        .ok_or_else(|| AppError::not_found("photo_not_found", "Không có ảnh này.", "No such photo."))?;
+    photo_file(&app, sha, citation_not_found).await
 }
 
 // ---- shifts ------------------------------------------------------------------------------

@@ -114,7 +114,7 @@ impl From<ReceiptDbRow> for ReceiptRow {
 
 pub(crate) const VIOLATION_SELECT: &str = "SELECT v.id, v.number, v.staff_id, p.code AS point_code, \
      p.name AS point_name, s.name AS street, s.id AS street_id, d.code AS district, v.plate, v.kind, v.note, \
-     v.lat, v.lon, v.issued_at \
+     v.lat, v.lon, v.issued_at, v.verification_code \
      FROM violations v JOIN points p ON p.id = v.point_id JOIN streets s ON s.id = p.street_id \
      JOIN districts d ON d.id = s.district_id";
 
@@ -134,6 +134,7 @@ pub(crate) struct ViolationDbRow {
     pub lat: Option<f64>,
     pub lon: Option<f64>,
     pub issued_at: DateTime<Utc>,
+    pub verification_code: Option<String>,
 }
 
 impl TryFrom<ViolationDbRow> for ViolationRow {
@@ -156,6 +157,7 @@ impl TryFrom<ViolationDbRow> for ViolationRow {
             lat: r.lat,
             lon: r.lon,
             issued_at: r.issued_at,
+            verification_code: r.verification_code.unwrap_or_default(),
             photos: Vec::new(),
         })
     }
@@ -823,8 +825,8 @@ macro_rules! sql_warden_store_impl {
                     return Ok(ViolationOutcome::SessionValid(s));
                 }
                 let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO violations (staff_id, point_id, plate, kind, note, lat, lon, issued_at, synced_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                    "INSERT INTO violations (staff_id, point_id, plate, kind, note, lat, lon, issued_at, synced_at, \
+                     verification_code) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
                 )
                 .bind(v.staff_id)
                 .bind(v.point_id)
@@ -835,6 +837,7 @@ macro_rules! sql_warden_store_impl {
                 .bind(v.position.map(|p| p.1))
                 .bind(v.issued_at)
                 .bind(now)
+                .bind(&v.verification_code)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err($crate::store::map_sqlx)?;

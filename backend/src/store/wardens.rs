@@ -249,6 +249,8 @@ pub struct NewViolation {
     pub photos: Vec<(String, String, i64)>,
     /// When (device time offline).
     pub issued_at: DateTime<Utc>,
+    /// The code printed on the ticket: with the number and the plate it opens the details.
+    pub verification_code: String,
 }
 
 /// A stored violation.
@@ -282,6 +284,9 @@ pub struct ViolationRow {
     pub lon: Option<f64>,
     /// When.
     pub issued_at: DateTime<Utc>,
+    /// The code printed on the ticket (empty only if the database has none: such a
+    /// citation's details never open without staff).
+    pub verification_code: String,
     /// Photos: (sha256, content type, size).
     pub photos: Vec<(String, String, i64)>,
 }
