@@ -479,9 +479,7 @@ matrix!(district_finance_sees_only_its_district, |t| {
     let rec = reconcile(&t, &city.token, &format!("date={}", today(&t))).await;
     let short = finding(&rec, "cash_difference", &format!("shift:{shift}")).clone();
     assert_eq!(short.district_code.as_deref(), Some("HK"));
-    let to_point = |point: &str| {
-        json!({"debit": {"kind": "write_off"}, "credit": {"kind": "point_revenue", "point": point}, "amount": 11_000})
-    };
+    let to_point = |point: &str| json!({"debit": {"kind": "write_off"}, "credit": {"kind": "point_revenue", "point": point}, "amount": 11_000});
     let bodies = [
         ("hk", to_point("HK004"), Some("HK")),
         ("hbt", to_point("HBT001"), Some("HBT")),

@@ -1241,9 +1241,7 @@ pub async fn list_adjustments(
     reader(&p)?;
     let range = parse_month(&q.month)?;
     let rows = app.store.adjustments(&fin::month_of(range.from)).await?;
-    Ok(Json(
-        rows.into_iter().filter(|r| visible(&p, r.district_code.as_deref())).map(adjustment_view).collect(),
-    ))
+    Ok(Json(rows.into_iter().filter(|r| visible(&p, r.district_code.as_deref())).map(adjustment_view).collect()))
 }
 
 // ---- carrier settlements ---------------------------------------------------------------
