@@ -312,3 +312,27 @@ matrix!(after_the_night_block_the_usual_message_extends_free, |t| {
     assert_eq!((s.turns, s.amount_charged.get()), (5, 150_000));
     usual_message_buys_the_free_turn(&t, &s, &usual, "night", "block").await;
 });
+
+matrix!(a_free_first_turn_is_refused_without_a_keyword_the_parser_refuses, |t| {
+    // A point tariff whose first hours are free (a city may publish one). SMS cannot start a
+    // stay without a charge: the reply says the turn is free and names no `IP0…` keyword.
+    let from = finance::now(&t) + Duration::minutes(1);
+    let mut spec = iparking::seed::decision44(
+        "Test – HK008 – free first hours",
+        iparking_mobile_api::TariffScope::Point { point: "HK008".into() },
+        vec![VehicleClass::Car],
+        [0, 10_000, 20_000],
+        150_000,
+        None,
+    );
+    spec.valid_from = from;
+    t.admin.publish_tariff(&spec).await.unwrap();
+    t.clock.advance(Duration::minutes(2));
+    assert_eq!(next_turn_price(&t, "HK008").await, 0);
+    let r = sms(&t, "free-start", "IP25HK 008 30A-999.99 EN").await;
+    assert_eq!((r.outcome.as_str(), r.session_id), ("refused", None), "{}", r.reply);
+    assert!(r.reply.contains("is free") && r.reply.contains("app") && !r.reply.contains("IP0"), "{}", r.reply);
+    let r = sms(&t, "free-start-vi", "IP25HK 008 30A-999.99").await;
+    assert!(r.reply.contains("miễn phí") && !r.reply.contains("IP0"), "{}", r.reply);
+    t.assert_ledger_sound().await;
+});

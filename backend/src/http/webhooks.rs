@@ -296,7 +296,22 @@ fn start_plan(
             ));
         }
     };
-    if p.total != cmd.price && p.total != Vnd::ZERO {
+    if p.total == Vnd::ZERO {
+        // A stay whose first turn is free (a free tier) cannot be started with an empty
+        // ledger entry (the store posts every start); say so, and suggest no keyword.
+        return SmsPlan::Refuse(say(
+            cmd.english,
+            format!(
+                "iParking: lượt đầu tại {} lúc này miễn phí nhưng không bắt đầu được qua SMS. Hãy dùng ứng dụng iParking.",
+                point.code
+            ),
+            format!(
+                "iParking: the first turn at {} is free now but cannot be started by SMS. Use the iParking app.",
+                point.code
+            ),
+        ));
+    }
+    if p.total != cmd.price {
         return SmsPlan::Refuse(wrong_price(p.total));
     }
     let Ok(entry) = Entry::sms_payment("sms_start", &carrier.name, point.id, p.total, carrier.share_percent) else {
