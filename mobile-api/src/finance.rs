@@ -364,6 +364,11 @@ pub struct AdjustmentView {
     pub discrepancy_id: Option<i64>,
     /// When.
     pub created_at: DateTime<Utc>,
+    /// The district it belongs to (the district of the points whose revenue it moves and of
+    /// the discrepancy it corrects, when that is one district); absent when it is city-wide.
+    /// Finance staff and admins scoped to districts list only their districts' adjustments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub district_code: Option<String>,
 }
 
 /// Answer of `POST /v1/finance/carriers/{carrier}/settlements`.

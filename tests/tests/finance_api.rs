@@ -472,6 +472,49 @@ matrix!(district_finance_sees_only_its_district, |t| {
     assert!(rec.processor.is_some() && rec.ledger.is_some(), "{rec:?}");
     let carriers: BTreeSet<_> = rec.carriers.iter().map(|c| c.carrier.clone()).collect();
     assert_eq!(carriers, BTreeSet::from(["mobifone".to_owned(), "viettel".to_owned()]));
+
+    // Adjustments: a district's staff list those of their districts (a point's revenue there,
+    // or one of their discrepancies corrected); city-wide ones only city-wide staff.
+    let (shift, warden) = short_shift(&t, "hk.scope", "HK005", "30A72003", 4_000).await;
+    let rec = reconcile(&t, &city.token, &format!("date={}", today(&t))).await;
+    let short = finding(&rec, "cash_difference", &format!("shift:{shift}")).clone();
+    assert_eq!(short.district_code.as_deref(), Some("HK"));
+    let to_point = |point: &str| json!({"debit": {"kind": "write_off"}, "credit": {"kind": "point_revenue", "point": point}, "amount": 11_000});
+    let bodies = [
+        ("hk", to_point("HK004"), Some("HK")),
+        ("hbt", to_point("HBT001"), Some("HBT")),
+        ("bd", to_point("BD001"), Some("BD")),
+        ("city", json!({"debit": {"kind": "write_off"}, "credit": {"kind": "cash_office"}, "amount": 3_000}), None),
+        (
+            "hk-shortfall",
+            json!({"debit": {"kind": "write_off"}, "credit": {"kind": "warden_cash", "staff_id": warden},
+                   "amount": 4_000, "discrepancy_id": short.id}),
+            Some("HK"),
+        ),
+    ];
+    for (reason, body, district) in &bodies {
+        let mut body = body.clone();
+        body["reason"] = json!(reason);
+        let v: AdjustmentView = created!(adjust(&t, &city.token, reason, &body).await, reason);
+        assert_eq!(v.district_code.as_deref(), *district, "{reason}");
+    }
+    let month = month_of(today(&t));
+    let hbt_bd = staff(&t, StaffRole::Finance, &["HBT", "BD"], "Kế toán HBT và BD").await;
+    let bd_admin = staff(&t, StaffRole::Admin, &["BD"], "Quản trị Ba Đình").await;
+    let city_admin = staff(&t, StaffRole::Admin, &[], "Quản trị Thành phố").await;
+    let everything = vec!["bd", "city", "hbt", "hk", "hk-shortfall"];
+    for (who, token, want) in [
+        ("city finance", &city.token, everything.clone()),
+        ("city admin", &city_admin.token, everything),
+        ("HK finance", &hk.token, vec!["hk", "hk-shortfall"]),
+        ("HBT+BD finance", &hbt_bd.token, vec!["bd", "hbt"]),
+        ("BD admin", &bd_admin.token, vec!["bd"]),
+    ] {
+        let listed: Vec<AdjustmentView> =
+            ok!(get(&t, Some(token), &format!("/v1/finance/adjustments?month={month}")).await, who);
+        let got: BTreeSet<&str> = listed.iter().map(|a| a.reason.as_str()).collect();
+        assert_eq!(got, want.into_iter().collect::<BTreeSet<_>>(), "{who}");
+    }
     t.assert_ledger_sound().await;
 });
 

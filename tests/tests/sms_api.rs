@@ -3,8 +3,9 @@
 
 use chrono::Duration;
 use iparking::domain::tariff::LOCAL_TZ;
+use iparking::store::drivers::SessionRow;
 use iparking_mobile_api::{Channel, QuoteRequest, SmsReply, VehicleClass};
-use iparking_tests::{MOBIFONE_SECRET, TestApp, VIETTEL_SECRET, assert_error, matrix, raw};
+use iparking_tests::{MOBIFONE_SECRET, TestApp, VIETTEL_SECRET, assert_error, finance, matrix, raw};
 use serde_json::json;
 
 async fn deliver(
@@ -76,7 +77,7 @@ matrix!(an_sms_buys_a_turn_once_and_extends, |t| {
 });
 
 /// The price of the turn after those a session has, by SMS.
-async fn next_turn_price_for(t: &TestApp, s: &iparking::store::drivers::SessionRow) -> i64 {
+async fn next_turn_price_for(t: &TestApp, s: &SessionRow) -> i64 {
     let book = t.app.tariffs();
     let tariff = book.get(s.tariff_id).unwrap();
     tariff.price(s.started_at, s.turns, 1, Channel::Sms).unwrap().total.get()
@@ -221,5 +222,117 @@ matrix!(reminders_go_out_once_before_expiry, |t| {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(count, 2, "a second reminder after the extension");
+    t.assert_ledger_sound().await;
+});
+
+// ---- a free turn (the daily cap or the night block used up) --------------------------------
+
+/// Moves the clock to the next local `hh:mm` (today's if still ahead, else tomorrow's).
+fn advance_to_next(t: &TestApp, hour: u32, minute: u32) {
+    let mut day = finance::today(t);
+    if finance::local(day.and_hms_opt(hour, minute, 0).unwrap()) <= finance::now(t) + Duration::minutes(1) {
+        day += Duration::days(1);
+    }
+    finance::advance_to(t, day.and_hms_opt(hour, minute, 0).unwrap());
+}
+
+/// Starts an SMS session for `plate` at HK001 and extends it, each message with the keyword
+/// of the price the next turn costs, until the next turn costs nothing. Returns the session
+/// and the driver's usual message (the one that started it).
+async fn buy_until_the_next_turn_is_free(t: &TestApp, plate: &str, ids: &str) -> (SessionRow, String) {
+    let usual = format!("{} 001 {plate}", keyword(next_turn_price(t, "HK001").await, "HK"));
+    let r = sms(t, &format!("{ids}-1"), &usual).await;
+    assert_eq!(r.outcome, "started", "{}", r.reply);
+    let id = r.session_id.unwrap();
+    for n in 2..=12 {
+        let s = t.app.store.session(id).await.unwrap().unwrap();
+        let next = next_turn_price_for(t, &s).await;
+        if next == 0 {
+            return (s, usual);
+        }
+        let r = sms(t, &format!("{ids}-{n}"), &format!("{} 001 {plate}", keyword(next, "HK"))).await;
+        assert_eq!(r.outcome, "extended", "turn {n}: {}", r.reply);
+    }
+    panic!("no free turn within 12 turns");
+}
+
+/// The usual message extends the session by a free turn: amount 0 on the message and the
+/// receipt, no ledger posting, a reply that says so and names no `IP0…` keyword; again, and
+/// in English, and a redelivery does nothing twice.
+async fn usual_message_buys_the_free_turn(t: &TestApp, s: &SessionRow, usual: &str, ids: &str, why: &str) {
+    let postings = t.sql_i64("SELECT COUNT(*) FROM postings").await;
+    let revenue = t.app.store.ledger_report().await.unwrap().revenue_vs_sessions;
+    let r = sms(t, &format!("{ids}-free"), usual).await;
+    assert_eq!((r.outcome.as_str(), r.session_id), ("extended", Some(s.id)), "{}", r.reply);
+    assert!(r.reply.contains("miễn phí") && !r.reply.contains("IP0"), "{}", r.reply);
+    let after = t.app.store.session(s.id).await.unwrap().unwrap();
+    assert_eq!((after.turns, after.amount_charged), (s.turns + 1, s.amount_charged));
+    assert_eq!(after.paid_until - s.paid_until, Duration::minutes(60));
+    let message = |id: String| {
+        format!(
+            "sms_messages WHERE message_id = '{id}' AND outcome = 'extended' AND amount = 0 AND session_id = {}",
+            s.id
+        )
+    };
+    assert_eq!(t.sql_i64(&format!("SELECT COUNT(*) FROM {}", message(format!("{ids}-free")))).await, 1);
+    let free_receipts = format!(
+        "SELECT COUNT(*) FROM session_purchases WHERE session_id = {} AND amount = 0 AND transaction_id IS NULL",
+        s.id
+    );
+    assert_eq!(t.sql_i64(&free_receipts).await, 1, "the receipt records the free turn");
+    assert_eq!(t.sql_i64("SELECT COUNT(*) FROM postings").await, postings, "no zero-amount posting");
+    assert_eq!(t.app.store.ledger_report().await.unwrap().revenue_vs_sessions, revenue);
+    // A repeated delivery answers the same and extends nothing.
+    let again = sms(t, &format!("{ids}-free"), usual).await;
+    assert_eq!((again.duplicate, again.reply.as_str()), (true, r.reply.as_str()));
+    assert_eq!(t.app.store.session(s.id).await.unwrap().unwrap().turns, s.turns + 1);
+    // The next turn is free too: the same message again, in English this time.
+    let r = sms(t, &format!("{ids}-free-2"), &format!("{usual} EN")).await;
+    assert_eq!(r.outcome, "extended", "{}", r.reply);
+    assert!(r.reply.contains("This turn is free") && r.reply.contains(why) && !r.reply.contains("IP0"), "{}", r.reply);
+    let after = t.app.store.session(s.id).await.unwrap().unwrap();
+    assert_eq!((after.turns, after.amount_charged), (s.turns + 2, s.amount_charged));
+    assert_eq!(t.sql_i64(&free_receipts).await, 2);
+    assert_eq!(t.app.store.ledger_report().await.unwrap().revenue_vs_sessions, revenue);
+    t.assert_ledger_sound().await;
+}
+
+matrix!(at_the_daily_cap_the_usual_message_extends_free, |t| {
+    // From 06:05: 25 + 25 + 35 + 35 + 45 × 4 = 300,000, the central daily cap, in 8 turns.
+    advance_to_next(&t, 6, 5);
+    let (s, usual) = buy_until_the_next_turn_is_free(&t, "30A-123.45", "cap").await;
+    assert_eq!((s.turns, s.amount_charged.get()), (8, 300_000));
+    usual_message_buys_the_free_turn(&t, &s, &usual, "cap", "daily cap").await;
+});
+
+matrix!(after_the_night_block_the_usual_message_extends_free, |t| {
+    // From 18:05: 25 + 25 + 35 + 35 + 30 = 150,000, the overnight block, in 5 turns.
+    advance_to_next(&t, 18, 5);
+    let (s, usual) = buy_until_the_next_turn_is_free(&t, "51F-123.45", "night").await;
+    assert_eq!((s.turns, s.amount_charged.get()), (5, 150_000));
+    usual_message_buys_the_free_turn(&t, &s, &usual, "night", "block").await;
+});
+
+matrix!(a_free_first_turn_is_refused_without_a_keyword_the_parser_refuses, |t| {
+    // A point tariff whose first hours are free (a city may publish one). SMS cannot start a
+    // stay without a charge: the reply says the turn is free and names no `IP0…` keyword.
+    let from = finance::now(&t) + Duration::minutes(1);
+    let mut spec = iparking::seed::decision44(
+        "Test – HK008 – free first hours",
+        iparking_mobile_api::TariffScope::Point { point: "HK008".into() },
+        vec![VehicleClass::Car],
+        [0, 10_000, 20_000],
+        150_000,
+        None,
+    );
+    spec.valid_from = from;
+    t.admin.publish_tariff(&spec).await.unwrap();
+    t.clock.advance(Duration::minutes(2));
+    assert_eq!(next_turn_price(&t, "HK008").await, 0);
+    let r = sms(&t, "free-start", "IP25HK 008 30A-999.99 EN").await;
+    assert_eq!((r.outcome.as_str(), r.session_id), ("refused", None), "{}", r.reply);
+    assert!(r.reply.contains("is free") && r.reply.contains("app") && !r.reply.contains("IP0"), "{}", r.reply);
+    let r = sms(&t, "free-start-vi", "IP25HK 008 30A-999.99").await;
+    assert!(r.reply.contains("miễn phí") && !r.reply.contains("IP0"), "{}", r.reply);
     t.assert_ledger_sound().await;
 });

@@ -73,6 +73,21 @@ impl SmsCommand {
         let plate = Plate::parse(&plate_words.concat()).map_err(|e: Invalid| SmsSyntaxError { vi: e.vi, en: e.en })?;
         Ok(SmsCommand { price: Vnd(thousands * 1_000), point_code, plate, english })
     }
+
+    /// The message that buys one turn at `price` for `plate` at the point `point_code` of
+    /// district `district_code`, e.g. `IP35HK 001 30A12345`, when the syntax can say that
+    /// price (whole thousands from 1,000 to 1,000,000 VND); `None` otherwise (a free turn, an
+    /// odd amount). The text is parsed back, so a reply never suggests a message the parser
+    /// refuses.
+    pub fn message_for(price: Vnd, district_code: &str, point_code: &str, plate: &Plate) -> Option<String> {
+        let number = point_code.strip_prefix(district_code)?;
+        if price.get() <= 0 || price.get() % 1_000 != 0 {
+            return None;
+        }
+        let text = format!("IP{}{district_code} {number} {}", price.get() / 1_000, plate.as_str());
+        let back = SmsCommand::parse(&text).ok()?;
+        (back.price == price && back.point_code == point_code && back.plate == *plate && !back.english).then_some(text)
+    }
 }
 
 #[cfg(test)]
@@ -93,6 +108,29 @@ mod tests {
         );
         let c = SmsCommand::parse("IP25DD 002 30A 123.45").unwrap();
         assert_eq!(c.plate.as_str(), "30A12345");
+    }
+
+    #[test]
+    fn suggests_only_messages_it_accepts() {
+        let plate = Plate::parse("30A-123.45").unwrap();
+        let msg =
+            |price: i64, district: &str, point: &str| SmsCommand::message_for(Vnd(price), district, point, &plate);
+        assert_eq!(msg(35_000, "HK", "HK001").as_deref(), Some("IP35HK 001 30A12345"));
+        assert_eq!(msg(1_000_000, "HBT", "HBT0042").as_deref(), Some("IP1000HBT 0042 30A12345"));
+        // A free turn, an amount the keyword cannot carry, a point of another district: no
+        // message (the parser would refuse `IP0…`, `IP1001…`, and cannot say 25,500).
+        for (price, district, point) in
+            [(0, "HK", "HK001"), (-1_000, "HK", "HK001"), (25_500, "HK", "HK001"), (1_001_000, "HK", "HK001")]
+        {
+            assert_eq!(msg(price, district, point), None, "{price} {point}");
+        }
+        assert_eq!(msg(25_000, "BD", "HK001"), None);
+        for price in (0..=1_002).map(|k| k * 1_000).chain([500, 25_500]) {
+            if let Some(text) = msg(price, "HK", "HK001") {
+                let c = SmsCommand::parse(&text).unwrap();
+                assert_eq!((c.price, c.point_code.as_str()), (Vnd(price), "HK001"));
+            }
+        }
     }
 
     #[test]

@@ -1120,6 +1120,7 @@ fn adjustment_view(r: AdjustmentRow) -> AdjustmentView {
         author: r.author,
         discrepancy_id: r.discrepancy_id,
         created_at: r.created_at,
+        district_code: r.district_code,
     }
 }
 
@@ -1221,7 +1222,9 @@ pub struct MonthQuery {
     pub month: String,
 }
 
-/// The adjustments booked in a month.
+/// The adjustments booked in a month, in the caller's scope: staff scoped to districts see
+/// only the adjustments of their districts (those moving a point's revenue there, or
+/// correcting one of their discrepancies); city-wide ones only city-wide staff.
 #[utoipa::path(
     get, path = "/v1/finance/adjustments", tag = "finance", params(MonthQuery), security(("bearer" = [])),
     responses(
@@ -1238,7 +1241,7 @@ pub async fn list_adjustments(
     reader(&p)?;
     let range = parse_month(&q.month)?;
     let rows = app.store.adjustments(&fin::month_of(range.from)).await?;
-    Ok(Json(rows.into_iter().map(adjustment_view).collect()))
+    Ok(Json(rows.into_iter().filter(|r| visible(&p, r.district_code.as_deref())).map(adjustment_view).collect()))
 }
 
 // ---- carrier settlements ---------------------------------------------------------------

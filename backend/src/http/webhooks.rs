@@ -17,9 +17,10 @@ use crate::{
     Carrier,
     domain::{
         ledger::Entry,
+        money::Vnd,
         phone::Phone,
         sms_command::SmsCommand,
-        tariff::{LOCAL_TZ, PointRef, Tariff, resolve},
+        tariff::{LOCAL_TZ, Line, PointRef, Priced, Tariff, resolve},
     },
     error::AppError,
     store::{
@@ -141,49 +142,55 @@ pub async fn sms_delivery(
         ))
         .await;
     };
-    let wrong_price = |due: crate::domain::money::Vnd| {
-        say(
+    let wrong_price = |due: Vnd| match SmsCommand::message_for(due, &point.district_code, &point.code, &cmd.plate) {
+        Some(message) => say(
+            en,
+            format!("iParking: lượt này giá {}. Hãy nhắn {message}.", due.display(false)),
+            format!("iParking: this turn costs {}. Send {message}.", due.display(true)),
+        ),
+        // A price no keyword can carry: never suggest a message that would be refused.
+        None => say(
             en,
             format!(
-                "iParking: lượt này giá {}. Hãy nhắn IP{}{} {} {}.",
-                due.display(false),
-                due.get() / 1000,
-                point.district_code,
-                &point.code[point.district_code.len()..],
-                cmd.plate.as_str()
+                "iParking: lượt này giá {}, không mua được qua SMS. Hãy dùng ứng dụng iParking.",
+                due.display(false)
             ),
-            format!(
-                "iParking: this turn costs {}. Send IP{}{} {} {}.",
-                due.display(true),
-                due.get() / 1000,
-                point.district_code,
-                &point.code[point.district_code.len()..],
-                cmd.plate.as_str()
-            ),
-        )
+            format!("iParking: this turn costs {}, which SMS cannot pay. Use the iParking app.", due.display(true)),
+        ),
     };
-    let ok_reply = |until: chrono::DateTime<chrono::Utc>, extended: bool| {
+    // A turn priced 0 (the daily cap or a block already paid) is given for the driver's usual
+    // message, whatever price its keyword carries: nothing is charged and the reply says so.
+    let ok_reply = |p: &Priced, extended: bool| {
         let verb_vi = if extended { "gia hạn" } else { "đỗ" };
         let verb_en = if extended { "extended" } else { "parked" };
-        say(
-            en,
-            format!(
-                "iParking: xe {} {verb_vi} tại {} ({}) đến {}. Phí {}. Nhắn lại để gia hạn.",
-                cmd.plate.as_str(),
-                point.code,
-                point.name,
-                local_hm(until),
-                cmd.price.display(false)
-            ),
-            format!(
-                "iParking: {} {verb_en} at {} ({}) until {}. Charged {}. Send again to extend.",
-                cmd.plate.as_str(),
-                point.code,
-                point.name,
-                local_hm(until),
-                cmd.price.display(true)
-            ),
-        )
+        let head_vi = format!(
+            "iParking: xe {} {verb_vi} tại {} ({}) đến {}.",
+            cmd.plate.as_str(),
+            point.code,
+            point.name,
+            local_hm(p.until)
+        );
+        let head_en = format!(
+            "iParking: {} {verb_en} at {} ({}) until {}.",
+            cmd.plate.as_str(),
+            point.code,
+            point.name,
+            local_hm(p.until)
+        );
+        if p.total == Vnd::ZERO {
+            let (why_vi, why_en) = free_turn_reason(p);
+            say(
+                en,
+                format!("{head_vi} Lượt này miễn phí{why_vi}, không thu phí. Nhắn lại để gia hạn."),
+                format!("{head_en} This turn is free{why_en}: nothing charged. Send again to extend."),
+            )
+        } else {
+            say(
+                en,
+                format!("{head_vi} Phí {}. Nhắn lại để gia hạn.", p.total.display(false)),
+                format!("{head_en} Charged {}. Send again to extend.", p.total.display(true)),
+            )
+        }
     };
     let tariffs = book.clone();
     let decide = |active: Option<&SessionRow>, occupied: i64| -> SmsPlan {
@@ -203,7 +210,7 @@ pub async fn sms_delivery(
                     return SmsPlan::Refuse("iParking: loi he thong / system error".into());
                 };
                 match t.price(s.started_at, s.turns, 1, Channel::Sms) {
-                    Ok(p) if p.total == cmd.price => SmsPlan::Extend(
+                    Ok(p) if p.total == cmd.price || p.total == Vnd::ZERO => SmsPlan::Extend(
                         PricedChange {
                             turns: s.turns + 1,
                             paid_until: p.until,
@@ -221,7 +228,7 @@ pub async fn sms_delivery(
                             quote: serde_json::to_string(&quote_view(t, &point.code, class, Channel::Sms, &p, false))
                                 .ok(),
                         },
-                        ok_reply(p.until, true),
+                        ok_reply(&p, true),
                     ),
                     Ok(p) => SmsPlan::Refuse(wrong_price(p.total)),
                     Err(_) => SmsPlan::Refuse(say(
@@ -276,13 +283,34 @@ fn start_plan(
     msg: &SmsIncoming,
     now: chrono::DateTime<chrono::Utc>,
     class: VehicleClass,
-    wrong_price: &dyn Fn(crate::domain::money::Vnd) -> String,
-    ok_reply: &dyn Fn(chrono::DateTime<chrono::Utc>, bool) -> String,
+    wrong_price: &dyn Fn(Vnd) -> String,
+    ok_reply: &dyn Fn(&Priced, bool) -> String,
 ) -> SmsPlan {
     let p = match tariff.price(now, 0, 1, Channel::Sms) {
         Ok(p) => p,
-        Err(_) => return SmsPlan::Refuse(wrong_price(crate::domain::money::Vnd::ZERO)),
+        Err(_) => {
+            return SmsPlan::Refuse(say(
+                cmd.english,
+                "iParking: không tính được giá lượt này. Hãy dùng ứng dụng iParking.".into(),
+                "iParking: this turn cannot be priced. Use the iParking app.".into(),
+            ));
+        }
     };
+    if p.total == Vnd::ZERO {
+        // A stay whose first turn is free (a free tier) cannot be started with an empty
+        // ledger entry (the store posts every start); say so, and suggest no keyword.
+        return SmsPlan::Refuse(say(
+            cmd.english,
+            format!(
+                "iParking: lượt đầu tại {} lúc này miễn phí nhưng không bắt đầu được qua SMS. Hãy dùng ứng dụng iParking.",
+                point.code
+            ),
+            format!(
+                "iParking: the first turn at {} is free now but cannot be started by SMS. Use the iParking app.",
+                point.code
+            ),
+        ));
+    }
     if p.total != cmd.price {
         return SmsPlan::Refuse(wrong_price(p.total));
     }
@@ -307,6 +335,20 @@ fn start_plan(
             entry,
             notify_phone: Some(msg.sender.clone()),
         }),
-        ok_reply(p.until, false),
+        ok_reply(&p, false),
     )
+}
+
+/// Why a turn costs nothing, for the reply: the daily cap or a block price is already paid.
+fn free_turn_reason(p: &Priced) -> (&'static str, &'static str) {
+    if p.lines.iter().any(|l| matches!(l, Line::DailyCapDiscount { .. })) {
+        (" (đã đủ mức phí tối đa trong ngày)", " (the daily cap is reached)")
+    } else if p.lines.iter().any(|l| matches!(l, Line::BlockDiscount { .. })) {
+        (
+            " (đã đủ giá trọn gói của khung giờ, như gói qua đêm)",
+            " (the block price, such as the overnight block, is paid)",
+        )
+    } else {
+        ("", "")
+    }
 }

@@ -397,6 +397,18 @@ pub struct AdjustmentRow {
     pub discrepancy_id: Option<i64>,
     /// When.
     pub created_at: DateTime<Utc>,
+    /// The one district it belongs to: the district of the points whose revenue it posts to
+    /// and of the discrepancy it corrects, when they are all in one district; `None` (city-wide
+    /// finance only) when it touches no district or several.
+    pub district_code: Option<String>,
+}
+
+/// The one district among `codes` (absent ones ignored), or `None` for none or several.
+pub fn one_district<const N: usize>(codes: [Option<String>; N]) -> Option<String> {
+    let mut districts: Vec<String> = codes.into_iter().flatten().collect();
+    districts.sort();
+    districts.dedup();
+    if districts.len() == 1 { districts.pop() } else { None }
 }
 
 /// A refund request.

@@ -1074,15 +1074,38 @@ macro_rules! sql_finance_store_impl {
             E: sqlx::Executor<'c, Database = $db>,
             A: for<'q> sqlx::Encode<'q, $db> + sqlx::Type<$db> + Send + 'c,
         {
-            type Raw = (i64, i64, String, String, String, i64, String, String, Option<i64>, chrono::DateTime<chrono::Utc>);
+            type Raw = (
+                i64,
+                i64,
+                String,
+                String,
+                String,
+                i64,
+                String,
+                String,
+                Option<i64>,
+                chrono::DateTime<chrono::Utc>,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+            );
+            // The districts of the points the adjustment posts to (lowest and highest code:
+            // equal when there is one) and of the discrepancy it corrects.
+            const POINT_DISTRICTS: &str = "FROM postings p JOIN points pt ON pt.id = p.point_id \
+                 JOIN streets st ON st.id = pt.street_id JOIN districts d ON d.id = st.district_id \
+                 WHERE p.transaction_id = j.transaction_id";
             let sql = sqlx::AssertSqlSafe(format!(
                 "SELECT j.id, j.transaction_id, j.period, j.debit, j.credit, j.amount, j.reason, sf.name, j.discrepancy_id, \
-                 j.created_at FROM finance_adjustments j JOIN staff sf ON sf.id = j.author_id WHERE {condition} ORDER BY j.id"
+                 j.created_at, (SELECT MIN(d.code) {POINT_DISTRICTS}), (SELECT MAX(d.code) {POINT_DISTRICTS}), dd.code \
+                 FROM finance_adjustments j JOIN staff sf ON sf.id = j.author_id \
+                 LEFT JOIN discrepancies dc ON dc.id = j.discrepancy_id LEFT JOIN districts dd ON dd.id = dc.district_id \
+                 WHERE {condition} ORDER BY j.id"
             ));
             let rows: Vec<Raw> = sqlx::query_as(sql).bind(arg).fetch_all(conn).await.map_err($crate::store::map_sqlx)?;
             Ok(rows
                 .into_iter()
                 .map(|r| $crate::store::finance::AdjustmentRow {
+                    district_code: $crate::store::finance::one_district([r.10, r.11, r.12]),
                     id: r.0,
                     transaction_id: r.1,
                     period: r.2,
