@@ -196,7 +196,14 @@ impl PgStore {
 }
 
 sql_store_impl!(PgStore, Postgres, "postgres");
-sql_driver_store_impl!(PgStore, Postgres, " FOR UPDATE", "pg_advisory_xact_lock(hashtext($1))", true);
+sql_driver_store_impl!(
+    PgStore,
+    Postgres,
+    " FOR UPDATE",
+    " FOR NO KEY UPDATE",
+    "pg_advisory_xact_lock(hashtext($1))",
+    true
+);
 sql_card_store_impl!(PgStore, Postgres, " FOR UPDATE");
 sql_warden_store_impl!(
     PgStore,

@@ -444,7 +444,7 @@ macro_rules! sql_card_store_impl {
                     match &charge.plan {
                         ChargePlan::Start { plate, vehicle_class, point_id, capacity, tariff_id, started_at, paid_until, expires_at, turns, quote } => {
                             lock_plate(&mut tx, plate).await?;
-                            let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM points WHERE id = $1{}", $lock));
+                            let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM points WHERE id = $1{ROW_LOCK}"));
                             sqlx::query(locked).bind(*point_id).execute(&mut *tx).await.map_err($crate::store::map_sqlx)?;
                             let expired = expire_in(&mut tx, "(s.plate = $2 OR s.point_id = $3)", Some((plate.as_str(), *point_id)), now).await?;
                             let active = session_where(&mut *tx, "s.plate = $1 AND s.status = 'active'", plate.clone()).await?;
@@ -599,7 +599,7 @@ macro_rules! sql_card_store_impl {
                 use $crate::store::cards::SessionRefund;
                 let mut tx = self.begin_write().await?;
                 claim(&mut tx, idem, now).await?;
-                let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM sessions WHERE id = $1{}", $lock));
+                let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM sessions WHERE id = $1{ROW_LOCK}"));
                 let found: Option<i64> =
                     sqlx::query_scalar(locked).bind(session_id).fetch_optional(&mut *tx).await.map_err($crate::store::map_sqlx)?;
                 let Some(_) = found else { return Ok(SessionRefund::NotFound) };

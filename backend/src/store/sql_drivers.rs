@@ -1,7 +1,8 @@
 //! The SQL of [`super::DriverStore`], shared by both databases (see `sql.rs` for why a
 //! macro). The two differences are passed in: how a writing transaction begins (SQLite
 //! takes the write lock at once with `BEGIN IMMEDIATE`) and the row-lock suffix
-//! (`FOR UPDATE` on PostgreSQL; SQLite's single writer needs none).
+//! (`FOR UPDATE` on PostgreSQL, and `FOR NO KEY UPDATE` for points and sessions, see
+//! [`sql_driver_store_impl`]; SQLite's single writer needs none).
 
 use chrono::{DateTime, Utc};
 
@@ -101,11 +102,23 @@ impl From<VehicleDbRow> for Vehicle {
 }
 
 /// Implements [`super::DriverStore`] for a store with `pool`, `begin_write()`, the given
-/// row-lock suffix and plate-lock expression; `$cte_writes`: whether the database takes
+/// row-lock suffixes and plate-lock expression; `$cte_writes`: whether the database takes
 /// INSERTs inside WITH (PostgreSQL does, SQLite does not), which lets a start write its
 /// session, ledger transaction and receipt in one statement.
+///
+/// `$row_lock` locks the row of a point or a session (`ROW_LOCK`, used by the other stores'
+/// macros too): `FOR NO KEY UPDATE` on PostgreSQL. It serialises their writers as `FOR
+/// UPDATE` did, but does not block the KEY SHARE lock a foreign key's check takes on the row
+/// (a posting's or a session's `point_id`, a receipt's `session_id`): a start holding its
+/// point's row would otherwise wait for an account that an extension at that point holds
+/// while it waits for the point's row to insert its postings, a deadlock (issue 30). The
+/// lock order of every money movement: the idempotency key; the plate's advisory lock; the
+/// point's row; session rows (by id); the accounts, by (kind, ref) (decision 0013).
 macro_rules! sql_driver_store_impl {
-    ($store:ty, $db:ty, $lock:literal, $plate_lock:literal, $cte_writes:literal) => {
+    ($store:ty, $db:ty, $lock:literal, $row_lock:literal, $plate_lock:literal, $cte_writes:literal) => {
+        /// The row lock of a point or a session (see `sql_driver_store_impl`).
+        const ROW_LOCK: &str = $row_lock;
+
         #[async_trait::async_trait]
         impl $crate::store::drivers::DriverStore for $store {
             async fn upsert_driver(&self, phone: &str, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<i64> {
@@ -607,10 +620,25 @@ macro_rules! sql_driver_store_impl {
                     return Ok(done);
                 }
                 lock_plate(&mut tx, plate.as_str()).await?;
-                let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM points WHERE id = $1{}", $lock));
+                let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM points WHERE id = $1{ROW_LOCK}"));
                 sqlx::query(locked).bind(point_id).execute(&mut *tx).await.map_err($crate::store::map_sqlx)?;
                 let expired = expire_in(&mut tx, "(s.plate = $2 OR s.point_id = $3)", Some((plate.as_str(), point_id)), now).await?;
-                let active = session_where(&mut *tx, "s.plate = $1 AND s.status = 'active'", plate.as_str()).await?;
+                // The plate's active session is locked before any account, as the driver's own
+                // extensions and stops lock it (the lock order): an extension by SMS moved the
+                // accounts first and then waited for the session's row, which a stop held while
+                // it waited for those accounts.
+                let locked = sqlx::AssertSqlSafe(format!(
+                    "SELECT id FROM sessions WHERE plate = $1 AND status = 'active'{ROW_LOCK}"
+                ));
+                let active_id: Option<i64> = sqlx::query_scalar(locked)
+                    .bind(plate.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                let active = match active_id {
+                    Some(id) => session_where(&mut *tx, "s.id = $1", id).await?,
+                    None => None,
+                };
                 let occupied: i64 =
                     sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE point_id = $1 AND status = 'active'")
                         .bind(point_id)
@@ -905,7 +933,7 @@ macro_rules! sql_driver_store_impl {
                 "WITH c AS (INSERT INTO idempotency_keys (scope, key, request_hash, created_at) \
                  VALUES ($3, $4, $5, $6) RETURNING 1) \
                  SELECT p.capacity, p.status, p.code, {} FROM points p, c WHERE p.id = $2{} OF p",
-                $plate_lock, $lock
+                $plate_lock, ROW_LOCK
             ));
             let row: Option<(i32, String, String)> = sqlx::query_as(sql)
                 .bind(format!("plate:{plate}"))
@@ -930,7 +958,7 @@ macro_rules! sql_driver_store_impl {
         ) -> $crate::store::StoreResult<Option<(i32, String, String)>> {
             let sql = sqlx::AssertSqlSafe(format!(
                 "SELECT capacity, status, code, {} FROM points WHERE id = $2{}",
-                $plate_lock, $lock
+                $plate_lock, ROW_LOCK
             ));
             let row: Option<(i32, String, String)> = sqlx::query_as(sql)
                 .bind(format!("plate:{plate}"))
@@ -1331,7 +1359,7 @@ macro_rules! sql_driver_store_impl {
             session_id: i64,
             driver_id: i64,
         ) -> $crate::store::StoreResult<Option<$crate::store::drivers::SessionRow>> {
-            let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM sessions WHERE id = $1 AND driver_id = $2{}", $lock));
+            let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM sessions WHERE id = $1 AND driver_id = $2{ROW_LOCK}"));
             let found: Option<i64> = sqlx::query_scalar(locked)
                 .bind(session_id)
                 .bind(driver_id)
@@ -1345,7 +1373,9 @@ macro_rules! sql_driver_store_impl {
         }
 
         /// Ends active sessions past their expiry that match `condition` (which may use $2 as
-        /// text and $3 as a point id); returns them as ended.
+        /// text and $3 as a point id); returns them as ended. In the order of their ids, so that
+        /// the expiry job and the starts that close sessions first never wait on each other in a
+        /// cycle.
         async fn expire_in(
             tx: &mut sqlx::Transaction<'_, $db>,
             condition: &str,
@@ -1354,7 +1384,8 @@ macro_rules! sql_driver_store_impl {
         ) -> $crate::store::StoreResult<Vec<$crate::store::drivers::SessionRow>> {
             let (text, point) = args.unwrap_or(("", 0));
             let sql = sqlx::AssertSqlSafe(format!(
-                "{} WHERE s.status = 'active' AND s.expires_at <= $1 AND {condition} AND $2 = $2 AND $3 = $3",
+                "{} WHERE s.status = 'active' AND s.expires_at <= $1 AND {condition} AND $2 = $2 AND $3 = $3 \
+                 ORDER BY s.id",
                 $crate::store::sql_drivers::SESSION_SELECT
             ));
             let rows: Vec<$crate::store::sql_drivers::SessionDbRow> = sqlx::query_as(sql)

@@ -785,7 +785,7 @@ macro_rules! sql_finance_store_impl {
                     amount
                 } else {
                     let Some(session_id) = req.session_id else { return Ok(RequestOutcome::SessionNotFound) };
-                    let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM sessions WHERE id = $1{}", $lock));
+                    let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM sessions WHERE id = $1{ROW_LOCK}"));
                     let found: Option<i64> =
                         sqlx::query_scalar(locked).bind(session_id).fetch_optional(&mut *tx).await.map_err($crate::store::map_sqlx)?;
                     if found.is_none() {
@@ -890,7 +890,7 @@ macro_rules! sql_finance_store_impl {
                     }
                     (_, true) => {
                         let session_id = session_id.ok_or_else(|| $crate::store::StoreError::Internal("session request without a session".into()))?;
-                        let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM sessions WHERE id = $1{}", $lock));
+                        let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM sessions WHERE id = $1{ROW_LOCK}"));
                         let _: Option<i64> =
                             sqlx::query_scalar(locked).bind(session_id).fetch_optional(&mut *tx).await.map_err($crate::store::map_sqlx)?;
                         let row = session_where(&mut *tx, "s.id = $1", session_id).await?

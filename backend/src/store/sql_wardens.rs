@@ -623,7 +623,7 @@ macro_rules! sql_warden_store_impl {
                     return Ok(CashOutcome::NoOpenShift);
                 };
                 lock_plate(&mut tx, new.plate.as_str()).await?;
-                let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM points WHERE id = $1{}", $lock));
+                let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM points WHERE id = $1{ROW_LOCK}"));
                 sqlx::query(locked).bind(new.point_id).execute(&mut *tx).await.map_err($crate::store::map_sqlx)?;
                 let expired = expire_in(&mut tx, "(s.plate = $2 OR s.point_id = $3)", Some((new.plate.as_str(), new.point_id)), now).await?;
                 let offline = ctx.shift == ShiftRule::Covering;
@@ -724,7 +724,7 @@ macro_rules! sql_warden_store_impl {
                 let Some(shift_id) = w_find_shift(&mut tx, ctx, &mut flags).await? else {
                     return Ok(CashOutcome::NoOpenShift);
                 };
-                let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM sessions WHERE id = $1{}", $lock));
+                let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM sessions WHERE id = $1{ROW_LOCK}"));
                 let found: Option<i64> = sqlx::query_scalar(locked)
                     .bind(session_id)
                     .fetch_optional(&mut *tx)

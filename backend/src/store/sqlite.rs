@@ -74,7 +74,7 @@ impl SqliteStore {
 }
 
 sql_store_impl!(SqliteStore, Sqlite, "sqlite");
-sql_driver_store_impl!(SqliteStore, Sqlite, "", "length($1)", false);
+sql_driver_store_impl!(SqliteStore, Sqlite, "", "", "length($1)", false);
 sql_card_store_impl!(SqliteStore, Sqlite, "");
 sql_warden_store_impl!(
     SqliteStore,
