@@ -465,9 +465,8 @@ async fn dashboard_posts_come_from_its_pages_and_get_never_logs_out() {
     }
     let cookie = cookies[0].clone();
     let token = cookie.strip_prefix("iparking_finance=").unwrap().to_owned();
-    let signed_in = || async {
-        t.app.store.principal_by_token(&iparking::auth::token_hash(&token)).await.unwrap().is_some()
-    };
+    let signed_in =
+        || async { t.app.store.principal_by_token(&iparking::auth::token_hash(&token)).await.unwrap().is_some() };
     assert!(signed_in().await);
 
     // A signed-in user's form posted by another site: refused, nothing changes.
