@@ -188,7 +188,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The server's lines (one per request) go out in batches (see `log_writer`); the other
     // commands' few lines go out at once, in order with what they print.
-    let batched = matches!(cli.command, Command::Serve { .. }).then(|| BufferedLog::new(std::io::stderr()));
+    let serve = matches!(cli.command, Command::Serve { .. });
+    let batched = serve.then(|| BufferedLog::new(std::io::stderr()));
     let writer = match &batched {
         Some(log) => {
             log.start_flusher(Duration::from_millis(100))?;
@@ -197,8 +198,11 @@ async fn main() -> anyhow::Result<()> {
         }
         None => BoxMakeWriter::new(std::io::stderr),
     };
+    // The server logs what it does; a one-off command says only what went wrong (its own
+    // output says what it did), unless RUST_LOG asks for more.
+    let default_filter = if serve { "info,sqlx=warn" } else { "warn" };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)))
         .with_writer(writer)
         // Colours only for a person at a terminal; a log file or collector gets plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -265,7 +269,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 (None, true) => Arc::new(iparking::sms::ConsoleSms),
                 (None, false) => anyhow::bail!(
-                    "no SMS gateway: set IPARKING_SMS_GATEWAYS (login codes must not go to standard output in production)"
+                    "no SMS gateway: set IPARKING_SMS_GATEWAYS (login codes must not go to standard output in \
+                     production), or IPARKING_SANDBOX_PAYMENTS=true to try it locally with the sandbox gateways"
                 ),
             };
             let push = push_webhook

@@ -18,16 +18,20 @@ const CSV_HEADER: &str = "code,name,district,street,lat,lon,capacity,vehicle_cla
 /// Runs the binary with `--data-dir dir` and `args`, isolated from the caller's
 /// environment (a `DATABASE_URL` there would send the test to another database).
 fn iparking(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_iparking"))
-        .arg("--data-dir")
+    command(dir, args).env("RUST_LOG", "warn").output().expect("running the iparking binary")
+}
+
+/// The command [`iparking`] runs, without `RUST_LOG` (the binary's own default).
+fn command(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_iparking"));
+    c.arg("--data-dir")
         .arg(dir)
         .args(args)
         .env_remove("DATABASE_URL")
         .env_remove("IPARKING_DATA_DIR")
         .env_remove("IPARKING_DB_MAX_CONNECTIONS")
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("running the iparking binary")
+        .env_remove("RUST_LOG");
+    c
 }
 
 fn stdout(o: &Output) -> String {
@@ -395,4 +399,71 @@ fn a_bad_staff_name_is_refused() {
     assert!(!out.status.success());
     assert_eq!(stdout(&out), "");
     assert!(stderr(&out).contains("Field name needs"), "{}", stderr(&out));
+}
+
+/// The log's `INFO` lines in a command's stderr.
+fn info_lines(o: &Output) -> Vec<String> {
+    stderr(o).lines().filter(|l| l.split_whitespace().nth(1) == Some("INFO")).map(str::to_owned).collect()
+}
+
+#[test]
+fn commands_other_than_serve_log_warnings_and_errors_only_unless_rust_log_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| command(dir.path(), args).output().expect("running the iparking binary");
+    for args in [&["migrate"][..], &["seed", "hanoi-pilot"], &["staff", "add", "--role", "admin", "--name", "Ops"]] {
+        let out = run(args);
+        ok(&out);
+        assert_eq!(info_lines(&out), Vec::<String>::new(), "{args:?} without RUST_LOG: {}", stderr(&out));
+    }
+    let out = run(&["staff", "revoke", "--token-id", "1"]);
+    ok(&out);
+    assert_eq!(info_lines(&out), Vec::<String>::new(), "staff revoke: {}", stderr(&out));
+    let file = write(dir.path(), "points.csv", &csv(&["HK901,Test,HK,Hàng Bài,21.02,105.85,5,car"]));
+    let out = run(&["import", "points", &file]);
+    ok(&out);
+    assert_eq!(info_lines(&out), Vec::<String>::new(), "import: {}", stderr(&out));
+
+    // RUST_LOG still decides when it is set.
+    let out = command(dir.path(), &["staff", "add", "--role", "admin", "--name", "Ops"])
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("running the iparking binary");
+    ok(&out);
+    assert!(!info_lines(&out).is_empty(), "RUST_LOG=info asks for INFO lines: {}", stderr(&out));
+}
+
+/// Outside the embedded default the sandbox is off, so `serve` without an SMS gateway
+/// refuses to start, and says how to try it locally.
+#[test]
+fn serve_on_postgres_without_an_sms_gateway_names_the_sandbox_switch() {
+    use sqlx::{Connection, Executor, PgConnection};
+    let admin = std::env::var("IPARKING_TEST_PG_URL").unwrap_or_else(|_| {
+        panic!("IPARKING_TEST_PG_URL is not set. Run ./scripts/test, which starts PostgreSQL for the tests.")
+    });
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let name = format!("iparking_cli_{}_{nanos}", std::process::id());
+    block_on(async {
+        let mut conn = PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL");
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create a database");
+    });
+    let url = match admin.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{name}"),
+        None => panic!("no database in {admin}"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(dir.path(), &["serve", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", &url)
+        .env_remove("IPARKING_SMS_GATEWAYS")
+        .env_remove("IPARKING_SANDBOX_PAYMENTS")
+        .env_remove("REDIS_URL")
+        .output()
+        .expect("running the iparking binary");
+    block_on(async {
+        let mut conn = PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL");
+        conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await.unwrap();
+    });
+    assert!(!out.status.success(), "serve must refuse to start: {}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("IPARKING_SMS_GATEWAYS"), "{err}");
+    assert!(err.contains("IPARKING_SANDBOX_PAYMENTS=true"), "{err}");
 }

@@ -704,3 +704,61 @@ fn debug_output_hides_phones_and_plates() {
     let shown = format!("{:?}", (Some(&phone), [&plate]));
     assert!(!shown.contains("912345") && !shown.contains("12345"), "{shown}");
 }
+
+/// A key used twice at once collides in the database: the second claim finds the first's
+/// row. That is found without an error (`ON CONFLICT DO NOTHING`), so PostgreSQL's log gets
+/// no `duplicate key value violates unique constraint "idempotency_keys_pkey"` per replay,
+/// and the replay still gets the first answer with one credit per key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_replays_leave_no_duplicate_key_error_in_postgres_log() {
+    let path = std::env::var("IPARKING_TEST_PG_LOG").expect("IPARKING_TEST_PG_LOG (set by scripts/test)");
+    // This run's part of the log: from its length now.
+    let start = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{path}: {e}")).len() as usize;
+    let t = TestApp::start(Db::Postgres, Live::Memory).await;
+    let (me, tok) = login(&t, "0912345601").await;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let prefix = format!("race-{nanos}-");
+    const KEYS: usize = 12;
+    const COPIES: usize = 4;
+    let mut tasks = tokio::task::JoinSet::new();
+    for k in 0..KEYS {
+        for _ in 0..COPIES {
+            let (url, token, key) = (t.url(TOPUPS), tok.token.clone(), format!("{prefix}{k}"));
+            tasks.spawn(async move {
+                let r = reqwest::Client::new()
+                    .post(url)
+                    .bearer_auth(token)
+                    .header("Idempotency-Key", &key)
+                    .json(&json!({"amount": 10_000}))
+                    .send()
+                    .await
+                    .unwrap();
+                (key, r.status().as_u16(), r.text().await.unwrap())
+            });
+        }
+    }
+    let mut answers: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    while let Some(done) = tasks.join_next().await {
+        let (key, status, body) = done.unwrap();
+        assert_eq!(status, 201, "{key}: {body}");
+        answers.entry(key).or_default().push(body);
+    }
+    for (key, bodies) in &answers {
+        assert!(bodies.iter().all(|b| b == &bodies[0]), "{key}: every copy gets the first answer: {bodies:?}");
+    }
+    assert_eq!(me.wallet().await.unwrap().balance, 10_000 * KEYS as i64, "one credit per key");
+
+    // PostgreSQL writes its log itself; give it a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let log = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    let log = String::from_utf8_lossy(&log[start.min(log.len())..]).into_owned();
+    let lines: Vec<&str> = log.lines().collect();
+    let ours: Vec<&[&str]> = lines
+        .windows(2)
+        .filter(|w| w[0].contains("duplicate key value violates unique constraint \"idempotency_keys_pkey\""))
+        .filter(|w| w[1].contains(&prefix))
+        .collect();
+    assert!(ours.is_empty(), "PostgreSQL logged a duplicate key for a replay: {ours:?}");
+    t.assert_ledger_sound().await;
+    t.stop().await;
+}

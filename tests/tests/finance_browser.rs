@@ -161,9 +161,12 @@ async fn finance_dashboard_in_a_browser() {
         (css.status().as_u16(), css.headers()["content-type"].to_str().unwrap()),
         (200, "text/css; charset=utf-8")
     );
+    // Forms as a browser posts them: with this host as their `Origin`.
+    let ours = t.url("");
+    let ours = Some(ours.as_str());
     // A wrong password: the login page again (HTML, not the JSON error shape), 401.
     let (status, ct, page) =
-        post_form(&t, "/finance/login", None, &[("username", FINANCE_USER), ("password", "wrong password!")]).await;
+        post_form(&t, "/finance/login", ours, &[("username", FINANCE_USER), ("password", "wrong password!")]).await;
     assert_eq!(status, 401, "{page}");
     assert!(ct.starts_with("text/html"), "{ct}");
     assert!(page.contains("Sai tên đăng nhập hoặc mật khẩu."), "{page}");
@@ -174,11 +177,11 @@ async fn finance_dashboard_in_a_browser() {
     assert!(ct.starts_with("text/html"), "{ct}");
     // A form posted while signed out changes nothing and leads to the login page.
     let (status, _, _) =
-        post_form(&t, "/finance/discrepancies/1/resolve", None, &[("month", &month), ("note", "x")]).await;
+        post_form(&t, "/finance/discrepancies/1/resolve", ours, &[("month", &month), ("note", "x")]).await;
     assert_eq!(status, 303);
     // A warden's right password does not open the dashboard.
     let w = [("username", "hk.tienmat"), ("password", iparking_tests::WARDEN_PASSWORD)];
-    assert_eq!(post_form(&t, "/finance/login", None, &w).await.0, 403);
+    assert_eq!(post_form(&t, "/finance/login", ours, &w).await.0, 403);
 
     // ---- the browser ---------------------------------------------------------------------
     let b = Browser::launch()
@@ -326,6 +329,7 @@ async fn finance_dashboard_in_a_browser() {
     t.admin.create_staff(&body).await.expect("create an admin with a password");
     let r = http
         .post(t.url("/finance/login"))
+        .header("Origin", t.url(""))
         .header("Content-Type", "application/x-www-form-urlencoded")
         .body(form_body(&[("username", "quantri.hn"), ("password", FINANCE_PASSWORD)]))
         .send()
@@ -350,6 +354,7 @@ async fn finance_dashboard_in_a_browser() {
     let r = http
         .post(t.url(&format!("/finance/periods/{month}/close")))
         .header("Cookie", &admin_cookie)
+        .header("Origin", t.url(""))
         .header("Content-Type", "application/x-www-form-urlencoded")
         .body("")
         .send()
@@ -357,6 +362,7 @@ async fn finance_dashboard_in_a_browser() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(r.text().await.unwrap().contains("chỉ được xem"), "refused as read only, not by origin");
 
     // Back to this month's reconciliation.
     b.goto(&t.url(&format!("/finance/reconciliation?month={month}"))).await.unwrap();
@@ -394,6 +400,110 @@ async fn finance_dashboard_in_a_browser() {
     assert!(b.url().await.unwrap().contains("/finance/login"));
 
     b.quit().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    t.stop().await;
+}
+
+/// A raw form POST with `headers`, without following redirects: `(status, body)`.
+async fn post_with(t: &TestApp, path: &str, headers: &[(&str, &str)], pairs: &[(&str, &str)]) -> (u16, String) {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let mut req =
+        http.post(t.url(path)).header("Content-Type", "application/x-www-form-urlencoded").body(form_body(pairs));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("request");
+    (resp.status().as_u16(), resp.text().await.unwrap_or_default())
+}
+
+/// Cross-site request forgery, without a browser: a POST must show it comes from the
+/// dashboard's own pages (Fetch Metadata or `Origin`), and `GET /finance/logout` changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_posts_come_from_its_pages_and_get_never_logs_out() {
+    let t = TestApp::start(Db::Sqlite, Live::Memory).await;
+    let mut body = CreateStaff::new(FINANCE_NAME, StaffRole::Finance, vec![]);
+    body.username = Some(FINANCE_USER.into());
+    body.password = Some(FINANCE_PASSWORD.into());
+    t.admin.create_staff(&body).await.expect("create the finance user");
+    let login = [("username", FINANCE_USER), ("password", FINANCE_PASSWORD)];
+    let ours = t.url("");
+
+    // Refused before the password is even looked at: neither header, another site by Fetch
+    // Metadata (with or without an Origin), a sibling site, another Origin.
+    let refused: [&[(&str, &str)]; 6] = [
+        &[],
+        &[("Sec-Fetch-Site", "cross-site")],
+        &[("Sec-Fetch-Site", "cross-site"), ("Origin", &ours)],
+        &[("Sec-Fetch-Site", "same-site")],
+        &[("Origin", "http://evil.example")],
+        &[("Origin", "null"), ("Sec-Fetch-Site", "same-origin")],
+    ];
+    for headers in refused {
+        let (status, page) = post_with(&t, "/finance/login", headers, &login).await;
+        assert_eq!(status, 403, "{headers:?}: {page}");
+        assert!(page.contains("Sec-Fetch-Site"), "{headers:?}: {page}");
+    }
+    assert_eq!(t.sql_i64("SELECT COUNT(*) FROM staff_tokens WHERE device = 'finance-dashboard'").await, 0);
+
+    // A browser's own form post: Origin and Sec-Fetch-Site (or either alone) from this host.
+    let accepted: [&[(&str, &str)]; 3] = [
+        &[("Origin", &ours), ("Sec-Fetch-Site", "same-origin")],
+        &[("Origin", &ours)],
+        &[("Sec-Fetch-Site", "same-origin")],
+    ];
+    let mut cookies = Vec::new();
+    for headers in accepted {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let mut req = http.post(t.url("/finance/login")).header("Content-Type", "application/x-www-form-urlencoded");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.body(form_body(&login)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 303, "{headers:?}");
+        let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+        cookies.push(set.split(';').next().unwrap().to_owned());
+    }
+    let cookie = cookies[0].clone();
+    let token = cookie.strip_prefix("iparking_finance=").unwrap().to_owned();
+    let signed_in =
+        || async { t.app.store.principal_by_token(&iparking::auth::token_hash(&token)).await.unwrap().is_some() };
+    assert!(signed_in().await);
+
+    // A signed-in user's form posted by another site: refused, nothing changes.
+    let month = "2020-01";
+    for site in ["cross-site", "same-site"] {
+        let headers = [("Cookie", cookie.as_str()), ("Sec-Fetch-Site", site)];
+        let (status, _) = post_with(&t, &format!("/finance/periods/{month}/close"), &headers, &[]).await;
+        assert_eq!(status, 403, "{site}");
+        let (status, _) = post_with(&t, "/finance/logout", &headers, &[]).await;
+        assert_eq!(status, 403, "{site}");
+    }
+    let (status, _) = post_with(&t, "/finance/logout", &[("Cookie", cookie.as_str())], &[]).await;
+    assert_eq!(status, 403, "a logout with neither header");
+    assert_eq!(t.sql_i64("SELECT COUNT(*) FROM finance_periods").await, 0);
+    assert!(signed_in().await);
+
+    // GET /finance/logout (a link, a prefetch, another site's <img>): a page with the button,
+    // and the token still works.
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = http.get(t.url("/finance/logout")).header("Cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers().get("set-cookie").is_none(), "GET must not clear the cookie");
+    let page = r.text().await.unwrap();
+    assert!(page.contains("<form method=\"post\" action=\"/finance/logout\""), "{page}");
+    assert!(signed_in().await, "GET /finance/logout must not revoke the token");
+    let r = http.get(t.url("/finance")).header("Cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "still signed in");
+    // Signed out, it leads to the login page.
+    let r = http.get(t.url("/finance/logout")).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().unwrap()), (303, "/finance/login"));
+
+    // The POST form logs out.
+    let headers = [("Cookie", cookie.as_str()), ("Origin", ours.as_str()), ("Sec-Fetch-Site", "same-origin")];
+    let (status, _) = post_with(&t, "/finance/logout", &headers, &[]).await;
+    assert_eq!(status, 303);
+    assert!(!signed_in().await, "the POST revokes the token");
+
     tokio::time::sleep(Duration::from_millis(50)).await;
     t.stop().await;
 }

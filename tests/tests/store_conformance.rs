@@ -947,5 +947,9 @@ async fn check_keyed_movement_commits_its_answer(store: Arc<dyn Store>) {
     let failing = |_: Vnd, _: &[WalletLine]| Err(StoreError::Internal("cannot render".into()));
     assert!(store.sandbox_topup(driver, &entry, Some(&claim("k2")), &failing, now).await.is_err());
     assert!(store.idempotency_get(&format!("driver:{driver}"), "k2").await.expect("get").is_none());
+    // A key already used: the key's conflict, which the callers replay, and nothing moves
+    // (found without a unique violation, so PostgreSQL logs no error for it).
+    let again = store.sandbox_topup(driver, &entry, Some(&claim("k1")), &answer, now).await;
+    assert!(matches!(&again, Err(StoreError::Conflict(c)) if c == "idempotency_keys_pkey"), "{again:?}");
     assert_eq!(store.wallet(driver, 10).await.expect("wallet").0, Vnd(12_000), "credited once");
 }

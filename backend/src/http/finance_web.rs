@@ -5,9 +5,10 @@
 //! - Vietnamese first; `?lang=en` (or `?lang=vi`) switches and is remembered in a cookie.
 //! - Login with username and password (role `finance`, or `admin` read only), limited like the
 //!   wardens' logins (`http::wardens::password_login`). The staff token lives in the
-//!   `iparking_finance` cookie (`HttpOnly`, `SameSite=Strict`, `Path=/finance`); logout
-//!   revokes it.
-//! - Every POST checks that `Origin`, when sent, names this host (else 403).
+//!   `iparking_finance` cookie (`HttpOnly`, `SameSite=Strict`, `Path=/finance`); logout (a
+//!   POST; `GET /finance/logout` only shows the button) revokes it.
+//! - Every POST must come from our own pages ([`post_allowed`]: Fetch Metadata and `Origin`,
+//!   as OWASP's CSRF cheat sheet has it), else 403; `SameSite` is not the only guard.
 //! - Every interpolated string goes through [`esc`]; pages carry a strict
 //!   `Content-Security-Policy` (no script at all).
 //! - Errors are HTML pages (`text/html`), which the JSON error middleware lets through.
@@ -51,7 +52,7 @@ pub fn router() -> Router<AppState> {
         .route("/finance", get(revenue_page))
         .route("/finance/", get(|| async { see_other("/finance") }))
         .route("/finance/login", get(login_page).post(login_submit))
-        .route("/finance/logout", get(logout).post(logout))
+        .route("/finance/logout", get(logout_page).post(logout))
         .route("/finance/revenue.csv", get(revenue_csv))
         .route("/finance/streets/{id}", get(street_page))
         .route("/finance/reconciliation", get(reconciliation_page))
@@ -266,10 +267,31 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.trim().trim_matches('"').to_owned())
 }
 
-/// Whether a POST comes from our own pages: `Origin`, when present, must name the host of
-/// the request (`Host`), default ports aside. `Origin: null` never matches.
+/// Whether a POST comes from our own pages, by OWASP's CSRF cheat sheet (a Fetch Metadata
+/// resource isolation policy, then Origin verification):
+/// - `Sec-Fetch-Site`, when sent, must be `same-origin`, or `none` (the user's own action,
+///   e.g. a reload). `same-site` is refused too: a sibling subdomain is another site here.
+/// - `Origin`, when sent, must name this host ([`origin_allowed`]).
+/// - One of the two must be sent. Browsers send `Origin` with every form POST (and
+///   current ones `Sec-Fetch-Site` too), so a POST with neither comes from no page of ours.
+pub fn post_allowed(headers: &HeaderMap) -> bool {
+    let fetch_site = headers.get("sec-fetch-site");
+    if let Some(site) = fetch_site {
+        let Ok(site) = site.to_str() else { return false };
+        if !(site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none")) {
+            return false;
+        }
+    }
+    match headers.get(header::ORIGIN) {
+        Some(_) => origin_allowed(headers),
+        None => fetch_site.is_some(),
+    }
+}
+
+/// Whether the request's `Origin` names the host of the request (`Host`), default ports
+/// aside. `Origin: null` never matches, and neither does a missing `Origin`.
 pub fn origin_allowed(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    let Some(origin) = headers.get(header::ORIGIN) else { return false };
     let (Ok(origin), Some(host)) = (origin.to_str(), headers.get(header::HOST).and_then(|h| h.to_str().ok())) else {
         return false;
     };
@@ -664,8 +686,8 @@ async fn current_user(app: &App, headers: &HeaderMap) -> Result<Option<Principal
 
 fn forbidden_origin(ctx: &Ctx) -> Response {
     let e = AppError::forbidden(
-        "Yêu cầu đến từ trang khác (Origin không khớp).",
-        "The request came from another site (Origin does not match).",
+        "Yêu cầu không đến từ trang của bảng điều khiển (Origin hoặc Sec-Fetch-Site không khớp).",
+        "The request did not come from the dashboard's pages (Origin or Sec-Fetch-Site does not match).",
     );
     ctx.error_page(None, None, &e)
 }
@@ -707,7 +729,7 @@ fn error_flash(ctx: &Ctx, prefix: &str, e: &AppError) -> String {
 }
 
 async fn read_form(ctx: &Ctx, headers: &HeaderMap, body: &Bytes) -> Result<Vec<(String, String)>, Response> {
-    if !origin_allowed(headers) {
+    if !post_allowed(headers) {
         return Err(forbidden_origin(ctx));
     }
     if body.len() > FORM_MAX {
@@ -801,9 +823,33 @@ async fn login_submit(
     }
 }
 
-async fn logout(State(app): State<AppState>, method: axum::http::Method, headers: HeaderMap, uri: Uri) -> Response {
+/// `GET /finance/logout` changes nothing (a link, a prefetch or another site's `<img>` must
+/// not sign anyone out): signed in, a page with the logout button; signed out, the login page.
+async fn logout_page(State(app): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     let ctx = Ctx::new(&headers, &uri);
-    if method == axum::http::Method::POST && !origin_allowed(&headers) {
+    let p = match current_user(&app, &headers).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return ctx.redirect("/finance/login"),
+        Err(e) => return ctx.error_page(None, None, &e),
+    };
+    let title = ctx.t("Đăng xuất", "Log out");
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        "<section class=\"login\"><h1>{h}</h1>\
+         <form method=\"post\" action=\"/finance/logout\" class=\"card\">\
+         <button type=\"submit\" id=\"logout-submit\">{s}</button></form>\
+         <p><a href=\"/finance\">{back}</a></p></section>",
+        h = esc(title),
+        s = esc(ctx.t("Đăng xuất", "Log out")),
+        back = esc(ctx.t("Về trang doanh thu", "Back to revenue")),
+    );
+    ctx.html(StatusCode::OK, layout(&ctx, Some(&p), None, title, &body))
+}
+
+async fn logout(State(app): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let ctx = Ctx::new(&headers, &uri);
+    if !post_allowed(&headers) {
         return forbidden_origin(&ctx);
     }
     match current_user(&app, &headers).await {
@@ -1738,6 +1784,37 @@ mod tests {
     }
 
     #[test]
+    fn posts_need_fetch_metadata_or_origin_from_this_host() {
+        let h = |origin: Option<&'static str>, site: Option<&'static str>| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
+            if let Some(o) = origin {
+                h.insert(header::ORIGIN, HeaderValue::from_static(o));
+            }
+            if let Some(s) = site {
+                h.insert("sec-fetch-site", HeaderValue::from_static(s));
+            }
+            post_allowed(&h)
+        };
+        let ours = Some("http://127.0.0.1:8080");
+        // A browser's form post from our page, old and new.
+        assert!(h(ours, Some("same-origin")));
+        assert!(h(ours, None));
+        assert!(h(None, Some("same-origin")));
+        assert!(h(ours, Some("none")));
+        // Neither header: no page of ours sent it.
+        assert!(!h(None, None));
+        // Another site, by either header.
+        for site in ["cross-site", "same-site", "CROSS-SITE", "bogus"] {
+            assert!(!h(ours, Some(site)), "{site}");
+            assert!(!h(None, Some(site)), "{site}");
+        }
+        assert!(!h(Some("http://evil.example"), Some("same-origin")));
+        assert!(!h(Some("http://evil.example"), None));
+        assert!(!h(Some("null"), None));
+    }
+
+    #[test]
     fn origin_must_name_the_host() {
         let h = |origin: Option<&'static str>, host: &'static str| {
             let mut h = HeaderMap::new();
@@ -1747,7 +1824,7 @@ mod tests {
             }
             origin_allowed(&h)
         };
-        assert!(h(None, "127.0.0.1:8080"));
+        assert!(!h(None, "127.0.0.1:8080"));
         assert!(h(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"));
         assert!(h(Some("https://finance.hanoi.gov.vn"), "finance.hanoi.gov.vn"));
         assert!(h(Some("https://finance.hanoi.gov.vn:443"), "finance.hanoi.gov.vn"));

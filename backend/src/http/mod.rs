@@ -24,7 +24,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
-use utoipa_swagger_ui::SwaggerUi;
+use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::{
     App,
@@ -175,7 +175,13 @@ pub fn router(app: AppState) -> Router {
     let (routes, openapi) = api();
     let settings = app.settings.clone();
     routes
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        // No spec validator: Swagger UI would otherwise ask validator.swagger.io about the
+        // document from every reader's browser ("none" is Swagger UI's off switch).
+        .merge(
+            SwaggerUi::new("/docs")
+                .url("/openapi.json", openapi)
+                .config(SwaggerConfig::default().validator_url("none")),
+        )
         .merge(finance_web::router())
         // Inside routing, so the matched route template is known.
         .route_layer(middleware::from_fn(record_metrics))

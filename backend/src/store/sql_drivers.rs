@@ -921,7 +921,9 @@ macro_rules! sql_driver_store_impl {
         }
 
         /// [`claim`] and [`lock_plate_and_point`] in one statement (PostgreSQL: the claim in
-        /// a data-modifying WITH, which the locking read joins, so it is made first).
+        /// a data-modifying WITH, which the locking read joins, so it is made first). A key
+        /// already used gives no row and no error in the database's log (`ON CONFLICT DO
+        /// NOTHING`); when the point exists, that is `Conflict("idempotency_keys_pkey")`.
         async fn claim_and_lock(
             tx: &mut sqlx::Transaction<'_, $db>,
             c: &$crate::store::drivers::IdemClaim,
@@ -931,7 +933,7 @@ macro_rules! sql_driver_store_impl {
         ) -> $crate::store::StoreResult<Option<(i32, String, String)>> {
             let sql = sqlx::AssertSqlSafe(format!(
                 "WITH c AS (INSERT INTO idempotency_keys (scope, key, request_hash, created_at) \
-                 VALUES ($3, $4, $5, $6) RETURNING 1) \
+                 VALUES ($3, $4, $5, $6) ON CONFLICT (scope, key) DO NOTHING RETURNING 1) \
                  SELECT p.capacity, p.status, p.code, {} FROM points p, c WHERE p.id = $2{} OF p",
                 $plate_lock, ROW_LOCK
             ));
@@ -945,6 +947,17 @@ macro_rules! sql_driver_store_impl {
                 .fetch_optional(&mut **tx)
                 .await
                 .map_err($crate::store::map_sqlx)?;
+            if row.is_none() {
+                // No row: the key was taken, or the point is unknown (the caller's answer).
+                let point: Option<i64> = sqlx::query_scalar("SELECT id FROM points WHERE id = $1")
+                    .bind(point_id)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                if point.is_some() {
+                    return Err($crate::store::StoreError::Conflict("idempotency_keys_pkey".into()));
+                }
+            }
             Ok(row)
         }
 
@@ -1050,21 +1063,31 @@ macro_rules! sql_driver_store_impl {
         }
 
         /// Inserts the idempotency claim; a concurrent or earlier use of the key makes the
-        /// whole transaction fail with `Conflict("idempotency_keys_pkey")`.
+        /// whole transaction fail with `Conflict("idempotency_keys_pkey")` (the caller drops
+        /// it: rolled back). The conflict is found without an error (`ON CONFLICT DO
+        /// NOTHING`, no row inserted), so a replayed key writes nothing to PostgreSQL's log.
+        /// A concurrent claim not yet committed is waited for, as a unique violation would be.
         async fn claim(
             tx: &mut sqlx::Transaction<'_, $db>,
             idem: Option<&$crate::store::drivers::IdemClaim>,
             now: chrono::DateTime<chrono::Utc>,
         ) -> $crate::store::StoreResult<()> {
             if let Some(c) = idem {
-                sqlx::query("INSERT INTO idempotency_keys (scope, key, request_hash, created_at) VALUES ($1, $2, $3, $4)")
-                    .bind(&c.scope)
-                    .bind(&c.key)
-                    .bind(&c.request_hash)
-                    .bind(now)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err($crate::store::map_sqlx)?;
+                let inserted = sqlx::query(
+                    "INSERT INTO idempotency_keys (scope, key, request_hash, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (scope, key) DO NOTHING",
+                )
+                .bind(&c.scope)
+                .bind(&c.key)
+                .bind(&c.request_hash)
+                .bind(now)
+                .execute(&mut **tx)
+                .await
+                .map_err($crate::store::map_sqlx)?
+                .rows_affected();
+                if inserted == 0 {
+                    return Err($crate::store::StoreError::Conflict("idempotency_keys_pkey".into()));
+                }
             }
             Ok(())
         }
