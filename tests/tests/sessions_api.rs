@@ -496,8 +496,9 @@ matrix!(one_active_session_per_plate, |t| {
     t.assert_ledger_sound().await;
 });
 
-// One plate started at several points at once parks once; every loser is told plate_active
-// naming the point (starts for one plate are serialised by a per-plate lock).
+// One plate started at several points at once parks once; every loser is told plate_active,
+// naming the point only to the winner's own driver (starts for one plate are serialised by a
+// per-plate lock).
 matrix!(same_plate_racing_at_several_points_parks_once, |t| {
     // Two drivers share a car and both start it at once, at six different points.
     let a = t.funded_driver("0912000022", 500_000).await;
@@ -509,14 +510,20 @@ matrix!(same_plate_racing_at_several_points_parks_once, |t| {
         })
         .collect();
     let results = race(starts).await;
+    let winner = results.iter().position(Result::is_ok).expect("one start wins");
     let mut won = Vec::new();
-    for r in results {
+    for (i, r) in results.into_iter().enumerate() {
         match r {
             Ok(s) => won.push(s),
             Err(e) => {
                 let (status, code, details) = api_error(e);
                 assert_eq!((status, code.as_str()), (409, "plate_active"), "details {details}");
-                assert!(details["point_code"].as_str().is_some_and(|c| c.starts_with("HK00")), "{details}");
+                let winners_point = format!("HK00{}", winner + 1);
+                if i % 2 == winner % 2 {
+                    assert_eq!(details["point_code"].as_str(), Some(winners_point.as_str()), "own session: {details}");
+                } else {
+                    assert!(details.is_null(), "another driver's session stays private: {details}");
+                }
             }
         }
     }
