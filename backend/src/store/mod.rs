@@ -314,12 +314,26 @@ pub(crate) fn map_sqlx(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")) => {
             StoreError::Unavailable(e.to_string())
         }
+        // SQLite's write lock still held by another writer past the busy timeout
+        // (SQLITE_BUSY, SQLITE_LOCKED and their extended codes): nothing was written, and
+        // the call can be retried (with the same idempotency key).
+        sqlx::Error::Database(db)
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() && is_sqlite_busy(db.code().as_deref()) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
         // The closed-period triggers (migration 0008), on both databases.
         sqlx::Error::Database(db) if db.message().starts_with("period_closed") => {
             StoreError::Conflict("period_closed".into())
         }
         _ => StoreError::Internal(e.to_string()),
     }
+}
+
+/// SQLite's primary result codes 5 (`SQLITE_BUSY`) and 6 (`SQLITE_LOCKED`), also as the low
+/// byte of an extended code (e.g. 517 `SQLITE_BUSY_SNAPSHOT`).
+fn is_sqlite_busy(code: Option<&str>) -> bool {
+    code.and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
 /// PostgreSQL SQLSTATE classes 08 (connection) and 57P (operator intervention: shutdown).
@@ -353,6 +367,17 @@ fn sqlite_constraint(message: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sqlite_busy_codes() {
+        for code in ["5", "6", "517", "261", "773", "262"] {
+            assert!(super::is_sqlite_busy(Some(code)), "{code}");
+        }
+        for code in ["1", "19", "2067", "", "x"] {
+            assert!(!super::is_sqlite_busy(Some(code)), "{code}");
+        }
+        assert!(!super::is_sqlite_busy(None));
+    }
+
     use super::*;
 
     #[test]
