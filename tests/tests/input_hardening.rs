@@ -277,3 +277,28 @@ async fn timeouts_sqlite() {
 async fn timeouts_postgres() {
     timeouts(Db::Postgres, Live::Redis).await;
 }
+
+/// Sends raw bytes and reads the whole answer (the server closes the connection).
+async fn raw_http(t: &TestApp, request: &[u8]) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+    // The server may answer and close before it has read all of a huge request.
+    let _ = tcp.write_all(request).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::String(text.into_owned())))
+}
+
+// What hyper refuses before any of our code runs still answers in the error shape.
+matrix!(unparsable_requests_answer_in_the_error_shape, |t| {
+    let long = format!("GET /v1/points/{} HTTP/1.1\r\nhost: x\r\n\r\n", "A".repeat(70_000));
+    assert_error(&raw_http(&t, long.as_bytes()).await, 414, "uri_too_long");
+    let big = format!("GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n", "b".repeat(600_000));
+    assert_error(&raw_http(&t, big.as_bytes()).await, 431, "headers_too_large");
+    assert_error(&raw_http(&t, b"GARBAGE\r\n\r\n").await, 400, "bad_request");
+    // The node still serves.
+    assert_eq!(raw(reqwest::Client::new().get(t.url("/healthz"))).await.0, 200);
+});

@@ -169,9 +169,86 @@ impl Drop for Registered {
 /// An accepted connection's socket. Once its connection is chosen to be closed, reads end
 /// if it has not yet sent a whole request head: hyper then closes it (it would otherwise
 /// wait for a first request that may never come).
+///
+/// hyper answers a request it cannot parse by itself, before any service sees it (400, 414
+/// for a URI over 64 KB, 431 for headers over its buffer), with an empty body: such an answer
+/// is rewritten here into the error shape on its way out ([`shaped_parse_error`]).
 struct Stream {
     tcp: TcpStream,
     conn: Arc<Conn>,
+    /// The shaped answer still to write, and how much of it is written.
+    shaped: Option<(Vec<u8>, usize)>,
+}
+
+impl Stream {
+    /// Writes what is left of the shaped answer.
+    fn drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while let Some((bytes, written)) = &mut self.shaped {
+            if *written == bytes.len() {
+                self.shaped = None;
+                break;
+            }
+            match Pin::new(&mut self.tcp).poll_write(cx, &bytes[*written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Takes `head` in place of writing it when it is hyper's own answer to a request it
+    /// could not parse: the shaped answer is written instead. `None`: write `head` as it is.
+    fn take_parse_error(&mut self, cx: &mut Context<'_>, head: &[u8]) -> Option<Poll<std::io::Result<usize>>> {
+        let shaped = shaped_parse_error(head)?;
+        metrics::counter!("http_requests_unparsed_total").increment(1);
+        self.shaped = Some((shaped, 0));
+        Some(match self.drain(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            // The rest goes out with the flush hyper makes next.
+            _ => Poll::Ready(Ok(head.len())),
+        })
+    }
+}
+
+/// hyper's own answer to a request it could not parse (a response head of status 400, 414 or
+/// 431 with no body and no content type, which every answer of ours has), rewritten into the
+/// error shape, in Vietnamese (the request's `Accept-Language` could not be read), closing
+/// the connection as hyper does.
+fn shaped_parse_error(head: &[u8]) -> Option<Vec<u8>> {
+    let status = head.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
+    let (code, message) = match status {
+        b"400" => ("bad_request", "Yêu cầu HTTP không đúng định dạng. / Malformed HTTP request."),
+        b"414" => ("uri_too_long", "Đường dẫn quá dài. / The URI is too long."),
+        b"431" => ("headers_too_large", "Tiêu đề yêu cầu quá lớn. / The request headers are too large."),
+        _ => return None,
+    };
+    let text = std::str::from_utf8(head).ok()?;
+    let (status_line, rest) = text.split_once("\r\n")?;
+    let headers = rest.strip_suffix("\r\n\r\n").or_else(|| (rest == "\r\n").then_some(""))?;
+    let mut kept = String::new();
+    for line in headers.split("\r\n").filter(|l| !l.is_empty()) {
+        let (name, value) = line.split_once(':')?;
+        match name.to_ascii_lowercase().as_str() {
+            "content-type" | "transfer-encoding" => return None,
+            "content-length" if value.trim() != "0" => return None,
+            "content-length" | "connection" => {}
+            _ => {
+                kept.push_str(line);
+                kept.push_str("\r\n");
+            }
+        }
+    }
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    Some(
+        format!(
+            "{status_line}\r\n{kept}content-type: application/json\r\ncontent-language: vi\r\n\
+             connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
 }
 
 impl AsyncRead for Stream {
@@ -186,7 +263,12 @@ impl AsyncRead for Stream {
 
 impl AsyncWrite for Stream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+        let this = self.get_mut();
+        std::task::ready!(this.drain(cx))?;
+        if let Some(taken) = this.take_parse_error(cx, buf) {
+            return taken;
+        }
+        Pin::new(&mut this.tcp).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -194,7 +276,14 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        std::task::ready!(this.drain(cx))?;
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty())
+            && let Some(taken) = this.take_parse_error(cx, first)
+        {
+            return taken;
+        }
+        Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -202,11 +291,15 @@ impl AsyncWrite for Stream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+        let this = self.get_mut();
+        std::task::ready!(this.drain(cx))?;
+        Pin::new(&mut this.tcp).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+        let this = self.get_mut();
+        std::task::ready!(this.drain(cx))?;
+        Pin::new(&mut this.tcp).poll_shutdown(cx)
     }
 }
 
@@ -265,7 +358,7 @@ fn refuse(table: &Table, tcp: TcpStream) {
 fn spawn_connection(reg: Registered, tcp: TcpStream, addr: SocketAddr, router: Router, done: watch::Receiver<()>) {
     let conn = reg.conn.clone();
     let table = reg.table.clone();
-    let stream = Stream { tcp, conn: conn.clone() };
+    let stream = Stream { tcp, conn: conn.clone(), shaped: None };
     let service = {
         let conn = conn.clone();
         hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -328,4 +421,49 @@ async fn refuse_connection(mut stream: TcpStream) {
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
     let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shaped_parse_error;
+
+    fn body(answer: &[u8]) -> serde_json::Value {
+        let text = std::str::from_utf8(answer).unwrap();
+        let (_, body) = text.split_once("\r\n\r\n").unwrap();
+        serde_json::from_str(body).unwrap()
+    }
+
+    #[test]
+    fn hypers_own_answers_are_shaped() {
+        let head = b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\ndate: Sat, 05 Dec 2026 02:00:00 GMT\r\n\r\n";
+        let shaped = shaped_parse_error(head).expect("shaped");
+        let text = std::str::from_utf8(&shaped).unwrap();
+        assert!(text.starts_with("HTTP/1.1 414 URI Too Long\r\ndate: Sat, 05 Dec 2026 02:00:00 GMT\r\n"), "{text}");
+        assert!(text.contains("content-type: application/json\r\n") && text.contains("connection: close\r\n"));
+        let json = body(&shaped);
+        assert_eq!(json["error"]["code"], "uri_too_long");
+        let len: usize = text.split("content-length: ").nth(1).unwrap().split("\r\n").next().unwrap().parse().unwrap();
+        assert_eq!(len, text.split_once("\r\n\r\n").unwrap().1.len());
+        for (status, code) in
+            [("400 Bad Request", "bad_request"), ("431 Request Header Fields Too Large", "headers_too_large")]
+        {
+            let head = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+            assert_eq!(body(&shaped_parse_error(head.as_bytes()).unwrap())["error"]["code"], code);
+        }
+    }
+
+    #[test]
+    fn our_own_answers_pass_untouched() {
+        for head in [
+            &b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 60\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 12\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\ntransfer-encoding: chunked\r\n\r\n",
+            b"{\"error\":1}",
+            b"HTTP/1.1 400",
+        ] {
+            assert!(shaped_parse_error(head).is_none(), "{}", String::from_utf8_lossy(head));
+        }
+    }
 }
