@@ -76,7 +76,7 @@ impl PgStore {
     }
 
     fn migrator(&self) -> &'static Migrator {
-        &*MIGRATOR
+        &MIGRATOR
     }
 
     /// A writing transaction; rows are locked with `FOR UPDATE` where it matters.

@@ -56,7 +56,7 @@ impl SqliteStore {
     }
 
     fn migrator(&self) -> &'static Migrator {
-        &*MIGRATOR
+        &MIGRATOR
     }
 
     /// A writing transaction. `BEGIN IMMEDIATE` takes SQLite's write lock at once, so two
