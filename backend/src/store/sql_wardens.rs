@@ -539,6 +539,7 @@ macro_rules! sql_warden_store_impl {
                 w_shift_where(&mut *conn, "w.id = $1", id).await
             }
 
+            #[allow(clippy::too_many_arguments)]
             async fn close_shift(
                 &self,
                 id: i64,

@@ -363,6 +363,7 @@ pub trait WardenStore: Send + Sync {
     async fn shift(&self, id: i64) -> StoreResult<Option<ShiftRow>>;
     /// Closes a shift of `staff_id` with the cash handed over (ledger included); `answer`
     /// (from the closed shift) as for [`WardenStore::open_shift`].
+    #[allow(clippy::too_many_arguments)]
     async fn close_shift(
         &self,
         id: i64,
