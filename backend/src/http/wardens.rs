@@ -46,7 +46,7 @@ use crate::{
     error::AppError,
     live::{PlateEntry, mirror},
     store::{
-        PointRecord, Principal,
+        PointRecord, Principal, StoreError,
         drivers::{IdemClaim, NewSession, PricedChange, SessionRow},
         wardens::{
             CashContext, CashOutcome, CheckRecord, CloseShiftOutcome, NewViolation, OpenShiftOutcome, ReceiptRow,
@@ -545,6 +545,20 @@ pub enum CashResult {
     Unapplied(serde_json::Value, Vec<String>),
 }
 
+/// Renders the answer (status, JSON body) of a keyed call from what it came to: the store
+/// writes it with the key in the effect's transaction (issue 30, bug 7).
+pub type Render<'a, T> = dyn Fn(T) -> Result<(u16, String), AppError> + Send + Sync + 'a;
+
+/// `view` as a stored answer with `status`.
+fn json_answer<T: serde::Serialize>(status: StatusCode, view: &T) -> Result<(u16, String), AppError> {
+    serde_json::to_string(view).map(|json| (status.as_u16(), json)).map_err(|e| AppError::internal(&e))
+}
+
+/// An answer that cannot be rendered fails the store's transaction (nothing commits).
+fn render_failed(e: AppError) -> StoreError {
+    StoreError::Internal(format!("answer not rendered: {} ({})", e.code, e.en))
+}
+
 fn no_open_shift() -> AppError {
     AppError::conflict(
         "no_open_shift",
@@ -576,6 +590,7 @@ pub async fn cash_start(
     shift: ShiftRule,
     action_id: Option<&str>,
     idem: Option<&IdemClaim>,
+    render: &Render<'_, CashResult>,
 ) -> Result<CashResult, AppError> {
     w.require_cash_role()?;
     let WardenPayment::Cash = req.payment;
@@ -633,7 +648,8 @@ pub async fn cash_start(
         action_id: action_id.map(str::to_owned),
     };
     let now = app.clock.now();
-    let outcome = app.store.cash_start(&new, point.capacity, &ctx, idem, now).await?;
+    let answer = |o: &CashOutcome| cash_view(o, now).and_then(render).map_err(render_failed);
+    let outcome = app.store.cash_start(&new, point.capacity, &ctx, idem, &answer, now).await?;
     cash_result(app, outcome, now).await
 }
 
@@ -645,39 +661,21 @@ fn class_not_allowed(point: &PointRecord, class: VehicleClass) -> AppError {
     )
 }
 
-async fn cash_result(app: &App, outcome: CashOutcome, now: DateTime<Utc>) -> Result<CashResult, AppError> {
+/// What a cash outcome comes to (its answer), without effects: rendered in the store's
+/// transaction, and again after it.
+fn cash_view(outcome: &CashOutcome, now: DateTime<Utc>) -> Result<CashResult, AppError> {
     match outcome {
-        CashOutcome::Paid { session, receipt, expired, historic, flags } => {
-            // Mirrored before the answer leaves, so a check on any node sees it at once.
-            let closed: Vec<&SessionRow> = expired.iter().collect();
-            if historic {
-                mirror(app.live.as_ref(), &[], &[], &closed).await;
-            } else if receipt.kind == "start" {
-                mirror(app.live.as_ref(), &[&session], &[], &closed).await;
-            } else {
-                mirror(app.live.as_ref(), &[], &[&session], &closed).await;
-            }
-            tracing::info!(
-                session.id = session.id,
-                receipt.id = receipt.id,
-                amount_vnd = receipt.amount.get(),
-                "cash payment recorded"
-            );
-            Ok(CashResult::Paid(
-                Box::new(CashPaymentView { session: session_view(&session, now), receipt: receipt_view(&receipt) }),
-                flags,
-            ))
-        }
-        CashOutcome::Unapplied { receipt, existing, flags } => {
-            tracing::warn!(receipt.id = receipt.id, flags = ?flags, "cash recorded in suspense");
-            Ok(CashResult::Unapplied(
-                serde_json::json!({
-                    "receipt": receipt_view(&receipt),
-                    "existing_session_id": existing.map(|s| s.id),
-                }),
-                flags,
-            ))
-        }
+        CashOutcome::Paid { session, receipt, flags, .. } => Ok(CashResult::Paid(
+            Box::new(CashPaymentView { session: session_view(session, now), receipt: receipt_view(receipt) }),
+            flags.clone(),
+        )),
+        CashOutcome::Unapplied { receipt, existing, flags } => Ok(CashResult::Unapplied(
+            serde_json::json!({
+                "receipt": receipt_view(receipt),
+                "existing_session_id": existing.as_ref().map(|s| s.id),
+            }),
+            flags.clone(),
+        )),
         CashOutcome::PlateActive(other) => Err(AppError::conflict(
             "plate_active",
             format!("Xe này đang có lượt đỗ tại điểm {}.", other.point_code),
@@ -696,8 +694,35 @@ async fn cash_result(app: &App, outcome: CashOutcome, now: DateTime<Utc>) -> Res
             "Lượt đỗ đã kết thúc; hãy thu cho lượt mới.",
             "This parking session has ended; take payment for a new one.",
         )),
-        CashOutcome::Refused(e) => Err(quote_error(e)),
+        CashOutcome::Refused(e) => Err(quote_error(e.clone())),
     }
+}
+
+async fn cash_result(app: &App, outcome: CashOutcome, now: DateTime<Utc>) -> Result<CashResult, AppError> {
+    match &outcome {
+        CashOutcome::Paid { session, receipt, expired, historic, .. } => {
+            // Mirrored before the answer leaves, so a check on any node sees it at once.
+            let closed: Vec<&SessionRow> = expired.iter().collect();
+            if *historic {
+                mirror(app.live.as_ref(), &[], &[], &closed).await;
+            } else if receipt.kind == "start" {
+                mirror(app.live.as_ref(), &[session], &[], &closed).await;
+            } else {
+                mirror(app.live.as_ref(), &[], &[session], &closed).await;
+            }
+            tracing::info!(
+                session.id = session.id,
+                receipt.id = receipt.id,
+                amount_vnd = receipt.amount.get(),
+                "cash payment recorded"
+            );
+        }
+        CashOutcome::Unapplied { receipt, flags, .. } => {
+            tracing::warn!(receipt.id = receipt.id, flags = ?flags, "cash recorded in suspense");
+        }
+        _ => {}
+    }
+    cash_view(&outcome, now)
 }
 
 fn session_not_found() -> AppError {
@@ -715,6 +740,7 @@ pub async fn cash_extend(
     shift: ShiftRule,
     action_id: Option<&str>,
     idem: Option<&IdemClaim>,
+    render: &Render<'_, CashResult>,
 ) -> Result<CashResult, AppError> {
     w.require_cash_role()?;
     let WardenPayment::Cash = req.payment;
@@ -755,13 +781,18 @@ pub async fn cash_extend(
         action_id: action_id.map(str::to_owned),
     };
     let now = app.clock.now();
-    let outcome = app.store.cash_extend(session_id, &price, &ctx, idem, now).await?;
+    let answer = |o: &CashOutcome| cash_view(o, now).and_then(render).map_err(render_failed);
+    let outcome = app.store.cash_extend(session_id, &price, &ctx, idem, &answer, now).await?;
     cash_result(app, outcome, now).await
 }
 
-fn cash_response(r: CashResult, status: StatusCode) -> Result<(StatusCode, serde_json::Value), AppError> {
+/// The stored answer of an online cash payment. Rendered through a JSON value, as it
+/// always was (keys in order: replays of answers stored before stay identical).
+fn cash_answer(r: CashResult, status: StatusCode) -> Result<(u16, String), AppError> {
     match r {
-        CashResult::Paid(view, _) => Ok((status, serde_json::to_value(view).map_err(|e| AppError::internal(&e))?)),
+        CashResult::Paid(view, _) => {
+            json_answer(status, &serde_json::to_value(view).map_err(|e| AppError::internal(&e))?)
+        }
         CashResult::Unapplied(..) => Err(AppError::internal(&"an online cash payment cannot be unapplied")),
     }
 }
@@ -794,9 +825,11 @@ pub async fn start_cash_session(
     };
     let req: WardenStartSession = parse_json(&headers, &body)?;
     let now = app.clock.now();
-    let r = cash_start(&app, &w, &req, now, ShiftRule::OpenRequired, None, Some(idem.claim())).await?;
-    let (status, view) = cash_response(r, StatusCode::CREATED)?;
-    idem.complete(&app, status, &view).await
+    let render = |r: CashResult| cash_answer(r, StatusCode::CREATED);
+    let r = cash_start(&app, &w, &req, now, ShiftRule::OpenRequired, None, Some(idem.claim()), &render).await?;
+    // The answer was stored with the key in the payment's transaction.
+    let (status, json) = render(r)?;
+    Ok(Idempotency::stored_answer(status, json))
 }
 
 /// An extension of an active session paid in cash to the warden, with its own slip.
@@ -827,9 +860,11 @@ pub async fn extend_cash_session(
     };
     let req: WardenExtendSession = parse_json(&headers, &body)?;
     let now = app.clock.now();
-    let r = cash_extend(&app, &w, id, &req, now, ShiftRule::OpenRequired, None, Some(idem.claim())).await?;
-    let (status, view) = cash_response(r, StatusCode::OK)?;
-    idem.complete(&app, status, &view).await
+    let render = |r: CashResult| cash_answer(r, StatusCode::OK);
+    let r = cash_extend(&app, &w, id, &req, now, ShiftRule::OpenRequired, None, Some(idem.claim()), &render).await?;
+    // The answer was stored with the key in the payment's transaction.
+    let (status, json) = render(r)?;
+    Ok(Idempotency::stored_answer(status, json))
 }
 
 /// Checks a cash slip: the number and the code printed on it. No login needed; a wrong
@@ -1012,6 +1047,7 @@ pub async fn issue_violation(
     at: DateTime<Utc>,
     action_id: Option<&str>,
     idem: Option<&IdemClaim>,
+    render: &Render<'_, Result<ViolationView, AppError>>,
 ) -> Result<ViolationView, AppError> {
     let (plate, position, note) = check_violation_fields(f)?;
     if let Some(e) = photo_count_error(photos.len()) {
@@ -1034,7 +1070,9 @@ pub async fn issue_violation(
         issued_at: at,
         verification_code: verification_code(),
     };
-    match app.store.issue_violation(&v, action_id, idem, app.clock.now()).await? {
+    let now = app.clock.now();
+    let answer = |o: &ViolationOutcome| render(violation_result(o, now)).map_err(render_failed);
+    match app.store.issue_violation(&v, action_id, idem, &answer, now).await? {
         ViolationOutcome::Issued(row) => {
             tracing::info!(violation.id = row.id, staff.id = w.0.staff_id, point.code = %point.code, "violation issued");
             Ok(violation_view(&row))
@@ -1046,8 +1084,16 @@ pub async fn issue_violation(
                     let _ = tokio::fs::remove_file(photo_path(&app.settings.photo_dir, &p.sha256, p.ext)).await;
                 }
             }
-            Err(session_valid(&s, app.clock.now()))
+            Err(session_valid(&s, now))
         }
+    }
+}
+
+/// What a violation outcome comes to (its answer), without effects.
+fn violation_result(o: &ViolationOutcome, now: DateTime<Utc>) -> Result<ViolationView, AppError> {
+    match o {
+        ViolationOutcome::Issued(row) => Ok(violation_view(row)),
+        ViolationOutcome::SessionValid(s) => Err(session_valid(s, now)),
     }
 }
 
@@ -1213,8 +1259,11 @@ pub async fn create_violation(
         Err(replayed) => return Ok(replayed),
     };
     let now = app.clock.now();
-    let view = issue_violation(&app, &w, &fields, photos, now, None, Some(idem.claim())).await?;
-    idem.complete(&app, StatusCode::CREATED, &view).await
+    let render = |r: Result<ViolationView, AppError>| r.and_then(|v| json_answer(StatusCode::CREATED, &v));
+    let view = issue_violation(&app, &w, &fields, photos, now, None, Some(idem.claim()), &render).await?;
+    // The answer was stored with the key in the citation's transaction.
+    let (status, json) = json_answer(StatusCode::CREATED, &view)?;
+    Ok(Idempotency::stored_answer(status, json))
 }
 
 /// One citation (staff covering its point).
@@ -1472,10 +1521,12 @@ pub async fn open_shift(
     let note = check_note(req.note.as_deref())?;
     let device = app.store.token_device(w.0.token_id).await?.unwrap_or_else(|| "unknown".to_owned());
     let now = app.clock.now();
-    match app.store.open_shift(w.0.staff_id, &device, note.as_deref(), Some(idem.claim()), now).await? {
+    let answer = |s: &ShiftRow| json_answer(StatusCode::CREATED, &shift_view(s)).map_err(render_failed);
+    match app.store.open_shift(w.0.staff_id, &device, note.as_deref(), Some(idem.claim()), &answer, now).await? {
         OpenShiftOutcome::Opened(s) => {
             tracing::info!(shift.id = s.id, staff.id = w.0.staff_id, "shift opened");
-            idem.complete(&app, StatusCode::CREATED, &shift_view(&s)).await
+            // The answer was stored with the key in the opening's transaction.
+            answer(&s).map(|(status, json)| Idempotency::stored_answer(status, json)).map_err(AppError::from)
         }
         OpenShiftOutcome::AlreadyOpen(s) => Err(AppError::conflict(
             "shift_open",
@@ -1542,7 +1593,8 @@ pub async fn close_shift(
     let note = check_note(req.note.as_deref())?;
     let now = app.clock.now();
     let declared = Vnd(req.cash_handed_over);
-    match app.store.close_shift(id, w.0.staff_id, declared, note.as_deref(), Some(idem.claim()), now).await? {
+    let answer = |s: &ShiftRow| json_answer(StatusCode::OK, &shift_view(s)).map_err(render_failed);
+    match app.store.close_shift(id, w.0.staff_id, declared, note.as_deref(), Some(idem.claim()), &answer, now).await? {
         CloseShiftOutcome::Closed(s) => {
             tracing::info!(
                 shift.id = s.id,
@@ -1551,7 +1603,8 @@ pub async fn close_shift(
                 declared_vnd = declared.get(),
                 "shift closed"
             );
-            idem.complete(&app, StatusCode::OK, &shift_view(&s)).await
+            // The answer was stored with the key in the closing's transaction.
+            answer(&s).map(|(status, json)| Idempotency::stored_answer(status, json)).map_err(AppError::from)
         }
         CloseShiftOutcome::NotFound => Err(shift_not_found()),
         CloseShiftOutcome::AlreadyClosed(s) => Err(AppError::conflict(
@@ -1791,7 +1844,7 @@ async fn apply_action(
         return Ok(stored);
     }
     let at = iparking_time(a.device_time);
-    let outcome: Result<(SyncStatus, Option<serde_json::Value>, Vec<String>), AppError> = match p {
+    let outcome: Result<SyncApplied, AppError> = match p {
         Planned::Check(plate, code) => match point_for(app, &code).await {
             Ok(point) => match w.require_point(&point) {
                 Ok(()) => {
@@ -1806,29 +1859,26 @@ async fn apply_action(
             },
             Err(e) => Err(e),
         },
+        // The effect commits with the claim and its answer (the action's result).
         Planned::CashSession(req) => {
-            cash_start(app, w, &req, at, ShiftRule::Covering, Some(&a.id), Some(&claim)).await.and_then(sync_cash)
+            let render = |r: CashResult| sync_answer(&a.id, sync_cash(r)?);
+            cash_start(app, w, &req, at, ShiftRule::Covering, Some(&a.id), Some(&claim), &render)
+                .await
+                .and_then(sync_cash)
         }
         Planned::CashExtension(id, req) => {
-            cash_extend(app, w, id, &req, at, ShiftRule::Covering, Some(&a.id), Some(&claim)).await.and_then(sync_cash)
+            let render = |r: CashResult| sync_answer(&a.id, sync_cash(r)?);
+            cash_extend(app, w, id, &req, at, ShiftRule::Covering, Some(&a.id), Some(&claim), &render)
+                .await
+                .and_then(sync_cash)
         }
         Planned::Violation(fields, photos) => {
-            match issue_violation(app, w, &fields, photos, at, Some(&a.id), Some(&claim)).await {
-                Ok(v) => serde_json::to_value(v)
-                    .map(|v| (SyncStatus::Applied, Some(v), Vec::new()))
-                    .map_err(|e| AppError::internal(&e)),
-                Err(e) if e.code == "session_valid" => {
-                    // Not issued; the flag and the claim were committed together.
-                    Ok((SyncStatus::Conflict, e.details.clone(), vec!["paid_at_device_time".into()]))
-                }
-                Err(e) => Err(e),
-            }
+            let render = |r: Result<ViolationView, AppError>| sync_answer(&a.id, sync_violation(r)?);
+            sync_violation(issue_violation(app, w, &fields, photos, at, Some(&a.id), Some(&claim), &render).await)
         }
     };
     let result = match outcome {
-        Ok((status, result, flags)) => {
-            SyncActionResult { id: a.id.clone(), status, replayed: false, result, error: None, flags }
-        }
+        Ok(applied) => sync_applied(&a.id, applied),
         Err(e) if e.status.is_server_error() => return Err(e),
         Err(e) => SyncActionResult {
             id: a.id.clone(),
@@ -1843,16 +1893,45 @@ async fn apply_action(
     if result.error.as_ref().is_some_and(|e| e.code == "idempotency_in_progress") {
         return Ok(result);
     }
-    // The effect (if any) committed with the claim; store its answer for replays. A
-    // rejection or a refused citation had no claim committed: claim and answer at once.
+    // A payment or a citation (or its refusal's flag) committed with the claim and this
+    // answer. A check's claim was recorded without one: its answer now. A rejection had no
+    // claim committed: claim and answer at once.
     match app.store.idempotency_get(&claim.scope, &claim.key).await? {
+        Some(rec) if rec.status == Some(200) => {}
         Some(_) => app.store.idempotency_complete(&claim.scope, &claim.key, 200, &json).await?,
         None => app.store.record_answer(&claim, 200, &json, app.clock.now()).await?,
     }
     Ok(result)
 }
 
-fn sync_cash(r: CashResult) -> Result<(SyncStatus, Option<serde_json::Value>, Vec<String>), AppError> {
+/// The result of an action applied (maybe with a conflict).
+fn sync_applied(id: &str, (status, result, flags): SyncApplied) -> SyncActionResult {
+    SyncActionResult { id: id.to_owned(), status, replayed: false, result, error: None, flags }
+}
+
+/// The stored answer of an action applied: its result.
+fn sync_answer(id: &str, applied: SyncApplied) -> Result<(u16, String), AppError> {
+    json_answer(StatusCode::OK, &sync_applied(id, applied))
+}
+
+/// What a synced citation comes to: issued, or refused for a session paid then (its flag
+/// and claim committed together).
+fn sync_violation(r: Result<ViolationView, AppError>) -> Result<SyncApplied, AppError> {
+    match r {
+        Ok(v) => serde_json::to_value(v)
+            .map(|v| (SyncStatus::Applied, Some(v), Vec::new()))
+            .map_err(|e| AppError::internal(&e)),
+        Err(e) if e.code == "session_valid" => {
+            Ok((SyncStatus::Conflict, e.details.clone(), vec!["paid_at_device_time".into()]))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// An action's status, result and flags.
+type SyncApplied = (SyncStatus, Option<serde_json::Value>, Vec<String>);
+
+fn sync_cash(r: CashResult) -> Result<SyncApplied, AppError> {
     match r {
         CashResult::Paid(view, flags) => {
             let status = if flags.is_empty() { SyncStatus::Applied } else { SyncStatus::Conflict };

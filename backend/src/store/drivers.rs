@@ -58,6 +58,11 @@ pub struct WalletLine {
 /// Renders the answer to a session start (status, JSON body), stored with its key.
 pub type StartAnswer<'a> = dyn for<'r> Fn(&'r SessionRow) -> StoreResult<(u16, String)> + Send + Sync + 'a;
 
+/// Renders the answer (status, JSON body) of a keyed call from `T`, what its transaction
+/// wrote, inside that transaction: the store writes it with the key before the commit, so a
+/// crash after the commit leaves the key answered, never "in progress" (issue 30, bug 7).
+pub type Answer<'a, T> = dyn Fn(&T) -> StoreResult<(u16, String)> + Send + Sync + 'a;
+
 /// Renders the answer to a change of a session (extend, stop) from the row as the change
 /// left it: stored with the key in the change's own transaction.
 pub type SessionAnswer<'a> = StartAnswer<'a>;

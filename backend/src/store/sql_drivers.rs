@@ -1025,11 +1025,11 @@ macro_rules! sql_driver_store_impl {
         }
 
         /// With a claim, stores the answer `answer` renders from `row`, in `tx`.
-        async fn answer_claim(
+        async fn answer_claim<T: Sync>(
             tx: &mut sqlx::Transaction<'_, $db>,
             idem: Option<&$crate::store::drivers::IdemClaim>,
-            answer: &$crate::store::drivers::SessionAnswer<'_>,
-            row: &$crate::store::drivers::SessionRow,
+            answer: &$crate::store::drivers::Answer<'_, T>,
+            row: &T,
         ) -> $crate::store::StoreResult<()> {
             if let Some(c) = idem {
                 let (status, json) = answer(row)?;

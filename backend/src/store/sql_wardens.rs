@@ -506,6 +506,7 @@ macro_rules! sql_warden_store_impl {
                 device: &str,
                 note: Option<&str>,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
+                answer: &$crate::store::drivers::Answer<'_, $crate::store::wardens::ShiftRow>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::wardens::OpenShiftOutcome> {
                 use $crate::store::wardens::OpenShiftOutcome;
@@ -528,6 +529,7 @@ macro_rules! sql_warden_store_impl {
                 let row = w_shift_where(&mut *tx, "w.id = $1", id)
                     .await?
                     .ok_or_else(|| $crate::store::StoreError::Internal("inserted shift vanished".into()))?;
+                answer_claim(&mut tx, idem, answer, &row).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(OpenShiftOutcome::Opened(row))
             }
@@ -537,6 +539,7 @@ macro_rules! sql_warden_store_impl {
                 w_shift_where(&mut *conn, "w.id = $1", id).await
             }
 
+            #[allow(clippy::too_many_arguments)]
             async fn close_shift(
                 &self,
                 id: i64,
@@ -544,6 +547,7 @@ macro_rules! sql_warden_store_impl {
                 declared: $crate::domain::money::Vnd,
                 note: Option<&str>,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
+                answer: &$crate::store::drivers::Answer<'_, $crate::store::wardens::ShiftRow>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::wardens::CloseShiftOutcome> {
                 use $crate::store::wardens::CloseShiftOutcome;
@@ -603,6 +607,7 @@ macro_rules! sql_warden_store_impl {
                 let row = w_shift_where(&mut *tx, "w.id = $1", id)
                     .await?
                     .ok_or_else(|| $crate::store::StoreError::Internal("shift vanished".into()))?;
+                answer_claim(&mut tx, idem, answer, &row).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(CloseShiftOutcome::Closed(row))
             }
@@ -613,6 +618,7 @@ macro_rules! sql_warden_store_impl {
                 capacity: i32,
                 ctx: &$crate::store::wardens::CashContext,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
+                answer: &$crate::store::drivers::Answer<'_, $crate::store::wardens::CashOutcome>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::wardens::CashOutcome> {
                 use $crate::store::wardens::{CashOutcome, ShiftRule};
@@ -658,8 +664,10 @@ macro_rules! sql_warden_store_impl {
                     )
                     .await?;
                     w_flags(&mut tx, ctx, shift_id, Some(other.id), &flags, &receipt, now).await?;
+                    let outcome = CashOutcome::Unapplied { receipt, existing: Some(other), flags };
+                    answer_claim(&mut tx, idem, answer, &outcome).await?;
                     tx.commit().await.map_err($crate::store::map_sqlx)?;
-                    return Ok(CashOutcome::Unapplied { receipt, existing: Some(other), flags });
+                    return Ok(outcome);
                 }
                 let occupied: i64 =
                     sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE point_id = $1 AND status = 'active'")
@@ -705,8 +713,10 @@ macro_rules! sql_warden_store_impl {
                 let session = session_where(&mut *tx, "s.id = $1", id)
                     .await?
                     .ok_or_else(|| $crate::store::StoreError::Internal("inserted session vanished".into()))?;
+                let outcome = CashOutcome::Paid { session, receipt, expired, historic, flags };
+                answer_claim(&mut tx, idem, answer, &outcome).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
-                Ok(CashOutcome::Paid { session, receipt, expired, historic, flags })
+                Ok(outcome)
             }
 
             async fn cash_extend(
@@ -715,6 +725,7 @@ macro_rules! sql_warden_store_impl {
                 price: $crate::store::drivers::PriceChange<'_>,
                 ctx: &$crate::store::wardens::CashContext,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
+                answer: &$crate::store::drivers::Answer<'_, $crate::store::wardens::CashOutcome>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::wardens::CashOutcome> {
                 use $crate::store::wardens::{CashOutcome, ShiftRule};
@@ -754,8 +765,10 @@ macro_rules! sql_warden_store_impl {
                     )
                     .await?;
                     w_flags(&mut tx, ctx, shift_id, Some(row.id), &flags, &receipt, now).await?;
+                    let outcome = CashOutcome::Unapplied { receipt, existing: Some(row), flags };
+                    answer_claim(&mut tx, idem, answer, &outcome).await?;
                     tx.commit().await.map_err($crate::store::map_sqlx)?;
-                    return Ok(CashOutcome::Unapplied { receipt, existing: Some(row), flags });
+                    return Ok(outcome);
                 }
                 if apply_extension(&mut tx, &row, &change, now).await?.is_err() {
                     return Err($crate::store::StoreError::Internal("a cash payment cannot overdraw".into()));
@@ -777,8 +790,10 @@ macro_rules! sql_warden_store_impl {
                 let session = session_where(&mut *tx, "s.id = $1", row.id)
                     .await?
                     .ok_or_else(|| $crate::store::StoreError::Internal("session vanished".into()))?;
+                let outcome = CashOutcome::Paid { session, receipt, expired: Vec::new(), historic: false, flags };
+                answer_claim(&mut tx, idem, answer, &outcome).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
-                Ok(CashOutcome::Paid { session, receipt, expired: Vec::new(), historic: false, flags })
+                Ok(outcome)
             }
 
             async fn receipt(&self, number: &str) -> $crate::store::StoreResult<Option<$crate::store::wardens::ReceiptRow>> {
@@ -791,6 +806,7 @@ macro_rules! sql_warden_store_impl {
                 v: &$crate::store::wardens::NewViolation,
                 action_id: Option<&str>,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
+                answer: &$crate::store::drivers::Answer<'_, $crate::store::wardens::ViolationOutcome>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::wardens::ViolationOutcome> {
                 use $crate::store::wardens::ViolationOutcome;
@@ -820,7 +836,10 @@ macro_rules! sql_warden_store_impl {
                             details: serde_json::json!({ "point_id": v.point_id, "kind": v.kind.as_str() }).to_string(),
                         };
                         w_insert_flag(&mut tx, &flag, None, now).await?;
+                        let outcome = ViolationOutcome::SessionValid(s);
+                        answer_claim(&mut tx, idem, answer, &outcome).await?;
                         tx.commit().await.map_err($crate::store::map_sqlx)?;
+                        return Ok(outcome);
                     }
                     return Ok(ViolationOutcome::SessionValid(s));
                 }
@@ -867,8 +886,10 @@ macro_rules! sql_warden_store_impl {
                     .into_iter()
                     .next()
                     .ok_or_else(|| $crate::store::StoreError::Internal("inserted violation vanished".into()))?;
+                let outcome = ViolationOutcome::Issued(row);
+                answer_claim(&mut tx, idem, answer, &outcome).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
-                Ok(ViolationOutcome::Issued(row))
+                Ok(outcome)
             }
 
             async fn violation(&self, number: &str) -> $crate::store::StoreResult<Option<$crate::store::wardens::ViolationRow>> {

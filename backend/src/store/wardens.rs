@@ -7,7 +7,7 @@ use iparking_mobile_api::{CheckVerdict, StaffRole};
 
 use super::{
     StoreResult,
-    drivers::{IdemClaim, NewSession, PriceChange, SessionRow},
+    drivers::{Answer, IdemClaim, NewSession, PriceChange, SessionRow},
 };
 use crate::domain::{check::SessionFact, money::Vnd, plate::Plate};
 
@@ -347,18 +347,23 @@ pub trait WardenStore: Send + Sync {
     /// Writes plate checks (one multi-row insert per chunk).
     async fn record_checks(&self, checks: &[CheckRecord]) -> StoreResult<u64>;
 
-    /// Opens a shift unless the warden has one open.
+    /// Opens a shift unless the warden has one open. With a claim, `answer` renders the
+    /// answer from the opened shift, stored with the claim in the same transaction (a crash
+    /// after the commit leaves the key answered, never in progress: issue 30, bug 7).
     async fn open_shift(
         &self,
         staff_id: i64,
         device: &str,
         note: Option<&str>,
         idem: Option<&IdemClaim>,
+        answer: &Answer<'_, ShiftRow>,
         now: DateTime<Utc>,
     ) -> StoreResult<OpenShiftOutcome>;
     /// One shift.
     async fn shift(&self, id: i64) -> StoreResult<Option<ShiftRow>>;
-    /// Closes a shift of `staff_id` with the cash handed over (ledger included).
+    /// Closes a shift of `staff_id` with the cash handed over (ledger included); `answer`
+    /// (from the closed shift) as for [`WardenStore::open_shift`].
+    #[allow(clippy::too_many_arguments)]
     async fn close_shift(
         &self,
         id: i64,
@@ -366,38 +371,47 @@ pub trait WardenStore: Send + Sync {
         declared: Vnd,
         note: Option<&str>,
         idem: Option<&IdemClaim>,
+        answer: &Answer<'_, ShiftRow>,
         now: DateTime<Utc>,
     ) -> StoreResult<CloseShiftOutcome>;
 
     /// A cash payment for a new session. `capacity` `None` records it even over capacity
     /// (offline: flagged). Offline, a plate already paid makes it unapplied (suspense).
+    /// With a claim, `answer` renders the answer from the outcome that commits (`Paid` or
+    /// `Unapplied`), stored with the claim in the same transaction.
     async fn cash_start(
         &self,
         new: &NewSession,
         capacity: i32,
         ctx: &CashContext,
         idem: Option<&IdemClaim>,
+        answer: &Answer<'_, CashOutcome>,
         now: DateTime<Utc>,
     ) -> StoreResult<CashOutcome>;
     /// A cash payment extending a session (any channel), priced from the locked row; the
-    /// callback's entry must be the cash entry.
+    /// callback's entry must be the cash entry. `answer` as for [`WardenStore::cash_start`].
     async fn cash_extend(
         &self,
         session_id: i64,
         price: PriceChange<'_>,
         ctx: &CashContext,
         idem: Option<&IdemClaim>,
+        answer: &Answer<'_, CashOutcome>,
         now: DateTime<Utc>,
     ) -> StoreResult<CashOutcome>;
     /// A slip by number.
     async fn receipt(&self, number: &str) -> StoreResult<Option<ReceiptRow>>;
 
-    /// Issues a violation unless the plate has a valid session at the point then.
+    /// Issues a violation unless the plate has a valid session at the point then. With a
+    /// claim, `answer` renders the answer from the outcome that commits (`Issued`, or
+    /// `SessionValid` with an action id: its flag), stored with the claim in the same
+    /// transaction.
     async fn issue_violation(
         &self,
         v: &NewViolation,
         action_id: Option<&str>,
         idem: Option<&IdemClaim>,
+        answer: &Answer<'_, ViolationOutcome>,
         now: DateTime<Utc>,
     ) -> StoreResult<ViolationOutcome>;
     /// A violation by number.
