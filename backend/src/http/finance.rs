@@ -842,12 +842,12 @@ pub async fn list_discrepancies(
 /// Renders the answer of a keyed call from its view: inside the call's transaction, where
 /// the store writes it with the key before the commit (issue 30, bug 7), and again for the
 /// first caller from the same committed row, so both are the same bytes.
-fn rendered<T: serde::Serialize>(status: StatusCode, view: &T) -> StoreResult<(u16, String)> {
+pub(super) fn rendered<T: serde::Serialize>(status: StatusCode, view: &T) -> StoreResult<(u16, String)> {
     serde_json::to_string(view).map(|json| (status.as_u16(), json)).map_err(|e| StoreError::Internal(e.to_string()))
 }
 
 /// The first caller's response: the answer stored with its key.
-fn answered(rendered: StoreResult<(u16, String)>) -> Result<Response, AppError> {
+pub(super) fn answered(rendered: StoreResult<(u16, String)>) -> Result<Response, AppError> {
     let (status, json) = rendered?;
     Ok(Idempotency::stored_answer(status, json))
 }
