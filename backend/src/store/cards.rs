@@ -353,6 +353,7 @@ pub trait CardStore: Send + Sync {
     /// same way, inside `stop_session`.) With a key, `answer` renders the answer from the
     /// session and its new refunds (`pending`, by id) as the transaction left them, and it is
     /// stored with the key before the commit.
+    #[allow(clippy::too_many_arguments)]
     async fn refund_session(
         &self,
         session_id: i64,

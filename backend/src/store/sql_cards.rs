@@ -1064,7 +1064,6 @@ macro_rules! sql_card_store_impl {
             Ok(rows.into_iter().map(Into::into).collect())
         }
 
-        #[allow(clippy::too_many_arguments)]
         /// `refunds` as the transaction has stored them (`pending`; timestamps as the
         /// database keeps them), in their order: what a keyed call's answer is rendered from.
         async fn committed_refunds(
@@ -1079,6 +1078,7 @@ macro_rules! sql_card_store_impl {
             Ok(rows)
         }
 
+        #[allow(clippy::too_many_arguments)]
         async fn insert_refund(
             tx: &mut sqlx::Transaction<'_, $db>,
             source: &str,
