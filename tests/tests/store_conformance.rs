@@ -74,6 +74,8 @@ conformance! {
     check_settlement_import_resumes => settlement_import_resumes_sqlite, settlement_import_resumes_postgres;
     check_closed_period_refuses_postings => closed_period_refuses_postings_sqlite, closed_period_refuses_postings_postgres;
     check_keyed_movement_commits_its_answer => keyed_movement_commits_its_answer_sqlite, keyed_movement_commits_its_answer_postgres;
+    check_keyed_adjustment_commits_its_answer => keyed_adjustment_commits_its_answer_sqlite, keyed_adjustment_commits_its_answer_postgres;
+    check_keyed_refund_request_commits_its_answer => keyed_refund_request_commits_its_answer_sqlite, keyed_refund_request_commits_its_answer_postgres;
 }
 
 // ---- helpers -----------------------------------------------------------------------------
@@ -882,10 +884,13 @@ async fn check_closed_period_refuses_postings(store: Arc<dyn Store>) {
         override_reason: None,
         open_discrepancy_ids: vec![],
     };
-    let closed = store.close_period(&close, None, local("2026-12-01T09:00:00+07:00")).await.expect("close");
+    let closed = store
+        .close_period(&close, None, &iparking::store::drivers::no_answer, local("2026-12-01T09:00:00+07:00"))
+        .await
+        .expect("close");
     assert_eq!(closed.closed_by, "Kế toán");
     assert!(matches!(
-        store.close_period(&close, None, local("2026-12-01T09:01:00+07:00")).await,
+        store.close_period(&close, None, &iparking::store::drivers::no_answer, local("2026-12-01T09:01:00+07:00")).await,
         Err(StoreError::Conflict(c)) if c == "period_closed"
     ));
     for at in ["2026-11-01T00:00:00+07:00", "2026-11-30T23:59:59+07:00"] {
@@ -952,4 +957,122 @@ async fn check_keyed_movement_commits_its_answer(store: Arc<dyn Store>) {
     let again = store.sandbox_topup(driver, &entry, Some(&claim("k1")), &answer, now).await;
     assert!(matches!(&again, Err(StoreError::Conflict(c)) if c == "idempotency_keys_pkey"), "{again:?}");
     assert_eq!(store.wallet(driver, 10).await.expect("wallet").0, Vnd(12_000), "credited once");
+}
+
+/// A finance user (city-wide) and a driver with 20 000 đ of sandbox money, for the keyed
+/// finance calls below.
+async fn finance_and_driver(store: &Arc<dyn Store>, now: DateTime<Utc>) -> (i64, i64) {
+    use iparking::{
+        domain::{ledger::Entry, money::Vnd},
+        store::drivers::no_wallet_answer,
+    };
+    let finance = NewStaff {
+        name: "Kế toán".into(),
+        role: StaffRole::Finance,
+        district_ids: vec![],
+        street_ids: vec![],
+        username: None,
+        password_hash: None,
+    };
+    let (staff_id, _) = store.create_staff(&finance, &"ef".repeat(32), now).await.expect("staff");
+    let driver = store.upsert_driver("+84912345680", now).await.expect("driver");
+    let entry = Entry::sandbox_topup(driver, Vnd(20_000)).expect("entry");
+    store.sandbox_topup(driver, &entry, None, &no_wallet_answer, now).await.expect("top-up");
+    (staff_id, driver)
+}
+
+/// A keyed adjustment stores its answer in its own transaction: once `post_adjustment` has
+/// returned (committed), the key is answered with what the answer rendered from the row it
+/// wrote; nothing is left "in progress" for a crash to strand (issue 30, bug 7). An answer
+/// that cannot be rendered rolls back the adjustment with the key.
+async fn check_keyed_adjustment_commits_its_answer(store: Arc<dyn Store>) {
+    use iparking::{
+        domain::{finance as fin, ledger::Account, money::Vnd},
+        store::{
+            drivers::IdemClaim,
+            finance::{AdjustmentRow, NewAdjustment},
+        },
+    };
+    let now = Utc::now();
+    let (staff_id, driver) = finance_and_driver(&store, now).await;
+    let scope = format!("staff:{staff_id}");
+    let claim = |key: &str| IdemClaim { scope: scope.clone(), key: key.into(), request_hash: "h".into() };
+    let adj = NewAdjustment {
+        debit: Account::wallet(driver),
+        credit: Account::write_off(),
+        point_id: None,
+        debit_json: "{\"kind\":\"wallet\"}".into(),
+        credit_json: "{\"kind\":\"write_off\"}".into(),
+        amount: Vnd(3_000),
+        reason: "test".into(),
+        author_id: staff_id,
+        period: fin::month_of(fin::local_day(now)),
+        booked_at: now,
+        discrepancy_id: None,
+    };
+    let answer = |row: &AdjustmentRow| Ok((201, format!("adjustment {} of {}", row.id, row.amount)));
+    let row = store.post_adjustment(&adj, Some(&claim("a1")), &answer, now).await.expect("adjustment");
+    let rec = store.idempotency_get(&scope, "a1").await.expect("get").expect("the key");
+    let expected = format!("adjustment {} of 3000", row.id);
+    assert_eq!((rec.status, rec.response.as_deref()), (Some(201), Some(expected.as_str())), "answered at commit");
+    assert_eq!(store.wallet(driver, 10).await.expect("wallet").0, Vnd(17_000));
+    // An answer that cannot be rendered rolls the adjustment back with the key.
+    let failing = |_: &AdjustmentRow| Err(StoreError::Internal("cannot render".into()));
+    assert!(store.post_adjustment(&adj, Some(&claim("a2")), &failing, now).await.is_err());
+    assert!(store.idempotency_get(&scope, "a2").await.expect("get").is_none());
+    assert_eq!(store.adjustments(&adj.period).await.expect("adjustments").len(), 1, "posted once");
+    // Without a key there is no answer to store: it is not called.
+    store.post_adjustment(&adj, None, &iparking::store::drivers::no_answer, now).await.expect("an unkeyed adjustment");
+    assert_eq!(store.wallet(driver, 10).await.expect("wallet").0, Vnd(14_000));
+    assert!(store.ledger_report().await.expect("report").is_sound());
+}
+
+/// A keyed refund request (which holds wallet money at once) and its keyed decision store
+/// their answers in their own transactions: once the store call has returned, the key is
+/// answered (issue 30, bug 7). A request whose answer cannot be rendered holds nothing and
+/// leaves no key.
+async fn check_keyed_refund_request_commits_its_answer(store: Arc<dyn Store>) {
+    use iparking::{
+        domain::money::Vnd,
+        store::{
+            drivers::IdemClaim,
+            finance::{DecideOutcome, NewRefundRequest, RefundRequestRow, RequestOutcome},
+        },
+    };
+    let now = Utc::now();
+    let (staff_id, driver) = finance_and_driver(&store, now).await;
+    let driver_scope = format!("driver:{driver}");
+    let claim = |scope: &str, key: &str| IdemClaim { scope: scope.into(), key: key.into(), request_hash: "h".into() };
+    let new = NewRefundRequest {
+        driver_id: driver,
+        kind: "wallet_balance".into(),
+        session_id: None,
+        amount: Some(Vnd(5_000)),
+        reason: "leaving the city".into(),
+        sandbox: true,
+    };
+    let answer = |row: &RefundRequestRow| Ok((201, format!("request {} {} {}", row.id, row.amount, row.status)));
+    let failing = |_: &RefundRequestRow| Err(StoreError::Internal("cannot render".into()));
+    assert!(store.create_refund_request(&new, Some(&claim(&driver_scope, "r0")), &failing, now).await.is_err());
+    assert!(store.idempotency_get(&driver_scope, "r0").await.expect("get").is_none());
+    assert_eq!(store.wallet(driver, 10).await.expect("wallet").0, Vnd(20_000), "nothing held");
+    let outcome =
+        store.create_refund_request(&new, Some(&claim(&driver_scope, "r1")), &answer, now).await.expect("request");
+    let RequestOutcome::Created(row) = outcome else { panic!("not created: {outcome:?}") };
+    let rec = store.idempotency_get(&driver_scope, "r1").await.expect("get").expect("the key");
+    let expected = format!("request {} 5000 pending", row.id);
+    assert_eq!((rec.status, rec.response.as_deref()), (Some(201), Some(expected.as_str())), "answered at commit");
+    assert_eq!(store.wallet(driver, 10).await.expect("wallet").0, Vnd(15_000), "held once");
+    // The decision: approved, the held money goes back (to the sandbox here).
+    let staff_scope = format!("staff:{staff_id}");
+    let decided = |row: &RefundRequestRow| Ok((200, format!("request {} {}", row.id, row.status)));
+    let outcome = store
+        .decide_refund_request(row.id, true, staff_id, "ok", true, Some(&claim(&staff_scope, "d1")), &decided, now)
+        .await
+        .expect("decision");
+    assert!(matches!(outcome, DecideOutcome::Decided(..)), "{outcome:?}");
+    let rec = store.idempotency_get(&staff_scope, "d1").await.expect("get").expect("the key");
+    let expected = format!("request {} approved", row.id);
+    assert_eq!((rec.status, rec.response.as_deref()), (Some(200), Some(expected.as_str())), "answered at commit");
+    assert!(store.ledger_report().await.expect("report").is_sound());
 }

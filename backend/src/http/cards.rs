@@ -23,6 +23,7 @@ use super::{
     AppState,
     drivers::{Driver, Idempotency, parse_json},
     extract::{Json, Path, Staff},
+    finance::{answered, rendered},
     sessions::session_view,
 };
 use crate::{
@@ -36,6 +37,7 @@ use crate::{
             ChargePlan, ChargeRow, CloseAccount, MarkOutcome, NewCharge, RefundRow, RefundSettle, SavedCard,
             SessionRefund, SettleOutcome, SettlementPage,
         },
+        drivers::SessionRow,
     },
 };
 
@@ -579,23 +581,28 @@ pub async fn close_account(
         Err(replayed) => return Ok(replayed),
     };
     let sandbox = sandbox_refunds(&app);
-    let outcome = match app.store.close_account(d.driver_id, sandbox, Some(idem.claim()), app.clock.now()).await {
-        Ok(o) => o,
-        Err(e) => return idem.on_store_error(&app, e).await,
+    // The answer is rendered inside the closing transaction, refunds as it left them
+    // (`pending`), and stored with the key there: a crash after the commit leaves the key
+    // answered. The first caller gets the same answer; the refunds' progress is at
+    // GET /v1/me/refunds.
+    let answer = |(refunds, remaining): &(Vec<RefundRow>, Vnd)| {
+        let view =
+            CloseAccountView { refunds: refunds.iter().map(refund_view).collect(), remaining_balance: remaining.get() };
+        rendered(StatusCode::OK, &view)
     };
+    let outcome =
+        match app.store.close_account(d.driver_id, sandbox, Some(idem.claim()), &answer, app.clock.now()).await {
+            Ok(o) => o,
+            Err(e) => return idem.on_store_error(&app, e).await,
+        };
     match outcome {
         CloseAccount::Closed(refunds, remaining) => {
             app.forget_driver_tokens(d.driver_id);
             for r in &refunds {
                 submit_refund(&app, r.id).await;
             }
-            let mut views = Vec::new();
-            for r in &refunds {
-                views.push(refund_view(&app.store.refund(r.id).await?.unwrap_or_else(|| r.clone())));
-            }
-            tracing::info!(driver.id = d.driver_id, refunds = views.len(), "account closed");
-            let view = CloseAccountView { refunds: views, remaining_balance: remaining.get() };
-            idem.complete(&app, StatusCode::OK, &view).await
+            tracing::info!(driver.id = d.driver_id, refunds = refunds.len(), "account closed");
+            answered(answer(&(refunds, remaining)))
         }
         CloseAccount::ActiveSessions => Err(AppError::conflict(
             "active_sessions",
@@ -676,32 +683,33 @@ pub async fn staff_refund(
     }
     let requested_by = format!("staff:{}", p.staff_id);
     let now = app.clock.now();
-    let outcome =
-        match app.store.refund_session(id, Vnd(req.amount), reason, &requested_by, Some(idem.claim()), now).await {
-            Ok(o) => o,
-            Err(e) => return idem.on_store_error(&app, e).await,
-        };
+    // The answer is rendered inside the refund's transaction, the new refunds as it left
+    // them (`pending`), and stored with the key there; the first caller gets the same.
+    let answer = |(row, refunds): &(SessionRow, Vec<RefundRow>)| {
+        let view =
+            StaffRefundView { session: session_view(row, now), refunds: refunds.iter().map(refund_view).collect() };
+        rendered(StatusCode::CREATED, &view)
+    };
+    let outcome = match app
+        .store
+        .refund_session(id, Vnd(req.amount), reason, &requested_by, Some(idem.claim()), &answer, now)
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => return idem.on_store_error(&app, e).await,
+    };
     match outcome {
         SessionRefund::Done(row, refunds) => {
             for r in &refunds {
                 submit_refund(&app, r.id).await;
             }
-            let refunds = app
-                .store
-                .session_refunds(id)
-                .await?
-                .iter()
-                .filter(|r| refunds.iter().any(|n| n.id == r.id))
-                .map(refund_view)
-                .collect();
             tracing::info!(
                 session.id = id,
                 staff.id = p.staff_id,
                 amount_vnd = req.amount,
                 "session refunded by staff"
             );
-            let view = StaffRefundView { session: session_view(&row, now), refunds };
-            idem.complete(&app, StatusCode::CREATED, &view).await
+            answered(answer(&(*row, refunds)))
         }
         SessionRefund::NotFound => {
             Err(AppError::not_found("session_not_found", "Không tìm thấy lượt đỗ này.", "No such parking session."))

@@ -38,7 +38,7 @@ use crate::{
     },
     error::AppError,
     store::{
-        Principal, StoreError,
+        Principal, StoreError, StoreResult,
         drivers::IdemClaim,
         finance::{
             AdjustmentRow, DecideOutcome, DiscrepancyRow, Finding, NewAdjustment, NewClose, NewRefundRequest,
@@ -839,6 +839,19 @@ pub async fn list_discrepancies(
     ))
 }
 
+/// Renders the answer of a keyed call from its view: inside the call's transaction, where
+/// the store writes it with the key before the commit (issue 30, bug 7), and again for the
+/// first caller from the same committed row, so both are the same bytes.
+pub(super) fn rendered<T: serde::Serialize>(status: StatusCode, view: &T) -> StoreResult<(u16, String)> {
+    serde_json::to_string(view).map(|json| (status.as_u16(), json)).map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+/// The first caller's response: the answer stored with its key.
+pub(super) fn answered(rendered: StoreResult<(u16, String)>) -> Result<Response, AppError> {
+    let (status, json) = rendered?;
+    Ok(Idempotency::stored_answer(status, json))
+}
+
 async fn resolve_inner(
     app: &App,
     p: &Principal,
@@ -853,7 +866,9 @@ async fn resolve_inner(
     if !visible(p, d.district_code.as_deref()) {
         return Err(out_of_scope("chênh lệch này"));
     }
-    match app.store.resolve_discrepancy(id, p.staff_id, &note, idem, app.clock.now()).await? {
+    // With a key, the answer is stored with it in the resolution's transaction.
+    let answer = |row: &DiscrepancyRow| rendered(StatusCode::OK, &discrepancy_view(row.clone()));
+    match app.store.resolve_discrepancy(id, p.staff_id, &note, idem, &answer, app.clock.now()).await? {
         ResolveOutcome::Resolved(row) => {
             tracing::info!(discrepancy.id = id, staff.id = p.staff_id, "discrepancy resolved");
             Ok(discrepancy_view(*row))
@@ -913,7 +928,7 @@ pub async fn post_resolve(
         }
         Err(e) => return Err(e),
     };
-    idem.complete(&app, StatusCode::OK, &view).await
+    answered(rendered(StatusCode::OK, &view))
 }
 
 // ---- periods ---------------------------------------------------------------------------
@@ -1011,7 +1026,9 @@ async fn close_inner(
         override_reason: reason,
         open_discrepancy_ids: open,
     };
-    let row = app.store.close_period(&close, idem, now).await.map_err(|e| match e {
+    // With a key, the answer is stored with it in the closing transaction.
+    let answer = |row: &PeriodRow| rendered(StatusCode::OK, &period_view(&month, Some(row.clone())));
+    let row = app.store.close_period(&close, idem, &answer, now).await.map_err(|e| match e {
         StoreError::Conflict(c) if c == "period_closed" => period_closed(),
         other => other.into(),
     })?;
@@ -1072,7 +1089,7 @@ pub async fn post_close(
     let req: ClosePeriod =
         if body.iter().all(u8::is_ascii_whitespace) { ClosePeriod::default() } else { parse_json(&headers, &body)? };
     let view = close_inner(&app, &p, &month, &req, Some(idem.claim())).await?;
-    idem.complete(&app, StatusCode::OK, &view).await
+    answered(rendered(StatusCode::OK, &view))
 }
 
 // ---- adjustments -----------------------------------------------------------------------
@@ -1205,13 +1222,16 @@ pub async fn post_adjustment(
         booked_at,
         discrepancy_id: req.discrepancy_id,
     };
-    let row = match app.store.post_adjustment(&adj, Some(idem.claim()), now).await {
+    // The answer is rendered inside the adjustment's transaction and stored with its key
+    // there: a crash after the commit leaves the key answered.
+    let answer = |row: &AdjustmentRow| rendered(StatusCode::CREATED, &adjustment_view(row.clone()));
+    let row = match app.store.post_adjustment(&adj, Some(idem.claim()), &answer, now).await {
         Ok(r) => r,
         Err(StoreError::Conflict(c)) if c == "period_closed" => return Err(period_closed()),
         Err(e) => return idem.on_store_error(&app, e).await,
     };
     tracing::info!(staff.id = p.staff_id, adjustment.id = row.id, amount_vnd = row.amount, "adjustment posted");
-    idem.complete(&app, StatusCode::CREATED, &adjustment_view(row)).await
+    answered(answer(&row))
 }
 
 /// Query with a month.
@@ -1320,13 +1340,17 @@ pub async fn post_settlement(
     })?;
     let sha = hex::encode(Sha256::digest(&bytes));
     let now = app.clock.now();
-    let row =
-        match app.store.store_settlement(&carrier, &month, &lines, &sha, p.staff_id, Some(idem.claim()), now).await {
-            Ok(r) => r,
-            Err(e) => return idem.on_store_error(&app, e).await,
-        };
+    let answer = |row: &SettlementRow| rendered(StatusCode::CREATED, &settlement_view(row.clone()));
+    let row = match app
+        .store
+        .store_settlement(&carrier, &month, &lines, &sha, p.staff_id, Some(idem.claim()), &answer, now)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return idem.on_store_error(&app, e).await,
+    };
     tracing::info!(staff.id = p.staff_id, settlement.id = row.id, lines = row.lines, "carrier settlement stored");
-    idem.complete(&app, StatusCode::CREATED, &settlement_view(row)).await
+    answered(answer(&row))
 }
 
 // ---- refund requests -------------------------------------------------------------------
@@ -1408,14 +1432,17 @@ pub async fn create_refund_request(
         reason: reason.to_owned(),
         sandbox: sandbox_refunds(&app),
     };
-    let outcome = match app.store.create_refund_request(&new, Some(idem.claim()), app.clock.now()).await {
+    // The answer is rendered inside the transaction that holds the money and stored with
+    // its key there.
+    let answer = |row: &RefundRequestRow| rendered(StatusCode::CREATED, &request_view(row.clone()));
+    let outcome = match app.store.create_refund_request(&new, Some(idem.claim()), &answer, app.clock.now()).await {
         Ok(o) => o,
         Err(e) => return idem.on_store_error(&app, e).await,
     };
     match outcome {
         RequestOutcome::Created(row) => {
             tracing::info!(driver.id = d.driver_id, request.id = row.id, amount_vnd = row.amount, "refund requested");
-            idem.complete(&app, StatusCode::CREATED, &request_view(*row)).await
+            answered(answer(&row))
         }
         RequestOutcome::SessionNotFound => {
             Err(AppError::not_found("session_not_found", "Không tìm thấy lượt đỗ này.", "No such parking session."))
@@ -1503,6 +1530,9 @@ async fn decide(
     if !request_visible(p, &r) {
         return Err(out_of_scope("yêu cầu này"));
     }
+    // The answer (the request as decided; card refunds are submitted afterwards and do not
+    // change it) is rendered inside the decision's transaction and stored with its key.
+    let answer = |row: &RefundRequestRow| rendered(StatusCode::OK, &request_view(row.clone()));
     let outcome = match app
         .store
         .decide_refund_request(
@@ -1512,6 +1542,7 @@ async fn decide(
             &note,
             sandbox_refunds(app),
             Some(idem.claim()),
+            &answer,
             app.clock.now(),
         )
         .await
@@ -1525,7 +1556,7 @@ async fn decide(
                 submit_refund(app, r.id).await;
             }
             tracing::info!(request.id = id, staff.id = p.staff_id, approve, "refund request decided");
-            idem.complete(app, StatusCode::OK, &request_view(*row)).await
+            answered(answer(&row))
         }
         DecideOutcome::NotFound => Err(not_found()),
         DecideOutcome::AlreadyDecided(row) => Err(AppError::conflict(

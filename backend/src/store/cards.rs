@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     StoreResult,
-    drivers::{IdemClaim, SessionRow},
+    drivers::{Answer, IdemClaim, SessionRow},
 };
 use crate::{
     domain::money::Vnd,
@@ -350,7 +350,10 @@ pub trait CardStore: Send + Sync {
 
     /// Refunds `amount` of a session by a staff decision: card-paid parts go back to their
     /// cards (newest charge first), the rest to the wallet. (A driver's stop refunds the
-    /// same way, inside `stop_session`.)
+    /// same way, inside `stop_session`.) With a key, `answer` renders the answer from the
+    /// session and its new refunds (`pending`, by id) as the transaction left them, and it is
+    /// stored with the key before the commit.
+    #[allow(clippy::too_many_arguments)]
     async fn refund_session(
         &self,
         session_id: i64,
@@ -358,15 +361,19 @@ pub trait CardStore: Send + Sync {
         reason: &str,
         requested_by: &str,
         idem: Option<&IdemClaim>,
+        answer: &Answer<'_, (SessionRow, Vec<RefundRow>)>,
         now: DateTime<Utc>,
     ) -> StoreResult<SessionRefund>;
     /// Closes a driver's account: the wallet goes back to the card top-ups (newest first);
-    /// with `sandbox`, what is left (SANDBOX play money) goes back to the sandbox.
+    /// with `sandbox`, what is left (SANDBOX play money) goes back to the sandbox. With a
+    /// key, `answer` renders the answer from the refunds (`pending`, by id) and what is left,
+    /// and it is stored with the key before the commit.
     async fn close_account(
         &self,
         driver_id: i64,
         sandbox: bool,
         idem: Option<&IdemClaim>,
+        answer: &Answer<'_, (Vec<RefundRow>, Vnd)>,
         now: DateTime<Utc>,
     ) -> StoreResult<CloseAccount>;
     /// Refunds of a session.

@@ -72,6 +72,12 @@ pub fn no_wallet_answer(_: Vnd, _: &[WalletLine]) -> StoreResult<(u16, String)> 
     Err(super::StoreError::Internal("a movement without a key has no answer to store".into()))
 }
 
+/// The [`Answer`] of a call made without a key (dashboard forms, seeds, tests): never
+/// called, as there is no key to store it with.
+pub fn no_answer<T>(_: &T) -> StoreResult<(u16, String)> {
+    Err(super::StoreError::Internal("a call without a key has no answer to store".into()))
+}
+
 /// How many movements a wallet answer lists (newest first).
 pub const WALLET_ANSWER_LINES: i64 = 100;
 

@@ -5,7 +5,11 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{StoreResult, cards::RefundRow, drivers::IdemClaim};
+use super::{
+    StoreResult,
+    cards::RefundRow,
+    drivers::{Answer, IdemClaim},
+};
 pub use crate::domain::finance::SettlementLine;
 use crate::domain::{ledger::Account, money::Vnd};
 
@@ -543,6 +547,7 @@ pub trait FinanceStore: Send + Sync {
         staff_id: i64,
         note: &str,
         idem: Option<&IdemClaim>,
+        answer: &Answer<'_, DiscrepancyRow>,
         now: DateTime<Utc>,
     ) -> StoreResult<ResolveOutcome>;
 
@@ -553,6 +558,7 @@ pub trait FinanceStore: Send + Sync {
         &self,
         close: &NewClose,
         idem: Option<&IdemClaim>,
+        answer: &Answer<'_, PeriodRow>,
         now: DateTime<Utc>,
     ) -> StoreResult<PeriodRow>;
 
@@ -561,6 +567,7 @@ pub trait FinanceStore: Send + Sync {
         &self,
         adj: &NewAdjustment,
         idem: Option<&IdemClaim>,
+        answer: &Answer<'_, AdjustmentRow>,
         now: DateTime<Utc>,
     ) -> StoreResult<AdjustmentRow>;
     /// Adjustments booked in a month.
@@ -576,6 +583,7 @@ pub trait FinanceStore: Send + Sync {
         sha256: &str,
         staff_id: i64,
         idem: Option<&IdemClaim>,
+        answer: &Answer<'_, SettlementRow>,
         now: DateTime<Utc>,
     ) -> StoreResult<SettlementRow>;
     /// The month's current settlement file of a carrier and its lines.
@@ -587,6 +595,7 @@ pub trait FinanceStore: Send + Sync {
         &self,
         req: &NewRefundRequest,
         idem: Option<&IdemClaim>,
+        answer: &Answer<'_, RefundRequestRow>,
         now: DateTime<Utc>,
     ) -> StoreResult<RequestOutcome>;
     /// Refund requests: of a driver, or (`None`) all; `status` `None` = any.
@@ -605,6 +614,7 @@ pub trait FinanceStore: Send + Sync {
         note: &str,
         sandbox: bool,
         idem: Option<&IdemClaim>,
+        answer: &Answer<'_, RefundRequestRow>,
         now: DateTime<Utc>,
     ) -> StoreResult<DecideOutcome>;
 

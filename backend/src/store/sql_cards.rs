@@ -594,6 +594,7 @@ macro_rules! sql_card_store_impl {
                 reason: &str,
                 requested_by: &str,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
+                answer: &$crate::store::drivers::Answer<'_, ($crate::store::drivers::SessionRow, Vec<$crate::store::cards::RefundRow>)>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::cards::SessionRefund> {
                 use $crate::store::cards::SessionRefund;
@@ -621,7 +622,12 @@ macro_rules! sql_card_store_impl {
                     .map_err($crate::store::map_sqlx)?;
                 let row = session_where(&mut *tx, "s.id = $1", session_id).await?
                     .ok_or_else(|| $crate::store::StoreError::Internal("session vanished".into()))?;
+                let mut refunds = committed_refunds(&mut tx, &refunds).await?;
+                refunds.sort_by_key(|r| r.id);
+                let done = (row, refunds);
+                answer_keyed(&mut tx, idem, answer, &done).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
+                let (row, refunds) = done;
                 Ok(SessionRefund::Done(Box::new(row), refunds))
             }
 
@@ -630,6 +636,7 @@ macro_rules! sql_card_store_impl {
                 driver_id: i64,
                 sandbox: bool,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
+                answer: &$crate::store::drivers::Answer<'_, (Vec<$crate::store::cards::RefundRow>, $crate::domain::money::Vnd)>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::cards::CloseAccount> {
                 use $crate::domain::{ledger::Account, money::Vnd};
@@ -688,8 +695,11 @@ macro_rules! sql_card_store_impl {
                     .execute(&mut *tx)
                     .await
                     .map_err($crate::store::map_sqlx)?;
+                let done = (committed_refunds(&mut tx, &refunds).await?, Vnd(left));
+                answer_keyed(&mut tx, idem, answer, &done).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
-                Ok(CloseAccount::Closed(refunds, Vnd(left)))
+                let (refunds, left) = done;
+                Ok(CloseAccount::Closed(refunds, left))
             }
 
             async fn session_refunds(&self, session_id: i64) -> $crate::store::StoreResult<Vec<$crate::store::cards::RefundRow>> {
@@ -1052,6 +1062,20 @@ macro_rules! sql_card_store_impl {
             let rows: Vec<$crate::store::sql_cards::RefundDbRow> =
                 sqlx::query_as(sql).bind(arg).fetch_all(conn).await.map_err($crate::store::map_sqlx)?;
             Ok(rows.into_iter().map(Into::into).collect())
+        }
+
+        /// `refunds` as the transaction has stored them (`pending`; timestamps as the
+        /// database keeps them), in their order: what a keyed call's answer is rendered from.
+        async fn committed_refunds(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            refunds: &[$crate::store::cards::RefundRow],
+        ) -> $crate::store::StoreResult<Vec<$crate::store::cards::RefundRow>> {
+            let mut rows = Vec::with_capacity(refunds.len());
+            for r in refunds {
+                rows.push(refund_where(&mut **tx, "id = $1", r.id).await?
+                    .ok_or_else(|| $crate::store::StoreError::Internal("refund vanished".into()))?);
+            }
+            Ok(rows)
         }
 
         #[allow(clippy::too_many_arguments)]

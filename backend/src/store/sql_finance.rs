@@ -469,6 +469,7 @@ macro_rules! sql_finance_store_impl {
                 staff_id: i64,
                 note: &str,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
+                answer: &$crate::store::drivers::Answer<'_, $crate::store::finance::DiscrepancyRow>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::finance::ResolveOutcome> {
                 use $crate::store::finance::ResolveOutcome;
@@ -513,6 +514,7 @@ macro_rules! sql_finance_store_impl {
                     &serde_json::json!({ "kind": kind, "subject": subject, "note": note }), now).await?;
                 let row = discrepancies_where(&mut *tx, "d.id = $1 AND d.id = $2", id, id).await?.pop()
                     .ok_or_else(|| $crate::store::StoreError::Internal("discrepancy vanished".into()))?;
+                answer_keyed(&mut tx, idem, answer, &row).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(ResolveOutcome::Resolved(Box::new(row)))
             }
@@ -525,6 +527,7 @@ macro_rules! sql_finance_store_impl {
                 &self,
                 close: &$crate::store::finance::NewClose,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
+                answer: &$crate::store::drivers::Answer<'_, $crate::store::finance::PeriodRow>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::finance::PeriodRow> {
                 let mut tx = self.begin_write().await?;
@@ -559,6 +562,7 @@ macro_rules! sql_finance_store_impl {
                     }), now).await?;
                 let row = period_where(&mut *tx, &close.month).await?
                     .ok_or_else(|| $crate::store::StoreError::Internal("closed period vanished".into()))?;
+                answer_keyed(&mut tx, idem, answer, &row).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(row)
             }
@@ -567,6 +571,7 @@ macro_rules! sql_finance_store_impl {
                 &self,
                 adj: &$crate::store::finance::NewAdjustment,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
+                answer: &$crate::store::drivers::Answer<'_, $crate::store::finance::AdjustmentRow>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::finance::AdjustmentRow> {
                 use $crate::domain::ledger::{AccountKind, Entry, Posting, RevenueChannel};
@@ -609,6 +614,7 @@ macro_rules! sql_finance_store_impl {
                     }), now).await?;
                 let row = adjustments_where(&mut *tx, "j.id = $1", id).await?.pop()
                     .ok_or_else(|| $crate::store::StoreError::Internal("adjustment vanished".into()))?;
+                answer_keyed(&mut tx, idem, answer, &row).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(row)
             }
@@ -625,6 +631,7 @@ macro_rules! sql_finance_store_impl {
                 sha256: &str,
                 staff_id: i64,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
+                answer: &$crate::store::drivers::Answer<'_, $crate::store::finance::SettlementRow>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::finance::SettlementRow> {
                 let mut tx = self.begin_write().await?;
@@ -688,6 +695,7 @@ macro_rules! sql_finance_store_impl {
                     }), now).await?;
                 let row = settlement_where(&mut *tx, "c.id = $1", id).await?
                     .ok_or_else(|| $crate::store::StoreError::Internal("settlement vanished".into()))?;
+                answer_keyed(&mut tx, idem, answer, &row).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(row)
             }
@@ -735,6 +743,7 @@ macro_rules! sql_finance_store_impl {
                 &self,
                 req: &$crate::store::finance::NewRefundRequest,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
+                answer: &$crate::store::drivers::Answer<'_, $crate::store::finance::RefundRequestRow>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::finance::RequestOutcome> {
                 use $crate::domain::{ledger::{Account, Entry}, money::Vnd};
@@ -821,6 +830,7 @@ macro_rules! sql_finance_store_impl {
                 .map_err($crate::store::map_sqlx)?;
                 let row = refund_requests_where(&mut *tx, "r.id = $1", id).await?.pop()
                     .ok_or_else(|| $crate::store::StoreError::Internal("refund request vanished".into()))?;
+                answer_keyed(&mut tx, idem, answer, &row).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(RequestOutcome::Created(Box::new(row)))
             }
@@ -850,6 +860,7 @@ macro_rules! sql_finance_store_impl {
                 note: &str,
                 sandbox: bool,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
+                answer: &$crate::store::drivers::Answer<'_, $crate::store::finance::RefundRequestRow>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::finance::DecideOutcome> {
                 use $crate::domain::{ledger::{Account, Entry}, money::Vnd};
@@ -937,6 +948,7 @@ macro_rules! sql_finance_store_impl {
                     now).await?;
                 let row = refund_requests_where(&mut *tx, "r.id = $1", id).await?.pop()
                     .ok_or_else(|| $crate::store::StoreError::Internal("request vanished".into()))?;
+                answer_keyed(&mut tx, idem, answer, &row).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(DecideOutcome::Decided(Box::new(row), refunds))
             }
