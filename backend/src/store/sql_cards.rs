@@ -625,7 +625,7 @@ macro_rules! sql_card_store_impl {
                 let mut refunds = committed_refunds(&mut tx, &refunds).await?;
                 refunds.sort_by_key(|r| r.id);
                 let done = (row, refunds);
-                answer_keyed(&mut tx, idem, answer, &done).await?;
+                answer_claim(&mut tx, idem, answer, &done).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 let (row, refunds) = done;
                 Ok(SessionRefund::Done(Box::new(row), refunds))
@@ -696,7 +696,7 @@ macro_rules! sql_card_store_impl {
                     .await
                     .map_err($crate::store::map_sqlx)?;
                 let done = (committed_refunds(&mut tx, &refunds).await?, Vnd(left));
-                answer_keyed(&mut tx, idem, answer, &done).await?;
+                answer_claim(&mut tx, idem, answer, &done).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 let (refunds, left) = done;
                 Ok(CloseAccount::Closed(refunds, left))

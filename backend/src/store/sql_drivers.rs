@@ -1038,21 +1038,6 @@ macro_rules! sql_driver_store_impl {
             Ok(())
         }
 
-        /// With a claim, stores the answer `answer` renders from `done` (what the
-        /// transaction wrote), in `tx`, before its commit.
-        async fn answer_keyed<T: Sync>(
-            tx: &mut sqlx::Transaction<'_, $db>,
-            idem: Option<&$crate::store::drivers::IdemClaim>,
-            answer: &$crate::store::drivers::Answer<'_, T>,
-            done: &T,
-        ) -> $crate::store::StoreResult<()> {
-            if let Some(c) = idem {
-                let (status, json) = answer(done)?;
-                complete_claim(&mut **tx, c, status, &json).await?;
-            }
-            Ok(())
-        }
-
         /// Stores the answer of a claimed key.
         async fn complete_claim_raw<'c, E>(conn: E, scope: &str, key: &str, status: u16, response: &str) -> $crate::store::StoreResult<()>
         where

@@ -514,7 +514,7 @@ macro_rules! sql_finance_store_impl {
                     &serde_json::json!({ "kind": kind, "subject": subject, "note": note }), now).await?;
                 let row = discrepancies_where(&mut *tx, "d.id = $1 AND d.id = $2", id, id).await?.pop()
                     .ok_or_else(|| $crate::store::StoreError::Internal("discrepancy vanished".into()))?;
-                answer_keyed(&mut tx, idem, answer, &row).await?;
+                answer_claim(&mut tx, idem, answer, &row).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(ResolveOutcome::Resolved(Box::new(row)))
             }
@@ -562,7 +562,7 @@ macro_rules! sql_finance_store_impl {
                     }), now).await?;
                 let row = period_where(&mut *tx, &close.month).await?
                     .ok_or_else(|| $crate::store::StoreError::Internal("closed period vanished".into()))?;
-                answer_keyed(&mut tx, idem, answer, &row).await?;
+                answer_claim(&mut tx, idem, answer, &row).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(row)
             }
@@ -614,7 +614,7 @@ macro_rules! sql_finance_store_impl {
                     }), now).await?;
                 let row = adjustments_where(&mut *tx, "j.id = $1", id).await?.pop()
                     .ok_or_else(|| $crate::store::StoreError::Internal("adjustment vanished".into()))?;
-                answer_keyed(&mut tx, idem, answer, &row).await?;
+                answer_claim(&mut tx, idem, answer, &row).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(row)
             }
@@ -695,7 +695,7 @@ macro_rules! sql_finance_store_impl {
                     }), now).await?;
                 let row = settlement_where(&mut *tx, "c.id = $1", id).await?
                     .ok_or_else(|| $crate::store::StoreError::Internal("settlement vanished".into()))?;
-                answer_keyed(&mut tx, idem, answer, &row).await?;
+                answer_claim(&mut tx, idem, answer, &row).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(row)
             }
@@ -805,6 +805,19 @@ macro_rules! sql_finance_store_impl {
                     if row.driver_id != Some(req.driver_id) {
                         return Ok(RequestOutcome::SessionNotFound);
                     }
+                    // One pending request per session, checked under the session's lock
+                    // rather than left to the unique index (whose violation is an ERROR in
+                    // PostgreSQL's log for what is only a driver asking twice).
+                    let pending: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM refund_requests WHERE session_id = $1 AND status = 'pending'",
+                    )
+                    .bind(session_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                    if pending > 0 {
+                        return Err($crate::store::StoreError::Conflict("refund_requests_pending_session_key".into()));
+                    }
                     let most = (row.amount_charged - row.amount_refunded).get();
                     if row.channel != "app" || most <= 0 {
                         return Ok(RequestOutcome::NotRefundable);
@@ -830,7 +843,7 @@ macro_rules! sql_finance_store_impl {
                 .map_err($crate::store::map_sqlx)?;
                 let row = refund_requests_where(&mut *tx, "r.id = $1", id).await?.pop()
                     .ok_or_else(|| $crate::store::StoreError::Internal("refund request vanished".into()))?;
-                answer_keyed(&mut tx, idem, answer, &row).await?;
+                answer_claim(&mut tx, idem, answer, &row).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(RequestOutcome::Created(Box::new(row)))
             }
@@ -948,7 +961,7 @@ macro_rules! sql_finance_store_impl {
                     now).await?;
                 let row = refund_requests_where(&mut *tx, "r.id = $1", id).await?.pop()
                     .ok_or_else(|| $crate::store::StoreError::Internal("request vanished".into()))?;
-                answer_keyed(&mut tx, idem, answer, &row).await?;
+                answer_claim(&mut tx, idem, answer, &row).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(DecideOutcome::Decided(Box::new(row), refunds))
             }
