@@ -90,6 +90,9 @@ matrix!(control_characters_are_refused_where_text_enters, |t| {
     assert_eq!(t.sql_i64("SELECT COUNT(*) FROM refund_requests").await, 0, "nothing written");
     let name = t.client.point("HK001").await.unwrap().name;
     assert!(!name.contains('\u{1}'), "{name}");
+    // A path has no field to name.
+    let answer = raw(http.get(t.url("/v1/points/HK%00"))).await;
+    assert!(answer.1["error"].get("details").is_none(), "{}", answer.1);
     // The field at fault is named.
     let answer =
         raw(json_post("/v1/quotes", json!({"point_code": "HK\u{0}1", "vehicle_class": "car", "minutes": 60}))).await;

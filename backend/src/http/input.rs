@@ -48,7 +48,11 @@ fn control_character(where_: Where, field: &str) -> AppError {
             format!("Field `{field}` holds a control character (such as NUL or a line break), not allowed there."),
         ),
     };
-    AppError::bad_request("invalid_characters", vi, en).with_details(serde_json::json!({ "field": field }))
+    let error = AppError::bad_request("invalid_characters", vi, en);
+    match where_ {
+        Where::Path => error,
+        _ => error.with_details(serde_json::json!({ "field": field })),
+    }
 }
 
 /// Refuses a text value of a form or multipart field with a control character.
