@@ -659,9 +659,13 @@ macro_rules! sql_driver_store_impl {
                         ("extended", reply, Some(row.id), change.amount.get())
                     }
                 };
-                sqlx::query(
+                // A concurrent delivery of the same message got here first: this transaction
+                // (its purchase included) is rolled back and the caller answers the first
+                // one's reply. Detected without raising, so the database logs no ERROR for a
+                // carrier's retry.
+                let inserted = sqlx::query(
                     "INSERT INTO sms_messages (carrier, message_id, sender_hash, outcome, reply, session_id, amount, received_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (carrier, message_id) DO NOTHING",
                 )
                 .bind(&msg.carrier)
                 .bind(&msg.message_id)
@@ -673,7 +677,11 @@ macro_rules! sql_driver_store_impl {
                 .bind(now)
                 .execute(&mut *tx)
                 .await
-                .map_err($crate::store::map_sqlx)?;
+                .map_err($crate::store::map_sqlx)?
+                .rows_affected();
+                if inserted == 0 {
+                    return Err($crate::store::StoreError::Conflict("sms_messages_pkey".into()));
+                }
                 let session = match session_id {
                     Some(id) => session_where(&mut *tx, "s.id = $1", id).await?,
                     None => None,
