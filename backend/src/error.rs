@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 
 use axum::{
-    extract::rejection::{JsonRejection, PathRejection, QueryRejection},
+    extract::rejection::PathRejection,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -198,42 +198,6 @@ fn conflict_for(constraint: &str) -> AppError {
             format!("Xung đột dữ liệu ({other})."),
             format!("Conflicting data ({other})."),
         ),
-    }
-}
-
-impl From<JsonRejection> for AppError {
-    fn from(r: JsonRejection) -> Self {
-        let detail = r.body_text();
-        match r {
-            JsonRejection::MissingJsonContentType(_) => AppError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "Cần gửi JSON với Content-Type: application/json.",
-                "Send JSON with Content-Type: application/json.",
-            ),
-            JsonRejection::BytesRejection(_) => AppError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "Nội dung yêu cầu quá lớn hoặc bị cắt.",
-                "The request body is too large or was cut off.",
-            ),
-            _ => AppError::bad_request(
-                "invalid_body",
-                format!("Nội dung JSON không hợp lệ: {detail}"),
-                format!("Invalid JSON body: {detail}"),
-            ),
-        }
-    }
-}
-
-impl From<QueryRejection> for AppError {
-    fn from(r: QueryRejection) -> Self {
-        let detail = r.body_text();
-        AppError::bad_request(
-            "invalid_query",
-            format!("Tham số truy vấn không hợp lệ: {detail}"),
-            format!("Invalid query parameters: {detail}"),
-        )
     }
 }
 
