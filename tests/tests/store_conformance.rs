@@ -76,6 +76,8 @@ conformance! {
     check_keyed_movement_commits_its_answer => keyed_movement_commits_its_answer_sqlite, keyed_movement_commits_its_answer_postgres;
     check_keyed_adjustment_commits_its_answer => keyed_adjustment_commits_its_answer_sqlite, keyed_adjustment_commits_its_answer_postgres;
     check_keyed_refund_request_commits_its_answer => keyed_refund_request_commits_its_answer_sqlite, keyed_refund_request_commits_its_answer_postgres;
+    check_keyed_intent_commits_its_answer => keyed_intent_commits_its_answer_sqlite, keyed_intent_commits_its_answer_postgres;
+    check_keyed_setup_commits_its_answer => keyed_setup_commits_its_answer_sqlite, keyed_setup_commits_its_answer_postgres;
 }
 
 // ---- helpers -----------------------------------------------------------------------------
@@ -957,6 +959,106 @@ async fn check_keyed_movement_commits_its_answer(store: Arc<dyn Store>) {
     let again = store.sandbox_topup(driver, &entry, Some(&claim("k1")), &answer, now).await;
     assert!(matches!(&again, Err(StoreError::Conflict(c)) if c == "idempotency_keys_pkey"), "{again:?}");
     assert_eq!(store.wallet(driver, 10).await.expect("wallet").0, Vnd(12_000), "credited once");
+}
+
+/// A keyed card top-up records its intent and stores its answer in one transaction; a
+/// sandbox intent that succeeded at once is credited in that transaction too, so a crash
+/// after the commit leaves neither the key "in progress" nor a credit without its answer
+/// (issue 30, bug 7). An answer that cannot be rendered records nothing.
+async fn check_keyed_intent_commits_its_answer(store: Arc<dyn Store>) {
+    use iparking::{
+        domain::money::Vnd,
+        store::drivers::{IdemClaim, IntentEventOutcome, NewIntent},
+    };
+    let now = Utc::now();
+    let driver = store.upsert_driver("+84912345681", now).await.expect("driver");
+    let scope = format!("driver:{driver}");
+    let claim = |key: &str| IdemClaim { scope: scope.clone(), key: key.into(), request_hash: "h".into() };
+    let answer = |status: &str| Ok((201, format!("intent {status}")));
+    let failing = |_: &str| Err(StoreError::Internal("cannot render".into()));
+    // A processor intent waiting for the card: answered with its status, nothing credited.
+    let pending = NewIntent {
+        id: "pi_pending",
+        driver_id: driver,
+        amount: Vnd(50_000),
+        gateway: "stripe",
+        status: "requires_payment_method",
+        applied_event: None,
+    };
+    assert!(store.record_intent(&pending, Some(&claim("t0")), &failing, now).await.is_err());
+    assert!(store.idempotency_get(&scope, "t0").await.expect("get").is_none(), "rolled back with the key");
+    store.record_intent(&pending, Some(&claim("t1")), &answer, now).await.expect("record");
+    let rec = store.idempotency_get(&scope, "t1").await.expect("get").expect("the key");
+    assert_eq!((rec.status, rec.response.as_deref()), (Some(201), Some("intent requires_payment_method")));
+    assert_eq!(store.wallet(driver, 10).await.expect("wallet").0, Vnd(0));
+    // A sandbox intent that succeeded at once: recorded, credited and answered together.
+    let sandbox = NewIntent {
+        id: "sb_1",
+        driver_id: driver,
+        amount: Vnd(30_000),
+        gateway: "sandbox",
+        status: "succeeded",
+        applied_event: Some("sandbox_evt_sb_1"),
+    };
+    store.record_intent(&sandbox, Some(&claim("t2")), &answer, now).await.expect("record");
+    let rec = store.idempotency_get(&scope, "t2").await.expect("get").expect("the key");
+    assert_eq!((rec.status, rec.response.as_deref()), (Some(201), Some("intent succeeded")));
+    assert_eq!(store.wallet(driver, 10).await.expect("wallet").0, Vnd(30_000), "credited in the same commit");
+    // The event it was applied as is known: a later delivery of it is a duplicate.
+    let again = store
+        .apply_intent_event("sandbox_evt_sb_1", "payment_intent.succeeded", "sb_1", "succeeded", None, now)
+        .await
+        .expect("event");
+    assert_eq!(again, IntentEventOutcome::Duplicate);
+    // A reused key: the key's conflict, nothing credited twice.
+    let sandbox2 = NewIntent { id: "sb_2", applied_event: Some("sandbox_evt_sb_2"), ..sandbox.clone() };
+    let reused = store.record_intent(&sandbox2, Some(&claim("t2")), &answer, now).await;
+    assert!(matches!(&reused, Err(StoreError::Conflict(c)) if c == "idempotency_keys_pkey"), "{reused:?}");
+    assert_eq!(store.wallet(driver, 10).await.expect("wallet").0, Vnd(30_000), "credited once");
+    assert!(store.ledger_report().await.expect("report").is_sound());
+}
+
+/// A keyed card setup stores its answer in the transaction that records it; a sandbox
+/// setup's play card is saved in that transaction too (issue 30, bug 7).
+async fn check_keyed_setup_commits_its_answer(store: Arc<dyn Store>) {
+    use iparking::{payments::CardInfo, store::cards::SavedCard, store::drivers::IdemClaim};
+    let now = Utc::now();
+    let driver = store.upsert_driver("+84912345682", now).await.expect("driver");
+    let scope = format!("driver:{driver}");
+    let claim = |key: &str| IdemClaim { scope: scope.clone(), key: key.into(), request_hash: "h".into() };
+    let answer = |card: &Option<SavedCard>| Ok((201, format!("card {:?}", card.as_ref().map(|c| c.last4.clone()))));
+    let failing = |_: &Option<SavedCard>| Err(StoreError::Internal("cannot render".into()));
+    let card = CardInfo {
+        payment_method: "pm_sandbox_1".into(),
+        brand: "visa".into(),
+        last4: "4242".into(),
+        exp_month: 12,
+        exp_year: 2030,
+    };
+    assert!(
+        store
+            .record_setup("seti_0", driver, "succeeded", Some(&card), Some(&claim("s0")), &failing, now)
+            .await
+            .is_err()
+    );
+    assert!(store.idempotency_get(&scope, "s0").await.expect("get").is_none());
+    assert!(store.cards(driver).await.expect("cards").is_empty(), "rolled back with the key");
+    let saved = store
+        .record_setup("seti_1", driver, "succeeded", Some(&card), Some(&claim("s1")), &answer, now)
+        .await
+        .expect("setup");
+    assert_eq!(saved.as_ref().map(|c| c.last4.as_str()), Some("4242"));
+    let rec = store.idempotency_get(&scope, "s1").await.expect("get").expect("the key");
+    assert_eq!((rec.status, rec.response.as_deref()), (Some(201), Some("card Some(\"4242\")")));
+    assert_eq!(store.cards(driver).await.expect("cards").len(), 1, "saved in the same commit");
+    // A processor's setup waits for the card: answered, nothing saved yet.
+    let none = store
+        .record_setup("seti_2", driver, "requires_payment_method", None, Some(&claim("s2")), &answer, now)
+        .await
+        .expect("setup");
+    assert!(none.is_none());
+    let rec = store.idempotency_get(&scope, "s2").await.expect("get").expect("the key");
+    assert_eq!(rec.response.as_deref(), Some("card None"));
 }
 
 /// A finance user (city-wide) and a driver with 20 000 đ of sandbox money, for the keyed

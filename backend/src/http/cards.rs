@@ -129,25 +129,31 @@ pub async fn create_setup(
         .with_details(serde_json::json!({ "processor_code": code, "processor_message": message })),
     })?;
     let now = app.clock.now();
-    if let Err(e) = app.store.record_setup(&setup.id, d.driver_id, &setup.status, Some(idem.claim()), now).await {
-        return idem.on_store_error(&app, e).await;
-    }
-    let mut card = None;
-    if gw.is_sandbox()
-        && let Some(info) = &setup.card
-    {
-        // SANDBOX: no processor will call back; save the play card as its webhook would.
-        card = app.store.save_card(&setup.id, info, None, now).await?.map(|c| card_view(&c));
-    }
-    let view = CardSetupView {
-        setup_id: setup.id,
-        client_secret: setup.client_secret,
-        status: setup.status,
-        card,
+    // SANDBOX: no processor will call back; the play card is saved as its webhook would, in
+    // the transaction that records the setup and the key's answer.
+    let sandbox_card = setup.card.as_ref().filter(|_| gw.is_sandbox());
+    let view = |card: &Option<SavedCard>| CardSetupView {
+        setup_id: setup.id.clone(),
+        client_secret: setup.client_secret.clone(),
+        status: setup.status.clone(),
+        card: card.as_ref().map(card_view),
         gateway: gw.name().into(),
         sandbox: gw.is_sandbox(),
     };
-    idem.complete(&app, StatusCode::CREATED, &view).await
+    let answer = |card: &Option<SavedCard>| -> crate::store::StoreResult<(u16, String)> {
+        let json = serde_json::to_string(&view(card)).map_err(|e| crate::store::StoreError::Internal(e.to_string()))?;
+        Ok((StatusCode::CREATED.as_u16(), json))
+    };
+    let saved = match app
+        .store
+        .record_setup(&setup.id, d.driver_id, &setup.status, sandbox_card, Some(idem.claim()), &answer, now)
+        .await
+    {
+        Ok(saved) => saved,
+        Err(e) => return idem.on_store_error(&app, e).await,
+    };
+    let (code, json) = answer(&saved)?;
+    Ok(Idempotency::stored_answer(code, json))
 }
 
 /// The driver's saved cards (brand, last four digits, expiry: never the number).

@@ -210,18 +210,6 @@ impl Idempotency {
         resp
     }
 
-    /// Records the first answer, and returns it.
-    pub async fn complete<T: serde::Serialize>(
-        &self,
-        app: &AppState,
-        status: StatusCode,
-        body: &T,
-    ) -> Result<Response, AppError> {
-        let json = serde_json::to_string(body).map_err(|e| AppError::internal(&e))?;
-        app.store.idempotency_complete(&self.claim.scope, &self.claim.key, status.as_u16(), &json).await?;
-        Ok(Self::stored_answer(status.as_u16(), json))
-    }
-
     /// Maps the store's error: a concurrent duplicate (the claim collided) is replayed.
     pub async fn on_store_error(&self, app: &AppState, e: StoreError) -> Result<Response, AppError> {
         if matches!(&e, StoreError::Conflict(c) if c == "idempotency_keys_pkey")

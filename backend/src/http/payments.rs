@@ -18,7 +18,10 @@ use crate::{
     domain::money::Vnd,
     error::AppError,
     payments::{IntentState, PaymentError},
-    store::drivers::IntentEventOutcome,
+    store::{
+        StoreError,
+        drivers::{IntentEventOutcome, NewIntent},
+    },
 };
 
 /// Tops up the wallet by card: creates a payment intent with the processor (with our own
@@ -82,43 +85,41 @@ pub async fn create_topup(
         }
     })?;
     let now = app.clock.now();
-    if let Err(e) = app
-        .store
-        .record_intent(&intent.id, d.driver_id, amount, gateway.name(), &intent.status, Some(idem.claim()), now)
-        .await
-    {
+    let sandbox_event = format!("sandbox_evt_{}", intent.id);
+    let record = NewIntent {
+        id: &intent.id,
+        driver_id: d.driver_id,
+        amount,
+        gateway: gateway.name(),
+        status: &intent.status,
+        // SANDBOX: no processor will call back; the success is applied as its webhook would,
+        // in the transaction that records the intent and the key's answer.
+        applied_event: (gateway.is_sandbox() && intent.status == "succeeded").then_some(sandbox_event.as_str()),
+    };
+    let view = |status: &str| TopupView {
+        intent_id: intent.id.clone(),
+        client_secret: intent.client_secret.clone(),
+        status: status.to_owned(),
+        amount: amount.get(),
+        gateway: gateway.name().into(),
+        sandbox: gateway.is_sandbox(),
+    };
+    let answer = |status: &str| -> crate::store::StoreResult<(u16, String)> {
+        let json = serde_json::to_string(&view(status)).map_err(|e| StoreError::Internal(e.to_string()))?;
+        Ok((StatusCode::CREATED.as_u16(), json))
+    };
+    if let Err(e) = app.store.record_intent(&record, Some(idem.claim()), &answer, now).await {
         return idem.on_store_error(&app, e).await;
     }
-    let mut status = intent.status.clone();
-    if gateway.is_sandbox() && intent.status == "succeeded" {
-        // SANDBOX: no processor will call back; apply the success as its webhook would.
-        app.store
-            .apply_intent_event(
-                &format!("sandbox_evt_{}", intent.id),
-                "payment_intent.succeeded",
-                &intent.id,
-                "succeeded",
-                None,
-                now,
-            )
-            .await?;
-        status = "succeeded".into();
-    }
+    let status = if record.applied_event.is_some() { "succeeded" } else { intent.status.as_str() };
     tracing::info!(
         driver.id = d.driver_id,
         amount_vnd = amount.get(),
         gateway = gateway.name(),
         "top-up intent created"
     );
-    let view = TopupView {
-        intent_id: intent.id,
-        client_secret: intent.client_secret,
-        status,
-        amount: amount.get(),
-        gateway: gateway.name().into(),
-        sandbox: gateway.is_sandbox(),
-    };
-    idem.complete(&app, StatusCode::CREATED, &view).await
+    let (code, json) = answer(status)?;
+    Ok(Idempotency::stored_answer(code, json))
 }
 
 /// Stripe's webhooks. The raw body's signature is verified (with the 300 s tolerance) before
@@ -225,7 +226,15 @@ pub async fn stripe_event(
         // Our top-up whose record was never written (the answer to the app was lost after
         // Stripe created the intent): our metadata says whose it is. Record it and credit.
         let gateway = app.payments.as_ref().map_or("stripe", |g| g.name());
-        app.store.record_intent(&intent_id, driver_id, Vnd(intent.amount), gateway, &status, None, now).await?;
+        let record = NewIntent {
+            id: &intent_id,
+            driver_id,
+            amount: Vnd(intent.amount),
+            gateway,
+            status: &status,
+            applied_event: None,
+        };
+        app.store.record_intent(&record, None, &crate::store::drivers::no_answer, now).await?;
         outcome = app
             .store
             .apply_intent_event(&format!("{event_id}:orphan"), &event_type, &intent_id, &status, charge.as_deref(), now)

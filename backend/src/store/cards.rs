@@ -290,15 +290,20 @@ pub trait CardStore: Send + Sync {
         gateway: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<String>;
-    /// Records a card setup started by a driver (claims `idem`).
+    /// Records a card setup started by a driver; claims `idem` and stores the answer
+    /// `answer` renders, in the same transaction. A SANDBOX setup's play card
+    /// (`sandbox_card`, no processor calls back) is saved in that transaction too.
+    #[allow(clippy::too_many_arguments)]
     async fn record_setup(
         &self,
         setup_id: &str,
         driver_id: i64,
         status: &str,
+        sandbox_card: Option<&crate::payments::CardInfo>,
         idem: Option<&IdemClaim>,
+        answer: &super::drivers::Answer<'_, Option<SavedCard>>,
         now: DateTime<Utc>,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<Option<SavedCard>>;
     /// The driver who started a setup.
     async fn setup_driver(&self, setup_id: &str) -> StoreResult<Option<i64>>;
     /// Saves the card of a succeeded setup, once (per event and per payment method).

@@ -74,7 +74,7 @@ pub fn no_wallet_answer(_: Vnd, _: &[WalletLine]) -> StoreResult<(u16, String)> 
 
 /// The [`Answer`] of a call made without a key (dashboard forms, seeds, tests): never
 /// called, as there is no key to store it with.
-pub fn no_answer<T>(_: &T) -> StoreResult<(u16, String)> {
+pub fn no_answer<T: ?Sized>(_: &T) -> StoreResult<(u16, String)> {
     Err(super::StoreError::Internal("a call without a key has no answer to store".into()))
 }
 
@@ -84,6 +84,24 @@ pub const WALLET_ANSWER_LINES: i64 = 100;
 /// Renders the answer to a wallet movement from the wallet as the movement left it
 /// (balance, newest movements): stored with the key in the movement's own transaction.
 pub type WalletAnswer<'a> = dyn Fn(Vnd, &[WalletLine]) -> StoreResult<(u16, String)> + Send + Sync + 'a;
+
+/// A payment intent the processor created, to record ([`DriverStore::record_intent`]).
+#[derive(Debug, Clone)]
+pub struct NewIntent<'a> {
+    /// The processor's id.
+    pub id: &'a str,
+    /// Whose wallet it tops up.
+    pub driver_id: i64,
+    /// How much.
+    pub amount: Vnd,
+    /// Which gateway (`stripe`, `sandbox`).
+    pub gateway: &'a str,
+    /// The processor's status at creation.
+    pub status: &'a str,
+    /// With `Some(event id)`: the intent already succeeded (the SANDBOX gateway, which no
+    /// processor calls back for) and is applied as that event, in the recording transaction.
+    pub applied_event: Option<&'a str>,
+}
 
 /// An idempotency key claimed by a state-changing call, inserted in the same transaction.
 #[derive(Debug, Clone)]
@@ -521,16 +539,15 @@ pub trait DriverStore: Send + Sync {
         within: chrono::Duration,
         limit: i64,
     ) -> StoreResult<Vec<(SessionRow, Option<String>)>>;
-    /// Records a payment intent created with the processor (once per id); claims `idem`.
-    #[allow(clippy::too_many_arguments)]
+    /// Records a payment intent created with the processor (once per id); claims `idem` and
+    /// stores the answer `answer` renders from the intent's status, in the same transaction.
+    /// A sandbox intent that succeeded at once (`intent.applied_event`) is credited in that
+    /// transaction too: the key, its answer and the credit commit together (issue 30, bug 7).
     async fn record_intent(
         &self,
-        intent_id: &str,
-        driver_id: i64,
-        amount: Vnd,
-        gateway: &str,
-        status: &str,
+        intent: &NewIntent<'_>,
         idem: Option<&IdemClaim>,
+        answer: &Answer<'_, str>,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
     /// Applies a processor event about a payment intent, once per event id: on success the

@@ -177,9 +177,11 @@ macro_rules! sql_card_store_impl {
                 setup_id: &str,
                 driver_id: i64,
                 status: &str,
+                sandbox_card: Option<&$crate::payments::CardInfo>,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
+                answer: &$crate::store::drivers::Answer<'_, Option<$crate::store::cards::SavedCard>>,
                 now: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::store::StoreResult<()> {
+            ) -> $crate::store::StoreResult<Option<$crate::store::cards::SavedCard>> {
                 let mut tx = self.begin_write().await?;
                 claim(&mut tx, idem, now).await?;
                 sqlx::query(
@@ -193,7 +195,13 @@ macro_rules! sql_card_store_impl {
                 .execute(&mut *tx)
                 .await
                 .map_err($crate::store::map_sqlx)?;
-                tx.commit().await.map_err($crate::store::map_sqlx)
+                let saved = match sandbox_card {
+                    Some(card) => save_card_in(&mut tx, setup_id, card, now).await?,
+                    None => None,
+                };
+                answer_claim(&mut tx, idem, answer, &saved).await?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(saved)
             }
 
             async fn setup_driver(&self, setup_id: &str) -> $crate::store::StoreResult<Option<i64>> {
@@ -215,47 +223,9 @@ macro_rules! sql_card_store_impl {
                 if !fresh_event(&mut tx, event, setup_id, now).await? {
                     return Ok(None);
                 }
-                let driver: Option<i64> = sqlx::query_scalar("SELECT driver_id FROM card_setups WHERE id = $1")
-                    .bind(setup_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err($crate::store::map_sqlx)?;
-                let Some(driver_id) = driver else {
-                    tx.commit().await.map_err($crate::store::map_sqlx)?;
-                    return Ok(None);
-                };
-                sqlx::query(
-                    "INSERT INTO saved_cards (driver_id, payment_method_id, brand, last4, exp_month, exp_year, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (payment_method_id) DO NOTHING",
-                )
-                .bind(driver_id)
-                .bind(&card.payment_method)
-                .bind(&card.brand)
-                .bind(&card.last4)
-                .bind(card.exp_month)
-                .bind(card.exp_year)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err($crate::store::map_sqlx)?;
-                sqlx::query("UPDATE card_setups SET status = 'succeeded', updated_at = $2 WHERE id = $1")
-                    .bind(setup_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err($crate::store::map_sqlx)?;
-                let sql = sqlx::AssertSqlSafe(format!(
-                    "{} WHERE payment_method_id = $1 AND driver_id = $2 AND removed_at IS NULL",
-                    $crate::store::sql_cards::CARD_SELECT
-                ));
-                let row: Option<$crate::store::sql_cards::CardDbRow> = sqlx::query_as(sql)
-                    .bind(&card.payment_method)
-                    .bind(driver_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err($crate::store::map_sqlx)?;
+                let saved = save_card_in(&mut tx, setup_id, card, now).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
-                Ok(row.map(Into::into))
+                Ok(saved)
             }
 
             async fn cards(&self, driver_id: i64) -> $crate::store::StoreResult<Vec<$crate::store::cards::SavedCard>> {
@@ -988,6 +958,55 @@ macro_rules! sql_card_store_impl {
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(count)
             }
+        }
+
+        /// Saves the card of a succeeded setup in `tx` (once per payment method): the card
+        /// as saved, or `None` for a setup nobody started here.
+        async fn save_card_in(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            setup_id: &str,
+            card: &$crate::payments::CardInfo,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::StoreResult<Option<$crate::store::cards::SavedCard>> {
+            let driver: Option<i64> = sqlx::query_scalar("SELECT driver_id FROM card_setups WHERE id = $1")
+                .bind(setup_id)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+            let Some(driver_id) = driver else {
+                return Ok(None);
+            };
+            sqlx::query(
+                "INSERT INTO saved_cards (driver_id, payment_method_id, brand, last4, exp_month, exp_year, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (payment_method_id) DO NOTHING",
+            )
+            .bind(driver_id)
+            .bind(&card.payment_method)
+            .bind(&card.brand)
+            .bind(&card.last4)
+            .bind(card.exp_month)
+            .bind(card.exp_year)
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .map_err($crate::store::map_sqlx)?;
+            sqlx::query("UPDATE card_setups SET status = 'succeeded', updated_at = $2 WHERE id = $1")
+                .bind(setup_id)
+                .bind(now)
+                .execute(&mut **tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+            let sql = sqlx::AssertSqlSafe(format!(
+                "{} WHERE payment_method_id = $1 AND driver_id = $2 AND removed_at IS NULL",
+                $crate::store::sql_cards::CARD_SELECT
+            ));
+            let row: Option<$crate::store::sql_cards::CardDbRow> = sqlx::query_as(sql)
+                .bind(&card.payment_method)
+                .bind(driver_id)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+            Ok(row.map(Into::into))
         }
 
         /// Records a processor event id (`(id, type)`) once; `false` if it was seen before.

@@ -762,12 +762,9 @@ macro_rules! sql_driver_store_impl {
 
             async fn record_intent(
                 &self,
-                intent_id: &str,
-                driver_id: i64,
-                amount: $crate::domain::money::Vnd,
-                gateway: &str,
-                status: &str,
+                intent: &$crate::store::drivers::NewIntent<'_>,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
+                answer: &$crate::store::drivers::Answer<'_, str>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.begin_write().await?;
@@ -776,15 +773,24 @@ macro_rules! sql_driver_store_impl {
                     "INSERT INTO payment_intents (id, driver_id, purpose, amount, gateway, status, created_at, updated_at) \
                      VALUES ($1, $2, 'topup', $3, $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
                 )
-                .bind(intent_id)
-                .bind(driver_id)
-                .bind(amount.get())
-                .bind(gateway)
-                .bind(status)
+                .bind(intent.id)
+                .bind(intent.driver_id)
+                .bind(intent.amount.get())
+                .bind(intent.gateway)
+                .bind(intent.status)
                 .bind(now)
                 .execute(&mut *tx)
                 .await
                 .map_err($crate::store::map_sqlx)?;
+                let mut status = intent.status;
+                if let Some(event_id) = intent.applied_event {
+                    let fresh = insert_processor_event(&mut tx, event_id, "payment_intent.succeeded", intent.id, now).await?;
+                    if fresh {
+                        apply_intent_status(&mut tx, intent.id, "succeeded", None, now).await?;
+                    }
+                    status = "succeeded";
+                }
+                answer_claim(&mut tx, idem, answer, status).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(())
             }
@@ -800,69 +806,10 @@ macro_rules! sql_driver_store_impl {
             ) -> $crate::store::StoreResult<$crate::store::drivers::IntentEventOutcome> {
                 use $crate::store::drivers::IntentEventOutcome;
                 let mut tx = self.begin_write().await?;
-                let fresh = sqlx::query(
-                    "INSERT INTO processor_events (id, type, object_id, received_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(event_id)
-                .bind(event_type)
-                .bind(intent_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err($crate::store::map_sqlx)?
-                .rows_affected();
-                if fresh == 0 {
+                if !insert_processor_event(&mut tx, event_id, event_type, intent_id, now).await? {
                     return Ok(IntentEventOutcome::Duplicate);
                 }
-                let locked = sqlx::AssertSqlSafe(format!(
-                    "SELECT driver_id, amount, status, credited_at FROM payment_intents WHERE id = $1{}",
-                    $lock
-                ));
-                let row: Option<(i64, i64, String, Option<chrono::DateTime<chrono::Utc>>)> =
-                    sqlx::query_as(locked).bind(intent_id).fetch_optional(&mut *tx).await.map_err($crate::store::map_sqlx)?;
-                let Some((driver_id, amount, _, credited_at)) = row else {
-                    tx.commit().await.map_err($crate::store::map_sqlx)?;
-                    return Ok(IntentEventOutcome::UnknownIntent);
-                };
-                let outcome = if status == "succeeded" && credited_at.is_none() {
-                    let amount = $crate::domain::money::Vnd(amount);
-                    let entry = $crate::domain::ledger::Entry::transfer(
-                        "card_topup",
-                        $crate::domain::ledger::Account::processor(),
-                        $crate::domain::ledger::Account::wallet(driver_id),
-                        amount,
-                    )
-                    .map_err(|e| $crate::store::StoreError::Internal(e.to_string()))?;
-                    if post(&mut tx, &entry, None, now).await?.is_err() {
-                        return Err($crate::store::StoreError::Internal("a credit cannot overdraw".into()));
-                    }
-                    sqlx::query(
-                        "UPDATE payment_intents SET status = $2, credited_at = $3, updated_at = $3, \
-                         charge_ref = COALESCE($4, charge_ref) WHERE id = $1",
-                    )
-                        .bind(intent_id)
-                        .bind(status)
-                        .bind(now)
-                        .bind(charge_ref)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err($crate::store::map_sqlx)?;
-                    IntentEventOutcome::Credited { driver_id, amount }
-                } else {
-                    // A late `failed` after a `succeeded` (retried intent, out of order) never
-                    // undoes the success.
-                    if credited_at.is_none() {
-                        sqlx::query("UPDATE payment_intents SET status = $2, updated_at = $3 WHERE id = $1")
-                            .bind(intent_id)
-                            .bind(status)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err($crate::store::map_sqlx)?;
-                    }
-                    IntentEventOutcome::Updated
-                };
+                let outcome = apply_intent_status(&mut tx, intent_id, status, charge_ref, now).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(outcome)
             }
@@ -1032,8 +979,89 @@ macro_rules! sql_driver_store_impl {
                 Ok(($crate::domain::money::Vnd(balance.unwrap_or(0)), lines))
         }
 
+        /// Records a processor event by id: `false` when it was seen before (a duplicate).
+        async fn insert_processor_event(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            event_id: &str,
+            event_type: &str,
+            intent_id: &str,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::StoreResult<bool> {
+            let fresh = sqlx::query(
+                "INSERT INTO processor_events (id, type, object_id, received_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(event_id)
+            .bind(event_type)
+            .bind(intent_id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .map_err($crate::store::map_sqlx)?
+            .rows_affected();
+            Ok(fresh > 0)
+        }
+
+        /// Applies a processor's status to a top-up intent, in `tx`: a success credits the
+        /// wallet once per intent; a failure never undoes a success.
+        async fn apply_intent_status(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            intent_id: &str,
+            status: &str,
+            charge_ref: Option<&str>,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::StoreResult<$crate::store::drivers::IntentEventOutcome> {
+            use $crate::store::drivers::IntentEventOutcome;
+            let locked = sqlx::AssertSqlSafe(format!(
+                "SELECT driver_id, amount, status, credited_at FROM payment_intents WHERE id = $1{}",
+                $lock
+            ));
+            let row: Option<(i64, i64, String, Option<chrono::DateTime<chrono::Utc>>)> =
+                sqlx::query_as(locked).bind(intent_id).fetch_optional(&mut **tx).await.map_err($crate::store::map_sqlx)?;
+            let Some((driver_id, amount, _, credited_at)) = row else {
+                return Ok(IntentEventOutcome::UnknownIntent);
+            };
+            if status == "succeeded" && credited_at.is_none() {
+                let amount = $crate::domain::money::Vnd(amount);
+                let entry = $crate::domain::ledger::Entry::transfer(
+                    "card_topup",
+                    $crate::domain::ledger::Account::processor(),
+                    $crate::domain::ledger::Account::wallet(driver_id),
+                    amount,
+                )
+                .map_err(|e| $crate::store::StoreError::Internal(e.to_string()))?;
+                if post(tx, &entry, None, now).await?.is_err() {
+                    return Err($crate::store::StoreError::Internal("a credit cannot overdraw".into()));
+                }
+                sqlx::query(
+                    "UPDATE payment_intents SET status = $2, credited_at = $3, updated_at = $3, \
+                     charge_ref = COALESCE($4, charge_ref) WHERE id = $1",
+                )
+                .bind(intent_id)
+                .bind(status)
+                .bind(now)
+                .bind(charge_ref)
+                .execute(&mut **tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                return Ok(IntentEventOutcome::Credited { driver_id, amount });
+            }
+            // A late `failed` after a `succeeded` (retried intent, out of order) never undoes
+            // the success.
+            if credited_at.is_none() {
+                sqlx::query("UPDATE payment_intents SET status = $2, updated_at = $3 WHERE id = $1")
+                    .bind(intent_id)
+                    .bind(status)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+            }
+            Ok(IntentEventOutcome::Updated)
+        }
+
         /// With a claim, stores the answer `answer` renders from `row`, in `tx`.
-        async fn answer_claim<T: Sync>(
+        async fn answer_claim<T: Sync + ?Sized>(
             tx: &mut sqlx::Transaction<'_, $db>,
             idem: Option<&$crate::store::drivers::IdemClaim>,
             answer: &$crate::store::drivers::Answer<'_, T>,
