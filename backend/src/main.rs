@@ -32,6 +32,11 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "IPARKING_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Address of the Prometheus metrics listener (`GET /metrics`), e.g. `127.0.0.1:9090`:
+        /// keep it off the public network. Without it no metrics are served; the API's
+        /// listener never serves them.
+        #[arg(long, env = "IPARKING_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
         #[command(flatten)]
         live: LiveArgs,
         /// Do not seed the demo data into an empty embedded database.
@@ -223,6 +228,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve {
             listen,
+            metrics_listen,
             live,
             no_seed,
             request_timeout_secs,
@@ -301,6 +307,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 points = app.index().len(),
                 "iparking serving; API docs at /docs"
             );
+            if let Some(addr) = metrics_listen {
+                let metrics =
+                    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr} (metrics)"))?;
+                tracing::info!(listen = %metrics.local_addr()?, "metrics served at /metrics");
+                tokio::spawn(http::serve_metrics(metrics));
+            }
             http::serve(listener, app, shutdown_signal()).await?;
             tracing::info!("stopped");
         }

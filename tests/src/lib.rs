@@ -144,6 +144,8 @@ pub struct TestApp {
     pub app: Arc<App>,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// The metrics listener's address (`GET /metrics`).
+    pub metrics_addr: SocketAddr,
     /// An anonymous client.
     pub client: Client,
     /// A client holding a city-wide admin token.
@@ -268,6 +270,10 @@ impl TestApp {
         let server = tokio::spawn(iparking::http::serve(listener, app.clone(), async {
             let _ = rx.await;
         }));
+        // The metrics listener, as `--metrics-listen` runs it beside the API's.
+        let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind metrics");
+        let metrics_addr = metrics.local_addr().expect("metrics addr");
+        tokio::spawn(iparking::http::serve_metrics(metrics));
         let client = Client::new(format!("http://{addr}"));
         let spec = iparking::http::admin::StaffSpec::new("Test admin".into(), StaffRole::Admin, &[]);
         let token = iparking::http::admin::add_staff(&app, spec).await.expect("admin").token;
@@ -275,6 +281,7 @@ impl TestApp {
         Self {
             app,
             addr,
+            metrics_addr,
             client,
             admin,
             db: test_db,
@@ -289,6 +296,11 @@ impl TestApp {
     /// A base URL for raw requests.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// The metrics listener's `/metrics` (never served on the API's address).
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.metrics_addr)
     }
 
     /// A raw request to `path` with the city-wide admin's token.

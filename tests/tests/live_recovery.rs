@@ -186,7 +186,7 @@ async fn lost_data_is_rebuilt(db: Db) {
     let near = near.await.expect("nearby");
     let hk3 = near.points.iter().find(|p| p.point.code == "HK003").expect("HK003 is near");
     assert_eq!(hk3.point.free_spaces, Some(capacity - 1), "nearby search counts the session");
-    let metrics = reqwest::get(t.url("/metrics")).await.expect("metrics").text().await.expect("text");
+    let metrics = reqwest::get(t.metrics_url()).await.expect("metrics").text().await.expect("text");
     assert!(metrics.contains("live_rebuilds_total{reason=\"data_lost\"}"), "no rebuild counted:\n{metrics}");
 }
 

@@ -137,7 +137,7 @@ async fn a_node_at_its_connection_limit_closes_idle_connections_and_refuses_busy
     let kept = reqwest::Client::new();
     assert_eq!(get(&kept).await.expect("answered").status().as_u16(), 200);
     // Each connection closed for a newcomer is counted: six above, at least.
-    let metrics = kept.get(t.url("/metrics")).send().await.expect("metrics").text().await.expect("body");
+    let metrics = kept.get(t.metrics_url()).send().await.expect("metrics").text().await.expect("body");
     let closed: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("http_connections_closed_idle_total "))

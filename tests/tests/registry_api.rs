@@ -391,12 +391,15 @@ matrix!(ops_endpoints, |t| {
 
     t.client.point("HK001").await.unwrap();
     let http = reqwest::Client::new();
-    let resp = http.get(t.url("/metrics")).send().await.unwrap();
+    let resp = http.get(t.metrics_url()).send().await.unwrap();
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = resp.text().await.unwrap();
     assert!(text.contains("http_requests_total"), "{text}");
     assert!(text.contains("route=\"/v1/points/{code}\""), "route label missing: {text}");
     assert!(!text.contains("HK001"), "metrics must not carry path values");
+    // The API's listener never serves them (issue 30): they are for the operator's network.
+    let public = http.get(t.url("/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), 404, "metrics on the public listener");
 
     let resp = http.get(t.url("/v1/points/HK001")).send().await.unwrap();
     assert!(resp.headers().contains_key("x-request-id"));

@@ -70,11 +70,28 @@ pub fn validate_point_code(code: &str, district_code: &str) -> Result<(), Invali
     }
 }
 
-/// A display name: 1..=200 characters once trimmed, no control characters.
+/// Whether `c` counts as blank around text people type: Unicode white space, and the byte
+/// order mark (which JSON Schema's `\s`, and so the OpenAPI document, counts as space).
+pub fn is_blank(c: char) -> bool {
+    c.is_whitespace() || c == '\u{feff}'
+}
+
+/// `s` without blank characters around it ([`is_blank`]).
+pub fn trim_blank(s: &str) -> &str {
+    s.trim_matches(is_blank)
+}
+
+/// Whether `s` is free text of 1..=`max` characters (as sent, blanks around included) with
+/// something in it besides blanks: the rule of names, notes and reasons, which the OpenAPI
+/// document states as a pattern and a `maxLength`.
+pub fn text_fits(s: &str, max: usize) -> bool {
+    !trim_blank(s).is_empty() && s.chars().count() <= max
+}
+
+/// A display name: 1..=200 characters, not blank, no control characters; kept trimmed.
 pub fn validate_name(field: &'static str, name: &str) -> Result<String, Invalid> {
-    let trimmed = name.trim();
-    let chars = trimmed.chars().count();
-    if chars == 0 || chars > MAX_NAME_CHARS || trimmed.chars().any(char::is_control) {
+    let trimmed = trim_blank(name);
+    if !text_fits(name, MAX_NAME_CHARS) || trimmed.chars().any(char::is_control) {
         return Err(Invalid::new(
             "invalid_name",
             format!("Trường {field} cần 1–{MAX_NAME_CHARS} ký tự, không có ký tự điều khiển."),

@@ -58,10 +58,15 @@ pub fn month_of(day: NaiveDate) -> String {
     format!("{:04}-{:02}", day.year(), day.month())
 }
 
-/// A strict `YYYY-MM-DD`.
+/// Whether `s` is digits and dashes laid out as `shape` (`9999-99`): no sign, no space.
+fn shaped(s: &str, shape: &str) -> bool {
+    s.len() == shape.len()
+        && s.bytes().zip(shape.bytes()).all(|(c, k)| if k == b'9' { c.is_ascii_digit() } else { c == k })
+}
+
+/// A strict `YYYY-MM-DD` (a day that exists).
 pub fn parse_day(s: &str) -> Option<NaiveDate> {
-    let s = s.trim();
-    if s.len() != 10 {
+    if !shaped(s, "9999-99-99") {
         return None;
     }
     NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
@@ -69,11 +74,10 @@ pub fn parse_day(s: &str) -> Option<NaiveDate> {
 
 /// A strict `YYYY-MM`: its days.
 pub fn parse_month(s: &str) -> Option<DayRange> {
-    let s = s.trim();
-    let (y, m) = s.split_once('-')?;
-    if y.len() != 4 || m.len() != 2 {
+    if !shaped(s, "9999-99") {
         return None;
     }
+    let (y, m) = s.split_once('-')?;
     let first = NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, 1)?;
     let next = if first.month() == 12 {
         NaiveDate::from_ymd_opt(first.year() + 1, 1, 1)?

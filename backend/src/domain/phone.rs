@@ -23,24 +23,23 @@ impl Phone {
                 "Invalid phone number: a Vietnamese mobile number is needed, e.g. 0912 345 678.",
             )
         };
-        let trimmed = input.trim();
-        if trimmed.len() > 32 {
+        // The grammar is exactly `crate::http::openapi::PHONE` (tested there): spaces,
+        // then an optional `+` (which must be followed by 84), then digits with spaces,
+        // dots, dashes and brackets anywhere between; 32 characters at most.
+        if input.len() > 32 {
             return Err(bad());
         }
-        let plus = trimmed.starts_with('+');
-        let digits: String = trimmed.chars().filter(|c| !matches!(c, ' ' | '.' | '-' | '(' | ')')).collect();
-        let digits = digits.strip_prefix('+').unwrap_or(&digits);
-        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        let s = input.trim_start_matches(' ');
+        let (plus, body) = match s.strip_prefix('+') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        if !body.chars().all(|c| c.is_ascii_digit() || matches!(c, ' ' | '.' | '-' | '(' | ')')) {
             return Err(bad());
         }
-        let national = if let Some(rest) = digits.strip_prefix("84").filter(|r| r.len() == 9 || plus) {
-            rest
-        } else if let Some(rest) = digits.strip_prefix('0') {
-            if plus {
-                return Err(bad());
-            }
-            rest
-        } else {
+        let digits: String = body.chars().filter(char::is_ascii_digit).collect();
+        let national = if plus || digits.len() == 11 { digits.strip_prefix("84") } else { digits.strip_prefix('0') };
+        let Some(national) = national else {
             return Err(bad());
         };
         // Mobile ranges since the 2018 renumbering: 3x, 5x, 7x, 8x, 9x.

@@ -32,11 +32,13 @@ impl Plate {
     /// letters, optionally one more digit, then 4 or 5 digits: `30A12345`, `29H123456`,
     /// `51F12345`, `30E1234`, `80NG12345` (diplomatic), `29B112345` (motorbike).
     pub fn parse(input: &str) -> Result<Plate, Invalid> {
+        // The grammar is exactly `crate::http::openapi::PLATE` (tested there), 32 characters
+        // at most.
         let shown: String = input.chars().take(20).collect();
         let norm: String = input
             .chars()
             .filter(|c| !matches!(c, '-' | '.' | ' ' | '_' | '/' | '\u{00B7}'))
-            .flat_map(char::to_uppercase)
+            .map(|c| c.to_ascii_uppercase())
             .collect();
         let reject = |vi: &str, en: &str| {
             Invalid::new(
@@ -47,6 +49,9 @@ impl Plate {
         };
         if norm.is_empty() {
             return Err(reject("chưa nhập biển số", "it is empty"));
+        }
+        if input.chars().count() > 32 {
+            return Err(reject("quá dài", "it is too long"));
         }
         if let Some(c) = norm.chars().find(|c| !c.is_ascii_alphanumeric()) {
             let _ = c;

@@ -319,7 +319,7 @@ pub async fn open_point(
         (status = 200, description = "Every row imported", body = ImportReport),
         (status = 400, description = "The file cannot be read", body = ErrorBody),
         (status = 413, description = "The file is too large", body = ErrorBody),
-        (status = 422, description = "Some rows were rejected (see `rejected`); with all_or_nothing nothing was imported", body = ImportReport),
+        (status = 422, description = "Some rows were rejected (see `rejected`; with all_or_nothing nothing was imported), or the file cannot be read as its format (`invalid_file`, error shape)", body = ImportReport),
     )
 )]
 pub async fn import_points(
@@ -336,8 +336,9 @@ pub async fn import_points(
             format!("The file is too large (at most {} MB).", app.settings.import_body_limit / (1024 * 1024)),
         )
     })?;
+    // The request is well-formed; the file's content is not readable as its format (422).
     let rows = import::parse(q.format, &bytes).map_err(|e| {
-        AppError::bad_request(
+        AppError::unprocessable(
             "invalid_file",
             format!("Không đọc được tệp: {}", e.0),
             format!("Cannot read the file: {}", e.0),
@@ -449,7 +450,7 @@ pub async fn add_staff(app: &crate::App, spec: StaffSpec) -> Result<StaffCreated
     }
     let username = match username {
         Some(u) => {
-            let u = u.trim().to_lowercase();
+            let u = u.to_ascii_lowercase();
             let ok = (3..=64).contains(&u.len())
                 && u.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
             if !ok {

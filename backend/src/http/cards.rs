@@ -95,7 +95,7 @@ async fn customer(app: &AppState, gw: &dyn PaymentGateway, driver_id: i64) -> Re
 /// Needs an `Idempotency-Key`.
 #[utoipa::path(
     post, path = "/v1/me/cards/setups", tag = "drivers", security(("bearer" = [])),
-    request_body(content = String, content_type = "application/json", description = "Empty (or `{}`)"),
+    request_body(content = Option<super::input::EmptyBody>, content_type = "application/json", description = "None, or `{}`"),
     params(("Idempotency-Key" = String, Header, description = "Unique per setup")),
     responses(
         (status = 201, description = "Setup created", body = CardSetupView),
@@ -567,7 +567,7 @@ pub fn sandbox_refunds(app: &crate::App) -> bool {
 /// a session is active. Needs an `Idempotency-Key`.
 #[utoipa::path(
     post, path = "/v1/me/close", tag = "drivers", security(("bearer" = [])),
-    request_body(content = String, content_type = "application/json", description = "Empty (or `{}`)"),
+    request_body(content = Option<super::input::EmptyBody>, content_type = "application/json", description = "None, or `{}`"),
     params(("Idempotency-Key" = String, Header, description = "Unique per closing")),
     responses(
         (status = 200, description = "Closed; refunds under way", body = CloseAccountView),
@@ -661,8 +661,8 @@ pub async fn staff_refund(
         return Ok(replayed);
     }
     let req: StaffRefundRequest = parse_json(&headers, &body)?;
-    let reason = req.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
+    let reason = crate::domain::city::trim_blank(&req.reason);
+    if !crate::domain::city::text_fits(&req.reason, 500) {
         return Err(AppError::bad_request(
             "invalid_reason",
             "Cần lý do hoàn tiền (1–500 ký tự).",
@@ -892,6 +892,7 @@ async fn sweep_charge(
 
 /// What one settlement import stored.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = SettlementImportReport)]
 pub struct ImportReport {
     /// Balance transactions stored (new or updated).
     pub balance_transactions: usize,

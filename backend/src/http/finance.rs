@@ -99,8 +99,19 @@ fn invalid_format() -> AppError {
 }
 
 /// `true` for CSV, `false` for JSON.
+/// 400 (unknown) or 422 (repeated) for a revenue dimension.
+fn bad_group(name: &str, allowed: &[&str], status: StatusCode) -> AppError {
+    AppError::new(
+        status,
+        "invalid_group",
+        format!("Không nhóm được theo `{name}` (không có hoặc bị lặp)."),
+        format!("Cannot group by `{name}` (unknown or repeated)."),
+    )
+    .with_details(serde_json::json!({ "group": name, "allowed": allowed }))
+}
+
 fn wants_csv(format: Option<&str>) -> Result<bool, AppError> {
-    match format.map(str::trim) {
+    match format {
         None | Some("") | Some("json") => Ok(false),
         Some("csv") => Ok(true),
         _ => Err(invalid_format()),
@@ -108,15 +119,14 @@ fn wants_csv(format: Option<&str>) -> Result<bool, AppError> {
 }
 
 fn note_of(note: &str, code: &'static str) -> Result<String, AppError> {
-    let note = note.trim();
-    if note.is_empty() || note.chars().count() > 1000 {
+    if !crate::domain::city::text_fits(note, 1000) {
         return Err(AppError::bad_request(
             code,
             "Cần ghi chú (1–1000 ký tự).",
             "A note is needed (1–1000 characters).",
         ));
     }
-    Ok(note.to_owned())
+    Ok(crate::domain::city::trim_blank(note).to_owned())
 }
 
 fn parse_month(month: &str) -> Result<DayRange, AppError> {
@@ -143,25 +153,22 @@ pub async fn revenue_report(app: &App, p: &Principal, q: &RevenueQuery) -> Resul
     let (from, to) = (day(&q.from, "from")?, day(&q.to, "to")?);
     let range = fin::check_range(from, to).map_err(|e| match e {
         RangeError::Reversed => {
-            AppError::bad_request("invalid_range", "Ngày `to` đứng trước `from`.", "`to` is before `from`.")
+            AppError::unprocessable("invalid_range", "Ngày `to` đứng trước `from`.", "`to` is before `from`.")
         }
-        RangeError::TooLong => AppError::bad_request(
+        RangeError::TooLong => AppError::unprocessable(
             "invalid_range",
             format!("Khoảng thời gian tối đa {} ngày.", fin::MAX_RANGE_DAYS),
             format!("A report covers at most {} days.", fin::MAX_RANGE_DAYS),
         ),
     })?;
     let mut dims = Vec::new();
-    for name in q.group_by.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for name in q.group_by.as_deref().unwrap_or("").split(',').map(|s| s.trim_matches(' ')).filter(|s| !s.is_empty()) {
         let allowed: Vec<&str> = RevenueDim::ALL.iter().map(|d| d.as_str()).collect();
-        let dim = RevenueDim::parse(name).filter(|d| !dims.contains(d)).ok_or_else(|| {
-            AppError::bad_request(
-                "invalid_group",
-                format!("Không nhóm được theo `{name}` (không có hoặc bị lặp)."),
-                format!("Cannot group by `{name}` (unknown or repeated)."),
-            )
-            .with_details(serde_json::json!({ "group": name, "allowed": allowed }))
-        })?;
+        let dim = RevenueDim::parse(name).ok_or_else(|| bad_group(name, &allowed, StatusCode::BAD_REQUEST))?;
+        if dims.contains(&dim) {
+            // Each dimension well-formed; grouping by one twice is a rule between items (422).
+            return Err(bad_group(name, &allowed, StatusCode::UNPROCESSABLE_ENTITY));
+        }
         dims.push(dim);
     }
     wants_csv(q.format.as_deref())?;
@@ -678,7 +685,8 @@ fn recon_range(q: &ReconciliationQuery) -> Result<(DayRange, bool), AppError> {
             Ok((DayRange { from: day, to: day }, false))
         }
         (None, Some(m)) => Ok((fin::parse_month(m).ok_or_else(bad)?, true)),
-        _ => Err(bad()),
+        // Each well-formed, but not exactly one: a rule between fields (422, docs/decisions/0016).
+        _ => Err(AppError { status: StatusCode::UNPROCESSABLE_ENTITY, ..bad() }),
     }
 }
 
@@ -1177,7 +1185,8 @@ pub async fn post_adjustment(
     }
     let reason = note_of(&req.reason, "invalid_reason")?;
     if req.debit == req.credit {
-        return Err(AppError::bad_request(
+        // Each side well-formed, the pair not: a rule between fields (422).
+        return Err(AppError::unprocessable(
             "invalid_account",
             "Hai tài khoản phải khác nhau.",
             "The two accounts must differ.",
@@ -1399,8 +1408,8 @@ pub async fn create_refund_request(
         Err(replayed) => return Ok(replayed),
     };
     let req: RefundRequestBody = parse_json(&headers, &body)?;
-    let reason = req.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
+    let reason = crate::domain::city::trim_blank(&req.reason);
+    if !crate::domain::city::text_fits(&req.reason, 500) {
         return Err(AppError::bad_request(
             "invalid_reason",
             "Cần lý do (1–500 ký tự).",

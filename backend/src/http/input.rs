@@ -34,6 +34,7 @@ pub fn char_allowed(c: char, free_text: bool) -> bool {
 /// 400 for a control character in `field` (`where_` says whether a path, a query parameter or
 /// a body field).
 fn control_character(where_: Where, field: &str) -> AppError {
+    let field = &shown(field);
     let (vi, en) = match where_ {
         Where::Path => (
             "Đường dẫn chứa ký tự điều khiển (như NUL hoặc xuống dòng): hãy bỏ chúng đi.".to_owned(),
@@ -53,6 +54,12 @@ fn control_character(where_: Where, field: &str) -> AppError {
         Where::Path => error,
         _ => error.with_details(serde_json::json!({ "field": field })),
     }
+}
+
+/// A name the client sent (a field, a key), as an error may echo it: control characters
+/// become U+FFFD, and at most 64 characters are kept.
+pub fn shown(name: &str) -> String {
+    name.chars().take(64).map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect()
 }
 
 /// Refuses a text value of a form or multipart field with a control character.
@@ -121,6 +128,39 @@ pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Resu
 /// missing, twice, wrong type) is named in the error.
 pub fn parse_json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
     check_json_shape(body)?;
+    // JSON (and JSON Schema's `integer`) make no difference between 3 and 3.0: a number with
+    // a zero fraction is read as the integer it is.
+    if body.iter().any(|b| matches!(b, b'.' | b'e' | b'E'))
+        && let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(body)
+        && integral_floats_to_integers(&mut v)
+    {
+        let normalised = serde_json::to_vec(&v).map_err(|e| json_error(".", e))?;
+        return parse_json_value(&normalised);
+    }
+    parse_json_value(body)
+}
+
+/// Rewrites every number with a zero fraction (`3.0`, `1e3`) as an integer; whether any was.
+fn integral_floats_to_integers(v: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // Within ±2^53 a double holds every integer exactly.
+            if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 {
+                let i = f as i64;
+                *v = Value::from(i);
+                return true;
+            }
+            false
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |any, x| integral_floats_to_integers(x) | any),
+        Value::Object(map) => map.values_mut().fold(false, |any, x| integral_floats_to_integers(x) | any),
+        _ => false,
+    }
+}
+
+fn parse_json_value<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -129,6 +169,10 @@ pub fn parse_json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> 
     de.end().map_err(|e| json_error(".", e))?;
     Ok(value)
 }
+
+/// The body of a call that takes no fields: none at all, or `{}` (documented as optional).
+#[derive(utoipa::ToSchema)]
+pub struct EmptyBody {}
 
 /// A body that must be empty: nothing, white space, or `{}`.
 pub fn require_empty_body(headers: &HeaderMap, body: &[u8]) -> Result<(), AppError> {
@@ -170,8 +214,15 @@ pub fn query_error(e: serde_path_to_error::Error<serde::de::value::Error>) -> Ap
 }
 
 /// The field at fault and the two messages, in our own words, for a serde message `text`
-/// raised at `path` (`.` at the top).
+/// raised at `path` (`.` at the top). What the client sent is echoed without its control
+/// characters (U+FFFD in their place).
 fn describe(where_: Where, path: &str, text: &str) -> (String, String, String) {
+    let clean = |t: String| t.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect::<String>();
+    let (field, vi, en) = describe_raw(where_, path, text);
+    (clean(field), clean(vi), clean(en))
+}
+
+fn describe_raw(where_: Where, path: &str, text: &str) -> (String, String, String) {
     let path = if path == "." { "" } else { path };
     // serde_path_to_error's path ends at the unknown key itself, but at the object missing one.
     let join = |name: &str| {

@@ -39,6 +39,7 @@ pub mod extract;
 pub mod finance;
 pub mod finance_web;
 pub mod input;
+pub mod openapi;
 pub mod ops;
 pub mod payments;
 pub mod points;
@@ -61,6 +62,8 @@ pub type AppState = Arc<App>;
             English with Accept-Language: en.",
     ),
     modifiers(&BearerAuth),
+    // Referenced only from a query's parameters, which utoipa does not collect.
+    components(schemas(iparking_mobile_api::ImportFormat)),
     tags(
         (name = "points", description = "Parking points for drivers"),
         (name = "tariffs", description = "Prices and quotes"),
@@ -161,25 +164,29 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::revoke_token))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
-        .routes(routes!(ops::metrics))
         .split_for_parts()
 }
 
-/// The OpenAPI document, as served at `/openapi.json`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().1
+/// The OpenAPI document, as served at `/openapi.json`: what the handlers declare, made exact
+/// by [`openapi::complete`] (the refusals they share, the formats their parsers enforce).
+pub fn openapi() -> serde_json::Value {
+    let mut doc = openapi::complete(&api().1);
+    openapi::with_settings(&mut doc, &crate::Settings::default());
+    doc
 }
 
 /// The whole HTTP service for `app`.
 pub fn router(app: AppState) -> Router {
     let (routes, openapi) = api();
     let settings = app.settings.clone();
+    let mut openapi = openapi::complete(&openapi);
+    openapi::with_settings(&mut openapi, &settings);
     routes
         // No spec validator: Swagger UI would otherwise ask validator.swagger.io about the
         // document from every reader's browser ("none" is Swagger UI's off switch).
         .merge(
             SwaggerUi::new("/docs")
-                .url("/openapi.json", openapi)
+                .external_url_unchecked("/openapi.json", openapi)
                 .config(SwaggerConfig::default().validator_url("none")),
         )
         .merge(finance_web::router())
@@ -400,6 +407,20 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels[..2]).record(started.elapsed().as_secs_f64());
     resp
+}
+
+/// The metrics listener's service: `GET /metrics` (Prometheus text), nothing else. It runs
+/// on its own address (`--metrics-listen`), never on the API's (docs/operations.md).
+pub fn metrics_router() -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(ops::metrics))
+        .fallback(|| async { error_for_status(StatusCode::NOT_FOUND) })
+}
+
+/// Serves [`metrics_router`] on `listener` until the process ends.
+pub async fn serve_metrics(listener: TcpListener) -> std::io::Result<()> {
+    ops::prometheus();
+    axum::serve(listener, metrics_router()).await
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains in-flight requests.

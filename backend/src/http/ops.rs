@@ -84,8 +84,7 @@ fn spawn_upkeep(handle: PrometheusHandle) {
     }
 }
 
-/// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", body = String)))]
+/// Prometheus text exposition, on the metrics listener only ([`super::metrics_router`]).
 pub async fn metrics() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], prometheus().render())
 }

@@ -140,16 +140,18 @@ pub async fn stripe_event(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let Some(secret) = app.stripe_webhook_secret() else {
-        return Err(AppError::not_found("payments_disabled", "Chưa cấu hình Stripe.", "Stripe is not configured."));
-    };
     let bad = |why: &str| {
         tracing::warn!(reason = why, "Stripe webhook refused");
         AppError::bad_request("invalid_signature", "Chữ ký webhook không hợp lệ.", format!("Invalid webhook: {why}."))
     };
+    // The request's shape first (a missing signature is the sender's error), then whether
+    // Stripe is configured here.
     let payload = std::str::from_utf8(&body).map_err(|_| bad("body is not UTF-8"))?;
     let signature =
         headers.get("stripe-signature").and_then(|v| v.to_str().ok()).ok_or_else(|| bad("no Stripe-Signature"))?;
+    let Some(secret) = app.stripe_webhook_secret() else {
+        return Err(AppError::not_found("payments_disabled", "Chưa cấu hình Stripe.", "Stripe is not configured."));
+    };
     let event = Webhook::construct_event(payload, signature, secret).map_err(|e| match e {
         WebhookError::BadTimestamp(_) => bad("stale timestamp"),
         WebhookError::BadParse(_) => bad("unreadable event"),

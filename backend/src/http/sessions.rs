@@ -440,7 +440,7 @@ pub async fn extend_session(
 /// Stopping a session that has already ended answers it as it is: stop is safe to retry.
 #[utoipa::path(
     post, path = "/v1/sessions/{id}/stop", tag = "sessions", security(("bearer" = [])),
-    request_body(content = String, content_type = "application/json", description = "Empty (or `{}`)"),
+    request_body(content = Option<super::input::EmptyBody>, content_type = "application/json", description = "None, or `{}`"),
     params(("id" = i64, Path, description = "Session id"), ("Idempotency-Key" = String, Header, description = "Unique per stop")),
     responses(
         (status = 200, description = "Stopped (or already ended)", body = SessionView),

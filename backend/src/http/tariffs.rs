@@ -320,11 +320,10 @@ async fn check_scope(app: &AppState, admin: &Admin, scope: &TariffScope) -> Resu
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Published", body = TariffView),
-        (status = 400, description = "Invalid tariff (windows, tiers, prices, validity)", body = ErrorBody),
+        (status = 422, description = "Invalid tariff (windows, tiers, prices, validity); valid_from in the past", body = ErrorBody),
         (status = 403, description = "Scope outside the admin's districts", body = ErrorBody),
         (status = 404, description = "Unknown district, street or point", body = ErrorBody),
         (status = 409, description = "Overlaps a tariff of the same scope, class and time", body = ErrorBody),
-        (status = 422, description = "valid_from in the past", body = ErrorBody),
     )
 )]
 pub async fn publish_tariff(
@@ -332,7 +331,10 @@ pub async fn publish_tariff(
     admin: Admin,
     Json(spec): Json<TariffSpec>,
 ) -> Result<(StatusCode, Json<TariffView>), AppError> {
-    let tariff = Tariff::from_spec(0, &spec).map_err(invalid)?;
+    // A tariff's rules are mostly between its fields (windows covering the week once, tiers
+    // ascending): a spec that breaks them is well-formed but unprocessable (422).
+    let tariff =
+        Tariff::from_spec(0, &spec).map_err(|e| AppError { status: StatusCode::UNPROCESSABLE_ENTITY, ..invalid(e) })?;
     check_scope(&app, &admin, &tariff.scope).await?;
     let now = app.clock.now();
     if tariff.valid_from < now - CLOCK_SKEW {

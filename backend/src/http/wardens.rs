@@ -192,14 +192,14 @@ pub(crate) async fn password_login(
     allowed_roles: &[StaffRole],
 ) -> Result<(String, Principal), AppError> {
     let username = username.trim().to_lowercase();
-    let device = device.trim();
-    if device.is_empty() || device.chars().count() > 64 {
+    if !crate::domain::city::text_fits(device, 64) {
         return Err(AppError::bad_request(
             "invalid_device",
             "Tên thiết bị cần 1–64 ký tự.",
             "The device name needs 1–64 characters.",
         ));
     }
+    let device = crate::domain::city::trim_blank(device);
     if username.is_empty() || username.len() > 64 || password.len() > PASSWORD_MAX {
         return Err(invalid_credentials());
     }
@@ -1018,8 +1018,8 @@ type CheckedFields = (Plate, Option<(f64, f64)>, String);
 /// Validates the fields of a violation (everything but the photos and the point's scope).
 pub fn check_violation_fields(f: &ViolationFields) -> Result<CheckedFields, AppError> {
     let plate = Plate::parse(&f.plate).map_err(invalid)?;
-    let note = f.note.trim().to_owned();
-    if note.chars().count() > NOTE_MAX_CHARS {
+    let note = crate::domain::city::trim_blank(&f.note).to_owned();
+    if f.note.chars().count() > NOTE_MAX_CHARS {
         return Err(AppError::bad_request(
             "invalid_note",
             format!("Ghi chú tối đa {NOTE_MAX_CHARS} ký tự."),
@@ -1226,7 +1226,7 @@ pub async fn create_violation(
     }
     let missing = |f: &str| form_error(format!("field {f} is required"));
     let kind_text = kind.ok_or_else(|| missing("kind"))?;
-    let kind = ViolationKind::parse(kind_text.trim()).ok_or_else(|| {
+    let kind = ViolationKind::parse(&kind_text).ok_or_else(|| {
         AppError::bad_request(
             "invalid_kind",
             "Loại vi phạm: unpaid, overstay, wrong_vehicle_class, outside_bay, obstruction.",
@@ -1485,7 +1485,6 @@ fn shift_not_found() -> AppError {
 }
 
 fn check_note(note: Option<&str>) -> Result<Option<String>, AppError> {
-    let note = note.map(str::trim).filter(|n| !n.is_empty());
     if note.is_some_and(|n| n.chars().count() > NOTE_MAX_CHARS) {
         return Err(AppError::bad_request(
             "invalid_note",
@@ -1493,6 +1492,7 @@ fn check_note(note: Option<&str>) -> Result<Option<String>, AppError> {
             format!("The note may be at most {NOTE_MAX_CHARS} characters."),
         ));
     }
+    let note = note.map(crate::domain::city::trim_blank).filter(|n| !n.is_empty());
     Ok(note.map(str::to_owned))
 }
 
@@ -1669,7 +1669,9 @@ fn is_uuid(s: &str) -> bool {
 fn batch_error(index: usize, action: &SyncAction, e: AppError) -> AppError {
     let detail = serde_json::json!({ "index": index, "id": action.id, "code": e.code });
     AppError {
-        status: StatusCode::BAD_REQUEST,
+        // The action's own refusal: 400 malformed, 415 a photo that is no image, 422 a rule
+        // the document cannot state (a device clock in the future).
+        status: e.status,
         code: "invalid_action",
         vi: format!("Thao tác số {} ({}) không hợp lệ: {}", index, action.id, e.vi).into(),
         en: format!("Action {} ({}) is invalid: {}", index, action.id, e.en).into(),
@@ -1679,7 +1681,7 @@ fn batch_error(index: usize, action: &SyncAction, e: AppError) -> AppError {
 
 fn plan(action: &SyncAction, now: DateTime<Utc>) -> Result<Planned, AppError> {
     if action.device_time > now + Duration::seconds(DEVICE_CLOCK_SKEW_SECS) {
-        return Err(AppError::bad_request(
+        return Err(AppError::unprocessable(
             "device_time_in_future",
             "Giờ thiết bị ở tương lai: hãy chỉnh đồng hồ.",
             "The device time is in the future: set the handheld's clock.",

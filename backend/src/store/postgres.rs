@@ -104,13 +104,15 @@ impl PgStore {
         Ok(id)
     }
 
-    /// A session start in one round trip: `iparking_try_start_session` (migration 0012)
+    /// A session start in one round trip: `iparking_try_start_session2` (migrations 0012, 0015)
     /// makes the checks and writes of the statement path in `sql_drivers.rs`, in one
     /// implicit transaction. The answer is rendered first, from the row as it will be stored
     /// (a reserved id, times at the database's microsecond precision), and stored with the
     /// key by the same call. It returns its refusals, leaving nothing written (its key taken
-    /// back), so that they are not errors in PostgreSQL's log; a key already used and a
-    /// wallet that lacks money still fail the call. `None`: the call is not for this path
+    /// back), so that they are not errors in PostgreSQL's log: a key already used
+    /// (`Conflict("idempotency_keys_pkey")`, replayed by the caller) and a wallet that lacks
+    /// money too (a concurrent debit after the function's read still raises IPK05, mapped
+    /// the same way). `None`: the call is not for this path
     /// (a session past its expiry is still open there, or the point's code changed):
     /// nothing was written, and the caller runs the statement path.
     async fn start_in_one(
@@ -139,7 +141,7 @@ impl PgStore {
         let channels: Vec<Option<&str>> = postings.iter().map(|p| p.revenue.map(|(c, _)| c.as_str())).collect();
         let points: Vec<Option<i64>> = postings.iter().map(|p| p.revenue.map(|(_, point)| point)).collect();
         let done: Result<Option<String>, _> = sqlx::query_scalar(
-            "SELECT iparking_try_start_session($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+            "SELECT iparking_try_start_session2($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
              $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
         )
         .bind(id)
@@ -173,7 +175,7 @@ impl PgStore {
         .fetch_one(&self.pool)
         .await;
         let number = |m: &str| {
-            m.parse::<i64>().map_err(|_| StoreError::Internal(format!("iparking_try_start_session said {m:?}")))
+            m.parse::<i64>().map_err(|_| StoreError::Internal(format!("iparking_try_start_session2 said {m:?}")))
         };
         let refusal = match done {
             Ok(None) => return Ok(Some(StartOutcome::Started(row, Vec::new(), (status, body)))),
@@ -197,8 +199,10 @@ impl PgStore {
                 _ => return Ok(None),
             },
             "IPK03" => StartOutcome::PointFull,
+            "IPK05" => StartOutcome::InsufficientFunds { balance: Vnd(number(detail)?) },
             "IPK09" => return Ok(None),
-            _ => return Err(StoreError::Internal(format!("iparking_try_start_session said {refusal:?}"))),
+            "IPK10" => return Err(StoreError::Conflict("idempotency_keys_pkey".into())),
+            _ => return Err(StoreError::Internal(format!("iparking_try_start_session2 said {refusal:?}"))),
         }))
     }
 }

@@ -178,15 +178,19 @@ macro_rules! sql_store_impl {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::District> {
                 let mut tx = self.pool.begin().await.map_err($crate::store::map_sqlx)?;
-                let row: $crate::store::sql::DistrictRow = sqlx::query_as(
-                    "INSERT INTO districts (code, name, created_at) VALUES ($1, $2, $3) RETURNING id, code, name",
+                // A code already taken is found without a unique violation (no error in the
+                // database's log for a client's duplicate).
+                let row: Option<$crate::store::sql::DistrictRow> = sqlx::query_as(
+                    "INSERT INTO districts (code, name, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (code) DO NOTHING RETURNING id, code, name",
                 )
                 .bind(code)
                 .bind(name)
                 .bind(now)
-                .fetch_one(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err($crate::store::map_sqlx)?;
+                let row = row.ok_or_else(|| $crate::store::StoreError::Conflict("districts_code_key".into()))?;
                 bump_version(&mut tx).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(row.into())
@@ -208,15 +212,17 @@ macro_rules! sql_store_impl {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::Street> {
                 let mut tx = self.pool.begin().await.map_err($crate::store::map_sqlx)?;
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO streets (district_id, name, created_at) VALUES ($1, $2, $3) RETURNING id",
+                let id: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO streets (district_id, name, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (district_id, name) DO NOTHING RETURNING id",
                 )
                 .bind(district_id)
                 .bind(name)
                 .bind(now)
-                .fetch_one(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err($crate::store::map_sqlx)?;
+                let id = id.ok_or_else(|| $crate::store::StoreError::Conflict("streets_district_name_key".into()))?;
                 bump_version(&mut tx).await?;
                 let row: $crate::store::sql::StreetRow = sqlx::query_as(
                     "SELECT s.id, s.name, s.district_id, d.code AS district_code \
@@ -264,9 +270,10 @@ macro_rules! sql_store_impl {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::PointRecord> {
                 let mut tx = self.pool.begin().await.map_err($crate::store::map_sqlx)?;
-                sqlx::query(
+                let inserted = sqlx::query(
                     "INSERT INTO points (code, name, street_id, lat, lon, curb, capacity, vehicle_classes, \
-                     status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', $9, $9)",
+                     status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', $9, $9) \
+                     ON CONFLICT (code) DO NOTHING",
                 )
                 .bind(&p.code)
                 .bind(&p.name)
@@ -279,7 +286,11 @@ macro_rules! sql_store_impl {
                 .bind(now)
                 .execute(&mut *tx)
                 .await
-                .map_err($crate::store::map_sqlx)?;
+                .map_err($crate::store::map_sqlx)?
+                .rows_affected();
+                if inserted == 0 {
+                    return Err($crate::store::StoreError::Conflict("points_code_key".into()));
+                }
                 bump_version(&mut tx).await?;
                 let rec = point_in(&mut tx, &p.code).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
