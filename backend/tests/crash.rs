@@ -1044,8 +1044,8 @@ async fn crash_test(db: Db) {
     let by_status = |ok: bool| calls.iter().filter(|c| (200..300).contains(&c.answer.status) == ok).count();
     eprintln!(
         "crash test {}: {} money calls acknowledged ({} 2xx, {} 4xx) by {DRIVERS} drivers; {} retries ({} connection \
-         errors, {} 503, {} 409 in progress); {kills} server kills, {redis_kills} Redis kills; {cut_after_commit} \
-         calls answered by their replay after a kill; {replayed} sent again at the end; deadlocks in PostgreSQL's \
+         errors, {} 503, {} 409 in progress); {kills} server kills, {redis_kills} Redis kills; answered by their \
+         replay after a kill: {cut_after_commit}; sent again at the end: {replayed}; deadlocks in PostgreSQL's \
          log: {}; {:.0} s of work, {:.0} s in all (seed {seed})",
         match db {
             Db::Sqlite => "SQLite",
