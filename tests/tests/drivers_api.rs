@@ -106,7 +106,7 @@ matrix!(phone_login_sends_a_code_and_returns_a_working_token, |t| {
     let (_, other) = login(&t, "0352 345 678").await;
     assert_ne!(other.driver_id, tok.driver_id);
     assert_eq!(t.sms.last_to("+84352345678").map(|s| code_in(&s).len()), Some(6));
-    // A code is trimmed: surrounding spaces are fine.
+    // A code is trimmed: surrounding spaces are fine (as the OpenAPI document's pattern says).
     t.client.send_otp("0987654321").await.unwrap();
     let c = last_code(&t, "+84987654321");
     let spaced = t.client.login("0987654321", &format!(" {c} ")).await.unwrap();

@@ -324,7 +324,8 @@ matrix!(import_geojson_with_curb_lines, |t| {
     let token = admin_token(&t).await;
     let bad =
         raw(http.post(t.url("/v1/admin/points/import?format=geojson")).bearer_auth(&token).body("{not json")).await;
-    assert_error(&bad, 400, "invalid_file");
+    // A well-formed request whose file cannot be read as its format: 422 (decision 0016).
+    assert_error(&bad, 422, "invalid_file");
     let bad = raw(http.post(t.url("/v1/admin/points/import?format=xml")).bearer_auth(&token).body("<a/>")).await;
     assert_error(&bad, 400, "invalid_query");
     let no_auth = raw(http.post(t.url("/v1/admin/points/import?format=csv")).body(CSV_HEADER)).await;

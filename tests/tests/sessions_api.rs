@@ -1216,8 +1216,9 @@ fn pg_log() -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
 
-/// On PostgreSQL the one-call start returns its refusals (migration 0012). Raised, each full
-/// point, parked plate or closed point was an ERROR with its statement in the database's log:
+/// On PostgreSQL the one-call start returns its refusals (migrations 0012, 0015). Raised, each
+/// full point, parked plate, closed point, empty wallet or used key was an ERROR with its
+/// statement in the database's log:
 /// thousands under load, among which a real error is hard to see. The refusals still answer
 /// what they did, write nothing, and a retry still gets its first answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1243,13 +1244,22 @@ async fn refused_starts_leave_no_error_in_postgres_log_postgres_redis() {
     // A retry of the first start is still its first answer, where a new start is refused.
     assert_eq!(d.start_session(&start("HK981", "30A16016", 1), "r-first").await.unwrap(), first);
     assert_eq!(wallet(&d).await.balance, 300_000 - first.amount_charged, "charged once");
+    // A wallet that cannot pay is refused by the function too (migration 0015), and the key
+    // is not kept.
+    small_point(&t, "HK983", 5, 21.0245, 105.8470).await;
+    let broke = t.funded_driver("0912000161", 1_234).await;
+    let (status, e) = api_code(broke.start_session(&start("HK983", "30A16019", 8), "r-broke").await.unwrap_err());
+    assert_eq!((status, e.as_str()), (402, "insufficient_funds"));
+    assert_eq!(wallet(&broke).await.balance, 1_234, "nothing charged");
 
     // Migration 0011's function raised these as `point_full`, `point_closed` and the parked
     // session's id.
     let log = pg_log();
-    for raised in ["ERROR:  point_full", "ERROR:  point_closed", &format!("ERROR:  {}", first.id)] {
+    for raised in ["ERROR:  point_full", "ERROR:  point_closed", &format!("ERROR:  {}", first.id), "ERROR:  1234"] {
         assert!(!log.lines().any(|l| l.ends_with(raised)), "PostgreSQL logged {raised:?}");
     }
+    // Migration 0012's function raised a used key as a unique violation, whose DETAIL names it.
+    assert!(!log.lines().any(|l| l.contains(", r-first) already exists")), "PostgreSQL logged the used key");
     t.assert_ledger_sound().await;
     t.stop().await;
 }

@@ -242,12 +242,13 @@ matrix!(publish_rejects_bad_tariffs_and_changes_nothing, |t| {
     let mut unknown_district = good.clone();
     unknown_district.scope = TariffScope::District { district: "ZZ".into() };
     for (spec, status, code) in [
-        (gap, 400, "invalid_windows"),
-        (overlap, 400, "invalid_windows"),
-        (tiers, 400, "invalid_tiers"),
-        (first_tier, 400, "invalid_tiers"),
-        (negative, 400, "invalid_price"),
-        (validity, 400, "invalid_validity"),
+        // The tariff's own rules (windows, tiers, prices, validity): 422 (decision 0016).
+        (gap, 422, "invalid_windows"),
+        (overlap, 422, "invalid_windows"),
+        (tiers, 422, "invalid_tiers"),
+        (first_tier, 422, "invalid_tiers"),
+        (negative, 422, "invalid_price"),
+        (validity, 422, "invalid_validity"),
         (past, 422, "valid_from_in_past"),
         (unknown_point, 404, "point_not_found"),
         (unknown_district, 404, "district_not_found"),

@@ -1309,7 +1309,8 @@ matrix!(sync_refuses_a_malformed_batch_whole, |t| {
     let dup = uuid();
     let a =
         post(&t, &tok, "/v1/warden/sync", None, &json!({"actions": [check(&dup), good.clone(), check(&dup)]})).await;
-    assert_error_shape(&a, 400);
+    // A rule between the batch's items: 422 (decision 0016).
+    assert_error_shape(&a, 422);
     assert_eq!(
         (a.1["error"]["details"]["index"].as_i64(), a.1["error"]["details"]["id"].as_str()),
         (Some(2), Some(dup.as_str())),
@@ -1337,9 +1338,11 @@ matrix!(sync_refuses_a_malformed_batch_whole, |t| {
     let bad_photo = json!({"id": uuid(), "device_time": at, "kind": "violation",
                            "payload": {"plate": "30A-555.67", "point": "HK003", "kind": "unpaid", "note": "x",
                                        "photos": [base64(b"not an image at all")]}});
-    for bad in [bad_plate, not_uuid, future, bad_photo] {
+    // The action's own refusal decides the status: malformed 400, a clock in the future 422
+    // (a rule the document cannot state), a photo that is no image 415 (as on the form).
+    for (bad, status) in [(bad_plate, 400), (not_uuid, 400), (future, 422), (bad_photo, 415)] {
         let a = post(&t, &tok, "/v1/warden/sync", None, &json!({"actions": [good.clone(), bad.clone()]})).await;
-        assert_error_shape(&a, 400);
+        assert_error_shape(&a, status);
         assert_eq!(a.1["error"]["details"]["index"].as_i64(), Some(1), "{bad}: {}", a.1);
     }
     let unknown = json!({"id": uuid(), "device_time": at, "kind": "teleport", "payload": {}});

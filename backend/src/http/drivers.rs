@@ -272,7 +272,8 @@ pub async fn create_token(
     Json(body): Json<TokenRequest>,
 ) -> Result<Json<DriverToken>, AppError> {
     let phone = Phone::parse(&body.phone).map_err(invalid)?;
-    let code = body.code.as_str();
+    // Spaces around the code are fine (pasted from the SMS); the document says so.
+    let code = body.code.trim_matches(' ');
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(AppError::bad_request("invalid_code", "Mã gồm 6 chữ số.", "The code has 6 digits."));
     }

@@ -110,6 +110,12 @@ fn curb() -> Value {
 const FORMATS: &[Format] = &[
     Format { name: "Idempotency-Key", within: &[], keywords: || json!({ "pattern": IDEMPOTENCY_KEY }) },
     Format { name: "phone", within: &[], keywords: || json!({ "pattern": PHONE, "maxLength": 32 }) },
+    // Stripe's `t=<unix time>,v1=<hex>[,…]`: a header HTTP carries as ASCII.
+    Format {
+        name: "Stripe-Signature",
+        within: &["/webhooks/stripe"],
+        keywords: || json!({ "pattern": "^t=[0-9]+(?:,[a-z0-9]+=[0-9A-Za-z]+)+$" }),
+    },
     Format { name: "plate", within: &[], keywords: || json!({ "pattern": PLATE, "maxLength": 32 }) },
     Format { name: "month", within: &[], keywords: || json!({ "pattern": MONTH }) },
     Format {
@@ -124,7 +130,7 @@ const FORMATS: &[Format] = &[
     },
     Format { name: "lat", within: &["/v1/points"], keywords: || position(90.0) },
     Format { name: "lon", within: &["/v1/points"], keywords: || position(180.0) },
-    Format { name: "code", within: &["TokenRequest"], keywords: || json!({ "pattern": "^[0-9]{6}$" }) },
+    Format { name: "code", within: &["TokenRequest"], keywords: || json!({ "pattern": "^ *[0-9]{6} *$" }) },
     Format { name: "device", within: &["WardenLogin"], keywords: || text(NONBLANK, 64) },
     Format { name: "name", within: NAMED, keywords: || text(NONBLANK, crate::domain::city::MAX_NAME_CHARS) },
     Format { name: "code", within: &["CreateDistrict"], keywords: || json!({ "pattern": "^[A-Z]{2,4}$" }) },
@@ -202,6 +208,11 @@ const FORMATS: &[Format] = &[
     Format { name: "minutes", within: DURATIONS, keywords: || json!({ "minimum": 1 }) },
     Format { name: "minutes", within: &["QuoteRequest"], keywords: || json!({ "minimum": 1 }) },
     Format { name: "id", within: &["SyncAction"], keywords: || json!({ "pattern": UUID }) },
+    Format {
+        name: "actions",
+        within: &["SyncBatch"],
+        keywords: || json!({ "minItems": 1, "maxItems": super::wardens::SYNC_MAX_ACTIONS }),
+    },
     Format {
         name: "status",
         within: &["/v1/finance/discrepancies"],
@@ -373,6 +384,12 @@ const EXTRA_RESPONSES: &[(&str, &str, &str)] = &[
         "`to` before `from`, more than 366 days, or a dimension grouped twice (`invalid_range`, `invalid_group`)",
     ),
     ("/v1/admin/staff", "409", "The username is taken (`username_taken`)"),
+    (
+        "/v1/warden/sync",
+        "422",
+        "An action refused by a rule between actions or with the clock: two actions with one id, a device \
+         time in the future (`invalid_action`; `details.code` says which)",
+    ),
     ("/v1/finance/adjustments", "422", "The two accounts are the same, the period is closed, … (`invalid_account`)"),
 ];
 
@@ -675,6 +692,25 @@ mod tests {
         fn month_pattern_agrees_on_generated_text(s in "[0-9]{4}-[0-9]{2}|[0-9-]{0,9}|\\PC{0,10}") {
             prop_assert_eq!(re(MONTH).is_match(&s), crate::domain::finance::parse_month(&s).is_some(), "{:?}", s);
         }
+    }
+
+    /// The document served is `docs/openapi.json`, byte for byte: a change to the API's
+    /// contract is a change to that file, seen in review. After a deliberate change, rewrite
+    /// it with `IPARKING_UPDATE_OPENAPI=1 cargo test -p iparking --lib openapi_snapshot`.
+    #[test]
+    fn openapi_snapshot() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+        let now = serde_json::to_string_pretty(&super::super::openapi()).unwrap() + "\n";
+        if std::env::var_os("IPARKING_UPDATE_OPENAPI").is_some() {
+            std::fs::write(&path, &now).expect("writing docs/openapi.json");
+            return;
+        }
+        let kept = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            kept == now,
+            "the OpenAPI document changed: review the change, then rewrite docs/openapi.json with \
+             IPARKING_UPDATE_OPENAPI=1 cargo test -p iparking --lib openapi_snapshot"
+        );
     }
 
     #[test]

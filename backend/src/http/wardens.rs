@@ -1787,7 +1787,8 @@ pub async fn sync_actions(
             return Err(batch_error(
                 i,
                 a,
-                AppError::bad_request(
+                // A rule between the batch's items (422, docs/decisions/0016).
+                AppError::unprocessable(
                     "duplicate_action",
                     "Hai thao tác trùng id trong một gói.",
                     "Two actions in the batch share this id.",
