@@ -161,7 +161,8 @@ matrix!(admin_manages_streets_and_points, |t| {
     for (body, status, code) in [
         (CreatePoint { capacity: -1, ..new_point("CG001") }, 400, "invalid_capacity"),
         (CreatePoint { lat: 95.0, ..new_point("CG001") }, 400, "invalid_coordinates"),
-        (new_point("HK900"), 400, "invalid_point_code"),
+        // Well-formed, but not the street's district: 422 (decision 0016).
+        (new_point("HK900"), 422, "invalid_point_code"),
         (new_point("CG1"), 400, "invalid_point_code"),
         (CreatePoint { vehicle_classes: vec![], ..new_point("CG001") }, 400, "invalid_vehicle_classes"),
         (CreatePoint { curb: Some(vec![[105.78, 21.03]]), ..new_point("CG001") }, 400, "invalid_curb"),
@@ -478,4 +479,37 @@ async fn second_node_sees_registry_changes() {
     assert_eq!(b.client.point("HK900").await.unwrap().free_spaces, Some(2));
     b.stop().await;
     a.stop().await;
+}
+
+/// A client's duplicate district, street or point is answered 409 and found without a unique
+/// violation: PostgreSQL's log gets no ERROR for it (issue 30). The log's DETAIL line would
+/// name the duplicated key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_leave_no_error_in_postgres_log_postgres_redis() {
+    let t = TestApp::start(Db::Postgres, Live::Redis).await;
+    let district = CreateDistrict { code: "QZ".into(), name: "Quận thử".into() };
+    t.admin.create_district(&district).await.unwrap();
+    assert_eq!(api_code(t.admin.create_district(&district).await.unwrap_err()), (409, "district_code_taken".into()));
+    let street = CreateStreet { district_code: "QZ".into(), name: "Phố Thử Trùng".into() };
+    let s = t.admin.create_street(&street).await.unwrap();
+    assert_eq!(api_code(t.admin.create_street(&street).await.unwrap_err()), (409, "street_exists".into()));
+    let point = CreatePoint {
+        code: "QZ901".into(),
+        name: "Điểm thử".into(),
+        street_id: s.id,
+        lat: 21.03,
+        lon: 105.85,
+        curb: None,
+        capacity: 3,
+        vehicle_classes: vec![VehicleClass::Car],
+    };
+    t.admin.create_point(&point).await.unwrap();
+    assert_eq!(api_code(t.admin.create_point(&point).await.unwrap_err()), (409, "point_code_taken".into()));
+    let path = std::env::var("IPARKING_TEST_PG_LOG").expect("IPARKING_TEST_PG_LOG (set by scripts/test)");
+    let log = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    for key in ["Key (code)=(QZ) already exists", "Phố Thử Trùng) already exists", "Key (code)=(QZ901) already exists"]
+    {
+        assert!(!log.contains(key), "PostgreSQL logged a duplicate: {key}");
+    }
+    t.stop().await;
 }

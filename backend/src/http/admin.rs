@@ -76,7 +76,7 @@ pub async fn create_district(
     Json(body): Json<CreateDistrict>,
 ) -> Result<(StatusCode, Json<DistrictView>), AppError> {
     admin.require_city_wide()?;
-    let code = body.code.trim().to_owned();
+    let code = body.code.trim_matches(' ').to_owned();
     city::validate_district_code(&code).map_err(invalid)?;
     let name = city::validate_name("name", &body.name).map_err(invalid)?;
     let d = app.store.create_district(&code, &name, app.clock.now()).await?;
@@ -160,7 +160,15 @@ pub async fn create_point(
         .ok_or_else(|| AppError::not_found("street_not_found", "Không có tuyến phố này.", "No such street."))?;
     admin.require_district(&street.district_code)?;
     let code = normalise_code(&body.code);
-    city::validate_point_code(&code, &street.district_code).map_err(invalid)?;
+    // Letters then digits is the code's form (400, the document's pattern); that the letters
+    // are the street's district is a rule against the data (422, decision 0016).
+    let letters = code.bytes().take_while(u8::is_ascii_uppercase).count();
+    let well_formed = (2..=4).contains(&letters)
+        && (3..=6).contains(&(code.len() - letters))
+        && code.bytes().skip(letters).all(|b| b.is_ascii_digit());
+    city::validate_point_code(&code, &street.district_code).map_err(|e| {
+        if well_formed { AppError { status: StatusCode::UNPROCESSABLE_ENTITY, ..invalid(e) } } else { invalid(e) }
+    })?;
     let name = city::validate_name("name", &body.name).map_err(invalid)?;
     city::validate_position(body.lat, body.lon).map_err(invalid)?;
     if let Some(curb) = &body.curb {

@@ -66,6 +66,8 @@ pub const NONBLANK: &str =
     "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$";
 /// [`NONBLANK`] free text (tab and line breaks allowed).
 pub const NONBLANK_FREE: &str = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$";
+/// Standard base64 with its padding (a photo queued offline).
+pub const BASE64: &str = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$";
 /// A UUID as the handhelds write it (`8-4-4-4-12` hexadecimal digits).
 pub const UUID: &str = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
 
@@ -133,9 +135,14 @@ const FORMATS: &[Format] = &[
     Format { name: "code", within: &["TokenRequest"], keywords: || json!({ "pattern": "^ *[0-9]{6} *$" }) },
     Format { name: "device", within: &["WardenLogin"], keywords: || text(NONBLANK, 64) },
     Format { name: "name", within: NAMED, keywords: || text(NONBLANK, crate::domain::city::MAX_NAME_CHARS) },
-    Format { name: "code", within: &["CreateDistrict"], keywords: || json!({ "pattern": "^[A-Z]{2,4}$" }) },
-    Format { name: "code", within: &["CreatePoint"], keywords: || json!({ "pattern": "^[A-Z]{2,4}[0-9]{3,6}$" }) },
-    Format { name: "district_code", within: &["CreateStreet"], keywords: || json!({ "pattern": "^[A-Z]{2,4}$" }) },
+    Format { name: "code", within: &["CreateDistrict"], keywords: || json!({ "pattern": "^ *[A-Z]{2,4} *$" }) },
+    // Letters in either case (upper-cased); that they are the street's district is a rule
+    // against the data (422).
+    Format {
+        name: "code",
+        within: &["CreatePoint"],
+        keywords: || json!({ "pattern": "^ *[A-Za-z]{2,4}[0-9]{3,6} *$" }),
+    },
     Format {
         name: "capacity",
         within: POINTS,
@@ -446,7 +453,8 @@ fn schema_rules(name: &str) -> Option<Value> {
                         "lat": { "type": ["number", "null"], "minimum": -90, "maximum": 90 },
                         "lon": { "type": ["number", "null"], "minimum": -180, "maximum": 180 },
                         "photos": { "type": "array", "minItems": 1, "maxItems": 5,
-                                    "items": { "type": "string", "contentEncoding": "base64", "contentMediaType": "image/jpeg" } }
+                                    "items": { "type": "string", "contentEncoding": "base64", "contentMediaType": "image/jpeg",
+                                               "minLength": 4, "pattern": BASE64 } }
                     } })),
             ] })
         }

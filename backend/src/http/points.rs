@@ -301,7 +301,7 @@ pub async fn list_districts(State(app): State<AppState>) -> Result<Json<Vec<Dist
 
 /// Codes are typed by drivers: accept any case and stray spaces.
 pub fn normalise_code(code: &str) -> String {
-    code.trim().to_uppercase()
+    code.trim_matches(' ').to_ascii_uppercase()
 }
 
 /// The point with this code (open or closed), from this node's index; from the database

@@ -1718,7 +1718,7 @@ fn plan(action: &SyncAction, now: DateTime<Utc>) -> Result<Planned, AppError> {
             }
             let mut photos = Vec::with_capacity(f.photos.len());
             for p in &f.photos {
-                let bytes = base64::engine::general_purpose::STANDARD.decode(p.trim()).map_err(|_| {
+                let bytes = base64::engine::general_purpose::STANDARD.decode(p.as_bytes()).map_err(|_| {
                     AppError::bad_request("invalid_photo", "Ảnh phải mã hóa base64.", "Photos must be base64-encoded.")
                 })?;
                 photos.push(check_photo(Bytes::from(bytes))?);

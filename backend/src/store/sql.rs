@@ -564,18 +564,22 @@ macro_rules! sql_store_impl {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<(i64, i64)> {
                 let mut tx = self.pool.begin().await.map_err($crate::store::map_sqlx)?;
-                let staff_id: i64 = sqlx::query_scalar(
+                // A username already taken is found without a unique violation (no error in
+                // the database's log for a client's duplicate).
+                let staff_id: Option<i64> = sqlx::query_scalar(
                     "INSERT INTO staff (name, role, username, password_hash, created_at) VALUES ($1, $2, $3, $4, $5) \
-                     RETURNING id",
+                     ON CONFLICT (username) WHERE username IS NOT NULL DO NOTHING RETURNING id",
                 )
                 .bind(&staff.name)
                 .bind(staff.role.as_str())
                 .bind(staff.username.as_deref())
                 .bind(staff.password_hash.as_deref())
                 .bind(now)
-                .fetch_one(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err($crate::store::map_sqlx)?;
+                let staff_id =
+                    staff_id.ok_or_else(|| $crate::store::StoreError::Conflict("staff_username_key".into()))?;
                 for s in &staff.street_ids {
                     sqlx::query("INSERT INTO staff_streets (staff_id, street_id) VALUES ($1, $2)")
                         .bind(staff_id)
