@@ -140,10 +140,7 @@ pub async fn create_setup(
         gateway: gw.name().into(),
         sandbox: gw.is_sandbox(),
     };
-    let answer = |card: &Option<SavedCard>| -> crate::store::StoreResult<(u16, String)> {
-        let json = serde_json::to_string(&view(card)).map_err(|e| crate::store::StoreError::Internal(e.to_string()))?;
-        Ok((StatusCode::CREATED.as_u16(), json))
-    };
+    let answer = |card: &Option<SavedCard>| super::finance::rendered(StatusCode::CREATED, &view(card));
     let saved = match app
         .store
         .record_setup(&setup.id, d.driver_id, &setup.status, sandbox_card, Some(idem.claim()), &answer, now)

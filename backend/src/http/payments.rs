@@ -18,10 +18,7 @@ use crate::{
     domain::money::Vnd,
     error::AppError,
     payments::{IntentState, PaymentError},
-    store::{
-        StoreError,
-        drivers::{IntentEventOutcome, NewIntent},
-    },
+    store::drivers::{IntentEventOutcome, NewIntent},
 };
 
 /// Tops up the wallet by card: creates a payment intent with the processor (with our own
@@ -104,10 +101,7 @@ pub async fn create_topup(
         gateway: gateway.name().into(),
         sandbox: gateway.is_sandbox(),
     };
-    let answer = |status: &str| -> crate::store::StoreResult<(u16, String)> {
-        let json = serde_json::to_string(&view(status)).map_err(|e| StoreError::Internal(e.to_string()))?;
-        Ok((StatusCode::CREATED.as_u16(), json))
-    };
+    let answer = |status: &str| super::finance::rendered(StatusCode::CREATED, &view(status));
     if let Err(e) = app.store.record_intent(&record, Some(idem.claim()), &answer, now).await {
         return idem.on_store_error(&app, e).await;
     }
