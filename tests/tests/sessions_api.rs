@@ -1263,3 +1263,70 @@ async fn refused_starts_leave_no_error_in_postgres_log_postgres_redis() {
     t.assert_ledger_sound().await;
     t.stop().await;
 }
+
+/// A debit of the same wallet committed between the one-call start's read of the wallet and
+/// its own debit (two starts of one driver at two points, or a start and an extension) was
+/// raised as IPK05, an ERROR in PostgreSQL's log, after the session and its ledger transaction
+/// had been written. Migration 0016 catches it inside the function: the writes are rolled back,
+/// the key is taken back, and the start is answered 402 with the balance the debit found.
+/// Made deterministic here by holding the wallet's row lock from a second connection until the
+/// start waits on it, then emptying the wallet there (and restoring it after).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_debit_beaten_by_a_concurrent_one_is_refused_without_error_postgres_redis() {
+    use sqlx::{Connection, Row};
+    let t = TestApp::start(iparking_tests::Db::Postgres, iparking_tests::Live::Redis).await;
+    small_point(&t, "HK985", 5, 21.0247, 105.8472).await;
+    let d = t.funded_driver("0912000163", 60_000).await;
+    let keys = t.sql_i64("SELECT count(*) FROM idempotency_keys").await;
+    let sessions = t.sql_i64("SELECT count(*) FROM sessions").await;
+    let transactions = t.sql_i64("SELECT count(*) FROM ledger_transactions").await;
+
+    let mut holder = sqlx::PgConnection::connect(&t.db.url).await.expect("connect PostgreSQL");
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    let wallet_row =
+        sqlx::query("SELECT id, balance FROM accounts WHERE kind = 'wallet' AND balance = 60000 FOR UPDATE")
+            .fetch_one(&mut holder)
+            .await
+            .expect("the driver's wallet");
+    let (account, funded): (i64, i64) = (wallet_row.get(0), wallet_row.get(1));
+
+    let starter = d.clone();
+    let started = tokio::spawn(async move { starter.start_session(&start("HK985", "30A16020", 1), "r-beaten").await });
+    // The start has read 60,000 đ and waits for the row to debit it.
+    let mut waited = 0;
+    while t
+        .sql_i64(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND query LIKE '%iparking_try_start_session2%'",
+        )
+        .await
+        == 0
+    {
+        waited += 1;
+        assert!(waited < 200, "the start never waited for the wallet's row");
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    sqlx::query("UPDATE accounts SET balance = 4321 WHERE id = $1").bind(account).execute(&mut holder).await.unwrap();
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+
+    let (status, code, body) = api_error(started.await.unwrap().unwrap_err());
+    assert_eq!((status, code.as_str()), (402, "insufficient_funds"), "{body}");
+    assert!(body.to_string().contains("4321"), "the balance the debit found: {body}");
+    assert_eq!(t.sql_i64("SELECT count(*) FROM idempotency_keys").await, keys, "the key is taken back");
+    assert_eq!(t.sql_i64("SELECT count(*) FROM sessions").await, sessions, "no session is left");
+    assert_eq!(t.sql_i64("SELECT count(*) FROM ledger_transactions").await, transactions, "no transaction is left");
+    assert!(!pg_log().lines().any(|l| l.ends_with("ERROR:  4321")), "PostgreSQL logged the refused debit");
+
+    // The wallet as it was (the emptying above was this test's, not a movement), then the same
+    // key starts the session: nothing of the refused try remains in the way.
+    sqlx::query("UPDATE accounts SET balance = $2 WHERE id = $1")
+        .bind(account)
+        .bind(funded)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let s = d.start_session(&start("HK985", "30A16020", 1), "r-beaten").await.expect("started on retry");
+    assert_eq!(wallet(&d).await.balance, funded - s.amount_charged);
+    t.assert_ledger_sound().await;
+    t.stop().await;
+}

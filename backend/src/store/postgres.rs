@@ -104,15 +104,16 @@ impl PgStore {
         Ok(id)
     }
 
-    /// A session start in one round trip: `iparking_try_start_session2` (migrations 0012, 0015)
+    /// A session start in one round trip: `iparking_try_start_session2` (migrations 0012, 0015,
+    /// 0016)
     /// makes the checks and writes of the statement path in `sql_drivers.rs`, in one
     /// implicit transaction. The answer is rendered first, from the row as it will be stored
     /// (a reserved id, times at the database's microsecond precision), and stored with the
     /// key by the same call. It returns its refusals, leaving nothing written (its key taken
     /// back), so that they are not errors in PostgreSQL's log: a key already used
     /// (`Conflict("idempotency_keys_pkey")`, replayed by the caller) and a wallet that lacks
-    /// money too (a concurrent debit after the function's read still raises IPK05, mapped
-    /// the same way). `None`: the call is not for this path
+    /// money too, whether its read found it or its debit did after a concurrent one.
+    /// `None`: the call is not for this path
     /// (a session past its expiry is still open there, or the point's code changed):
     /// nothing was written, and the caller runs the statement path.
     async fn start_in_one(
@@ -177,17 +178,9 @@ impl PgStore {
         let number = |m: &str| {
             m.parse::<i64>().map_err(|_| StoreError::Internal(format!("iparking_try_start_session2 said {m:?}")))
         };
-        let refusal = match done {
-            Ok(None) => return Ok(Some(StartOutcome::Started(row, Vec::new(), (status, body)))),
-            Ok(Some(refusal)) => refusal,
-            Err(e) => {
-                return match &e {
-                    sqlx::Error::Database(db) if db.code().as_deref() == Some("IPK05") => {
-                        Ok(Some(StartOutcome::InsufficientFunds { balance: Vnd(number(db.message())?) }))
-                    }
-                    _ => Err(map_sqlx(e)),
-                };
-            }
+        let refusal = match done.map_err(map_sqlx)? {
+            None => return Ok(Some(StartOutcome::Started(row, Vec::new(), (status, body)))),
+            Some(refusal) => refusal,
         };
         let (code, detail) = refusal.split_once(':').unwrap_or((refusal.as_str(), ""));
         Ok(Some(match code {
