@@ -19,7 +19,7 @@
 //!     times the CPU at the same rate.
 //!   - A wait of a whole millisecond (up to two, with the tick) doubled the misses' median
 //!     in the load test's open loop, and more than doubled the plate checks' p99
-//!     in two A/B rounds (docs/performance.md, eleventh pass).
+//!     in two A/B rounds (docs/decisions/0020-plate-check-costs.md).
 //!
 //! A batch that fails fails each of its questions with the same error, as each one's own
 //! statement would have.

@@ -93,7 +93,7 @@ def row(name, r, base, ratio_target=None, p99_target_ms=None, base_name="healthz
         failed.append(name)
 
 
-print("## Targets (issue 8)\n")
+print("## Targets (issues 8 and 31)\n")
 print("| scenario | ok/s | p50 | p99 | errors | ratio | target | met |")
 print("|---|---|---|---|---|---|---|---|")
 if hz:
