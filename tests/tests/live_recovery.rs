@@ -330,8 +330,8 @@ impl Node {
             let _ = rx.await;
         }));
         let client = Client::new(format!("http://{addr}"));
-        let spec = iparking::http::admin::StaffSpec::new("Test admin".into(), StaffRole::Admin, &[]);
-        let admin = client.with_token(iparking::http::admin::add_staff(&app, spec).await.expect("admin").token);
+        let spec = iparking::app::staff::StaffSpec::new("Test admin".into(), StaffRole::Admin, &[]);
+        let admin = client.with_token(iparking::app::staff::add_staff(&app, spec).await.expect("admin").token);
         Self { app, client, admin, sms, prefix, _db: test_db, shutdown: Some(tx), server: Some(server) }
     }
 

@@ -25,16 +25,19 @@ use sha2::{Digest, Sha256};
 
 use super::{
     AppState,
-    drivers::{Driver, Idempotency, parse_json},
+    drivers::Driver,
     extract::{Json, Path, Query, Staff},
-    points::{invalid, point_for},
+    idempotency::Idempotency,
+    input::parse_json,
     prefers_english,
-    sessions::{requested_turns, session_view},
-    tariffs::{quote_error, quote_view},
+    views::session_view,
 };
 use crate::{
     App,
-    auth::{PASSWORD_MAX, dummy_password_hash, new_staff_token, token_hash, verify_password},
+    app::points::point_for,
+    app::quotes::quote_view,
+    app::sessions::requested_turns,
+    app::staff::password_login,
     domain::{
         check::{Finding, SessionFact, may_fine, verdict},
         city::validate_position,
@@ -176,85 +179,6 @@ pub async fn warden_login(
         districts: p.district_codes,
         streets: p.street_ids,
     }))
-}
-
-/// Username and password login shared by the handhelds and the finance dashboard: checks the
-/// device name, the failed-attempt limits (per username and per client address, across
-/// nodes), the password and the role, then issues a staff token on `device`. Returns the
-/// token and the principal it resolves to. A right password with a role outside
-/// `allowed_roles` is refused with 403 `forbidden` (and is not counted as a failure).
-pub(crate) async fn password_login(
-    app: &App,
-    peer_ip: std::net::IpAddr,
-    username: &str,
-    password: &str,
-    device: &str,
-    allowed_roles: &[StaffRole],
-) -> Result<(String, Principal), AppError> {
-    let username = username.trim().to_lowercase();
-    if !crate::domain::city::text_fits(device, 64) {
-        return Err(AppError::bad_request(
-            "invalid_device",
-            "Tên thiết bị cần 1–64 ký tự.",
-            "The device name needs 1–64 characters.",
-        ));
-    }
-    let device = crate::domain::city::trim_blank(device);
-    if username.is_empty() || username.len() > 64 || password.len() > PASSWORD_MAX {
-        return Err(invalid_credentials());
-    }
-    let s = &app.settings;
-    let user_key = format!("login-user:{username}");
-    let ip_key = format!("login-ip:{peer_ip}");
-    // Failed attempts are counted; once over the limit even the right password is refused
-    // (checked before the password, so a blocked caller learns nothing more).
-    let blocked = app.live.rate_count(&user_key).await? >= s.login_per_user
-        || app.live.rate_count(&ip_key).await? >= s.login_per_ip;
-    if blocked {
-        return Err(AppError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "Đăng nhập sai quá nhiều lần. Vui lòng thử lại sau 15 phút.",
-            "Too many failed logins. Please try again in 15 minutes.",
-        ));
-    }
-    let login = app.store.staff_by_username(&username).await?;
-    let phc = login.as_ref().map_or_else(|| dummy_password_hash().to_owned(), |l| l.password_hash.clone());
-    let password = password.to_owned();
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &phc))
-        .await
-        .map_err(|e| AppError::internal(&e))?;
-    let Some(login) = login.filter(|_| ok) else {
-        tracing::info!("password login refused");
-        app.live.rate_limit(&user_key, s.login_per_user, s.login_window).await?;
-        app.live.rate_limit(&ip_key, s.login_per_ip, s.login_window).await?;
-        return Err(invalid_credentials());
-    };
-    if !allowed_roles.contains(&login.role) {
-        let roles = allowed_roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
-        return Err(AppError::forbidden(
-            format!("Tài khoản này không đăng nhập được ở đây (chỉ dành cho: {roles})."),
-            format!("This account cannot log in here (only: {roles})."),
-        ));
-    }
-    let token = new_staff_token();
-    let now = app.clock.now();
-    app.store.create_staff_token(login.staff_id, &token_hash(&token), device, now).await?;
-    let p = app
-        .store
-        .principal_by_token(&token_hash(&token))
-        .await?
-        .ok_or_else(|| AppError::internal(&"a token just issued does not resolve"))?;
-    Ok((token, p))
-}
-
-fn invalid_credentials() -> AppError {
-    AppError::new(
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-        "Sai tên đăng nhập hoặc mật khẩu.",
-        "Wrong username or password.",
-    )
 }
 
 /// Revokes the token of this call.
@@ -438,7 +362,7 @@ pub async fn check_plate(
     w: Warden,
     Query(q): Query<PlateCheckQuery>,
 ) -> Result<Json<PlateCheckView>, AppError> {
-    let plate = Plate::parse(&q.plate).map_err(invalid)?;
+    let plate = Plate::parse(&q.plate).map_err(AppError::from)?;
     let point = point_for(&app, &q.point).await?;
     w.require_point(&point)?;
     let now = app.clock.now();
@@ -595,7 +519,7 @@ pub async fn cash_start(
     w.require_cash_role()?;
     let WardenPayment::Cash = req.payment;
     check_turns(req.turns, req.minutes)?;
-    let plate = Plate::parse(&req.plate).map_err(invalid)?;
+    let plate = Plate::parse(&req.plate).map_err(AppError::from)?;
     let point = point_for(app, &req.point_code).await?;
     w.require_point(&point)?;
     if point.status == PointStatus::Closed && shift == ShiftRule::OpenRequired {
@@ -619,7 +543,7 @@ pub async fn cash_start(
         )
     })?;
     let turns = requested_turns(tariff, req.minutes, req.turns)?;
-    let priced = tariff.price(at, 0, turns, Channel::Warden).map_err(quote_error)?;
+    let priced = tariff.price(at, 0, turns, Channel::Warden).map_err(AppError::from)?;
     let quote = quote_view(tariff, &point.code, class, Channel::Warden, &priced, false);
     let entry = Entry::cash_payment("cash_session_start", w.0.staff_id, point.id, priced.total)
         .map_err(|e| AppError::internal(&e))?;
@@ -694,7 +618,7 @@ fn cash_view(outcome: &CashOutcome, now: DateTime<Utc>) -> Result<CashResult, Ap
             "Lượt đỗ đã kết thúc; hãy thu cho lượt mới.",
             "This parking session has ended; take payment for a new one.",
         )),
-        CashOutcome::Refused(e) => Err(quote_error(e.clone())),
+        CashOutcome::Refused(e) => Err(AppError::from(e.clone())),
     }
 }
 
@@ -1017,7 +941,7 @@ type CheckedFields = (Plate, Option<(f64, f64)>, String);
 
 /// Validates the fields of a violation (everything but the photos and the point's scope).
 pub fn check_violation_fields(f: &ViolationFields) -> Result<CheckedFields, AppError> {
-    let plate = Plate::parse(&f.plate).map_err(invalid)?;
+    let plate = Plate::parse(&f.plate).map_err(AppError::from)?;
     let note = crate::domain::city::trim_blank(&f.note).to_owned();
     if f.note.chars().count() > NOTE_MAX_CHARS {
         return Err(AppError::bad_request(
@@ -1028,7 +952,7 @@ pub fn check_violation_fields(f: &ViolationFields) -> Result<CheckedFields, AppE
     }
     let position = match (f.lat, f.lon) {
         (Some(lat), Some(lon)) => {
-            validate_position(lat, lon).map_err(invalid)?;
+            validate_position(lat, lon).map_err(AppError::from)?;
             Some((lat, lon))
         }
         (None, None) => None,
@@ -1694,11 +1618,11 @@ fn plan(action: &SyncAction, now: DateTime<Utc>) -> Result<Planned, AppError> {
     Ok(match action.kind {
         SyncKind::Check => {
             let c: SyncCheck = serde_json::from_value(payload).map_err(bad)?;
-            Planned::Check(Plate::parse(&c.plate).map_err(invalid)?, c.point)
+            Planned::Check(Plate::parse(&c.plate).map_err(AppError::from)?, c.point)
         }
         SyncKind::CashSession => {
             let c: WardenStartSession = serde_json::from_value(payload).map_err(bad)?;
-            Plate::parse(&c.plate).map_err(invalid)?;
+            Plate::parse(&c.plate).map_err(AppError::from)?;
             one_duration(c.turns, c.minutes)?;
             Planned::CashSession(c)
         }
