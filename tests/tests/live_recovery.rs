@@ -380,7 +380,7 @@ async fn warnings_skipped(_n: &Node) -> (f64, String) {
     let body = iparking::http::ops::prometheus().render();
     let all: Vec<&str> = body.lines().filter(|l| l.starts_with("log_warnings_skipped_total")).collect();
     let checks =
-        all.iter().find_map(|l| l.strip_prefix(r#"log_warnings_skipped_total{module="iparking::http::wardens"} "#));
+        all.iter().find_map(|l| l.strip_prefix(r#"log_warnings_skipped_total{module="iparking::app::checks"} "#));
     let value = checks.map_or(0.0, |v| v.trim().parse().unwrap_or_else(|_| panic!("skipped {v:?}")));
     (value, all.join("\n"))
 }

@@ -5,6 +5,7 @@
 //! `payments`). See docs/architecture.md.
 
 pub mod charges;
+pub mod checks;
 pub mod points;
 pub mod quotes;
 pub mod sessions;
