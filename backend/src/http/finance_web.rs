@@ -85,18 +85,7 @@ pub fn esc(s: &str) -> String {
 
 /// A whole number with `.` between thousands: `1250000` → `1.250.000`.
 pub fn group_thousands(v: i64) -> String {
-    let digits = v.unsigned_abs().to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    if v < 0 {
-        out.push('-');
-    }
-    for (i, d) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push('.');
-        }
-        out.push(d);
-    }
-    out
+    crate::domain::money::group_digits(v, '.')
 }
 
 /// An amount of VND: `1.250.000 ₫`.

@@ -371,7 +371,14 @@ pub(crate) async fn insert_checks_values(
 /// Implements [`super::wardens::WardenStore`] for a store whose module also instantiates
 /// `sql_driver_store_impl!` (whose helpers it uses).
 macro_rules! sql_warden_store_impl {
-    ($store:ty, $db:ty, $lock:literal, $insert_checks:path, $checks_chunk:expr, $facts_batch:expr) => {
+    (
+        $store:ty,
+        $db:ty,
+        lock = $lock:literal,
+        insert_checks = $insert_checks:path,
+        checks_chunk = $checks_chunk:expr,
+        facts_batch = $facts_batch:expr $(,)?
+    ) => {
         #[async_trait::async_trait]
         impl $crate::store::wardens::WardenStore for $store {
             async fn staff_by_username(
