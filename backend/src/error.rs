@@ -75,6 +75,33 @@ impl AppError {
         Self::new(StatusCode::CONFLICT, code, vi, en)
     }
 
+    /// 402: the money is not there (a wallet, a card).
+    pub fn payment_required(
+        code: &'static str,
+        vi: impl Into<Cow<'static, str>>,
+        en: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self::new(StatusCode::PAYMENT_REQUIRED, code, vi, en)
+    }
+
+    /// 429: over a rate limit.
+    pub fn too_many_requests(
+        code: &'static str,
+        vi: impl Into<Cow<'static, str>>,
+        en: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, code, vi, en)
+    }
+
+    /// 401 with its own code (e.g. wrong credentials at a login).
+    pub fn unauthorized_as(
+        code: &'static str,
+        vi: impl Into<Cow<'static, str>>,
+        en: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, vi, en)
+    }
+
     /// 401: no valid credentials.
     pub fn unauthorized() -> Self {
         Self::new(
@@ -257,5 +284,37 @@ pub fn error_for_status(status: StatusCode) -> AppError {
             "Internal error. Please try again later.",
         ),
         s => AppError::new(s, "bad_request", "Yêu cầu không hợp lệ.", "Bad request."),
+    }
+}
+
+/// A domain rule broken by the caller's input: 400 with the rule's code and words.
+impl From<crate::domain::city::Invalid> for AppError {
+    fn from(e: crate::domain::city::Invalid) -> Self {
+        AppError::bad_request(e.code, e.vi, e.en)
+    }
+}
+
+/// A pricing refusal: a stay of no time (400), too long or a budget under one turn (422).
+impl From<crate::domain::tariff::QuoteError> for AppError {
+    fn from(e: crate::domain::tariff::QuoteError) -> Self {
+        use crate::domain::tariff::QuoteError;
+        match e {
+            QuoteError::ZeroDuration => AppError::bad_request(
+                "invalid_duration",
+                "Thời gian đỗ phải lớn hơn 0 phút.",
+                "The stay must be longer than 0 minutes.",
+            ),
+            QuoteError::TooLong { max_minutes } => AppError::unprocessable(
+                "stay_too_long",
+                format!("Thời gian đỗ tối đa tại đây là {max_minutes} phút ({} giờ).", max_minutes / 60),
+                format!("The longest stay here is {max_minutes} minutes ({} hours).", max_minutes / 60),
+            ),
+            QuoteError::BudgetTooSmall { first_turn } => AppError::unprocessable(
+                "amount_too_small",
+                format!("Số tiền không đủ cho một lượt ({}).", first_turn.display(false)),
+                format!("The amount does not buy one turn ({}).", first_turn.display(true)),
+            ),
+            QuoteError::Uncovered => AppError::internal(&"a validated tariff left an instant uncovered"),
+        }
     }
 }

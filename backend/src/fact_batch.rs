@@ -1,7 +1,7 @@
 //! The database's confirmation of plate checks, asked in batches.
 //!
 //! A check whose live verdict may lead to a fine (unpaid, expired, elsewhere) is confirmed
-//! against the database before it is answered (see [`crate::http::wardens::run_check`]).
+//! against the database before it is answered (see [`crate::app::checks::run_check`]).
 //! Under load that is one statement for every such check, and on PostgreSQL a statement's
 //! round trip (waking a backend, the protocol, the kernel's loopback) costs both processes
 //! far more than the two index lookups it makes.

@@ -10,6 +10,7 @@ use std::{sync::Arc, time::Duration};
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
+pub mod app;
 pub mod auth;
 pub mod check_log;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod fact_batch;
 pub mod http;
 pub mod import;
+pub mod jobs;
 pub mod live;
 pub mod log_throttle;
 pub mod log_writer;

@@ -65,7 +65,7 @@ impl Throttle {
 /// `tracing::warn!`, at most once per [`INTERVAL`] for this call site, with a `skipped` field
 /// counting the occurrences left out since the last line. Those are counted in
 /// `log_warnings_skipped_total{module}` too (the call site's module, e.g.
-/// `iparking::http::wardens`).
+/// `iparking::app::checks`).
 #[macro_export]
 macro_rules! warn_throttled {
     ($($rest:tt)+) => {{

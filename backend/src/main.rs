@@ -378,13 +378,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         })?),
                         None => None,
                     };
-                    let spec = http::admin::StaffSpec {
+                    let spec = iparking::app::staff::StaffSpec {
                         streets,
                         username,
                         password,
-                        ..http::admin::StaffSpec::new(name, role.into(), &districts)
+                        ..iparking::app::staff::StaffSpec::new(name, role.into(), &districts)
                     };
-                    let created = http::admin::add_staff(&app, spec).await.map_err(|e| anyhow::anyhow!("{}", e.en))?;
+                    let created =
+                        iparking::app::staff::add_staff(&app, spec).await.map_err(|e| anyhow::anyhow!("{}", e.en))?;
                     eprintln!(
                         "staff {} ({}) created, token id {}; the token is shown once:",
                         created.id,

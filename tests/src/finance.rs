@@ -26,9 +26,9 @@ pub struct Staff {
 /// A staff member of `role` limited to `districts` (none: city-wide), named `name`.
 pub async fn staff(t: &TestApp, role: StaffRole, districts: &[&str], name: &str) -> Staff {
     let districts: Vec<String> = districts.iter().map(|d| (*d).to_owned()).collect();
-    let created = iparking::http::admin::add_staff(
+    let created = iparking::app::staff::add_staff(
         &t.app,
-        iparking::http::admin::StaffSpec::new(name.to_owned(), role, &districts),
+        iparking::app::staff::StaffSpec::new(name.to_owned(), role, &districts),
     )
     .await
     .expect("add staff");

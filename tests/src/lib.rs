@@ -275,8 +275,8 @@ impl TestApp {
         let metrics_addr = metrics.local_addr().expect("metrics addr");
         tokio::spawn(iparking::http::serve_metrics(metrics));
         let client = Client::new(format!("http://{addr}"));
-        let spec = iparking::http::admin::StaffSpec::new("Test admin".into(), StaffRole::Admin, &[]);
-        let token = iparking::http::admin::add_staff(&app, spec).await.expect("admin").token;
+        let spec = iparking::app::staff::StaffSpec::new("Test admin".into(), StaffRole::Admin, &[]);
+        let token = iparking::app::staff::add_staff(&app, spec).await.expect("admin").token;
         let admin = client.with_token(token);
         Self {
             app,

@@ -330,8 +330,8 @@ impl Node {
             let _ = rx.await;
         }));
         let client = Client::new(format!("http://{addr}"));
-        let spec = iparking::http::admin::StaffSpec::new("Test admin".into(), StaffRole::Admin, &[]);
-        let admin = client.with_token(iparking::http::admin::add_staff(&app, spec).await.expect("admin").token);
+        let spec = iparking::app::staff::StaffSpec::new("Test admin".into(), StaffRole::Admin, &[]);
+        let admin = client.with_token(iparking::app::staff::add_staff(&app, spec).await.expect("admin").token);
         Self { app, client, admin, sms, prefix, _db: test_db, shutdown: Some(tx), server: Some(server) }
     }
 
@@ -380,7 +380,7 @@ async fn warnings_skipped(_n: &Node) -> (f64, String) {
     let body = iparking::http::ops::prometheus().render();
     let all: Vec<&str> = body.lines().filter(|l| l.starts_with("log_warnings_skipped_total")).collect();
     let checks =
-        all.iter().find_map(|l| l.strip_prefix(r#"log_warnings_skipped_total{module="iparking::http::wardens"} "#));
+        all.iter().find_map(|l| l.strip_prefix(r#"log_warnings_skipped_total{module="iparking::app::checks"} "#));
     let value = checks.map_or(0.0, |v| v.trim().parse().unwrap_or_else(|_| panic!("skipped {v:?}")));
     (value, all.join("\n"))
 }

@@ -295,7 +295,7 @@ matrix!(import_csv_all_or_nothing_and_valid_only, |t| {
 });
 
 async fn admin_token(t: &TestApp) -> String {
-    iparking::http::admin::add_staff(&t.app, iparking::http::admin::StaffSpec::new("raw".into(), StaffRole::Admin, &[]))
+    iparking::app::staff::add_staff(&t.app, iparking::app::staff::StaffSpec::new("raw".into(), StaffRole::Admin, &[]))
         .await
         .unwrap()
         .token

@@ -132,9 +132,9 @@ async fn driver_id(t: &TestApp, phone: &str) -> i64 {
 /// A staff token of `role`, limited to `districts` (none: city-wide).
 async fn staff_token(t: &TestApp, role: StaffRole, districts: &[&str]) -> String {
     let districts: Vec<String> = districts.iter().map(|d| (*d).to_owned()).collect();
-    iparking::http::admin::add_staff(
+    iparking::app::staff::add_staff(
         &t.app,
-        iparking::http::admin::StaffSpec::new(format!("{} (cards test)", role.as_str()), role, &districts),
+        iparking::app::staff::StaffSpec::new(format!("{} (cards test)", role.as_str()), role, &districts),
     )
     .await
     .expect("staff")

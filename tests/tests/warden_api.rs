@@ -770,7 +770,7 @@ matrix!(batched_confirmations_answer_each_question_as_asked_alone, |t| {
 // chunk (500 rows on SQLite, 10,000 in one `COPY` on PostgreSQL), several in one transaction
 // past that. Every row lands whole, NULL session ids and exact times included.
 matrix!(check_batches_of_any_size_are_written_whole, |t| {
-    use iparking::store::wardens::CheckRecord;
+    use iparking::{domain::check::CheckSource, store::wardens::CheckRecord};
     let (_, login) = t.warden_with(StaffRole::Warden, "hk.batch", &["HK"], &[]).await;
     let hk001 = point_id(&t, "HK001").await;
     let at = DateTime::parse_from_rfc3339("2026-06-01T08:00:00.123456Z").unwrap().with_timezone(&Utc);
@@ -781,7 +781,7 @@ matrix!(check_batches_of_any_size_are_written_whole, |t| {
         verdict: if i % 2 == 0 { CheckVerdict::Valid } else { CheckVerdict::Unpaid },
         session_id: (i % 2 == 0).then_some(i),
         near_misses: (i % 3) as u32,
-        source: if i % 5 == 0 { "sync" } else { "online" },
+        source: if i % 5 == 0 { CheckSource::Sync } else { CheckSource::Online },
         checked_at: at + Duration::seconds(i),
     };
     for (n, offset) in [(3_i64, 0_i64), (1_201, 10), (10_003, 2_000)] {

@@ -27,6 +27,36 @@ pub struct SessionFact {
     pub end_reason: Option<String>,
 }
 
+/// Where a check was made: on a handheld online, or offline and sent later in a sync batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckSource {
+    /// Answered at once (`now`).
+    Online,
+    /// Made offline at the device's time, applied from `/v1/warden/sync`.
+    Sync,
+}
+
+impl CheckSource {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckSource::Online => "online",
+            CheckSource::Sync => "sync",
+        }
+    }
+}
+
+/// A session's standing at `at` by its times alone: paid, in its grace, or past it.
+pub fn time_verdict(paid_until: DateTime<Utc>, expires_at: DateTime<Utc>, at: DateTime<Utc>) -> CheckVerdict {
+    if at < paid_until {
+        CheckVerdict::Valid
+    } else if at < expires_at {
+        CheckVerdict::Grace
+    } else {
+        CheckVerdict::Expired
+    }
+}
+
 /// The outcome of a check, before it is rendered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
@@ -50,14 +80,10 @@ pub fn verdict(
     let over = |s: &SessionFact| ((at - s.paid_until).num_seconds().max(0)) / 60;
     if let Some(s) = covering {
         if s.point_id == point_id {
-            return if at < s.paid_until {
-                Finding { verdict: CheckVerdict::Valid, session: Some(s.clone()), minutes_over: None }
-            } else if at < s.expires_at {
-                Finding { verdict: CheckVerdict::Grace, session: Some(s.clone()), minutes_over: Some(over(s)) }
-            } else {
-                // Active but past its grace: the expiry job has not closed it yet.
-                Finding { verdict: CheckVerdict::Expired, session: Some(s.clone()), minutes_over: Some(over(s)) }
-            };
+            // Past its grace, it is still active: the expiry job has not closed it yet.
+            let verdict = time_verdict(s.paid_until, s.expires_at, at);
+            let minutes_over = (verdict != CheckVerdict::Valid).then(|| over(s));
+            return Finding { verdict, session: Some(s.clone()), minutes_over };
         }
         if at < s.expires_at {
             return Finding { verdict: CheckVerdict::Elsewhere, session: Some(s.clone()), minutes_over: None };
@@ -68,7 +94,7 @@ pub fn verdict(
         let stopped = s.end_reason.as_deref() == Some("stopped");
         let recent = at - s.paid_until < chrono::Duration::hours(EXPIRED_LOOKBACK_HOURS);
         if !stopped && at >= s.paid_until && recent {
-            let v = if at < s.expires_at { CheckVerdict::Grace } else { CheckVerdict::Expired };
+            let v = time_verdict(s.paid_until, s.expires_at, at);
             return Finding { verdict: v, session: Some(s.clone()), minutes_over: Some(over(s)) };
         }
     }

@@ -31,21 +31,27 @@ impl Vnd {
 
     /// Formats with thousands separators: `25.000 đ` (Vietnamese) or `25,000 VND` (English).
     pub fn display(self, english: bool) -> String {
-        let digits = self.0.unsigned_abs().to_string();
-        let sep = if english { ',' } else { '.' };
-        let mut out = String::with_capacity(digits.len() + 8);
-        if self.0 < 0 {
-            out.push('-');
-        }
-        for (i, ch) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                out.push(sep);
-            }
-            out.push(ch);
-        }
+        let mut out = group_digits(self.0, if english { ',' } else { '.' });
         out.push_str(if english { " VND" } else { " đ" });
         out
     }
+}
+
+/// A whole number with `sep` between thousands: `1250000` → `1.250.000` (Vietnamese) or
+/// `1,250,000` (English).
+pub fn group_digits(v: i64, sep: char) -> String {
+    let digits = v.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if v < 0 {
+        out.push('-');
+    }
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(sep);
+        }
+        out.push(d);
+    }
+    out
 }
 
 impl fmt::Display for Vnd {

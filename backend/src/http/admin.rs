@@ -16,15 +16,16 @@ use utoipa::IntoParams;
 use super::{
     AppState,
     extract::{Admin, Json, Path, Query},
-    points::{invalid, normalise_code, point_not_found, point_view},
+    points::point_view,
 };
 use crate::{
-    auth::{new_staff_token, token_hash},
+    app::points::{normalise_code, point_not_found},
+    app::staff::{StaffSpec, add_staff},
     domain::city,
     error::AppError,
     import,
     registry::import_drafts,
-    store::{NewPoint, NewStaff, PointPatch, PointRecord},
+    store::{NewPoint, PointPatch, PointRecord},
 };
 
 fn street_view(s: crate::store::Street) -> StreetView {
@@ -77,8 +78,8 @@ pub async fn create_district(
 ) -> Result<(StatusCode, Json<DistrictView>), AppError> {
     admin.require_city_wide()?;
     let code = body.code.trim_matches(' ').to_owned();
-    city::validate_district_code(&code).map_err(invalid)?;
-    let name = city::validate_name("name", &body.name).map_err(invalid)?;
+    city::validate_district_code(&code).map_err(AppError::from)?;
+    let name = city::validate_name("name", &body.name).map_err(AppError::from)?;
     let d = app.store.create_district(&code, &name, app.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(DistrictView { code: d.code, name: d.name })))
 }
@@ -102,7 +103,7 @@ pub async fn create_street(
 ) -> Result<(StatusCode, Json<StreetView>), AppError> {
     let code = body.district_code.trim().to_uppercase();
     admin.require_district(&code)?;
-    let name = city::validate_name("name", &body.name).map_err(invalid)?;
+    let name = city::validate_name("name", &body.name).map_err(AppError::from)?;
     let district_id = district_id(&app, &code).await?;
     let s = app.store.create_street(district_id, &name, app.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(street_view(s))))
@@ -167,15 +168,19 @@ pub async fn create_point(
         && (3..=6).contains(&(code.len() - letters))
         && code.bytes().skip(letters).all(|b| b.is_ascii_digit());
     city::validate_point_code(&code, &street.district_code).map_err(|e| {
-        if well_formed { AppError { status: StatusCode::UNPROCESSABLE_ENTITY, ..invalid(e) } } else { invalid(e) }
+        if well_formed {
+            AppError { status: StatusCode::UNPROCESSABLE_ENTITY, ..AppError::from(e) }
+        } else {
+            AppError::from(e)
+        }
     })?;
-    let name = city::validate_name("name", &body.name).map_err(invalid)?;
-    city::validate_position(body.lat, body.lon).map_err(invalid)?;
+    let name = city::validate_name("name", &body.name).map_err(AppError::from)?;
+    city::validate_position(body.lat, body.lon).map_err(AppError::from)?;
     if let Some(curb) = &body.curb {
-        city::validate_curb(curb).map_err(invalid)?;
+        city::validate_curb(curb).map_err(AppError::from)?;
     }
-    let capacity = city::validate_capacity(i64::from(body.capacity)).map_err(invalid)?;
-    let vehicle_classes = city::validate_classes(&body.vehicle_classes).map_err(invalid)?;
+    let capacity = city::validate_capacity(i64::from(body.capacity)).map_err(AppError::from)?;
+    let vehicle_classes = city::validate_classes(&body.vehicle_classes).map_err(AppError::from)?;
     let new = NewPoint {
         code,
         name,
@@ -226,11 +231,11 @@ pub async fn update_point(
     existing_point(&app, &admin, &code).await?;
     let mut patch = PointPatch::default();
     if let Some(name) = &body.name {
-        patch.name = Some(city::validate_name("name", name).map_err(invalid)?);
+        patch.name = Some(city::validate_name("name", name).map_err(AppError::from)?);
     }
     match (body.lat, body.lon) {
         (Some(lat), Some(lon)) => {
-            city::validate_position(lat, lon).map_err(invalid)?;
+            city::validate_position(lat, lon).map_err(AppError::from)?;
             patch.position = Some((lat, lon));
         }
         (None, None) => {}
@@ -246,15 +251,15 @@ pub async fn update_point(
         if curb.is_empty() {
             patch.curb = Some(None);
         } else {
-            city::validate_curb(&curb).map_err(invalid)?;
+            city::validate_curb(&curb).map_err(AppError::from)?;
             patch.curb = Some(Some(curb));
         }
     }
     if let Some(c) = body.capacity {
-        patch.capacity = Some(city::validate_capacity(i64::from(c)).map_err(invalid)?);
+        patch.capacity = Some(city::validate_capacity(i64::from(c)).map_err(AppError::from)?);
     }
     if let Some(classes) = &body.vehicle_classes {
-        patch.vehicle_classes = Some(city::validate_classes(classes).map_err(invalid)?);
+        patch.vehicle_classes = Some(city::validate_classes(classes).map_err(AppError::from)?);
     }
     let p = app.store.update_point(&code, &patch, app.clock.now()).await?.ok_or_else(|| point_not_found(&code))?;
     tracing::info!(point.code = %p.code, staff.id = admin.0.staff_id, "point updated");
@@ -385,7 +390,7 @@ pub async fn create_staff(
     Json(body): Json<CreateStaff>,
 ) -> Result<(StatusCode, Json<StaffCreated>), AppError> {
     admin.require_city_wide()?;
-    let name = city::validate_name("name", &body.name).map_err(invalid)?;
+    let name = city::validate_name("name", &body.name).map_err(AppError::from)?;
     let spec = StaffSpec {
         name,
         role: body.role,
@@ -402,118 +407,6 @@ pub async fn create_staff(
         "staff created"
     );
     Ok((StatusCode::CREATED, Json(created)))
-}
-
-/// A staff member to create (from the HTTP route or `iparking staff add`).
-#[derive(Debug, Clone)]
-pub struct StaffSpec {
-    /// Display name (validated).
-    pub name: String,
-    /// Role.
-    pub role: iparking_mobile_api::StaffRole,
-    /// District codes.
-    pub districts: Vec<String>,
-    /// Street ids.
-    pub streets: Vec<i64>,
-    /// Username for password login.
-    pub username: Option<String>,
-    /// Password (hashed here, never stored).
-    pub password: Option<String>,
-}
-
-impl StaffSpec {
-    /// A staff member with a role and districts, no password login.
-    pub fn new(name: String, role: iparking_mobile_api::StaffRole, districts: &[String]) -> Self {
-        Self { name, role, districts: districts.to_vec(), streets: Vec::new(), username: None, password: None }
-    }
-}
-
-/// Creates a staff member (shared by the HTTP route and `iparking staff add`).
-pub async fn add_staff(app: &crate::App, spec: StaffSpec) -> Result<StaffCreated, AppError> {
-    let StaffSpec { name, role, districts, streets, username, password } = spec;
-    let all = app.store.districts().await?;
-    let mut district_ids = Vec::new();
-    let mut codes = Vec::new();
-    for code in &districts {
-        let code = code.trim().to_uppercase();
-        let d = all.iter().find(|d| d.code == code).ok_or_else(|| district_not_found(&code))?;
-        district_ids.push(d.id);
-        codes.push(d.code.clone());
-    }
-    district_ids.sort_unstable();
-    district_ids.dedup();
-    codes.sort();
-    codes.dedup();
-    let mut street_ids = streets;
-    street_ids.sort_unstable();
-    street_ids.dedup();
-    for id in &street_ids {
-        if app.store.street(*id).await?.is_none() {
-            return Err(AppError::not_found(
-                "street_not_found",
-                format!("Không có tuyến phố số {id}."),
-                format!("No street with id {id}."),
-            ));
-        }
-    }
-    let username = match username {
-        Some(u) => {
-            let u = u.to_ascii_lowercase();
-            let ok = (3..=64).contains(&u.len())
-                && u.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-            if !ok {
-                return Err(AppError::bad_request(
-                    "invalid_username",
-                    "Tên đăng nhập gồm 3–64 ký tự a-z, 0-9, dấu . _ -.",
-                    "A username has 3–64 of a-z, 0-9, '.', '_', '-'.",
-                ));
-            }
-            Some(u)
-        }
-        None => None,
-    };
-    let password_hash = match (&username, password) {
-        (Some(_), Some(pw)) => {
-            let n = pw.chars().count();
-            if !(crate::auth::PASSWORD_MIN..=crate::auth::PASSWORD_MAX).contains(&n) {
-                return Err(AppError::bad_request(
-                    "invalid_password",
-                    format!("Mật khẩu cần {}–{} ký tự.", crate::auth::PASSWORD_MIN, crate::auth::PASSWORD_MAX),
-                    format!("A password needs {}–{} characters.", crate::auth::PASSWORD_MIN, crate::auth::PASSWORD_MAX),
-                ));
-            }
-            let hash = tokio::task::spawn_blocking(move || crate::auth::hash_password(&pw))
-                .await
-                .map_err(|e| AppError::internal(&e))?
-                .map_err(|e| AppError::internal(&e))?;
-            Some(hash)
-        }
-        (None, None) => None,
-        _ => {
-            return Err(AppError::bad_request(
-                "invalid_credentials_pair",
-                "Tên đăng nhập và mật khẩu phải đi cùng nhau.",
-                "Give a username and a password together.",
-            ));
-        }
-    };
-    let token = new_staff_token();
-    let staff = NewStaff {
-        name: name.clone(),
-        role,
-        district_ids,
-        street_ids: street_ids.clone(),
-        username: username.clone(),
-        password_hash,
-    };
-    let (id, token_id) =
-        app.store.create_staff(&staff, &token_hash(&token), app.clock.now()).await.map_err(|e| match &e {
-            crate::store::StoreError::Conflict(c) if c == "staff_username_key" => {
-                AppError::conflict("username_taken", "Tên đăng nhập đã được dùng.", "This username is taken.")
-            }
-            _ => e.into(),
-        })?;
-    Ok(StaffCreated { id, name, role, districts: codes, streets: street_ids, username, token_id, token })
 }
 
 /// Revokes a staff token (city-wide admins only).

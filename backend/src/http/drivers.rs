@@ -4,19 +4,19 @@ use axum::{
     body::Bytes,
     extract::{ConnectInfo, FromRequestParts, State},
     http::{HeaderMap, StatusCode, header::AUTHORIZATION, request::Parts},
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use iparking_mobile_api::{
     AddVehicle as AddVehicleBody, DriverToken, ErrorBody, OtpRequest, OtpSent, SandboxTopup, TokenRequest, VehicleView,
     WalletMovement, WalletView,
 };
 use rand::Rng;
-use sha2::{Digest, Sha256};
 
 use super::{
     AppState,
     extract::{Json, Path},
-    points::invalid,
+    idempotency::Idempotency,
+    input::parse_json,
 };
 use crate::{
     auth::token_hash,
@@ -25,7 +25,7 @@ use crate::{
     live::OtpCheck,
     store::{
         StoreError,
-        drivers::{AddVehicle, DriverPrincipal, IdemClaim, Vehicle, WALLET_ANSWER_LINES, WalletLine},
+        drivers::{AddVehicle, DriverPrincipal, Vehicle, WALLET_ANSWER_LINES, WalletLine},
     },
 };
 
@@ -61,166 +61,6 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty() && t.len() <= 256)
 }
 
-pub use super::input::parse_json;
-
-/// Where a state-changing call that may pay by card stands.
-pub enum Prelude {
-    /// A new key.
-    Fresh(Idempotency),
-    /// The key's first answer.
-    Replayed(Response),
-    /// The key's first request made this card charge: resume it.
-    Charge(Box<crate::store::cards::ChargeRow>),
-}
-
-/// The `Idempotency-Key` of a state-changing call, claimed for a caller.
-#[derive(Clone)]
-pub struct Idempotency {
-    claim: IdemClaim,
-}
-
-impl Idempotency {
-    /// Reads the header (required) and hashes the request.
-    pub fn from_request(
-        scope: String,
-        headers: &HeaderMap,
-        method: &str,
-        path: &str,
-        body: &[u8],
-    ) -> Result<Self, AppError> {
-        let key = headers
-            .get("idempotency-key")
-            .ok_or_else(|| {
-                AppError::bad_request(
-                    "idempotency_key_required",
-                    "Thiếu tiêu đề Idempotency-Key cho thao tác có thu/chi tiền.",
-                    "This call moves money: send an Idempotency-Key header (e.g. a UUID).",
-                )
-            })?
-            .to_str()
-            .ok()
-            .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
-            .ok_or_else(|| {
-                AppError::bad_request(
-                    "invalid_idempotency_key",
-                    "Idempotency-Key cần 1–255 ký tự ASCII in được.",
-                    "Idempotency-Key must be 1–255 printable ASCII characters.",
-                )
-            })?;
-        let mut h = Sha256::new();
-        h.update(method.as_bytes());
-        h.update(b" ");
-        h.update(path.as_bytes());
-        h.update(b"\n");
-        h.update(body);
-        Ok(Self { claim: IdemClaim { scope, key: key.to_owned(), request_hash: hex::encode(h.finalize()) } })
-    }
-
-    /// The key of a driver's `POST path`, not looked up yet.
-    pub fn of_driver(driver_id: i64, headers: &HeaderMap, path: &str, body: &[u8]) -> Result<Self, AppError> {
-        Self::from_request(format!("driver:{driver_id}"), headers, "POST", path, body)
-    }
-
-    /// The key of a driver's POST to `path`: `Err` carries the first answer when this key
-    /// was used before (replayed), so the route returns it as is.
-    pub async fn for_driver(
-        app: &AppState,
-        driver_id: i64,
-        headers: &HeaderMap,
-        path: &str,
-        body: &[u8],
-    ) -> Result<Result<Self, Response>, AppError> {
-        let idem = Self::of_driver(driver_id, headers, path, body)?;
-        Ok(match idem.replay(app).await? {
-            Some(replayed) => Err(replayed),
-            None => Ok(idem),
-        })
-    }
-
-    /// Like [`Idempotency::for_driver`], for calls that may pay by card: a key whose first
-    /// request recorded a card charge resumes that charge (the charge is the record).
-    pub async fn for_driver_or_charge(
-        app: &AppState,
-        driver_id: i64,
-        headers: &HeaderMap,
-        path: &str,
-        body: &[u8],
-    ) -> Result<Prelude, AppError> {
-        let idem = Self::of_driver(driver_id, headers, path, body)?;
-        let (scope, key) = (&idem.claim.scope, &idem.claim.key);
-        let rec = app.store.idempotency_get(scope, key).await?;
-        if let Some(rec) = &rec
-            && rec.request_hash == idem.claim.request_hash
-            && rec.status.is_none()
-            && let Some(charge) = app.store.charge_by_idem(scope, key).await?
-        {
-            return Ok(Prelude::Charge(Box::new(charge)));
-        }
-        Ok(match idem.replay_record(rec)? {
-            Some(replayed) => Prelude::Replayed(replayed),
-            None => Prelude::Fresh(idem),
-        })
-    }
-
-    /// The claim to write in the same transaction as the effect.
-    pub fn claim(&self) -> &IdemClaim {
-        &self.claim
-    }
-
-    /// The first answer if this key was used before: the same answer for the same request,
-    /// 422 for a different request, 409 while the first is still running.
-    pub async fn replay(&self, app: &AppState) -> Result<Option<Response>, AppError> {
-        self.replay_record(app.store.idempotency_get(&self.claim.scope, &self.claim.key).await?)
-    }
-
-    /// [`Self::replay`] from the key's record, already read.
-    fn replay_record(&self, rec: Option<crate::store::drivers::IdemRecord>) -> Result<Option<Response>, AppError> {
-        let Some(rec) = rec else {
-            return Ok(None);
-        };
-        if rec.request_hash != self.claim.request_hash {
-            return Err(AppError::unprocessable(
-                "idempotency_key_reused",
-                "Idempotency-Key này đã dùng cho một yêu cầu khác.",
-                "This Idempotency-Key was used for a different request.",
-            ));
-        }
-        match (rec.status, rec.response) {
-            (Some(status), Some(body)) => {
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-                let mut resp = (status, body).into_response();
-                resp.headers_mut()
-                    .insert(axum::http::header::CONTENT_TYPE, "application/json".parse().expect("static"));
-                resp.headers_mut().insert("idempotent-replayed", "true".parse().expect("static"));
-                Ok(Some(resp))
-            }
-            _ => Err(AppError::conflict(
-                "idempotency_in_progress",
-                "Yêu cầu trước với cùng Idempotency-Key đang được xử lý. Thử lại sau giây lát.",
-                "A request with this Idempotency-Key is still being processed. Retry shortly.",
-            )),
-        }
-    }
-
-    /// The response of an answer already stored with its key (in the effect's transaction).
-    pub fn stored_answer(status: u16, json: String) -> Response {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-        let mut resp = (status, json).into_response();
-        resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, "application/json".parse().expect("static"));
-        resp
-    }
-
-    /// Maps the store's error: a concurrent duplicate (the claim collided) is replayed.
-    pub async fn on_store_error(&self, app: &AppState, e: StoreError) -> Result<Response, AppError> {
-        if matches!(&e, StoreError::Conflict(c) if c == "idempotency_keys_pkey")
-            && let Some(resp) = self.replay(app).await?
-        {
-            return Ok(resp);
-        }
-        Err(e.into())
-    }
-}
-
 /// Sends a one-time login code by SMS. Rate-limited per phone and per client address.
 #[utoipa::path(
     post, path = "/v1/auth/otp", tag = "drivers", request_body = OtpRequest,
@@ -235,7 +75,7 @@ pub async fn send_otp(
     ConnectInfo(super::Peer(peer)): ConnectInfo<super::Peer>,
     Json(body): Json<OtpRequest>,
 ) -> Result<(StatusCode, Json<OtpSent>), AppError> {
-    let phone = Phone::parse(&body.phone).map_err(invalid)?;
+    let phone = Phone::parse(&body.phone).map_err(AppError::from)?;
     let s = &app.settings;
     let by_ip = app.live.rate_limit(&format!("otp-ip:{}", peer.ip()), s.otp_per_ip, s.otp_window).await?;
     let by_phone = app.live.rate_limit(&format!("otp-phone:{}", phone.as_str()), s.otp_per_phone, s.otp_window).await?;
@@ -271,7 +111,7 @@ pub async fn create_token(
     State(app): State<AppState>,
     Json(body): Json<TokenRequest>,
 ) -> Result<Json<DriverToken>, AppError> {
-    let phone = Phone::parse(&body.phone).map_err(invalid)?;
+    let phone = Phone::parse(&body.phone).map_err(AppError::from)?;
     // Spaces around the code are fine (pasted from the SMS); the document says so.
     let code = body.code.trim_matches(' ');
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
@@ -358,7 +198,7 @@ pub async fn add_vehicle(
     Driver(d): Driver,
     Json(body): Json<AddVehicleBody>,
 ) -> Result<(StatusCode, Json<VehicleView>), AppError> {
-    let plate = Plate::parse(&body.plate).map_err(invalid)?;
+    let plate = Plate::parse(&body.plate).map_err(AppError::from)?;
     match app.store.add_vehicle(d.driver_id, &plate, body.vehicle_class, MAX_VEHICLES, app.clock.now()).await? {
         AddVehicle::Added(v) => Ok((StatusCode::CREATED, Json(vehicle_view(v)))),
         AddVehicle::Duplicate => Err(AppError::conflict(

@@ -25,12 +25,14 @@ use utoipa::IntoParams;
 
 use super::{
     AppState,
-    cards::{sandbox_refunds, submit_refund},
-    drivers::{Driver, Idempotency, parse_json},
+    drivers::Driver,
     extract::{Json, Path, Query, Staff},
+    idempotency::{Idempotency, answered, rendered},
+    input::parse_json,
 };
 use crate::{
     App,
+    app::charges::{sandbox_refunds, submit_refund},
     domain::{
         finance::{self as fin, Csv, DayRange, RangeError},
         ledger::Account,
@@ -38,7 +40,7 @@ use crate::{
     },
     error::AppError,
     store::{
-        Principal, StoreError, StoreResult,
+        Principal, StoreError,
         drivers::IdemClaim,
         finance::{
             AdjustmentRow, DecideOutcome, DiscrepancyRow, Finding, NewAdjustment, NewClose, NewRefundRequest,
@@ -845,19 +847,6 @@ pub async fn list_discrepancies(
             .map(discrepancy_view)
             .collect(),
     ))
-}
-
-/// Renders the answer of a keyed call from its view: inside the call's transaction, where
-/// the store writes it with the key before the commit (issue 30, bug 7), and again for the
-/// first caller from the same committed row, so both are the same bytes.
-pub(super) fn rendered<T: serde::Serialize>(status: StatusCode, view: &T) -> StoreResult<(u16, String)> {
-    serde_json::to_string(view).map(|json| (status.as_u16(), json)).map_err(|e| StoreError::Internal(e.to_string()))
-}
-
-/// The first caller's response: the answer stored with its key.
-pub(super) fn answered(rendered: StoreResult<(u16, String)>) -> Result<Response, AppError> {
-    let (status, json) = rendered?;
-    Ok(Idempotency::stored_answer(status, json))
 }
 
 async fn resolve_inner(

@@ -4,7 +4,7 @@
 //!
 //! - Vietnamese first; `?lang=en` (or `?lang=vi`) switches and is remembered in a cookie.
 //! - Login with username and password (role `finance`, or `admin` read only), limited like the
-//!   wardens' logins (`http::wardens::password_login`). The staff token lives in the
+//!   wardens' logins (`app::staff::password_login`). The staff token lives in the
 //!   `iparking_finance` cookie (`HttpOnly`, `SameSite=Strict`, `Path=/finance`); logout (a
 //!   POST; `GET /finance/logout` only shows the button) revokes it.
 //! - Every POST must come from our own pages ([`post_allowed`]: Fetch Metadata and `Origin`,
@@ -29,7 +29,8 @@ use iparking_mobile_api::{
     RevenueReport, RevenueRow, RevenueSums, StaffRole,
 };
 
-use super::{AppState, finance, wardens::password_login};
+use super::{AppState, finance};
+use crate::app::staff::password_login;
 use crate::{App, auth::token_hash, domain::tariff::LOCAL_TZ, error::AppError, store::Principal};
 
 /// The session cookie (a staff token).
@@ -84,18 +85,7 @@ pub fn esc(s: &str) -> String {
 
 /// A whole number with `.` between thousands: `1250000` → `1.250.000`.
 pub fn group_thousands(v: i64) -> String {
-    let digits = v.unsigned_abs().to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    if v < 0 {
-        out.push('-');
-    }
-    for (i, d) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push('.');
-        }
-        out.push(d);
-    }
-    out
+    crate::domain::money::group_digits(v, '.')
 }
 
 /// An amount of VND: `1.250.000 ₫`.

@@ -38,6 +38,7 @@ pub mod drivers;
 pub mod extract;
 pub mod finance;
 pub mod finance_web;
+pub mod idempotency;
 pub mod input;
 pub mod openapi;
 pub mod ops;
@@ -45,6 +46,7 @@ pub mod payments;
 pub mod points;
 pub mod sessions;
 pub mod tariffs;
+pub mod views;
 pub mod wardens;
 pub mod webhooks;
 
@@ -119,23 +121,23 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(cards::staff_refund))
         .routes(routes!(cards::run_sweep))
         .routes(routes!(cards::run_import))
-        .routes(routes!(wardens::warden_login))
-        .routes(routes!(wardens::warden_logout))
-        .routes(routes!(wardens::check_plate))
-        .routes(routes!(wardens::point_roster))
-        .routes(routes!(wardens::start_cash_session))
-        .routes(routes!(wardens::extend_cash_session))
-        .routes(routes!(wardens::get_receipt))
-        .routes(routes!(wardens::create_violation))
-        .routes(routes!(wardens::get_violation))
-        .routes(routes!(wardens::get_photo))
-        .routes(routes!(wardens::list_citations))
-        .routes(routes!(wardens::get_citation))
-        .routes(routes!(wardens::get_citation_photo))
-        .routes(routes!(wardens::sync_actions))
-        .routes(routes!(wardens::open_shift))
-        .routes(routes!(wardens::get_shift))
-        .routes(routes!(wardens::close_shift))
+        .routes(routes!(wardens::auth::warden_login))
+        .routes(routes!(wardens::auth::warden_logout))
+        .routes(routes!(wardens::checks::check_plate))
+        .routes(routes!(wardens::checks::point_roster))
+        .routes(routes!(wardens::cash::start_cash_session))
+        .routes(routes!(wardens::cash::extend_cash_session))
+        .routes(routes!(wardens::cash::get_receipt))
+        .routes(routes!(wardens::violations::create_violation))
+        .routes(routes!(wardens::violations::get_violation))
+        .routes(routes!(wardens::violations::get_photo))
+        .routes(routes!(wardens::violations::list_citations))
+        .routes(routes!(wardens::violations::get_citation))
+        .routes(routes!(wardens::violations::get_citation_photo))
+        .routes(routes!(wardens::sync::sync_actions))
+        .routes(routes!(wardens::shifts::open_shift))
+        .routes(routes!(wardens::shifts::get_shift))
+        .routes(routes!(wardens::shifts::close_shift))
         .routes(routes!(tariffs::create_quote))
         .routes(routes!(tariffs::point_tariff))
         .routes(routes!(tariffs::publish_tariff, tariffs::list_tariffs))
@@ -431,126 +433,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     ops::prometheus();
-    let refresher = tokio::spawn(refresh_index_forever(app.clone()));
-    let expirer = tokio::spawn(expire_sessions_forever(app.clone()));
-    let reminder = tokio::spawn(send_reminders_forever(app.clone()));
-    let watchdog = tokio::spawn(crate::live::watch_forever(
-        app.store.clone(),
-        app.live.clone(),
-        app.settings.live_check_interval,
-        app.node_id.clone(),
-    ));
-    // Payments jobs run on one node at a time (a lease in the database).
-    let payment_jobs = app.payments.as_ref().filter(|g| !g.is_sandbox()).map(|_| {
-        let sweeper = tokio::spawn(cards::leased_forever(
-            app.clone(),
-            "payments_sweeper",
-            app.settings.sweep_interval,
-            |app| async move {
-                if let Err(e) = cards::sweep(&app).await {
-                    tracing::warn!(error = %e, "payments sweep failed; it runs again at the next tick");
-                }
-            },
-        ));
-        let importer = tokio::spawn(cards::leased_forever(
-            app.clone(),
-            "settlement_import",
-            app.settings.settlement_interval,
-            |app| async move {
-                if let Err(e) = cards::import_settlement(&app).await {
-                    tracing::warn!(error = %e, "settlement import failed; it resumes at the next tick");
-                }
-            },
-        ));
-        (sweeper, importer)
-    });
+    let jobs = crate::jobs::Jobs::spawn(&app);
     let app_checks = app.checks.clone();
     let max_connections = app.settings.max_connections;
     let result = conns::serve(listener, router(app), max_connections, shutdown).await;
-    refresher.abort();
-    expirer.abort();
-    reminder.abort();
-    watchdog.abort();
+    jobs.stop();
     // Every plate check answered is written before the process goes.
     app_checks.flush().await;
-    if let Some((sweeper, importer)) = payment_jobs {
-        sweeper.abort();
-        importer.abort();
-    }
     result
-}
-
-/// Texts each driver once, `reminder_before` the end of the paid time, with how to extend.
-/// Restart-safe and exactly-once across nodes: a session is claimed (marked reminded) in the
-/// database before its message is sent.
-async fn send_reminders_forever(app: AppState) {
-    let mut tick = tokio::time::interval(app.settings.expiry_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let before = chrono::Duration::from_std(app.settings.reminder_before).unwrap_or(chrono::Duration::minutes(10));
-    loop {
-        tick.tick().await;
-        let due = match app.store.claim_reminders(app.clock.now(), before, 200).await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "reminder claim failed");
-                continue;
-            }
-        };
-        for (s, phone) in due {
-            let Some(phone) = phone.and_then(|p| crate::domain::phone::Phone::parse(&p).ok()) else { continue };
-            let until = crate::domain::tariff::local_time_for_people(s.paid_until, app.clock.now());
-            let how = if s.channel == "sms" {
-                let number = &s.point_code[s.point_code.trim_end_matches(|c: char| c.is_ascii_digit()).len()..];
-                let district = &s.point_code[..s.point_code.len() - number.len()];
-                format!("nhan IP<gia>{district} {number} {} de gia han", s.plate.as_str())
-            } else {
-                "mo ung dung iParking de gia han".to_owned()
-            };
-            let text = format!("iParking: xe {} tai {} het gio luc {until}; {how}.", s.plate.as_str(), s.point_code);
-            let sent = match (&app.push, s.driver_id) {
-                (Some(push), Some(driver_id)) => push.notify(driver_id, s.id, &text).await,
-                _ => app.sms.send(&phone, &text).await,
-            };
-            match sent {
-                Ok(()) => tracing::info!(session.id = s.id, "expiry reminder sent"),
-                Err(e) => tracing::warn!(session.id = s.id, error = %e, "expiry reminder not sent"),
-            }
-        }
-    }
-}
-
-/// Closes expired sessions and frees their spaces in the live state. Safe on many nodes at
-/// once: each session is closed by one `UPDATE … WHERE status = 'active'`.
-async fn expire_sessions_forever(app: AppState) {
-    let mut tick = tokio::time::interval(app.settings.expiry_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match app.store.expire_sessions(app.clock.now()).await {
-            Ok(ended) => {
-                let closed: Vec<_> = ended.iter().collect();
-                crate::live::mirror(app.live.as_ref(), &[], &[], &closed).await;
-                if !ended.is_empty() {
-                    tracing::info!(sessions = ended.len(), "expired sessions closed");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "session expiry failed"),
-        }
-    }
-}
-
-async fn refresh_index_forever(app: AppState) {
-    let mut tick = tokio::time::interval(app.settings.index_refresh);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if let Err(e) = app.refresh_index().await {
-            tracing::warn!(error = %e, "point index refresh failed");
-        }
-        if let Err(e) = app.refresh_tariffs().await {
-            tracing::warn!(error = %e, "tariff reload failed");
-        }
-    }
 }
 
 #[cfg(test)]

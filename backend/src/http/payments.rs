@@ -9,12 +9,9 @@ use axum::{
 use iparking_mobile_api::{ErrorBody, TopupRequest, TopupView};
 use stripe_webhook::{EventObject, Webhook, WebhookError};
 
-use super::{
-    AppState, cards,
-    drivers::{Driver, Idempotency, parse_json},
-    extract::Json,
-};
+use super::{AppState, drivers::Driver, extract::Json, idempotency::Idempotency, input::parse_json};
 use crate::{
+    app::charges,
     domain::money::Vnd,
     error::AppError,
     payments::{IntentState, PaymentError},
@@ -101,7 +98,7 @@ pub async fn create_topup(
         gateway: gateway.name().into(),
         sandbox: gateway.is_sandbox(),
     };
-    let answer = |status: &str| super::finance::rendered(StatusCode::CREATED, &view(status));
+    let answer = |status: &str| super::idempotency::rendered(StatusCode::CREATED, &view(status));
     if let Err(e) = app.store.record_intent(&record, Some(idem.claim()), &answer, now).await {
         return idem.on_store_error(&app, e).await;
     }
@@ -164,7 +161,7 @@ pub async fn stripe_event(
         | EventObject::RefundFailed(r)
         | EventObject::ChargeRefundUpdated(r) => {
             let status = r.status.clone().unwrap_or_else(|| "pending".into());
-            let word = cards::refund_event(
+            let word = charges::refund_event(
                 &app,
                 &event_id,
                 &event_type,
@@ -177,7 +174,7 @@ pub async fn stripe_event(
             return Ok(Json(serde_json::json!({ "received": true, "outcome": word })));
         }
         EventObject::SetupIntentSucceeded(si) => {
-            let word = cards::setup_event(&app, &event_id, &event_type, si.id.as_str()).await?;
+            let word = charges::setup_event(&app, &event_id, &event_type, si.id.as_str()).await?;
             return Ok(Json(serde_json::json!({ "received": true, "outcome": word })));
         }
         _ => {
@@ -204,7 +201,7 @@ pub async fn stripe_event(
     };
     let charge = state.charge.clone();
     // A session paid by card?
-    if let Some(word) = cards::charge_event(&app, &event_id, &event_type, state).await? {
+    if let Some(word) = charges::charge_event(&app, &event_id, &event_type, state).await? {
         return Ok(Json(serde_json::json!({ "received": true, "outcome": word })));
     }
     if event_type == "payment_intent.requires_action" {

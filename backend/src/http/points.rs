@@ -12,7 +12,13 @@ use super::{
     AppState,
     extract::{Json, Path, Query},
 };
-use crate::{domain::city, error::AppError, nearby::Hit, store::PointRecord};
+use crate::{
+    app::points::{normalise_code, point_not_found},
+    domain::city,
+    error::AppError,
+    nearby::Hit,
+    store::PointRecord,
+};
 
 /// Default and maximum search radius, metres.
 pub const DEFAULT_RADIUS_M: f64 = 1_000.0;
@@ -236,7 +242,7 @@ fn rfc3339<'b>(t: &DateTime<Utc>, buf: &'b mut [u8; 30]) -> Option<&'b str> {
     )
 )]
 pub async fn nearby_points(State(app): State<AppState>, Query(q): Query<NearbyQuery>) -> Result<Response, AppError> {
-    city::validate_position(q.lat, q.lon).map_err(invalid)?;
+    city::validate_position(q.lat, q.lon).map_err(AppError::from)?;
     let radius_m = q.radius_m.unwrap_or(DEFAULT_RADIUS_M);
     if !(radius_m > 0.0 && radius_m <= MAX_RADIUS_M) {
         return Err(AppError::bad_request(
@@ -297,40 +303,6 @@ pub async fn get_point(State(app): State<AppState>, Path(code): Path<String>) ->
 pub async fn list_districts(State(app): State<AppState>) -> Result<Json<Vec<DistrictView>>, AppError> {
     let ds = app.store.districts().await?;
     Ok(Json(ds.into_iter().map(|d| DistrictView { code: d.code, name: d.name }).collect()))
-}
-
-/// Codes are typed by drivers: accept any case and stray spaces.
-pub fn normalise_code(code: &str) -> String {
-    code.trim_matches(' ').to_ascii_uppercase()
-}
-
-/// The point with this code (open or closed), from this node's index; from the database
-/// when it was created on another node since the index was built. Its status and capacity
-/// are as of the index: writers that depend on them check them again under a lock.
-pub async fn point_for(app: &crate::App, code: &str) -> Result<std::sync::Arc<PointRecord>, AppError> {
-    let code = normalise_code(code);
-    if code.is_empty() || code.len() > 20 {
-        return Err(point_not_found(&code));
-    }
-    if let Some(p) = app.index().point(&code) {
-        return Ok(p);
-    }
-    app.store.point(&code).await?.map(std::sync::Arc::new).ok_or_else(|| point_not_found(&code))
-}
-
-/// 404 for an unknown point code.
-pub fn point_not_found(code: &str) -> AppError {
-    let shown: String = code.chars().take(20).collect();
-    AppError::not_found(
-        "point_not_found",
-        format!("Không tìm thấy điểm đỗ {shown}. Kiểm tra mã trên biển báo."),
-        format!("Parking point {shown} not found. Check the code on the signboard."),
-    )
-}
-
-/// 400 for a domain rule broken by the caller's input.
-pub fn invalid(e: city::Invalid) -> AppError {
-    AppError::bad_request(e.code, e.vi, e.en)
 }
 
 #[cfg(test)]

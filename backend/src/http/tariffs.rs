@@ -6,21 +6,21 @@ use axum::{
 };
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use iparking_mobile_api::{
-    ClassPrices, ErrorBody, PointStatus, PointTariffQuery, PointTariffView, QuoteLine, QuoteLineKind, QuoteRequest,
-    QuoteView, RetireTariff, TariffListQuery, TariffScope, TariffSpec, TariffStatus, TariffView, TierView,
-    VehicleClass, WindowView,
+    ClassPrices, ErrorBody, PointStatus, PointTariffQuery, PointTariffView, QuoteRequest, QuoteView, RetireTariff,
+    TariffListQuery, TariffScope, TariffSpec, TariffStatus, TariffView, TierView, VehicleClass, WindowView,
 };
 
 use super::{
     AppState,
     extract::{Admin, Json, Path, Query},
-    points::{invalid, normalise_code, point_not_found},
     prefers_english,
 };
 use crate::{
+    app::points::{normalise_code, point_not_found},
+    app::quotes::quote_view,
     domain::{
         money::Vnd,
-        tariff::{LOCAL_TZ, Line, PointRef, Priced, QuoteError, Tariff, resolve, truncate_micros},
+        tariff::{LOCAL_TZ, PointRef, Tariff, resolve, truncate_micros},
     },
     error::AppError,
     store::PointRecord,
@@ -50,90 +50,6 @@ fn no_tariff(p: &PointRecord, class: VehicleClass) -> AppError {
         format!("Chưa có biểu giá cho loại xe {} tại điểm {}.", class.as_str(), p.code),
         format!("No tariff prices {} vehicles at point {} at that time.", class.as_str(), p.code),
     )
-}
-
-/// Maps a pricing refusal to an answer.
-pub fn quote_error(e: QuoteError) -> AppError {
-    match e {
-        QuoteError::ZeroDuration => AppError::bad_request(
-            "invalid_duration",
-            "Thời gian đỗ phải lớn hơn 0 phút.",
-            "The stay must be longer than 0 minutes.",
-        ),
-        QuoteError::TooLong { max_minutes } => AppError::unprocessable(
-            "stay_too_long",
-            format!("Thời gian đỗ tối đa tại đây là {max_minutes} phút ({} giờ).", max_minutes / 60),
-            format!("The longest stay here is {max_minutes} minutes ({} hours).", max_minutes / 60),
-        ),
-        QuoteError::BudgetTooSmall { first_turn } => AppError::unprocessable(
-            "amount_too_small",
-            format!("Số tiền không đủ cho một lượt ({}).", first_turn.display(false)),
-            format!("The amount does not buy one turn ({}).", first_turn.display(true)),
-        ),
-        QuoteError::Uncovered => AppError::internal(&"a validated tariff left an instant uncovered"),
-    }
-}
-
-/// Renders a priced stay.
-pub fn quote_view(
-    t: &Tariff,
-    point_code: &str,
-    class: VehicleClass,
-    channel: iparking_mobile_api::Channel,
-    p: &Priced,
-    english: bool,
-) -> QuoteView {
-    let lines = p
-        .lines
-        .iter()
-        .map(|l| {
-            let mut q = QuoteLine {
-                kind: QuoteLineKind::Turn,
-                amount: l.amount().get(),
-                description: t.describe(l, english),
-                turn: None,
-                hour_of_stay: None,
-                window: None,
-                from: None,
-                to: None,
-                date: None,
-            };
-            match l {
-                Line::Turn { n, from, to, window, hour_of_stay, .. } => {
-                    q.turn = Some(*n);
-                    q.hour_of_stay = Some(*hour_of_stay);
-                    q.window = Some(t.windows[*window].label.clone());
-                    q.from = Some(*from);
-                    q.to = Some(*to);
-                }
-                Line::BlockDiscount { window, .. } => {
-                    q.kind = QuoteLineKind::BlockDiscount;
-                    q.window = Some(t.windows[*window].label.clone());
-                }
-                Line::DailyCapDiscount { date, .. } => {
-                    q.kind = QuoteLineKind::DailyCapDiscount;
-                    q.date = Some(*date);
-                }
-                Line::MinimumCharge { .. } => q.kind = QuoteLineKind::MinimumCharge,
-                Line::SmsSurcharge { .. } => q.kind = QuoteLineKind::SmsSurcharge,
-            }
-            q
-        })
-        .collect();
-    QuoteView {
-        tariff_id: t.id,
-        tariff_name: t.name.clone(),
-        point_code: point_code.to_owned(),
-        vehicle_class: class,
-        channel,
-        start: p.from,
-        end: p.until,
-        turns: p.turns,
-        turn_minutes: t.turn_minutes,
-        total: p.total.get(),
-        currency: "VND".into(),
-        lines,
-    }
 }
 
 /// Prices a stay at a point: give `minutes`, or an `amount` to learn the longest stay it buys.
@@ -193,7 +109,7 @@ pub async fn create_quote(
             ));
         }
     }
-    .map_err(quote_error)?;
+    .map_err(AppError::from)?;
     Ok(Json(quote_view(tariff, &point.code, req.vehicle_class, channel, &priced, english)))
 }
 
@@ -333,8 +249,8 @@ pub async fn publish_tariff(
 ) -> Result<(StatusCode, Json<TariffView>), AppError> {
     // A tariff's rules are mostly between its fields (windows covering the week once, tiers
     // ascending): a spec that breaks them is well-formed but unprocessable (422).
-    let tariff =
-        Tariff::from_spec(0, &spec).map_err(|e| AppError { status: StatusCode::UNPROCESSABLE_ENTITY, ..invalid(e) })?;
+    let tariff = Tariff::from_spec(0, &spec)
+        .map_err(|e| AppError { status: StatusCode::UNPROCESSABLE_ENTITY, ..AppError::from(e) })?;
     check_scope(&app, &admin, &tariff.scope).await?;
     let now = app.clock.now();
     if tariff.valid_from < now - CLOCK_SKEW {

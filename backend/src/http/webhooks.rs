@@ -11,10 +11,10 @@ use sha2::{Digest, Sha256};
 use super::{
     AppState,
     extract::{Json, Path},
-    tariffs::quote_view,
 };
 use crate::{
     Carrier,
+    app::quotes::quote_view,
     domain::{
         ledger::Entry,
         money::Vnd,

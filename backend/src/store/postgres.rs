@@ -200,23 +200,27 @@ impl PgStore {
     }
 }
 
-sql_store_impl!(PgStore, Postgres, "postgres");
+// PostgreSQL's dialect: row locks (`FOR UPDATE`; `FOR NO KEY UPDATE` for points and sessions,
+// see `sql_driver_store_impl`), a plate's lock as a transaction-scoped advisory lock, writes
+// inside WITH, plate checks written by COPY and their facts asked in batches, a local day by
+// the time zone.
+sql_store_impl!(PgStore, Postgres, backend = "postgres");
 sql_driver_store_impl!(
     PgStore,
     Postgres,
-    " FOR UPDATE",
-    " FOR NO KEY UPDATE",
-    "pg_advisory_xact_lock(hashtext($1))",
-    true
+    lock = " FOR UPDATE",
+    row_lock = " FOR NO KEY UPDATE",
+    plate_lock = "pg_advisory_xact_lock(hashtext($1))",
+    cte_writes = true,
 );
-sql_card_store_impl!(PgStore, Postgres, " FOR UPDATE");
+sql_card_store_impl!(PgStore, Postgres, lock = " FOR UPDATE");
 sql_warden_store_impl!(
     PgStore,
     Postgres,
-    " FOR UPDATE",
-    crate::store::sql_wardens::insert_checks_copy,
-    crate::store::sql_wardens::COPY_CHUNK,
-    plate_facts_batch
+    lock = " FOR UPDATE",
+    insert_checks = crate::store::sql_wardens::insert_checks_copy,
+    checks_chunk = crate::store::sql_wardens::COPY_CHUNK,
+    facts_batch = plate_facts_batch,
 );
 
 async fn plate_facts_batch(
@@ -228,6 +232,6 @@ async fn plate_facts_batch(
 sql_finance_store_impl!(
     PgStore,
     Postgres,
-    " FOR UPDATE",
-    "to_char((COL) AT TIME ZONE 'Asia/Ho_Chi_Minh', 'YYYY-MM-DD')"
+    lock = " FOR UPDATE",
+    local_day = "to_char((COL) AT TIME ZONE 'Asia/Ho_Chi_Minh', 'YYYY-MM-DD')",
 );

@@ -152,7 +152,7 @@ pub(crate) const INSERT_CHUNK: usize = 500;
 
 /// Implements [`super::Store`] for a store type with a `pool` field of `sqlx::Pool<$db>`.
 macro_rules! sql_store_impl {
-    ($store:ty, $db:ty, $backend:literal) => {
+    ($store:ty, $db:ty, backend = $backend:literal) => {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             fn backend(&self) -> &'static str {

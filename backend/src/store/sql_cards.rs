@@ -136,7 +136,7 @@ impl From<CardDbRow> for SavedCard {
 /// Implements `CardStore` for `$store` (a pool in `self.pool`, `self.begin_write()`), with
 /// `$lock` the row-lock suffix (`" FOR UPDATE"` or `""`).
 macro_rules! sql_card_store_impl {
-    ($store:ty, $db:ty, $lock:expr) => {
+    ($store:ty, $db:ty, lock = $lock:expr) => {
         #[async_trait::async_trait]
         impl $crate::store::cards::CardStore for $store {
             async fn processor_customer(&self, driver_id: i64) -> $crate::store::StoreResult<Option<String>> {

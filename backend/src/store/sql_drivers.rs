@@ -115,7 +115,14 @@ impl From<VehicleDbRow> for Vehicle {
 /// lock order of every money movement: the idempotency key; the plate's advisory lock; the
 /// point's row; session rows (by id); the accounts, by (kind, ref) (decision 0013).
 macro_rules! sql_driver_store_impl {
-    ($store:ty, $db:ty, $lock:literal, $row_lock:literal, $plate_lock:literal, $cte_writes:literal) => {
+    (
+        $store:ty,
+        $db:ty,
+        lock = $lock:literal,
+        row_lock = $row_lock:literal,
+        plate_lock = $plate_lock:literal,
+        cte_writes = $cte_writes:literal $(,)?
+    ) => {
         /// The row lock of a point or a session (see `sql_driver_store_impl`).
         const ROW_LOCK: &str = $row_lock;
 

@@ -96,7 +96,7 @@ pub(crate) fn revenue_sql(dims: &[RevenueDim], districts: usize, street: bool, l
 }
 
 macro_rules! sql_finance_store_impl {
-    ($store:ty, $db:ty, $lock:literal, $local_day:literal) => {
+    ($store:ty, $db:ty, lock = $lock:literal, local_day = $local_day:literal $(,)?) => {
         #[async_trait::async_trait]
         impl $crate::store::finance::FinanceStore for $store {
             async fn revenue(

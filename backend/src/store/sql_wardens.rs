@@ -330,7 +330,7 @@ fn copy_row(out: &mut String, c: &super::wardens::CheckRecord) {
         None => out.push_str("\t\\N\t"),
     }
     let _ = write!(out, "{}\t", c.near_misses);
-    copy_text(out, c.source);
+    copy_text(out, c.source.as_str());
     out.push('\t');
     let _ = write!(out, "{}", c.checked_at.trunc_subsecs(6).to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
     out.push('\n');
@@ -362,7 +362,7 @@ pub(crate) async fn insert_checks_values(
             .push_bind(super::wardens::verdict_name(c.verdict))
             .push_bind(c.session_id)
             .push_bind(c.near_misses as i32)
-            .push_bind(c.source)
+            .push_bind(c.source.as_str())
             .push_bind(c.checked_at);
     });
     Ok(qb.build().execute(tx).await?.rows_affected())
@@ -371,7 +371,14 @@ pub(crate) async fn insert_checks_values(
 /// Implements [`super::wardens::WardenStore`] for a store whose module also instantiates
 /// `sql_driver_store_impl!` (whose helpers it uses).
 macro_rules! sql_warden_store_impl {
-    ($store:ty, $db:ty, $lock:literal, $insert_checks:path, $checks_chunk:expr, $facts_batch:expr) => {
+    (
+        $store:ty,
+        $db:ty,
+        lock = $lock:literal,
+        insert_checks = $insert_checks:path,
+        checks_chunk = $checks_chunk:expr,
+        facts_batch = $facts_batch:expr $(,)?
+    ) => {
         #[async_trait::async_trait]
         impl $crate::store::wardens::WardenStore for $store {
             async fn staff_by_username(
@@ -1243,7 +1250,7 @@ mod tests {
             verdict: CheckVerdict::Unpaid,
             session_id: None,
             near_misses: 2,
-            source: "online",
+            source: crate::domain::check::CheckSource::Online,
             checked_at: at,
         };
         let mut out = String::new();

@@ -81,15 +81,19 @@ impl SqliteStore {
     }
 }
 
-sql_store_impl!(SqliteStore, Sqlite, "sqlite");
-sql_driver_store_impl!(SqliteStore, Sqlite, "", "", "length($1)", false);
-sql_card_store_impl!(SqliteStore, Sqlite, "");
+// SQLite's dialect: no row locks (a write transaction takes the database's one write lock
+// at its start, `BEGIN IMMEDIATE`), so no plate lock either; no writes inside WITH; plate
+// checks written by multi-row VALUES and their facts asked one by one; a local day as UTC+7
+// (Hanoi has no daylight saving).
+sql_store_impl!(SqliteStore, Sqlite, backend = "sqlite");
+sql_driver_store_impl!(SqliteStore, Sqlite, lock = "", row_lock = "", plate_lock = "length($1)", cte_writes = false);
+sql_card_store_impl!(SqliteStore, Sqlite, lock = "");
 sql_warden_store_impl!(
     SqliteStore,
     Sqlite,
-    "",
-    crate::store::sql_wardens::insert_checks_values,
-    crate::store::sql::INSERT_CHUNK,
-    crate::store::sql_wardens::plate_facts_each::<SqliteStore>
+    lock = "",
+    insert_checks = crate::store::sql_wardens::insert_checks_values,
+    checks_chunk = crate::store::sql::INSERT_CHUNK,
+    facts_batch = crate::store::sql_wardens::plate_facts_each::<SqliteStore>,
 );
-sql_finance_store_impl!(SqliteStore, Sqlite, "", "date(COL, '+7 hours')");
+sql_finance_store_impl!(SqliteStore, Sqlite, lock = "", local_day = "date(COL, '+7 hours')");

@@ -9,7 +9,11 @@ use super::{
     StoreResult,
     drivers::{Answer, IdemClaim, NewSession, PriceChange, SessionRow},
 };
-use crate::domain::{check::SessionFact, money::Vnd, plate::Plate};
+use crate::domain::{
+    check::{CheckSource, SessionFact},
+    money::Vnd,
+    plate::Plate,
+};
 
 /// What a password login needs to know of a username.
 #[derive(Clone)]
@@ -63,8 +67,8 @@ pub struct CheckRecord {
     pub session_id: Option<i64>,
     /// Near-miss plates listed.
     pub near_misses: u32,
-    /// `online` or `sync`.
-    pub source: &'static str,
+    /// Online, or from a sync batch.
+    pub source: CheckSource,
     /// When.
     pub checked_at: DateTime<Utc>,
 }

@@ -1,0 +1,45 @@
+//! The API's views of stored rows, shared by the routes: a session, a refund (a
+//! priced stay is [`crate::app::quotes::quote_view`]: it is also stored with each purchase).
+//! Pure conversions: no lookup, no rule.
+
+use chrono::{DateTime, Utc};
+use iparking_mobile_api::{RefundView, SessionStatus, SessionView};
+
+use crate::store::{cards::RefundRow, drivers::SessionRow};
+
+/// The API view of a session; the status is computed at `now` (an expired session the
+/// expiry job has not closed yet already shows as ended).
+pub fn session_view(s: &SessionRow, now: DateTime<Utc>) -> SessionView {
+    let active = s.active && s.expires_at > now;
+    SessionView {
+        id: s.id,
+        status: if active { SessionStatus::Active } else { SessionStatus::Ended },
+        point_code: s.point_code.clone(),
+        plate: s.plate.as_str().to_owned(),
+        vehicle_class: s.vehicle_class,
+        tariff_id: s.tariff_id,
+        channel: s.channel.clone(),
+        started_at: s.started_at,
+        paid_until: s.paid_until,
+        expires_at: s.expires_at,
+        turns: s.turns,
+        amount_charged: s.amount_charged.get(),
+        amount_refunded: s.amount_refunded.get(),
+        ended_at: s.ended_at.or((!active).then_some(s.paid_until)),
+        end_reason: s.end_reason.clone().or_else(|| (!active).then(|| "expired".to_owned())),
+        warnings: Vec::new(),
+        purchases: Vec::new(),
+    }
+}
+
+/// The API view of a refund.
+pub fn refund_view(r: &RefundRow) -> RefundView {
+    RefundView {
+        id: r.id,
+        amount: r.amount.get(),
+        status: r.status.clone(),
+        reason: r.reason.clone(),
+        session_id: r.session_id,
+        created_at: r.created_at,
+    }
+}
