@@ -82,7 +82,12 @@ pub async fn send_reminders_forever(app: Arc<App>) {
         for (s, phone) in due {
             let Some(phone) = phone.and_then(|p| crate::domain::phone::Phone::parse(&p).ok()) else { continue };
             let until = crate::domain::tariff::local_time_for_people(s.paid_until, app.clock.now());
-            let text = reminder_text(s.plate.as_str(), &s.point_code, &until, s.channel == "sms");
+            let text = reminder_text(
+                s.plate.as_str(),
+                &s.point_code,
+                &until,
+                s.channel == crate::domain::session::SessionChannel::Sms,
+            );
             let sent = match (&app.push, s.driver_id) {
                 (Some(push), Some(driver_id)) => push.notify(driver_id, s.id, &text).await,
                 _ => app.sms.send(&phone, &text).await,

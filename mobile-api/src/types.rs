@@ -591,7 +591,7 @@ pub struct SessionView {
     pub vehicle_class: VehicleClass,
     /// Tariff (version) that priced it.
     pub tariff_id: i64,
-    /// `app`, `sms` or `warden`.
+    /// `app`, `sms` or `warden_cash`.
     pub channel: String,
     /// Start.
     pub started_at: DateTime<Utc>,

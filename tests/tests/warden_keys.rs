@@ -62,7 +62,7 @@ async fn check_warden_keys_are_answered_at_commit(store: Arc<dyn Store>) {
         vehicle_class: VehicleClass::Motorbike,
         point_id: point.id,
         tariff_id: tariff.id,
-        channel: "warden_cash".into(),
+        channel: iparking::domain::session::SessionChannel::WardenCash,
         started_at: now,
         paid_until: now + Duration::hours(1),
         expires_at: now + Duration::minutes(70),

@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use iparking_mobile_api::CheckVerdict;
 
+use super::session::EndReason;
+
 /// An expired session is reported as `expired` (rather than `unpaid`) for this long after
 /// its paid time ended.
 pub const EXPIRED_LOOKBACK_HOURS: i64 = 12;
@@ -23,8 +25,8 @@ pub struct SessionFact {
     pub expires_at: DateTime<Utc>,
     /// Still active (not stopped or closed by expiry).
     pub active: bool,
-    /// `stopped` or `expired` when ended.
-    pub end_reason: Option<String>,
+    /// Why it ended, when it has.
+    pub end_reason: Option<EndReason>,
 }
 
 /// Where a check was made: on a handheld online, or offline and sent later in a sync batch.
@@ -91,7 +93,7 @@ pub fn verdict(
     }
     if let Some(s) = last_here.filter(|s| s.point_id == point_id) {
         // Stopped by the driver: the car should have left, so a car here is unpaid.
-        let stopped = s.end_reason.as_deref() == Some("stopped");
+        let stopped = s.end_reason == Some(EndReason::Stopped);
         let recent = at - s.paid_until < chrono::Duration::hours(EXPIRED_LOOKBACK_HOURS);
         if !stopped && at >= s.paid_until && recent {
             let v = time_verdict(s.paid_until, s.expires_at, at);
@@ -112,7 +114,7 @@ mod tests {
 
     use super::*;
 
-    fn fact(point_id: i64, paid_until: DateTime<Utc>, active: bool, end: Option<&str>) -> SessionFact {
+    fn fact(point_id: i64, paid_until: DateTime<Utc>, active: bool, end: Option<EndReason>) -> SessionFact {
         SessionFact {
             session_id: 7,
             point_id,
@@ -120,7 +122,7 @@ mod tests {
             paid_until,
             expires_at: paid_until + Duration::minutes(10),
             active,
-            end_reason: end.map(str::to_owned),
+            end_reason: end,
         }
     }
 
@@ -141,13 +143,13 @@ mod tests {
     #[test]
     fn ended_sessions_here() {
         let t = Utc::now();
-        let expired = fact(1, t, false, Some("expired"));
+        let expired = fact(1, t, false, Some(EndReason::Expired));
         let e = verdict(1, None, Some(&expired), t + Duration::minutes(40));
         assert_eq!((e.verdict, e.minutes_over), (CheckVerdict::Expired, Some(40)));
         // Long ago: no longer worth naming.
         assert_eq!(verdict(1, None, Some(&expired), t + Duration::hours(13)).verdict, CheckVerdict::Unpaid);
         // Stopped by the driver: the car should have left.
-        let stopped = fact(1, t, false, Some("stopped"));
+        let stopped = fact(1, t, false, Some(EndReason::Stopped));
         assert_eq!(verdict(1, None, Some(&stopped), t + Duration::minutes(40)).verdict, CheckVerdict::Unpaid);
         assert_eq!(verdict(1, None, Some(&stopped), t - Duration::minutes(40)).verdict, CheckVerdict::Unpaid);
         // An ended session at another point says nothing here.

@@ -7,5 +7,6 @@ pub mod ledger;
 pub mod money;
 pub mod phone;
 pub mod plate;
+pub mod session;
 pub mod sms_command;
 pub mod tariff;

@@ -18,7 +18,7 @@ pub fn session_view(s: &SessionRow, now: DateTime<Utc>) -> SessionView {
         plate: s.plate.as_str().to_owned(),
         vehicle_class: s.vehicle_class,
         tariff_id: s.tariff_id,
-        channel: s.channel.clone(),
+        channel: s.channel.as_str().to_owned(),
         started_at: s.started_at,
         paid_until: s.paid_until,
         expires_at: s.expires_at,
@@ -26,7 +26,7 @@ pub fn session_view(s: &SessionRow, now: DateTime<Utc>) -> SessionView {
         amount_charged: s.amount_charged.get(),
         amount_refunded: s.amount_refunded.get(),
         ended_at: s.ended_at.or((!active).then_some(s.paid_until)),
-        end_reason: s.end_reason.clone().or_else(|| (!active).then(|| "expired".to_owned())),
+        end_reason: s.end_reason.map(|r| r.as_str().to_owned()).or_else(|| (!active).then(|| "expired".to_owned())),
         warnings: Vec::new(),
         purchases: Vec::new(),
     }

@@ -19,6 +19,7 @@ use crate::{
         ledger::Entry,
         money::Vnd,
         phone::Phone,
+        session::SessionChannel,
         sms_command::SmsCommand,
         tariff::{LOCAL_TZ, Line, PointRef, Priced, Tariff, resolve},
     },
@@ -200,7 +201,7 @@ pub async fn sms_delivery(
                 format!("iParking: xe {} đang đỗ tại điểm {}.", s.plate.as_str(), s.point_code),
                 format!("iParking: {} is already parked at point {}.", s.plate.as_str(), s.point_code),
             )),
-            Some(s) if s.channel != "sms" => SmsPlan::Refuse(say(
+            Some(s) if s.channel != SessionChannel::Sms => SmsPlan::Refuse(say(
                 en,
                 "iParking: lượt đỗ này được mua qua ứng dụng; hãy gia hạn trong ứng dụng.".into(),
                 "iParking: this session was bought in the app; extend it in the app.".into(),
@@ -325,7 +326,7 @@ fn start_plan(
             vehicle_class: class,
             point_id: point.id,
             tariff_id: tariff.id,
-            channel: "sms".into(),
+            channel: SessionChannel::Sms,
             started_at: now,
             paid_until: p.until,
             expires_at: p.until + Duration::minutes(i64::from(tariff.grace_minutes)),

@@ -5,7 +5,12 @@ use chrono::{DateTime, Utc};
 use iparking_mobile_api::VehicleClass;
 
 use super::StoreResult;
-use crate::domain::{ledger::Entry, money::Vnd, plate::Plate};
+use crate::domain::{
+    ledger::Entry,
+    money::Vnd,
+    plate::Plate,
+    session::{EndReason, SessionChannel},
+};
 
 /// A driver resolved from a bearer token.
 #[derive(Debug, Clone)]
@@ -159,8 +164,8 @@ pub struct SessionRow {
     pub point_code: String,
     /// Tariff (version) that priced it.
     pub tariff_id: i64,
-    /// `app`, `sms`, `warden`.
-    pub channel: String,
+    /// Where it was bought.
+    pub channel: SessionChannel,
     /// Active until stopped or expired.
     pub active: bool,
     /// Start.
@@ -177,8 +182,8 @@ pub struct SessionRow {
     pub amount_refunded: Vnd,
     /// End.
     pub ended_at: Option<DateTime<Utc>>,
-    /// `stopped` or `expired`.
-    pub end_reason: Option<String>,
+    /// Why it ended.
+    pub end_reason: Option<EndReason>,
     /// When the plate was corrected, if it was.
     pub plate_corrected_at: Option<DateTime<Utc>>,
 }
@@ -196,8 +201,8 @@ pub struct NewSession {
     pub point_id: i64,
     /// Tariff id.
     pub tariff_id: i64,
-    /// Channel.
-    pub channel: String,
+    /// Where it is bought.
+    pub channel: SessionChannel,
     /// Start.
     pub started_at: DateTime<Utc>,
     /// Paid until.
@@ -234,7 +239,7 @@ impl NewSession {
             point_id: self.point_id,
             point_code,
             tariff_id: self.tariff_id,
-            channel: self.channel.clone(),
+            channel: self.channel,
             active: true,
             started_at,
             paid_until,

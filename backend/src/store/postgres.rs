@@ -152,7 +152,7 @@ impl PgStore {
         .bind(new.point_id)
         .bind(point_code)
         .bind(new.tariff_id)
-        .bind(&new.channel)
+        .bind(new.channel.as_str())
         .bind(row.started_at)
         .bind(row.paid_until)
         .bind(row.expires_at)

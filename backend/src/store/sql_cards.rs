@@ -445,7 +445,7 @@ macro_rules! sql_card_store_impl {
                                     vehicle_class: *vehicle_class,
                                     point_id: *point_id,
                                     tariff_id: *tariff_id,
-                                    channel: "app".into(),
+                                    channel: $crate::domain::session::SessionChannel::App,
                                     started_at: *started_at,
                                     paid_until: *paid_until,
                                     expires_at: *expires_at,

@@ -10,7 +10,11 @@ use super::{
     StoreError,
     drivers::{SessionRow, Vehicle},
 };
-use crate::domain::{money::Vnd, plate::Plate};
+use crate::domain::{
+    money::Vnd,
+    plate::Plate,
+    session::{EndReason, SessionChannel},
+};
 
 pub(crate) const SESSION_SELECT: &str = "SELECT s.id, s.driver_id, s.plate, s.vehicle_class, s.point_id, \
      p.code AS point_code, s.tariff_id, s.channel, s.status, s.started_at, s.paid_until, s.expires_at, s.turns, \
@@ -52,7 +56,8 @@ impl TryFrom<SessionDbRow> for SessionRow {
             point_id: r.point_id,
             point_code: r.point_code,
             tariff_id: r.tariff_id,
-            channel: r.channel,
+            channel: SessionChannel::parse(&r.channel)
+                .ok_or_else(|| StoreError::Internal(format!("session {} has channel {}", r.id, r.channel)))?,
             active: r.status == "active",
             started_at: r.started_at,
             paid_until: r.paid_until,
@@ -61,7 +66,13 @@ impl TryFrom<SessionDbRow> for SessionRow {
             amount_charged: Vnd(r.amount_charged),
             amount_refunded: Vnd(r.amount_refunded),
             ended_at: r.ended_at,
-            end_reason: r.end_reason,
+            end_reason: match r.end_reason {
+                Some(e) => Some(
+                    EndReason::parse(&e)
+                        .ok_or_else(|| StoreError::Internal(format!("session {} ended as {e}", r.id)))?,
+                ),
+                None => None,
+            },
             plate_corrected_at: r.plate_corrected_at,
         })
     }
@@ -1236,7 +1247,7 @@ macro_rules! sql_driver_store_impl {
                 .bind(new.vehicle_class.as_str())
                 .bind(new.point_id)
                 .bind(new.tariff_id)
-                .bind(&new.channel)
+                .bind(new.channel.as_str())
                 .bind(new.started_at)
                 .bind(new.paid_until)
                 .bind(new.expires_at)
@@ -1474,7 +1485,7 @@ macro_rules! sql_driver_store_impl {
                 let mut s: $crate::store::drivers::SessionRow = r.try_into()?;
                 s.active = false;
                 s.ended_at = Some(s.paid_until);
-                s.end_reason = Some("expired".into());
+                s.end_reason = Some(crate::domain::session::EndReason::Expired);
                 ended.push(s);
             }
             Ok(ended)

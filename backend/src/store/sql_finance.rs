@@ -819,7 +819,7 @@ macro_rules! sql_finance_store_impl {
                         return Err($crate::store::StoreError::Conflict("refund_requests_pending_session_key".into()));
                     }
                     let most = (row.amount_charged - row.amount_refunded).get();
-                    if row.channel != "app" || most <= 0 {
+                    if row.channel != $crate::domain::session::SessionChannel::App || most <= 0 {
                         return Ok(RequestOutcome::NotRefundable);
                     }
                     let amount = req.amount.map_or(most, |a| a.get());

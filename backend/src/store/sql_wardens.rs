@@ -180,7 +180,7 @@ pub(crate) fn fact(s: &super::drivers::SessionRow) -> crate::domain::check::Sess
         paid_until: s.paid_until,
         expires_at: s.expires_at,
         active: s.active,
-        end_reason: s.end_reason.clone(),
+        end_reason: s.end_reason,
     }
 }
 

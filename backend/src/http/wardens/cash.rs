@@ -177,7 +177,7 @@ pub async fn cash_start(
         vehicle_class: class,
         point_id: point.id,
         tariff_id: tariff.id,
-        channel: "warden_cash".into(),
+        channel: crate::domain::session::SessionChannel::WardenCash,
         started_at: at,
         paid_until: priced.until,
         expires_at: priced.until + Duration::minutes(i64::from(tariff.grace_minutes)),

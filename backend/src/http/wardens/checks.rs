@@ -66,7 +66,7 @@ pub async fn point_roster(
             session_id: s.id,
             plate: s.plate.as_str().to_owned(),
             vehicle_class: s.vehicle_class,
-            channel: s.channel.clone(),
+            channel: s.channel.as_str().to_owned(),
             started_at: s.started_at,
             paid_until: s.paid_until,
             expires_at: s.expires_at,
