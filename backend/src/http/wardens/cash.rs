@@ -34,12 +34,12 @@ use crate::{
     live::mirror,
     store::{
         PointRecord, StoreError,
-        drivers::{IdemClaim, NewSession, PricedChange, SessionRow},
+        drivers::{NewSession, PricedChange, SessionRow},
         wardens::{CashContext, CashOutcome, ReceiptRow, ShiftRule},
     },
 };
 
-use super::{Warden, claim_staff};
+use super::{Applying, Warden, claim_staff};
 
 // ---- cash --------------------------------------------------------------------------------
 
@@ -93,10 +93,6 @@ pub enum CashResult {
     Unapplied(serde_json::Value, Vec<String>),
 }
 
-/// Renders the answer (status, JSON body) of a keyed call from what it came to: the store
-/// writes it with the key in the effect's transaction (issue 30, bug 7).
-pub type Render<'a, T> = dyn Fn(T) -> Result<(u16, String), AppError> + Send + Sync + 'a;
-
 /// `view` as a stored answer with `status`.
 pub(super) fn json_answer<T: serde::Serialize>(status: StatusCode, view: &T) -> Result<(u16, String), AppError> {
     serde_json::to_string(view).map(|json| (status.as_u16(), json)).map_err(|e| AppError::internal(&e))
@@ -129,17 +125,14 @@ pub(super) fn check_turns(turns: Option<u32>, minutes: Option<u32>) -> Result<()
 
 /// Takes cash for a new session at `at` (online: now, with an open shift; offline: the
 /// device time).
-#[allow(clippy::too_many_arguments)]
 pub async fn cash_start(
     app: &App,
     w: &Warden,
     req: &WardenStartSession,
-    at: DateTime<Utc>,
     shift: ShiftRule,
-    action_id: Option<&str>,
-    idem: Option<&IdemClaim>,
-    render: &Render<'_, CashResult>,
+    how: &Applying<'_, CashResult>,
 ) -> Result<CashResult, AppError> {
+    let Applying { at, action_id, idem, render } = *how;
     w.require_cash_role()?;
     let WardenPayment::Cash = req.payment;
     check_turns(req.turns, req.minutes)?;
@@ -278,18 +271,15 @@ fn session_not_found() -> AppError {
 }
 
 /// Takes cash for an extension of any active session at a point the warden covers.
-#[allow(clippy::too_many_arguments)]
 pub async fn cash_extend(
     app: &App,
     w: &Warden,
     session_id: i64,
     req: &WardenExtendSession,
-    at: DateTime<Utc>,
     shift: ShiftRule,
-    action_id: Option<&str>,
-    idem: Option<&IdemClaim>,
-    render: &Render<'_, CashResult>,
+    how: &Applying<'_, CashResult>,
 ) -> Result<CashResult, AppError> {
+    let Applying { at, action_id, idem, render } = *how;
     w.require_cash_role()?;
     let WardenPayment::Cash = req.payment;
     check_turns(req.turns, req.minutes)?;
@@ -374,7 +364,7 @@ pub async fn start_cash_session(
     let req: WardenStartSession = parse_json(&headers, &body)?;
     let now = app.clock.now();
     let render = |r: CashResult| cash_answer(r, StatusCode::CREATED);
-    let r = cash_start(&app, &w, &req, now, ShiftRule::OpenRequired, None, Some(idem.claim()), &render).await?;
+    let r = cash_start(&app, &w, &req, ShiftRule::OpenRequired, &Applying::online(now, idem.claim(), &render)).await?;
     // The answer was stored with the key in the payment's transaction.
     let (status, json) = render(r)?;
     Ok(Idempotency::stored_answer(status, json))
@@ -409,7 +399,8 @@ pub async fn extend_cash_session(
     let req: WardenExtendSession = parse_json(&headers, &body)?;
     let now = app.clock.now();
     let render = |r: CashResult| cash_answer(r, StatusCode::OK);
-    let r = cash_extend(&app, &w, id, &req, now, ShiftRule::OpenRequired, None, Some(idem.claim()), &render).await?;
+    let r =
+        cash_extend(&app, &w, id, &req, ShiftRule::OpenRequired, &Applying::online(now, idem.claim(), &render)).await?;
     // The answer was stored with the key in the payment's transaction.
     let (status, json) = render(r)?;
     Ok(Idempotency::stored_answer(status, json))

@@ -16,9 +16,12 @@ use axum::{
 };
 use iparking_mobile_api::StaffRole;
 
+use chrono::{DateTime, Utc};
+
 use super::{AppState, extract::Staff, idempotency::Idempotency};
 use crate::{
     error::AppError,
+    store::drivers::IdemClaim,
     store::{PointRecord, Principal},
 };
 
@@ -101,4 +104,37 @@ pub(super) async fn claim_staff(
         Some(replayed) => Err(replayed),
         None => Ok(idem),
     })
+}
+
+/// Renders the answer (status, JSON body) of a keyed call from what it came to: the store
+/// writes it with the key in the effect's transaction (issue 30, bug 7).
+pub type Render<'a, T> = dyn Fn(T) -> Result<(u16, String), AppError> + Send + Sync + 'a;
+
+/// How a warden's action is applied: at what time (now online; the device's time from a
+/// sync batch), from which sync action, under which key, and how its answer is rendered for
+/// the key (stored with it in the action's transaction).
+pub struct Applying<'a, T> {
+    /// The action's time.
+    pub at: DateTime<Utc>,
+    /// The sync action it comes from (offline).
+    pub action_id: Option<&'a str>,
+    /// The key claimed with it.
+    pub idem: Option<&'a IdemClaim>,
+    /// Its answer for the key.
+    pub render: &'a Render<'a, T>,
+}
+
+impl<T> Clone for Applying<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Applying<'_, T> {}
+
+impl<'a, T> Applying<'a, T> {
+    /// Online, now, under the call's key.
+    pub fn online(now: DateTime<Utc>, idem: &'a IdemClaim, render: &'a Render<'a, T>) -> Self {
+        Applying { at: now, action_id: None, idem: Some(idem), render }
+    }
 }

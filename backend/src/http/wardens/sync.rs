@@ -28,7 +28,7 @@ use super::cash::{CashResult, cash_extend, cash_start, check_turns, json_answer}
 use super::violations::{
     Photo, ViolationFields, check_photo, check_violation_fields, issue_violation, photo_count_error,
 };
-use super::{DEVICE_CLOCK_SKEW_SECS, SYNC_BODY_MAX, SYNC_MAX_ACTIONS, Warden};
+use super::{Applying, DEVICE_CLOCK_SKEW_SECS, SYNC_BODY_MAX, SYNC_MAX_ACTIONS, Warden};
 
 // ---- offline sync ------------------------------------------------------------------------
 
@@ -280,19 +280,41 @@ async fn apply_action(
         // The effect commits with the claim and its answer (the action's result).
         Planned::CashSession(req) => {
             let render = |r: CashResult| sync_answer(&a.id, sync_cash(r)?);
-            cash_start(app, w, &req, at, ShiftRule::Covering, Some(&a.id), Some(&claim), &render)
-                .await
-                .and_then(sync_cash)
+            cash_start(
+                app,
+                w,
+                &req,
+                ShiftRule::Covering,
+                &Applying { at, action_id: Some(&a.id), idem: Some(&claim), render: &render },
+            )
+            .await
+            .and_then(sync_cash)
         }
         Planned::CashExtension(id, req) => {
             let render = |r: CashResult| sync_answer(&a.id, sync_cash(r)?);
-            cash_extend(app, w, id, &req, at, ShiftRule::Covering, Some(&a.id), Some(&claim), &render)
-                .await
-                .and_then(sync_cash)
+            cash_extend(
+                app,
+                w,
+                id,
+                &req,
+                ShiftRule::Covering,
+                &Applying { at, action_id: Some(&a.id), idem: Some(&claim), render: &render },
+            )
+            .await
+            .and_then(sync_cash)
         }
         Planned::Violation(fields, photos) => {
             let render = |r: Result<ViolationView, AppError>| sync_answer(&a.id, sync_violation(r)?);
-            sync_violation(issue_violation(app, w, &fields, photos, at, Some(&a.id), Some(&claim), &render).await)
+            sync_violation(
+                issue_violation(
+                    app,
+                    w,
+                    &fields,
+                    photos,
+                    &Applying { at, action_id: Some(&a.id), idem: Some(&claim), render: &render },
+                )
+                .await,
+            )
         }
     };
     let result = match outcome {

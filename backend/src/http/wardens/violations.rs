@@ -28,13 +28,13 @@ use crate::{
     domain::{city::validate_position, plate::Plate},
     error::AppError,
     store::{
-        drivers::{IdemClaim, SessionRow},
+        drivers::SessionRow,
         wardens::{NewViolation, ViolationOutcome, ViolationRow},
     },
 };
 
-use super::cash::{Render, json_answer, render_failed, same_code, verification_code};
-use super::{NOTE_MAX_CHARS, PHOTO_MAX_BYTES, PHOTOS_MAX, VIOLATION_BODY_MAX, Warden, claim_staff};
+use super::cash::{json_answer, render_failed, same_code, verification_code};
+use super::{Applying, NOTE_MAX_CHARS, PHOTO_MAX_BYTES, PHOTOS_MAX, VIOLATION_BODY_MAX, Warden, claim_staff};
 
 // ---- violations --------------------------------------------------------------------------
 
@@ -159,17 +159,14 @@ pub fn check_violation_fields(f: &ViolationFields) -> Result<CheckedFields, AppE
 }
 
 /// Issues a violation at `at` with checked photos (stored before the citation is written).
-#[allow(clippy::too_many_arguments)]
 pub async fn issue_violation(
     app: &App,
     w: &Warden,
     f: &ViolationFields,
     photos: Vec<Photo>,
-    at: DateTime<Utc>,
-    action_id: Option<&str>,
-    idem: Option<&IdemClaim>,
-    render: &Render<'_, Result<ViolationView, AppError>>,
+    how: &Applying<'_, Result<ViolationView, AppError>>,
 ) -> Result<ViolationView, AppError> {
+    let Applying { at, action_id, idem, render } = *how;
     let (plate, position, note) = check_violation_fields(f)?;
     if let Some(e) = photo_count_error(photos.len()) {
         return Err(e);
@@ -381,7 +378,7 @@ pub async fn create_violation(
     };
     let now = app.clock.now();
     let render = |r: Result<ViolationView, AppError>| r.and_then(|v| json_answer(StatusCode::CREATED, &v));
-    let view = issue_violation(&app, &w, &fields, photos, now, None, Some(idem.claim()), &render).await?;
+    let view = issue_violation(&app, &w, &fields, photos, &Applying::online(now, idem.claim(), &render)).await?;
     // The answer was stored with the key in the citation's transaction.
     let (status, json) = json_answer(StatusCode::CREATED, &view)?;
     Ok(Idempotency::stored_answer(status, json))
