@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use crate::{App, error::AppError, store::PointRecord};
+use iparking_mobile_api::VehicleClass;
+
+use crate::{App, domain::tariff::PointRef, error::AppError, store::PointRecord};
 
 /// Codes are typed by drivers: accept any case and stray spaces.
 pub fn normalise_code(code: &str) -> String {
@@ -30,5 +32,29 @@ pub fn point_not_found(code: &str) -> AppError {
         "point_not_found",
         format!("Không tìm thấy điểm đỗ {shown}. Kiểm tra mã trên biển báo."),
         format!("Parking point {shown} not found. Check the code on the signboard."),
+    )
+}
+
+/// What a tariff is resolved by: the point's code, street and district.
+pub fn point_ref(p: &PointRecord) -> PointRef<'_> {
+    PointRef { code: &p.code, street_id: p.street_id, district_code: &p.district_code }
+}
+
+/// 422 for a vehicle class the point does not take (a start; a quote also lists the
+/// classes it takes).
+pub fn class_not_allowed(p: &PointRecord, class: VehicleClass) -> AppError {
+    AppError::unprocessable(
+        "vehicle_class_not_allowed",
+        format!("Điểm {} không nhận loại xe {}.", p.code, class.as_str()),
+        format!("Point {} does not take {} vehicles.", p.code, class.as_str()),
+    )
+}
+
+/// 422 for a start that no tariff in force prices.
+pub fn no_tariff(code: &str) -> AppError {
+    AppError::unprocessable(
+        "no_tariff",
+        format!("Chưa có biểu giá cho loại xe này tại {code}."),
+        format!("No tariff prices this vehicle class at {code}."),
     )
 }

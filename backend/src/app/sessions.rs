@@ -9,7 +9,7 @@ use super::{
     Keyed,
     charges::{self, ChargeAnswer},
     keyed,
-    points::point_for,
+    points::{class_not_allowed, no_tariff, point_for, point_ref},
     quotes::quote_view,
 };
 use crate::{
@@ -20,7 +20,7 @@ use crate::{
         money::Vnd,
         plate::Plate,
         session::SessionChannel,
-        tariff::{PointRef, QuoteError, Tariff, local_time_for_people, resolve},
+        tariff::{QuoteError, Tariff, local_time_for_people, resolve},
     },
     error::AppError,
     live::mirror,
@@ -200,11 +200,7 @@ pub async fn start(
             })?,
     };
     if !point.vehicle_classes.contains(&class) {
-        return Err(AppError::unprocessable(
-            "vehicle_class_not_allowed",
-            format!("Điểm {} không nhận loại xe {}.", point.code, class.as_str()),
-            format!("Point {} does not take {} vehicles.", point.code, class.as_str()),
-        ));
+        return Err(class_not_allowed(&point, class));
     }
     let by_card = req.payment == Some(PaymentSource::Card);
     if !by_card && req.card_id.is_some() {
@@ -216,14 +212,7 @@ pub async fn start(
     }
     let now = app.clock.now();
     let book = app.tariffs();
-    let pref = PointRef { code: &point.code, street_id: point.street_id, district_code: &point.district_code };
-    let tariff = resolve(&book.tariffs, &pref, class, now).ok_or_else(|| {
-        AppError::unprocessable(
-            "no_tariff",
-            format!("Chưa có biểu giá cho loại xe này tại {}.", point.code),
-            format!("No tariff prices this vehicle class at {}.", point.code),
-        )
-    })?;
+    let tariff = resolve(&book.tariffs, &point_ref(&point), class, now).ok_or_else(|| no_tariff(&point.code))?;
     let turns = requested_turns(tariff, req.minutes, req.turns)?;
     let priced = tariff.price(now, 0, turns, Channel::App).map_err(AppError::from)?;
     let quote = quote_view(tariff, &point.code, class, Channel::App, &priced, false);

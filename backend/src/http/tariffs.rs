@@ -16,11 +16,12 @@ use super::{
     prefers_english,
 };
 use crate::{
+    app::points::point_ref,
     app::points::{normalise_code, point_not_found},
     app::quotes::quote_view,
     domain::{
         money::Vnd,
-        tariff::{LOCAL_TZ, PointRef, Tariff, resolve, truncate_micros},
+        tariff::{LOCAL_TZ, Tariff, resolve, truncate_micros},
     },
     error::AppError,
     store::PointRecord,
@@ -30,10 +31,6 @@ use crate::{
 const CLOCK_SKEW: Duration = Duration::minutes(5);
 /// Quotes are for stays starting at most this far ahead.
 const MAX_QUOTE_AHEAD_DAYS: i64 = 366;
-
-fn point_ref(p: &PointRecord) -> PointRef<'_> {
-    PointRef { code: &p.code, street_id: p.street_id, district_code: &p.district_code }
-}
 
 fn class_not_allowed(p: &PointRecord, class: VehicleClass) -> AppError {
     let allowed: Vec<&str> = p.vehicle_classes.iter().map(|c| c.as_str()).collect();

@@ -21,7 +21,7 @@ use crate::{
         phone::Phone,
         session::SessionChannel,
         sms_command::SmsCommand,
-        tariff::{LOCAL_TZ, Line, PointRef, Priced, Tariff, resolve},
+        tariff::{LOCAL_TZ, Line, Priced, Tariff, resolve},
     },
     error::AppError,
     store::{
@@ -134,7 +134,7 @@ pub async fn sms_delivery(
         .await;
     }
     let book = app.tariffs();
-    let pref = PointRef { code: &point.code, street_id: point.street_id, district_code: &point.district_code };
+    let pref = crate::app::points::point_ref(&point);
     let Some(tariff) = resolve(&book.tariffs, &pref, class, now).cloned() else {
         return refuse(say(
             en,

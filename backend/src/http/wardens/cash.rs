@@ -9,7 +9,7 @@ use axum::{
 use chrono::{DateTime, Duration, Utc};
 use iparking_mobile_api::{
     CashPaymentView, Channel, ErrorBody, PointStatus, ReceiptCheckView, ReceiptQuery, ReceiptStatus, ReceiptView,
-    VehicleClass, WardenExtendSession, WardenPayment, WardenStartSession,
+    WardenExtendSession, WardenPayment, WardenStartSession,
 };
 use rand::Rng;
 
@@ -23,17 +23,18 @@ use super::super::{
 use crate::{
     App,
     app::points::point_for,
+    app::points::{class_not_allowed, no_tariff, point_ref},
     app::quotes::quote_view,
     app::sessions::requested_turns,
     domain::{
         ledger::Entry,
         plate::Plate,
-        tariff::{PointRef, QuoteError, resolve},
+        tariff::{QuoteError, resolve},
     },
     error::AppError,
     live::mirror,
     store::{
-        PointRecord, StoreError,
+        StoreError,
         drivers::{NewSession, PricedChange, SessionRow},
         wardens::{CashContext, CashOutcome, ReceiptRow, ShiftRule},
     },
@@ -151,14 +152,7 @@ pub async fn cash_start(
         return Err(class_not_allowed(&point, class));
     }
     let book = app.tariffs();
-    let pref = PointRef { code: &point.code, street_id: point.street_id, district_code: &point.district_code };
-    let tariff = resolve(&book.tariffs, &pref, class, at).ok_or_else(|| {
-        AppError::unprocessable(
-            "no_tariff",
-            format!("Chưa có biểu giá cho loại xe này tại {}.", point.code),
-            format!("No tariff prices this vehicle class at {}.", point.code),
-        )
-    })?;
+    let tariff = resolve(&book.tariffs, &point_ref(&point), class, at).ok_or_else(|| no_tariff(&point.code))?;
     let turns = requested_turns(tariff, req.minutes, req.turns)?;
     let priced = tariff.price(at, 0, turns, Channel::Warden).map_err(AppError::from)?;
     let quote = quote_view(tariff, &point.code, class, Channel::Warden, &priced, false);
@@ -192,14 +186,6 @@ pub async fn cash_start(
     let answer = |o: &CashOutcome| cash_view(o, now).and_then(render).map_err(render_failed);
     let outcome = app.store.cash_start(&new, point.capacity, &ctx, idem, &answer, now).await?;
     cash_result(app, outcome, now).await
-}
-
-fn class_not_allowed(point: &PointRecord, class: VehicleClass) -> AppError {
-    AppError::unprocessable(
-        "vehicle_class_not_allowed",
-        format!("Điểm {} không nhận loại xe {}.", point.code, class.as_str()),
-        format!("Point {} does not take {} vehicles.", point.code, class.as_str()),
-    )
 }
 
 /// What a cash outcome comes to (its answer), without effects: rendered in the store's
