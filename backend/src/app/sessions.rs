@@ -16,7 +16,7 @@ use crate::{
     App,
     domain::{
         city::distance_m,
-        ledger::Entry,
+        ledger::{Entry, Unbalanced},
         money::Vnd,
         plate::Plate,
         session::SessionChannel,
@@ -322,6 +322,28 @@ pub async fn start(
     }
 }
 
+/// `add` turns continuing a session's stay (hour count, block, cap) at the tariff it was
+/// bought with, priced for `channel`, with its receipt and the payment `entry` makes for the
+/// point and the amount: an extension in the app or in cash alike.
+pub fn priced_extension(
+    tariff: &Tariff,
+    row: &SessionRow,
+    add: u32,
+    channel: Channel,
+    entry: impl Fn(i64, Vnd) -> Result<Entry, Unbalanced>,
+) -> Result<PricedChange, QuoteError> {
+    let p = tariff.price(row.started_at, row.turns, add, channel)?;
+    let quote = quote_view(tariff, &row.point_code, row.vehicle_class, channel, &p, false);
+    Ok(PricedChange {
+        turns: row.turns + add,
+        paid_until: p.until,
+        expires_at: p.until + Duration::minutes(i64::from(tariff.grace_minutes)),
+        amount: p.total,
+        entry: entry(row.point_id, p.total).ok().filter(|e| !e.is_empty()),
+        quote: serde_json::to_string(&quote).ok(),
+    })
+}
+
 /// The driver's session; another driver's answers exactly like a missing one.
 pub async fn own_session(app: &App, driver_id: i64, id: i64) -> Result<SessionRow, AppError> {
     let s = app.store.session(id).await?.ok_or_else(session_not_found)?;
@@ -383,18 +405,9 @@ pub async fn extend(
         });
     }
     let driver_id = d.driver_id;
-    let price = |row: &SessionRow| -> Result<PricedChange, QuoteError> {
-        let p = tariff.price(row.started_at, row.turns, add, Channel::App)?;
-        let quote = quote_view(&tariff, &row.point_code, row.vehicle_class, Channel::App, &p, false);
-        Ok(PricedChange {
-            turns: row.turns + add,
-            paid_until: p.until,
-            expires_at: p.until + Duration::minutes(i64::from(tariff.grace_minutes)),
-            amount: p.total,
-            entry: Entry::wallet_payment("session_extend", driver_id, row.point_id, p.total)
-                .ok()
-                .filter(|e| !e.is_empty()),
-            quote: serde_json::to_string(&quote).ok(),
+    let price = |row: &SessionRow| {
+        priced_extension(&tariff, row, add, Channel::App, |point_id, total| {
+            Entry::wallet_payment("session_extend", driver_id, point_id, total)
         })
     };
     let answer = |row: &SessionRow| render(row, &[], now);

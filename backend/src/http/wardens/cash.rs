@@ -26,16 +26,13 @@ use crate::{
     app::points::{class_not_allowed, no_tariff, point_ref},
     app::quotes::quote_view,
     app::sessions::requested_turns,
-    domain::{
-        ledger::Entry,
-        plate::Plate,
-        tariff::{QuoteError, resolve},
-    },
+    app::sessions::{priced_extension, tariff_of},
+    domain::{ledger::Entry, plate::Plate, tariff::resolve},
     error::AppError,
     live::mirror,
     store::{
         StoreError,
-        drivers::{NewSession, PricedChange, SessionRow},
+        drivers::{NewSession, SessionRow},
         wardens::{CashContext, CashOutcome, ReceiptRow, ShiftRule},
     },
 };
@@ -275,25 +272,12 @@ pub async fn cash_extend(
         None => point_for(app, &session.point_code).await?,
     };
     w.require_point(&point)?;
-    let tariff = app
-        .tariffs()
-        .get(session.tariff_id)
-        .cloned()
-        .ok_or_else(|| AppError::internal(&format!("tariff {} is not loaded", session.tariff_id)))?;
+    let tariff = tariff_of(app, &session)?;
     let add = requested_turns(&tariff, req.minutes, req.turns)?;
     let staff_id = w.0.staff_id;
-    let price = |row: &SessionRow| -> Result<PricedChange, QuoteError> {
-        let p = tariff.price(row.started_at, row.turns, add, Channel::Warden)?;
-        let quote = quote_view(&tariff, &row.point_code, row.vehicle_class, Channel::Warden, &p, false);
-        Ok(PricedChange {
-            turns: row.turns + add,
-            paid_until: p.until,
-            expires_at: p.until + Duration::minutes(i64::from(tariff.grace_minutes)),
-            amount: p.total,
-            entry: Entry::cash_payment("cash_session_extend", staff_id, row.point_id, p.total)
-                .ok()
-                .filter(|e| !e.is_empty()),
-            quote: serde_json::to_string(&quote).ok(),
+    let price = |row: &SessionRow| {
+        priced_extension(&tariff, row, add, Channel::Warden, |point_id, total| {
+            Entry::cash_payment("cash_session_extend", staff_id, point_id, total)
         })
     };
     let ctx = CashContext {
