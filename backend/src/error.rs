@@ -117,6 +117,15 @@ impl AppError {
         Self::new(StatusCode::FORBIDDEN, "forbidden", vi, en)
     }
 
+    /// 403 with its own code (e.g. a district outside the caller's scope).
+    pub fn forbidden_as(
+        code: &'static str,
+        vi: impl Into<Cow<'static, str>>,
+        en: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, vi, en)
+    }
+
     /// 503: a dependency is down; the client may retry.
     pub fn unavailable(what: &'static str) -> Self {
         Self::new(

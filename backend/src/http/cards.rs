@@ -14,8 +14,7 @@ use iparking_mobile_api::{
 
 use super::{
     AppState,
-    drivers::Driver,
-    extract::{Json, Path, Staff},
+    extract::{Driver, Json, Path, Staff},
     idempotency::{Idempotency, answered, rendered},
     input::parse_json,
     views::{refund_view, session_view},

@@ -2,8 +2,8 @@
 
 use axum::{
     body::Bytes,
-    extract::{ConnectInfo, FromRequestParts, State},
-    http::{HeaderMap, StatusCode, header::AUTHORIZATION, request::Parts},
+    extract::{ConnectInfo, State},
+    http::{HeaderMap, StatusCode},
     response::Response,
 };
 use iparking_mobile_api::{
@@ -14,7 +14,7 @@ use rand::Rng;
 
 use super::{
     AppState,
-    extract::{Json, Path},
+    extract::{Driver, Json, Path},
     idempotency::Idempotency,
     input::parse_json,
 };
@@ -25,7 +25,7 @@ use crate::{
     live::OtpCheck,
     store::{
         StoreError,
-        drivers::{AddVehicle, DriverPrincipal, Vehicle, WALLET_ANSWER_LINES, WalletLine},
+        drivers::{AddVehicle, Vehicle, WALLET_ANSWER_LINES, WalletLine},
     },
 };
 
@@ -37,29 +37,6 @@ pub const OTP_TTL_SECS: u64 = 300;
 pub const OTP_ATTEMPTS: u32 = 5;
 /// Prefix of driver tokens.
 pub const DRIVER_TOKEN_PREFIX: &str = "ipk_drv_";
-
-/// An authenticated driver.
-#[derive(Debug, Clone)]
-pub struct Driver(pub DriverPrincipal);
-
-impl FromRequestParts<AppState> for Driver {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let token = bearer(&parts.headers).ok_or_else(AppError::unauthorized)?;
-        let p = state.driver_principal(&token_hash(token)).await?.ok_or_else(AppError::unauthorized)?;
-        Ok(Driver(p))
-    }
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let header = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 256)
-}
 
 /// Sends a one-time login code by SMS. Rate-limited per phone and per client address.
 #[utoipa::path(

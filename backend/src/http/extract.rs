@@ -1,16 +1,20 @@
 //! Extractors: JSON, query and path wrappers whose rejections use the one error shape,
-//! and the staff authentication extractors.
+//! and the authentication extractors (a driver, any staff member, an admin).
 
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, Request},
-    http::{StatusCode, header::AUTHORIZATION, request::Parts},
+    http::{HeaderMap, StatusCode, header::AUTHORIZATION, request::Parts},
 };
 use iparking_mobile_api::StaffRole;
 use serde::de::DeserializeOwned;
 
 use super::{AppState, input};
-use crate::{auth::token_hash, error::AppError, store::Principal};
+use crate::{
+    auth::token_hash,
+    error::AppError,
+    store::{Principal, drivers::DriverPrincipal},
+};
 
 /// A JSON body with our error shape on rejection, checked by
 /// [`input::parse_json`](super::input::parse_json): one object, no control characters, no
@@ -61,6 +65,30 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 #[from_request(via(axum::extract::Path), rejection(AppError))]
 pub struct Path<T>(pub T);
 
+/// The token of `Authorization: Bearer …` (at most 256 characters).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let header = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+}
+
+/// An authenticated driver.
+#[derive(Debug, Clone)]
+pub struct Driver(pub DriverPrincipal);
+
+impl FromRequestParts<AppState> for Driver {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let token = bearer(&parts.headers).ok_or_else(AppError::unauthorized)?;
+        let p = state.driver_principal(&token_hash(token)).await?.ok_or_else(AppError::unauthorized)?;
+        Ok(Driver(p))
+    }
+}
+
 /// Any authenticated staff member.
 #[derive(Debug, Clone)]
 pub struct Staff(pub Principal);
@@ -69,14 +97,7 @@ impl FromRequestParts<AppState> for Staff {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let header =
-            parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(AppError::unauthorized)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 256)
-            .ok_or_else(AppError::unauthorized)?;
+        let token = bearer(&parts.headers).ok_or_else(AppError::unauthorized)?;
         let principal = state.staff_principal(&token_hash(token)).await?.ok_or_else(AppError::unauthorized)?;
         tracing::Span::current().record("staff.id", principal.staff_id);
         Ok(Staff(principal))

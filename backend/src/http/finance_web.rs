@@ -29,7 +29,12 @@ use iparking_mobile_api::{
     RevenueReport, RevenueRow, RevenueSums, StaffRole,
 };
 
-use super::{AppState, finance};
+use super::{AppState, views::csv_response};
+use crate::app::finance::{
+    periods::{close_period, period},
+    reconciliation::{discrepancies_csv, reconciliation, resolve_discrepancy},
+    revenue::{self, revenue_report},
+};
 use crate::app::staff::password_login;
 use crate::{App, auth::token_hash, domain::tariff::LOCAL_TZ, error::AppError, store::Principal};
 
@@ -877,7 +882,7 @@ async fn report(
         street,
         format: None,
     };
-    finance::revenue_report(app, p, &q).await
+    revenue_report(app, p, &q).await
 }
 
 fn sums_cells(s: &RevenueSums) -> String {
@@ -1193,8 +1198,8 @@ async fn revenue_csv(State(app): State<AppState>, headers: HeaderMap, uri: Uri) 
         street,
         format: Some("csv".to_owned()),
     };
-    match finance::revenue_report(&app, &p, &q).await {
-        Ok(r) => finance::csv_response(&format!("revenue-{}-{}.csv", r.from, r.to), finance::revenue_csv(&r)),
+    match revenue_report(&app, &p, &q).await {
+        Ok(r) => csv_response(&format!("revenue-{}-{}.csv", r.from, r.to), revenue::revenue_csv(&r)),
         Err(e) => ctx.error_page(Some(&p), Some(month), &e),
     }
 }
@@ -1415,7 +1420,7 @@ fn render_reconciliation(
 
 async fn run_reconciliation(app: &App, p: &Principal, month: Month) -> Result<ReconciliationReport, AppError> {
     let q = ReconciliationQuery { date: None, month: Some(month.key()), format: None };
-    finance::reconciliation(app, p, &q).await
+    reconciliation(app, p, &q).await
 }
 
 async fn reconciliation_page(State(app): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
@@ -1453,10 +1458,7 @@ async fn reconciliation_csv(State(app): State<AppState>, headers: HeaderMap, uri
         Err(e) => return ctx.error_page(Some(&p), None, &e),
     };
     match run_reconciliation(&app, &p, month).await {
-        Ok(r) => finance::csv_response(
-            &format!("discrepancies-{}.csv", month.key()),
-            finance::discrepancies_csv(&r.discrepancies),
-        ),
+        Ok(r) => csv_response(&format!("discrepancies-{}.csv", month.key()), discrepancies_csv(&r.discrepancies)),
         Err(e) => ctx.error_page(Some(&p), Some(month), &e),
     }
 }
@@ -1487,7 +1489,7 @@ async fn resolve_submit(
         return ctx.error_page(Some(&p), Some(month), &e);
     };
     let note = field(&form, "note").unwrap_or("").trim().to_owned();
-    match finance::resolve_discrepancy(&app, &p, id, &note).await {
+    match resolve_discrepancy(&app, &p, id, &note).await {
         Ok(_) => ctx.redirect(&format!("/finance/reconciliation?month={}&resolved={id}#d-{id}", month.key())),
         Err(e) => {
             // The page again, with the reason it did not work.
@@ -1599,7 +1601,7 @@ async fn period_page(State(app): State<AppState>, Path(month): Path<String>, hea
         Err(r) => return r,
     };
     let Some(month) = Month::parse(&month) else { return ctx.error_page(Some(&p), None, &invalid_month()) };
-    match finance::period(&app, &p, &month.key()).await {
+    match period(&app, &p, &month.key()).await {
         Ok(v) => {
             let notice = ctx.param("closed").map(|_| flash("ok", ctx.t("Đã khóa sổ tháng.", "The month is closed.")));
             ctx.html(StatusCode::OK, render_period(&ctx, &p, month, &v, notice))
@@ -1634,7 +1636,7 @@ async fn close_submit(
         override_open_discrepancies: field(&form, "override_open_discrepancies").is_some_and(|v| !v.is_empty()),
         reason: field(&form, "reason").map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned),
     };
-    match finance::close_period(&app, &p, &month.key(), &body).await {
+    match close_period(&app, &p, &month.key(), &body).await {
         Ok(_) => ctx.redirect(&format!("/finance/periods/{}?closed=1", month.key())),
         Err(e) => {
             let mut notice = error_flash(&ctx, "", &e);
@@ -1657,7 +1659,7 @@ async fn close_submit(
                     links.join(", ")
                 );
             }
-            match finance::period(&app, &p, &month.key()).await {
+            match period(&app, &p, &month.key()).await {
                 Ok(v) => ctx.html(e.status, render_period(&ctx, &p, month, &v, Some(notice))),
                 Err(_) => ctx.error_page(Some(&p), Some(month), &e),
             }

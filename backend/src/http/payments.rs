@@ -9,7 +9,12 @@ use axum::{
 use iparking_mobile_api::{ErrorBody, TopupRequest, TopupView};
 use stripe_webhook::{EventObject, Webhook, WebhookError};
 
-use super::{AppState, drivers::Driver, extract::Json, idempotency::Idempotency, input::parse_json};
+use super::{
+    AppState,
+    extract::{Driver, Json},
+    idempotency::Idempotency,
+    input::parse_json,
+};
 use crate::{
     app::charges,
     domain::money::Vnd,

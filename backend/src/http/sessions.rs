@@ -15,8 +15,7 @@ use iparking_mobile_api::{
 
 use super::{
     AppState, cards,
-    drivers::Driver,
-    extract::{Json, Path, Query},
+    extract::{Driver, Json, Path, Query},
     idempotency::{Idempotency, Prelude, rendered},
     input::parse_json,
     prefers_english,

@@ -18,8 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::super::{
     AppState,
-    drivers::Driver,
-    extract::{Json, Path, Query, Staff},
+    extract::{Driver, Json, Path, Query, Staff},
     idempotency::Idempotency,
 };
 use crate::{
