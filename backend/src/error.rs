@@ -126,6 +126,24 @@ impl AppError {
         Self::new(StatusCode::FORBIDDEN, code, vi, en)
     }
 
+    /// 413: a body or a part of it is too large.
+    pub fn payload_too_large(
+        code: &'static str,
+        vi: impl Into<Cow<'static, str>>,
+        en: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, code, vi, en)
+    }
+
+    /// 415: content of a kind we do not take.
+    pub fn unsupported_media_type(
+        code: &'static str,
+        vi: impl Into<Cow<'static, str>>,
+        en: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, code, vi, en)
+    }
+
     /// 503: a dependency is down; the client may retry.
     pub fn unavailable(what: &'static str) -> Self {
         Self::new(

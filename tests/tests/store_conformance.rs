@@ -1138,7 +1138,7 @@ async fn check_keyed_refund_request_commits_its_answer(store: Arc<dyn Store>) {
         domain::money::Vnd,
         store::{
             drivers::IdemClaim,
-            finance::{DecideOutcome, NewRefundRequest, RefundRequestRow, RequestOutcome},
+            finance::{DecideOutcome, NewRefundRequest, RefundDecision, RefundRequestRow, RequestOutcome},
         },
     };
     let now = Utc::now();
@@ -1169,7 +1169,12 @@ async fn check_keyed_refund_request_commits_its_answer(store: Arc<dyn Store>) {
     let staff_scope = format!("staff:{staff_id}");
     let decided = |row: &RefundRequestRow| Ok((200, format!("request {} {}", row.id, row.status)));
     let outcome = store
-        .decide_refund_request(row.id, true, staff_id, "ok", true, Some(&claim(&staff_scope, "d1")), &decided, now)
+        .decide_refund_request(
+            &RefundDecision { id: row.id, approve: true, staff_id, note: "ok", sandbox: true },
+            Some(&claim(&staff_scope, "d1")),
+            &decided,
+            now,
+        )
         .await
         .expect("decision");
     assert!(matches!(outcome, DecideOutcome::Decided(..)), "{outcome:?}");

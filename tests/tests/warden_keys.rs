@@ -13,7 +13,7 @@ use iparking::{
     store::{
         NewStaff, Store, StoreError,
         drivers::{IdemClaim, NewSession},
-        wardens::{CashContext, CashOutcome, CloseShiftOutcome, OpenShiftOutcome, ShiftRow, ShiftRule},
+        wardens::{CashContext, CashOutcome, CloseShiftOutcome, OpenShiftOutcome, ShiftClose, ShiftRow, ShiftRule},
     },
 };
 use iparking_mobile_api::{StaffRole, VehicleClass};
@@ -101,7 +101,12 @@ async fn check_warden_keys_are_answered_at_commit(store: Arc<dyn Store>) {
 
     // The shift closed: answered from the closed shift.
     let closed = store
-        .close_shift(shift.id, staff_id, amount, None, Some(&claim("close")), &shift_answer, now)
+        .close_shift(
+            &ShiftClose { id: shift.id, staff_id, declared: amount, note: None },
+            Some(&claim("close")),
+            &shift_answer,
+            now,
+        )
         .await
         .expect("close");
     let CloseShiftOutcome::Closed(closed) = closed else { panic!("not closed: {closed:?}") };

@@ -10,7 +10,10 @@ pub mod finance;
 pub mod points;
 pub mod quotes;
 pub mod sessions;
+pub mod sms;
 pub mod staff;
+pub mod views;
+pub mod wardens;
 
 use crate::{
     error::AppError,

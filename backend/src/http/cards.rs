@@ -17,9 +17,9 @@ use super::{
     extract::{Driver, Json, Path, Staff},
     idempotency::{Idempotency, answered, rendered},
     input::parse_json,
-    views::{refund_view, session_view},
 };
 use crate::{
+    app::views::{refund_view, session_view},
     app::{
         Keyed,
         charges::{

@@ -29,7 +29,7 @@ use iparking_mobile_api::{
     RevenueReport, RevenueRow, RevenueSums, StaffRole,
 };
 
-use super::{AppState, views::csv_response};
+use super::{AppState, csv::csv_response};
 use crate::app::finance::{
     periods::{close_period, period},
     reconciliation::{discrepancies_csv, reconciliation, resolve_discrepancy},

@@ -34,6 +34,7 @@ use crate::{
 pub mod admin;
 pub mod cards;
 mod conns;
+pub mod csv;
 pub mod drivers;
 pub mod extract;
 pub mod finance;
@@ -46,7 +47,6 @@ pub mod payments;
 pub mod points;
 pub mod sessions;
 pub mod tariffs;
-pub mod views;
 pub mod wardens;
 pub mod webhooks;
 

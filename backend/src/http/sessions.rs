@@ -19,9 +19,9 @@ use super::{
     idempotency::{Idempotency, Prelude, rendered},
     input::parse_json,
     prefers_english,
-    views::session_view,
 };
 use crate::{
+    app::views::session_view,
     app::{
         charges,
         sessions::{self, Changed, Started, Stopped},

@@ -450,6 +450,36 @@ pub struct RefundRequestRow {
     pub created_at: DateTime<Utc>,
 }
 
+/// A carrier's settlement file to store, its lines validated.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSettlement<'a> {
+    /// The carrier's name.
+    pub carrier: &'a str,
+    /// `YYYY-MM`.
+    pub month: &'a str,
+    /// Its lines.
+    pub lines: &'a [SettlementLine],
+    /// SHA-256 of the file (hex).
+    pub sha256: &'a str,
+    /// Who uploaded it.
+    pub staff_id: i64,
+}
+
+/// Finance's decision on a pending refund request.
+#[derive(Debug, Clone, Copy)]
+pub struct RefundDecision<'a> {
+    /// The request.
+    pub id: i64,
+    /// Approve, or reject.
+    pub approve: bool,
+    /// Who decides.
+    pub staff_id: i64,
+    /// Why.
+    pub note: &'a str,
+    /// Card refunds are settled by the sandbox gateway (the demo), not the processor.
+    pub sandbox: bool,
+}
+
 /// A refund request to create.
 #[derive(Debug, Clone)]
 pub struct NewRefundRequest {
@@ -574,14 +604,9 @@ pub trait FinanceStore: Send + Sync {
     async fn adjustments(&self, period: &str) -> StoreResult<Vec<AdjustmentRow>>;
 
     /// Stores a settlement file (replacing the month's earlier one), audited.
-    #[allow(clippy::too_many_arguments)]
     async fn store_settlement(
         &self,
-        carrier: &str,
-        month: &str,
-        lines: &[SettlementLine],
-        sha256: &str,
-        staff_id: i64,
+        file: &NewSettlement<'_>,
         idem: Option<&IdemClaim>,
         answer: &Answer<'_, SettlementRow>,
         now: DateTime<Utc>,
@@ -605,14 +630,9 @@ pub trait FinanceStore: Send + Sync {
     async fn refund_request(&self, id: i64) -> StoreResult<Option<RefundRequestRow>>;
     /// Approves or rejects a pending request, audited; the money moves in the same
     /// transaction.
-    #[allow(clippy::too_many_arguments)]
     async fn decide_refund_request(
         &self,
-        id: i64,
-        approve: bool,
-        staff_id: i64,
-        note: &str,
-        sandbox: bool,
+        decision: &RefundDecision<'_>,
         idem: Option<&IdemClaim>,
         answer: &Answer<'_, RefundRequestRow>,
         now: DateTime<Utc>,

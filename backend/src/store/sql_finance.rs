@@ -625,15 +625,12 @@ macro_rules! sql_finance_store_impl {
 
             async fn store_settlement(
                 &self,
-                carrier: &str,
-                month: &str,
-                lines: &[$crate::store::finance::SettlementLine],
-                sha256: &str,
-                staff_id: i64,
+                file: &$crate::store::finance::NewSettlement<'_>,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
                 answer: &$crate::store::drivers::Answer<'_, $crate::store::finance::SettlementRow>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::finance::SettlementRow> {
+                let $crate::store::finance::NewSettlement { carrier, month, lines, sha256, staff_id } = *file;
                 let mut tx = self.begin_write().await?;
                 claim(&mut tx, idem, now).await?;
                 let locked = sqlx::AssertSqlSafe(format!(
@@ -867,15 +864,12 @@ macro_rules! sql_finance_store_impl {
 
             async fn decide_refund_request(
                 &self,
-                id: i64,
-                approve: bool,
-                staff_id: i64,
-                note: &str,
-                sandbox: bool,
+                decision: &$crate::store::finance::RefundDecision<'_>,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
                 answer: &$crate::store::drivers::Answer<'_, $crate::store::finance::RefundRequestRow>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::finance::DecideOutcome> {
+                let $crate::store::finance::RefundDecision { id, approve, staff_id, note, sandbox } = *decision;
                 use $crate::domain::{ledger::{Account, Entry}, money::Vnd};
                 use $crate::store::finance::DecideOutcome;
                 let mut tx = self.begin_write().await?;

@@ -546,18 +546,15 @@ macro_rules! sql_warden_store_impl {
                 w_shift_where(&mut *conn, "w.id = $1", id).await
             }
 
-            #[allow(clippy::too_many_arguments)]
             async fn close_shift(
                 &self,
-                id: i64,
-                staff_id: i64,
-                declared: $crate::domain::money::Vnd,
-                note: Option<&str>,
+                close: &$crate::store::wardens::ShiftClose<'_>,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
                 answer: &$crate::store::drivers::Answer<'_, $crate::store::wardens::ShiftRow>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::wardens::CloseShiftOutcome> {
                 use $crate::store::wardens::CloseShiftOutcome;
+                let $crate::store::wardens::ShiftClose { id, staff_id, declared, note } = *close;
                 let mut tx = self.begin_write().await?;
                 claim(&mut tx, idem, now).await?;
                 let locked = sqlx::AssertSqlSafe(format!(

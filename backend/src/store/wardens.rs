@@ -113,6 +113,19 @@ pub enum OpenShiftOutcome {
     AlreadyOpen(ShiftRow),
 }
 
+/// A warden's shift closed with the cash handed over.
+#[derive(Debug, Clone, Copy)]
+pub struct ShiftClose<'a> {
+    /// The shift.
+    pub id: i64,
+    /// Its warden (another's shift is not found).
+    pub staff_id: i64,
+    /// The cash handed over.
+    pub declared: Vnd,
+    /// The warden's note.
+    pub note: Option<&'a str>,
+}
+
 /// Outcome of closing a shift.
 #[derive(Debug, Clone)]
 pub enum CloseShiftOutcome {
@@ -367,13 +380,9 @@ pub trait WardenStore: Send + Sync {
     async fn shift(&self, id: i64) -> StoreResult<Option<ShiftRow>>;
     /// Closes a shift of `staff_id` with the cash handed over (ledger included); `answer`
     /// (from the closed shift) as for [`WardenStore::open_shift`].
-    #[allow(clippy::too_many_arguments)]
     async fn close_shift(
         &self,
-        id: i64,
-        staff_id: i64,
-        declared: Vnd,
-        note: Option<&str>,
+        close: &ShiftClose<'_>,
         idem: Option<&IdemClaim>,
         answer: &Answer<'_, ShiftRow>,
         now: DateTime<Utc>,

@@ -16,7 +16,7 @@ use crate::{
     store::{
         Principal,
         drivers::{Answer, IdemClaim},
-        finance::{DecideOutcome, NewRefundRequest, RefundRequestRow, RequestOutcome},
+        finance::{DecideOutcome, NewRefundRequest, RefundDecision, RefundRequestRow, RequestOutcome},
     },
 };
 
@@ -168,19 +168,8 @@ pub async fn decide(
     if !request_visible(p, &r) {
         return Err(out_of_scope("yêu cầu này"));
     }
-    let decided = app
-        .store
-        .decide_refund_request(
-            id,
-            approve,
-            p.staff_id,
-            &note,
-            sandbox_refunds(app),
-            Some(idem),
-            answer,
-            app.clock.now(),
-        )
-        .await;
+    let decision = RefundDecision { id, approve, staff_id: p.staff_id, note: &note, sandbox: sandbox_refunds(app) };
+    let decided = app.store.decide_refund_request(&decision, Some(idem), answer, app.clock.now()).await;
     let outcome = match keyed(decided)? {
         Keyed::Done(o) => o,
         Keyed::Taken => return Ok(Keyed::Taken),

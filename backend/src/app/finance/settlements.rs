@@ -13,7 +13,7 @@ use crate::{
     store::{
         Principal,
         drivers::{Answer, IdemClaim},
-        finance::SettlementRow,
+        finance::{NewSettlement, SettlementRow},
     },
 };
 
@@ -74,7 +74,8 @@ pub async fn store_settlement(
     })?;
     let sha = hex::encode(Sha256::digest(upload.file));
     let now = app.clock.now();
-    let stored = app.store.store_settlement(carrier, &month, &lines, &sha, p.staff_id, Some(idem), answer, now).await;
+    let file = NewSettlement { carrier, month: &month, lines: &lines, sha256: &sha, staff_id: p.staff_id };
+    let stored = app.store.store_settlement(&file, Some(idem), answer, now).await;
     let row = match keyed(stored)? {
         Keyed::Done(r) => r,
         Keyed::Taken => return Ok(Keyed::Taken),

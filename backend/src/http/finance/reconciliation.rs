@@ -22,10 +22,10 @@ use crate::{
     error::AppError,
     http::{
         AppState,
+        csv::csv_response,
         extract::{Json, Path, Query, Staff},
         idempotency::{Idempotency, answered, rendered},
         input::parse_json,
-        views::csv_response,
     },
     store::finance::DiscrepancyRow,
 };

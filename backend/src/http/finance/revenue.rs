@@ -14,8 +14,8 @@ use crate::{
     error::AppError,
     http::{
         AppState,
+        csv::csv_response,
         extract::{Json, Query, Staff},
-        views::csv_response,
     },
 };
 

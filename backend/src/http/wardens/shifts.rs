@@ -1,4 +1,5 @@
-//! Shifts: opened, counted and closed with the cash handed over.
+//! Shifts: `POST /v1/warden/shifts`, `GET /v1/warden/shifts/{id}`,
+//! `POST /v1/warden/shifts/{id}/close`.
 
 use axum::{
     body::Bytes,
@@ -6,7 +7,7 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::Response,
 };
-use iparking_mobile_api::{CloseShift, ErrorBody, OpenShift, ShiftStatus, ShiftView};
+use iparking_mobile_api::{CloseShift, ErrorBody, OpenShift, ShiftView};
 
 use super::super::{
     AppState,
@@ -14,50 +15,15 @@ use super::super::{
     idempotency::Idempotency,
     input::parse_json,
 };
+use super::{Warden, claim_staff, json_answer};
 use crate::{
-    domain::money::Vnd,
+    app::wardens::{
+        render_failed,
+        shifts::{close, open, shift, shift_view},
+    },
     error::AppError,
-    store::wardens::{CloseShiftOutcome, OpenShiftOutcome, ShiftRow},
+    store::wardens::ShiftRow,
 };
-
-use super::cash::{json_answer, render_failed};
-use super::{NOTE_MAX_CHARS, Warden, claim_staff};
-
-// ---- shifts ------------------------------------------------------------------------------
-
-fn shift_view(s: &ShiftRow) -> ShiftView {
-    ShiftView {
-        id: s.id,
-        staff_id: s.staff_id,
-        status: if s.open { ShiftStatus::Open } else { ShiftStatus::Closed },
-        device: s.device.clone(),
-        opened_at: s.opened_at,
-        closed_at: s.closed_at,
-        collections: s.collections,
-        expected_cash: s.expected_cash.get(),
-        declared_cash: s.declared_cash.map(Vnd::get),
-        difference: s.difference.map(Vnd::get),
-        late_cash: s.late_cash.get(),
-        note: s.note.clone(),
-        close_note: s.close_note.clone(),
-    }
-}
-
-fn shift_not_found() -> AppError {
-    AppError::not_found("shift_not_found", "Không có ca này.", "No such shift.")
-}
-
-fn check_note(note: Option<&str>) -> Result<Option<String>, AppError> {
-    if note.is_some_and(|n| n.chars().count() > NOTE_MAX_CHARS) {
-        return Err(AppError::bad_request(
-            "invalid_note",
-            format!("Ghi chú tối đa {NOTE_MAX_CHARS} ký tự."),
-            format!("The note may be at most {NOTE_MAX_CHARS} characters."),
-        ));
-    }
-    let note = note.map(crate::domain::city::trim_blank).filter(|n| !n.is_empty());
-    Ok(note.map(str::to_owned))
-}
 
 /// Opens a shift on this handheld (one open shift per warden). Needs an `Idempotency-Key`.
 #[utoipa::path(
@@ -81,23 +47,11 @@ pub async fn open_shift(
         Err(replayed) => return Ok(replayed),
     };
     let req: OpenShift = parse_json(&headers, &body)?;
-    let note = check_note(req.note.as_deref())?;
-    let device = app.store.token_device(w.0.token_id).await?.unwrap_or_else(|| "unknown".to_owned());
-    let now = app.clock.now();
     let answer = |s: &ShiftRow| json_answer(StatusCode::CREATED, &shift_view(s)).map_err(render_failed);
-    match app.store.open_shift(w.0.staff_id, &device, note.as_deref(), Some(idem.claim()), &answer, now).await? {
-        OpenShiftOutcome::Opened(s) => {
-            tracing::info!(shift.id = s.id, staff.id = w.0.staff_id, "shift opened");
-            // The answer was stored with the key in the opening's transaction.
-            answer(&s).map(|(status, json)| Idempotency::stored_answer(status, json)).map_err(AppError::from)
-        }
-        OpenShiftOutcome::AlreadyOpen(s) => Err(AppError::conflict(
-            "shift_open",
-            format!("Bạn đang có ca số {} chưa đóng.", s.id),
-            format!("Shift {} is still open.", s.id),
-        )
-        .with_details(serde_json::json!({ "shift_id": s.id }))),
-    }
+    let view = open(&app, &w, req.note.as_deref(), idem.claim(), &answer).await?;
+    // The answer was stored with the key in the opening's transaction.
+    let (status, json) = json_answer(StatusCode::CREATED, &view)?;
+    Ok(Idempotency::stored_answer(status, json))
 }
 
 /// One of the warden's shifts, with its cash so far.
@@ -114,8 +68,7 @@ pub async fn get_shift(
     w: Warden,
     Path(id): Path<i64>,
 ) -> Result<Json<ShiftView>, AppError> {
-    let s = app.store.shift(id).await?.filter(|s| s.staff_id == w.0.staff_id).ok_or_else(shift_not_found)?;
-    Ok(Json(shift_view(&s)))
+    Ok(Json(shift(&app, &w, id).await?))
 }
 
 /// Closes a shift with the cash handed over: expected cash (the shift's collections), the
@@ -146,34 +99,9 @@ pub async fn close_shift(
         Err(replayed) => return Ok(replayed),
     };
     let req: CloseShift = parse_json(&headers, &body)?;
-    if !(0..=10_000_000_000).contains(&req.cash_handed_over) {
-        return Err(AppError::bad_request(
-            "invalid_amount",
-            "Số tiền nộp phải từ 0 đến 10 tỷ đồng.",
-            "The cash handed over must be between 0 and 10,000,000,000 VND.",
-        ));
-    }
-    let note = check_note(req.note.as_deref())?;
-    let now = app.clock.now();
-    let declared = Vnd(req.cash_handed_over);
     let answer = |s: &ShiftRow| json_answer(StatusCode::OK, &shift_view(s)).map_err(render_failed);
-    match app.store.close_shift(id, w.0.staff_id, declared, note.as_deref(), Some(idem.claim()), &answer, now).await? {
-        CloseShiftOutcome::Closed(s) => {
-            tracing::info!(
-                shift.id = s.id,
-                staff.id = w.0.staff_id,
-                expected_vnd = s.expected_cash.get(),
-                declared_vnd = declared.get(),
-                "shift closed"
-            );
-            // The answer was stored with the key in the closing's transaction.
-            answer(&s).map(|(status, json)| Idempotency::stored_answer(status, json)).map_err(AppError::from)
-        }
-        CloseShiftOutcome::NotFound => Err(shift_not_found()),
-        CloseShiftOutcome::AlreadyClosed(s) => Err(AppError::conflict(
-            "shift_closed",
-            format!("Ca số {} đã đóng.", s.id),
-            format!("Shift {} is already closed.", s.id),
-        )),
-    }
+    let view = close(&app, &w, id, &req, idem.claim(), &answer).await?;
+    // The answer was stored with the key in the closing's transaction.
+    let (status, json) = json_answer(StatusCode::OK, &view)?;
+    Ok(Idempotency::stored_answer(status, json))
 }

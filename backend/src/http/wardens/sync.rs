@@ -24,11 +24,11 @@ use crate::{
     store::{drivers::IdemClaim, wardens::ShiftRule},
 };
 
-use super::cash::{CashResult, cash_extend, cash_start, check_turns, json_answer};
-use super::violations::{
-    Photo, ViolationFields, check_photo, check_violation_fields, issue_violation, photo_count_error,
+use super::{Applying, DEVICE_CLOCK_SKEW_SECS, SYNC_BODY_MAX, SYNC_MAX_ACTIONS, Warden, json_answer};
+use crate::app::wardens::{
+    cash::{CashResult, cash_extend, cash_start, check_turns},
+    violations::{Photo, ViolationFields, check_photo, check_violation_fields, issue_violation, photo_count_error},
 };
-use super::{Applying, DEVICE_CLOCK_SKEW_SECS, SYNC_BODY_MAX, SYNC_MAX_ACTIONS, Warden};
 
 // ---- offline sync ------------------------------------------------------------------------
 

@@ -1,11 +1,7 @@
-//! The API's views of stored rows, shared by the routes: a session, a refund (a
-//! priced stay is [`crate::app::quotes::quote_view`]: it is also stored with each purchase),
-//! and a CSV download. Pure conversions: no lookup, no rule.
+//! The API's views of stored rows that several use-cases answer with: a session, a refund
+//! (a priced stay is [`crate::app::quotes::quote_view`]: it is also stored with each
+//! purchase). Pure conversions: no lookup, no rule.
 
-use axum::{
-    http::{HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
-};
 use chrono::{DateTime, Utc};
 use iparking_mobile_api::{RefundView, SessionStatus, SessionView};
 
@@ -46,14 +42,4 @@ pub fn refund_view(r: &RefundRow) -> RefundView {
         session_id: r.session_id,
         created_at: r.created_at,
     }
-}
-
-/// A CSV download: `text/csv; charset=utf-8`, attachment named `filename`.
-pub fn csv_response(filename: &str, body: String) -> Response {
-    let mut r = (StatusCode::OK, body).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
-        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
-    }
-    r
 }
