@@ -218,7 +218,7 @@ const FORMATS: &[Format] = &[
     Format {
         name: "actions",
         within: &["SyncBatch"],
-        keywords: || json!({ "minItems": 1, "maxItems": super::wardens::SYNC_MAX_ACTIONS }),
+        keywords: || json!({ "minItems": 1, "maxItems": crate::app::wardens::sync::SYNC_MAX_ACTIONS }),
     },
     Format {
         name: "status",

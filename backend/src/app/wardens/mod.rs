@@ -5,6 +5,7 @@
 
 pub mod cash;
 pub mod shifts;
+pub mod sync;
 pub mod violations;
 
 use chrono::{DateTime, Utc};

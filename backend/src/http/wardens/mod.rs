@@ -23,10 +23,6 @@ use crate::error::AppError;
 pub const VIOLATION_BODY_MAX: usize = PHOTOS_MAX * PHOTO_MAX_BYTES + 256 * 1024;
 /// Largest sync batch (base64 photos included).
 pub const SYNC_BODY_MAX: usize = 48 * 1024 * 1024;
-/// Most actions per sync batch.
-pub const SYNC_MAX_ACTIONS: usize = 100;
-/// A device clock may run this far ahead of ours.
-pub const DEVICE_CLOCK_SKEW_SECS: i64 = 300;
 
 // ---- who ---------------------------------------------------------------------------------
 
