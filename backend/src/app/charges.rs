@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::{Keyed, keyed};
 use crate::{
     App,
-    domain::money::Vnd,
+    domain::{charge::ChargeStatus, money::Vnd},
     error::AppError,
     live::mirror,
     payments::{ChargeRequest, ChargeResult, IntentState, PaymentError, PaymentGateway},
@@ -92,8 +92,8 @@ pub async fn pay_by_card(
 pub async fn drive(app: &App, charge: ChargeRow, warnings: Vec<String>) -> Result<ChargeAnswer, AppError> {
     let gw = gateway(app)?;
     let mut client_secret = None;
-    if matches!(charge.status.as_str(), "pending" | "requires_action") {
-        let result = if charge.status == "requires_action"
+    if charge.status.is_open() {
+        let result = if charge.status == ChargeStatus::RequiresAction
             && let Some(pi) = &charge.intent_id
         {
             // Waiting for 3-D Secure: ask where it stands instead of charging again.
@@ -117,7 +117,9 @@ pub async fn drive(app: &App, charge: ChargeRow, warnings: Vec<String>) -> Resul
                 return Err(AppError::unavailable("payment processor"));
             }
             Err(PaymentError::Refused { code, .. }) => {
-                app.store.mark_charge(charge.id, None, "failed", Some(&code), None, app.clock.now()).await?;
+                app.store
+                    .mark_charge(charge.id, None, ChargeStatus::Failed, Some(&code), None, app.clock.now())
+                    .await?;
             }
             Ok(None) => {}
             Ok(Some(result)) => {
@@ -162,16 +164,16 @@ async fn apply_result(
             Ok(None)
         }
         ChargeResult::RequiresAction(st) => {
-            app.store.mark_charge(charge.id, Some(&st.id), "requires_action", None, event, now).await?;
+            app.store.mark_charge(charge.id, Some(&st.id), ChargeStatus::RequiresAction, None, event, now).await?;
             Ok(st.client_secret)
         }
         ChargeResult::Processing(st) => {
-            app.store.mark_charge(charge.id, Some(&st.id), "pending", None, event, now).await?;
+            app.store.mark_charge(charge.id, Some(&st.id), ChargeStatus::Pending, None, event, now).await?;
             Ok(None)
         }
         ChargeResult::Declined { intent, code, .. } => {
             tracing::info!(charge.id = charge.id, payment.code = %code, "card charge declined");
-            let status = if code == "canceled" { "canceled" } else { "failed" };
+            let status = if code == "canceled" { ChargeStatus::Canceled } else { ChargeStatus::Failed };
             app.store
                 .mark_charge(charge.id, intent.as_ref().map(|i| i.id.as_str()), status, Some(&code), event, now)
                 .await?;
@@ -298,7 +300,7 @@ pub enum ChargeAnswer {
         /// The charge.
         charge_id: i64,
         /// Its status.
-        status: String,
+        status: ChargeStatus,
     },
 }
 
@@ -309,8 +311,8 @@ async fn answer(
     client_secret: Option<String>,
     warnings: Vec<String>,
 ) -> Result<ChargeAnswer, AppError> {
-    Ok(match charge.status.as_str() {
-        "succeeded" => {
+    Ok(match charge.status {
+        ChargeStatus::Succeeded => {
             let session = match charge.session_id {
                 Some(id) => app.store.session(id).await?,
                 None => None,
@@ -318,12 +320,12 @@ async fn answer(
             .ok_or_else(|| AppError::internal(&format!("charge {} succeeded without a session", charge.id)))?;
             ChargeAnswer::Applied { started: matches!(charge.plan, ChargePlan::Start { .. }), session, warnings }
         }
-        "requires_action" | "pending" => ChargeAnswer::InProgress { charge, client_secret },
-        "failed" => ChargeAnswer::Declined {
+        ChargeStatus::RequiresAction | ChargeStatus::Pending => ChargeAnswer::InProgress { charge, client_secret },
+        ChargeStatus::Failed => ChargeAnswer::Declined {
             code: charge.failure_code.clone().unwrap_or_else(|| "card_declined".into()),
             charge_id: charge.id,
         },
-        "refund_due" => {
+        ChargeStatus::RefundDue => {
             let refunds = app
                 .store
                 .driver_refunds(charge.driver_id)
@@ -336,14 +338,16 @@ async fn answer(
                 refunds: refunds.collect(),
             }
         }
-        _ => ChargeAnswer::Canceled { charge_id: charge.id, status: charge.status },
+        ChargeStatus::Canceled | ChargeStatus::Abandoned => {
+            ChargeAnswer::Canceled { charge_id: charge.id, status: charge.status }
+        }
     })
 }
 
 /// The client secret of a charge waiting for 3-D Secure: the one just given, or the
 /// processor's.
 pub async fn client_secret(app: &App, c: &ChargeRow, given: Option<String>) -> Option<String> {
-    if c.status != "requires_action" {
+    if c.status != ChargeStatus::RequiresAction {
         return None;
     }
     if given.is_some() {
@@ -455,7 +459,7 @@ async fn sweep_charge(
     let Some(st) = state else {
         // The processor never saw it: nothing was charged.
         app.store
-            .mark_charge(charge.id, None, "abandoned", Some("never_reached_processor"), None, now)
+            .mark_charge(charge.id, None, ChargeStatus::Abandoned, Some("never_reached_processor"), None, now)
             .await
             .map_err(db)?;
         return Ok(Some("abandoned"));
@@ -469,22 +473,25 @@ async fn sweep_charge(
         }
         "canceled" => {
             app.store
-                .mark_charge(charge.id, Some(&st.id), "canceled", Some("canceled"), None, now)
+                .mark_charge(charge.id, Some(&st.id), ChargeStatus::Canceled, Some("canceled"), None, now)
                 .await
                 .map_err(db)?;
             Ok(Some("canceled"))
         }
-        "requires_payment_method" if charge.status == "pending" && !st.needs_authentication() => {
+        "requires_payment_method" if charge.status == ChargeStatus::Pending && !st.needs_authentication() => {
             // Declined off-session and never taken on-session.
             app.store
-                .mark_charge(charge.id, Some(&st.id), "failed", Some("card_declined"), None, now)
+                .mark_charge(charge.id, Some(&st.id), ChargeStatus::Failed, Some("card_declined"), None, now)
                 .await
                 .map_err(db)?;
             Ok(Some("failed"))
         }
         "requires_action" | "requires_confirmation" | "requires_payment_method" => {
             if now < charge.action_deadline {
-                app.store.mark_charge(charge.id, Some(&st.id), "requires_action", None, None, now).await.map_err(db)?;
+                app.store
+                    .mark_charge(charge.id, Some(&st.id), ChargeStatus::RequiresAction, None, None, now)
+                    .await
+                    .map_err(db)?;
                 return Ok(None);
             }
             match gw.cancel_intent(&st.id).await {
@@ -496,7 +503,14 @@ async fn sweep_charge(
                 }
                 Ok(_) => {
                     app.store
-                        .mark_charge(charge.id, Some(&st.id), "canceled", Some("authentication_timeout"), None, now)
+                        .mark_charge(
+                            charge.id,
+                            Some(&st.id),
+                            ChargeStatus::Canceled,
+                            Some("authentication_timeout"),
+                            None,
+                            now,
+                        )
                         .await
                         .map_err(db)?;
                     Ok(Some("canceled"))
@@ -618,22 +632,26 @@ pub async fn charge_event(
         "payment_intent.payment_failed" if st.needs_authentication() => {
             // Off-session, a card needing 3-D Secure also reports a failed attempt; the
             // driver may still authenticate until the deadline (then the sweeper cancels).
-            match app.store.mark_charge(charge.id, Some(&st.id), "requires_action", None, event, now).await? {
+            match app.store.mark_charge(charge.id, Some(&st.id), ChargeStatus::RequiresAction, None, event, now).await?
+            {
                 MarkOutcome::Duplicate => "duplicate",
                 _ => "awaiting_action",
             }
         }
         "payment_intent.payment_failed" | "payment_intent.canceled" => {
-            let status = if event_type.ends_with("canceled") { "canceled" } else { "failed" };
-            match app.store.mark_charge(charge.id, Some(&st.id), status, Some(status), event, now).await? {
+            let status = if event_type.ends_with("canceled") { ChargeStatus::Canceled } else { ChargeStatus::Failed };
+            match app.store.mark_charge(charge.id, Some(&st.id), status, Some(status.as_str()), event, now).await? {
                 MarkOutcome::Duplicate => "duplicate",
                 _ => "updated",
             }
         }
-        _ => match app.store.mark_charge(charge.id, Some(&st.id), "requires_action", None, event, now).await? {
-            MarkOutcome::Duplicate => "duplicate",
-            _ => "updated",
-        },
+        _ => {
+            match app.store.mark_charge(charge.id, Some(&st.id), ChargeStatus::RequiresAction, None, event, now).await?
+            {
+                MarkOutcome::Duplicate => "duplicate",
+                _ => "updated",
+            }
+        }
     };
     Ok(Some(word))
 }

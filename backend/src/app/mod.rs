@@ -6,6 +6,7 @@
 
 pub mod charges;
 pub mod checks;
+pub mod drivers;
 pub mod finance;
 pub mod points;
 pub mod quotes;

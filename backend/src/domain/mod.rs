@@ -1,5 +1,6 @@
 //! Pure domain logic: no I/O, no clock, no database. Everything here is unit-tested.
 
+pub mod charge;
 pub mod check;
 pub mod city;
 pub mod finance;

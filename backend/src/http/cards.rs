@@ -27,6 +27,7 @@ use crate::{
             sandbox_refunds, submit_refund, sweep, unavailable,
         },
     },
+    domain::charge::ChargeStatus,
     domain::money::Vnd,
     error::AppError,
     payments::PaymentError,
@@ -170,7 +171,7 @@ fn declined(code: &str, charge_id: i64) -> AppError {
 /// The API view of a charge, with its session once paid and its refunds.
 async fn charge_view(app: &AppState, c: &ChargeRow, client_secret: Option<String>) -> Result<CardChargeView, AppError> {
     let now = app.clock.now();
-    let session = match c.session_id.filter(|_| c.status == "succeeded") {
+    let session = match c.session_id.filter(|_| c.status == ChargeStatus::Succeeded) {
         Some(id) => app.store.session(id).await?.map(|s| session_view(&s, now)),
         None => None,
     };
@@ -185,7 +186,7 @@ async fn charge_view(app: &AppState, c: &ChargeRow, client_secret: Option<String
         .collect();
     Ok(CardChargeView {
         id: c.id,
-        status: c.status.clone(),
+        status: c.status.as_str().to_owned(),
         amount: c.amount.get(),
         purpose: match c.plan {
             ChargePlan::Start { .. } => "session_start".into(),
@@ -238,7 +239,7 @@ pub async fn charge_response(app: &AppState, answer: ChargeAnswer) -> Result<Res
             "Giao dịch thẻ đã bị hủy; hãy thử lại với một Idempotency-Key mới.",
             "The card payment was cancelled; try again with a new Idempotency-Key.",
         )
-        .with_details(serde_json::json!({ "charge_id": charge_id, "status": status }))),
+        .with_details(serde_json::json!({ "charge_id": charge_id, "status": status.as_str() }))),
     }
 }
 

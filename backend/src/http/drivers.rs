@@ -8,9 +8,8 @@ use axum::{
 };
 use iparking_mobile_api::{
     AddVehicle as AddVehicleBody, DriverToken, ErrorBody, OtpRequest, OtpSent, SandboxTopup, TokenRequest, VehicleView,
-    WalletMovement, WalletView,
+    WalletView,
 };
-use rand::Rng;
 
 use super::{
     AppState,
@@ -18,25 +17,16 @@ use super::{
     idempotency::Idempotency,
     input::parse_json,
 };
+pub use crate::app::drivers::{DRIVER_TOKEN_PREFIX, MAX_VEHICLES, OTP_ATTEMPTS, OTP_TTL_SECS};
 use crate::{
-    auth::token_hash,
-    domain::{ledger::Entry, money::Vnd, phone::Phone, plate::Plate},
-    error::AppError,
-    live::OtpCheck,
-    store::{
-        StoreError,
-        drivers::{AddVehicle, Vehicle, WALLET_ANSWER_LINES, WalletLine},
+    app::{
+        Keyed,
+        drivers::{self, require_sandbox, wallet_view},
     },
+    domain::money::Vnd,
+    error::AppError,
+    store::{StoreError, drivers::WalletLine},
 };
-
-/// Most vehicles on one account.
-pub const MAX_VEHICLES: usize = 10;
-/// How long a one-time code is valid.
-pub const OTP_TTL_SECS: u64 = 300;
-/// Wrong codes allowed before a code is destroyed.
-pub const OTP_ATTEMPTS: u32 = 5;
-/// Prefix of driver tokens.
-pub const DRIVER_TOKEN_PREFIX: &str = "ipk_drv_";
 
 /// Sends a one-time login code by SMS. Rate-limited per phone and per client address.
 #[utoipa::path(
@@ -52,26 +42,7 @@ pub async fn send_otp(
     ConnectInfo(super::Peer(peer)): ConnectInfo<super::Peer>,
     Json(body): Json<OtpRequest>,
 ) -> Result<(StatusCode, Json<OtpSent>), AppError> {
-    let phone = Phone::parse(&body.phone).map_err(AppError::from)?;
-    let s = &app.settings;
-    let by_ip = app.live.rate_limit(&format!("otp-ip:{}", peer.ip()), s.otp_per_ip, s.otp_window).await?;
-    let by_phone = app.live.rate_limit(&format!("otp-phone:{}", phone.as_str()), s.otp_per_phone, s.otp_window).await?;
-    if !by_ip || !by_phone {
-        return Err(AppError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "Bạn đã yêu cầu quá nhiều mã. Vui lòng thử lại sau 15 phút.",
-            "Too many codes requested. Please try again in 15 minutes.",
-        ));
-    }
-    let code = format!("{:06}", rand::rng().random_range(0..1_000_000));
-    app.live.put_otp(phone.as_str(), &code, std::time::Duration::from_secs(OTP_TTL_SECS), OTP_ATTEMPTS).await?;
-    let text = format!("iParking: ma dang nhap cua ban la {code}, het han sau 5 phut. Khong chia se ma nay.");
-    app.sms.send(&phone, &text).await.map_err(|e| {
-        tracing::warn!(error = %e, "OTP SMS failed");
-        AppError::unavailable("SMS")
-    })?;
-    Ok((StatusCode::ACCEPTED, Json(OtpSent { phone: phone.masked(), expires_in_seconds: OTP_TTL_SECS })))
+    Ok((StatusCode::ACCEPTED, Json(drivers::send_code(&app, &body, peer.ip()).await?)))
 }
 
 /// Exchanges a phone number and its one-time code for a bearer token.
@@ -88,48 +59,7 @@ pub async fn create_token(
     State(app): State<AppState>,
     Json(body): Json<TokenRequest>,
 ) -> Result<Json<DriverToken>, AppError> {
-    let phone = Phone::parse(&body.phone).map_err(AppError::from)?;
-    // Spaces around the code are fine (pasted from the SMS); the document says so.
-    let code = body.code.trim_matches(' ');
-    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(AppError::bad_request("invalid_code", "Mã gồm 6 chữ số.", "The code has 6 digits."));
-    }
-    match app.live.check_otp(phone.as_str(), code).await? {
-        OtpCheck::Valid => {}
-        OtpCheck::Wrong(left) => {
-            return Err(AppError::new(
-                StatusCode::UNAUTHORIZED,
-                "otp_invalid",
-                format!("Mã không đúng. Còn {left} lần thử."),
-                format!("Wrong code. {left} attempts left."),
-            )
-            .with_details(serde_json::json!({ "attempts_left": left })));
-        }
-        OtpCheck::Locked => {
-            return Err(AppError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "otp_locked",
-                "Nhập sai quá nhiều lần. Hãy yêu cầu mã mới.",
-                "Too many wrong codes. Request a new code.",
-            ));
-        }
-        OtpCheck::Missing => {
-            return Err(AppError::new(
-                StatusCode::UNAUTHORIZED,
-                "otp_expired",
-                "Mã đã hết hạn hoặc đã được dùng. Hãy yêu cầu mã mới.",
-                "The code has expired or was already used. Request a new one.",
-            ));
-        }
-    }
-    let now = app.clock.now();
-    let driver_id = app.store.upsert_driver(phone.as_str(), now).await?;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill(&mut bytes);
-    let token = format!("{DRIVER_TOKEN_PREFIX}{}", hex::encode(bytes));
-    app.store.create_driver_token(driver_id, &token_hash(&token), now).await?;
-    tracing::info!(driver.id = driver_id, "driver logged in");
-    Ok(Json(DriverToken { token, driver_id }))
+    Ok(Json(drivers::login(&app, &body).await?))
 }
 
 /// Revokes the token of this call.
@@ -142,22 +72,13 @@ pub async fn logout(State(app): State<AppState>, Driver(d): Driver) -> Result<St
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn vehicle_view(v: Vehicle) -> VehicleView {
-    VehicleView {
-        id: v.id,
-        plate: v.plate.as_str().to_owned(),
-        vehicle_class: v.vehicle_class,
-        created_at: v.created_at,
-    }
-}
-
 /// The driver's vehicles.
 #[utoipa::path(
     get, path = "/v1/me/vehicles", tag = "drivers", security(("bearer" = [])),
     responses((status = 200, description = "Vehicles", body = [VehicleView]))
 )]
 pub async fn list_vehicles(State(app): State<AppState>, Driver(d): Driver) -> Result<Json<Vec<VehicleView>>, AppError> {
-    Ok(Json(app.store.vehicles(d.driver_id).await?.into_iter().map(vehicle_view).collect()))
+    Ok(Json(drivers::vehicles(&app, d.driver_id).await?))
 }
 
 /// Registers a vehicle (at most 10 per account).
@@ -175,20 +96,7 @@ pub async fn add_vehicle(
     Driver(d): Driver,
     Json(body): Json<AddVehicleBody>,
 ) -> Result<(StatusCode, Json<VehicleView>), AppError> {
-    let plate = Plate::parse(&body.plate).map_err(AppError::from)?;
-    match app.store.add_vehicle(d.driver_id, &plate, body.vehicle_class, MAX_VEHICLES, app.clock.now()).await? {
-        AddVehicle::Added(v) => Ok((StatusCode::CREATED, Json(vehicle_view(v)))),
-        AddVehicle::Duplicate => Err(AppError::conflict(
-            "vehicle_exists",
-            "Biển số này đã có trong tài khoản.",
-            "This plate is already on your account.",
-        )),
-        AddVehicle::TooMany => Err(AppError::unprocessable(
-            "too_many_vehicles",
-            format!("Mỗi tài khoản có tối đa {MAX_VEHICLES} xe."),
-            format!("An account can hold at most {MAX_VEHICLES} vehicles."),
-        )),
-    }
+    Ok((StatusCode::CREATED, Json(drivers::add_vehicle(&app, d.driver_id, &body).await?)))
 }
 
 /// Removes a vehicle. Another driver's vehicle answers 404, as if it did not exist.
@@ -202,11 +110,8 @@ pub async fn remove_vehicle(
     Driver(d): Driver,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, AppError> {
-    if app.store.remove_vehicle(d.driver_id, id, app.clock.now()).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(AppError::not_found("vehicle_not_found", "Không có xe này.", "No such vehicle."))
-    }
+    drivers::remove_vehicle(&app, d.driver_id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The wallet's balance and latest movements.
@@ -215,27 +120,7 @@ pub async fn remove_vehicle(
     responses((status = 200, description = "Wallet", body = WalletView))
 )]
 pub async fn get_wallet(State(app): State<AppState>, Driver(d): Driver) -> Result<Json<WalletView>, AppError> {
-    let (balance, lines) = app.store.wallet(d.driver_id, WALLET_ANSWER_LINES).await?;
-    Ok(Json(wallet_view(balance, &lines, app.settings.sandbox_payments)))
-}
-
-/// A wallet as drivers see it.
-fn wallet_view(balance: Vnd, lines: &[WalletLine], sandbox: bool) -> WalletView {
-    WalletView {
-        balance: balance.get(),
-        currency: "VND".into(),
-        sandbox,
-        movements: lines
-            .iter()
-            .map(|l| WalletMovement {
-                transaction_id: l.transaction_id,
-                kind: l.kind.clone(),
-                amount: l.amount.get(),
-                session_id: l.session_id,
-                at: l.at,
-            })
-            .collect(),
-    }
+    Ok(Json(drivers::wallet(&app, d.driver_id).await?))
 }
 
 /// SANDBOX (demo only): adds play money to the wallet. Off in production, where top-ups go
@@ -257,38 +142,21 @@ pub async fn sandbox_topup(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    if !app.settings.sandbox_payments {
-        return Err(AppError::not_found(
-            "sandbox_disabled",
-            "Máy chủ này không bật cổng thanh toán thử nghiệm.",
-            "The sandbox payment gateway is off on this server.",
-        ));
-    }
+    require_sandbox(&app)?;
     let idem = match Idempotency::for_driver(&app, d.driver_id, &headers, "/v1/me/wallet/sandbox-topups", &body).await?
     {
         Ok(idem) => idem,
         Err(replayed) => return Ok(replayed),
     };
     let req: SandboxTopup = parse_json(&headers, &body)?;
-    if !(1_000..=10_000_000).contains(&req.amount) {
-        return Err(AppError::bad_request(
-            "invalid_amount",
-            "Số tiền nạp thử phải từ 1.000 đến 10.000.000 đồng.",
-            "A sandbox top-up must be between 1,000 and 10,000,000 VND.",
-        ));
-    }
-    let entry = Entry::sandbox_topup(d.driver_id, Vnd(req.amount)).map_err(|e| AppError::internal(&e))?;
-    // The answer is rendered from the wallet inside the credit's transaction and stored with
-    // its key there: a crash after the commit leaves the key answered.
     let sandbox = app.settings.sandbox_payments;
     let answer = |balance: Vnd, lines: &[WalletLine]| {
         serde_json::to_string(&wallet_view(balance, lines, sandbox))
             .map(|json| (StatusCode::CREATED.as_u16(), json))
             .map_err(|e| StoreError::Internal(e.to_string()))
     };
-    match app.store.sandbox_topup(d.driver_id, &entry, Some(idem.claim()), &answer, app.clock.now()).await {
-        Ok(Some((status, json))) => Ok(Idempotency::stored_answer(status, json)),
-        Ok(None) => Err(AppError::internal(&"a keyed top-up without its answer")),
-        Err(e) => idem.on_store_error(&app, e).await,
+    match drivers::sandbox_topup(&app, d.driver_id, req.amount, idem.claim(), &answer).await? {
+        Keyed::Done((status, json)) => Ok(Idempotency::stored_answer(status, json)),
+        Keyed::Taken => idem.replay_taken(&app).await,
     }
 }

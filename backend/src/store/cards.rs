@@ -116,8 +116,8 @@ pub struct ChargeRow {
     pub session_id: Option<i64>,
     /// The processor's intent, once known.
     pub intent_id: Option<String>,
-    /// `pending`, `requires_action`, `succeeded`, `failed`, `canceled`, `refund_due`, `abandoned`.
-    pub status: String,
+    /// Where it stands.
+    pub status: crate::domain::charge::ChargeStatus,
     /// Decline code or reason.
     pub failure_code: Option<String>,
     /// Refunded so far.
@@ -334,7 +334,7 @@ pub trait CardStore: Send + Sync {
         &self,
         id: i64,
         intent_id: Option<&str>,
-        status: &str,
+        status: crate::domain::charge::ChargeStatus,
         failure_code: Option<&str>,
         event: Option<(&str, &str)>,
         now: DateTime<Utc>,

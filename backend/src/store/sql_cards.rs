@@ -58,7 +58,8 @@ impl TryFrom<ChargeDbRow> for ChargeRow {
             amount: Vnd(r.amount),
             session_id: r.session_id,
             intent_id: r.intent_id,
-            status: r.status,
+            status: crate::domain::charge::ChargeStatus::parse(&r.status)
+                .ok_or_else(|| StoreError::Internal(format!("charge {} has an unknown status", r.id)))?,
             failure_code: r.failure_code,
             amount_refunded: Vnd(r.amount_refunded),
             idem_key: r.idem_key,
@@ -328,7 +329,7 @@ macro_rules! sql_card_store_impl {
                 &self,
                 id: i64,
                 intent_id: Option<&str>,
-                status: &str,
+                status: $crate::domain::charge::ChargeStatus,
                 failure_code: Option<&str>,
                 event: Option<(&str, &str)>,
                 now: chrono::DateTime<chrono::Utc>,
@@ -351,7 +352,7 @@ macro_rules! sql_card_store_impl {
                      updated_at = $5 WHERE id = $1",
                 )
                 .bind(id)
-                .bind(status)
+                .bind(status.as_str())
                 .bind(intent_id)
                 .bind(failure_code)
                 .bind(now)
