@@ -10,6 +10,7 @@ pub mod drivers;
 pub mod finance;
 pub mod points;
 pub mod quotes;
+pub mod refunds;
 pub mod sessions;
 pub mod sms;
 pub mod staff;

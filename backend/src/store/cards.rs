@@ -230,6 +230,19 @@ pub enum RefundSettle {
     AlreadyFinal,
 }
 
+/// Part or all of a session to refund, by whom and why.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionRefundOrder<'a> {
+    /// The session.
+    pub session_id: i64,
+    /// How much.
+    pub amount: Vnd,
+    /// Why.
+    pub reason: &'a str,
+    /// Who asked (`staff:N`).
+    pub requested_by: &'a str,
+}
+
 /// Outcome of a refund of a session (stop, or staff).
 #[derive(Debug, Clone)]
 pub enum SessionRefund {
@@ -358,13 +371,9 @@ pub trait CardStore: Send + Sync {
     /// same way, inside `stop_session`.) With a key, `answer` renders the answer from the
     /// session and its new refunds (`pending`, by id) as the transaction left them, and it is
     /// stored with the key before the commit.
-    #[allow(clippy::too_many_arguments)]
     async fn refund_session(
         &self,
-        session_id: i64,
-        amount: Vnd,
-        reason: &str,
-        requested_by: &str,
+        refund: &SessionRefundOrder<'_>,
         idem: Option<&IdemClaim>,
         answer: &Answer<'_, (SessionRow, Vec<RefundRow>)>,
         now: DateTime<Utc>,

@@ -560,15 +560,13 @@ macro_rules! sql_card_store_impl {
 
             async fn refund_session(
                 &self,
-                session_id: i64,
-                amount: $crate::domain::money::Vnd,
-                reason: &str,
-                requested_by: &str,
+                refund: &$crate::store::cards::SessionRefundOrder<'_>,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
                 answer: &$crate::store::drivers::Answer<'_, ($crate::store::drivers::SessionRow, Vec<$crate::store::cards::RefundRow>)>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::cards::SessionRefund> {
                 use $crate::store::cards::SessionRefund;
+                let $crate::store::cards::SessionRefundOrder { session_id, amount, reason, requested_by } = *refund;
                 let mut tx = self.begin_write().await?;
                 claim(&mut tx, idem, now).await?;
                 let locked = sqlx::AssertSqlSafe(format!("SELECT id FROM sessions WHERE id = $1{ROW_LOCK}"));
