@@ -156,3 +156,55 @@ pub(super) async fn logout(State(app): State<AppState>, headers: HeaderMap, uri:
     ctx.clear_session_cookie(&mut r);
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderMap;
+
+    use super::*;
+    use crate::http::finance_web::request::read_fields;
+
+    #[test]
+    fn the_login_form_keeps_what_was_typed_escaped() {
+        let ctx = Ctx::new(&HeaderMap::new(), &"/finance/login".parse().unwrap());
+        let form = login_form(&ctx, "/finance?month=2026-11&x=\"", "<ke\"toan>", Some("Sai <mật khẩu>.")).into_string();
+        assert!(form.starts_with("<section class=\"login\"><h1>Đăng nhập tài chính</h1>"), "{form}");
+        assert!(form.contains("<p class=\"flash error\" role=\"alert\">Sai &lt;mật khẩu&gt;.</p>"), "{form}");
+        assert!(
+            form.contains("<input type=\"hidden\" name=\"next\" value=\"/finance?month=2026-11&amp;x=&quot;\">"),
+            "{form}"
+        );
+        assert!(
+            form.contains(
+                "<label>Tên đăng nhập<input type=\"text\" name=\"username\" value=\"&lt;ke&quot;toan&gt;\" \
+                 autocomplete=\"username\" required maxlength=\"64\" autofocus></label>"
+            ),
+            "{form}"
+        );
+        assert!(
+            form.contains(
+                "<label>Mật khẩu<input type=\"password\" name=\"password\" autocomplete=\"current-password\" \
+                 required maxlength=\"128\"></label><button type=\"submit\" id=\"login-submit\">Đăng nhập</button>"
+            ),
+            "{form}"
+        );
+        let ctx = Ctx::new(&HeaderMap::new(), &"/finance/login?lang=en".parse().unwrap());
+        let form = login_form(&ctx, "/finance", "", None).into_string();
+        assert!(!form.contains("flash"), "{form}");
+        assert!(form.contains("<p class=\"hint\">For finance staff (and administrators, read only).</p>"), "{form}");
+    }
+
+    #[test]
+    fn the_login_form_reads_its_fields() {
+        let f: LoginForm =
+            read_fields(b"username=ketoan.hn&password=a+b%26c%3D&next=%2Ffinance%3Fmonth%3D2026-11").unwrap();
+        assert_eq!(
+            (f.username.as_str(), f.password.as_str(), f.next.as_deref()),
+            ("ketoan.hn", "a b&c=", Some("/finance?month=2026-11"))
+        );
+        let f: LoginForm = read_fields(b"").unwrap();
+        assert_eq!((f.username.as_str(), f.password.as_str(), f.next), ("", "", None));
+        let q: LoginQuery = read_fields(b"next=%2Ffinance%2Fperiods&lang=en").unwrap();
+        assert_eq!(q.next.as_deref(), Some("/finance/periods"));
+    }
+}

@@ -210,3 +210,110 @@ pub(super) async fn close_submit(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, Uri};
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::http::finance_web::{access::test_user, request::read_fields};
+
+    fn ctx(uri: &str) -> Ctx {
+        Ctx::new(&HeaderMap::new(), &uri.parse::<Uri>().unwrap())
+    }
+
+    fn view(status: &str) -> PeriodView {
+        PeriodView {
+            month: "2026-10".into(),
+            status: status.into(),
+            closed_by: None,
+            closed_at: None,
+            overridden: false,
+            override_reason: None,
+            open_discrepancy_ids: vec![],
+        }
+    }
+
+    #[test]
+    fn an_open_month_has_the_close_form_for_finance_only() {
+        let ctx = ctx("/finance/periods/2026-10");
+        let month = Month::parse("2026-10").unwrap();
+        let page = render_period(&ctx, &test_user(StaffRole::Finance, &[]), month, &view("open"), None).into_string();
+        assert!(page.contains("<td><span class=\"badge open\">Đang mở</span></td>"), "{page}");
+        assert!(
+            page.contains(
+                "<form method=\"post\" action=\"/finance/periods/2026-10/close\" class=\"close\">\
+                 <label class=\"check\"><input type=\"checkbox\" name=\"override_open_discrepancies\" value=\"1\"> \
+                 Khóa sổ dù còn sai lệch chưa xử lý</label><label>Lý do (bắt buộc khi bỏ qua)\
+                 <textarea name=\"reason\" maxlength=\"1000\" rows=\"3\"></textarea></label>\
+                 <button type=\"submit\" class=\"danger\">Khóa sổ tháng 10/2026</button></form>"
+            ),
+            "{page}"
+        );
+        assert!(page.contains("<p><a href=\"/finance/reconciliation?month=2026-10\">← Đối soát tháng này</a></p>"));
+        let admin = render_period(&ctx, &test_user(StaffRole::Admin, &[]), month, &view("open"), None).into_string();
+        assert!(!admin.contains("<form method=\"post\" action=\"/finance/periods/"), "{admin}");
+        assert!(admin.contains("<p class=\"hint\">Tài khoản quản trị chỉ được xem.</p>"), "{admin}");
+    }
+
+    #[test]
+    fn a_closed_month_says_by_whom_when_and_what_was_left_open() {
+        let ctx = ctx("/finance/periods/2026-10?lang=en");
+        let month = Month::parse("2026-10").unwrap();
+        let mut v = view("closed");
+        v.closed_by = Some("Kế <Toán>".into());
+        v.closed_at = Some(Utc.with_ymd_and_hms(2026, 11, 2, 1, 5, 0).unwrap());
+        v.overridden = true;
+        v.override_reason = Some("Chờ <ngân hàng>".into());
+        v.open_discrepancy_ids = vec![3, 8];
+        let page = render_period(&ctx, &test_user(StaffRole::Finance, &[]), month, &v, None).into_string();
+        assert!(
+            page.contains(
+                "<tr><th>Status</th><td><span class=\"badge closed\">Closed</span></td></tr>\
+                 <tr><th>Closed by</th><td>Kế &lt;Toán&gt;</td></tr>\
+                 <tr><th>Closed at</th><td>2026-11-02 08:05</td></tr>\
+                 <tr><th>Override</th><td>Yes</td></tr>\
+                 <tr><th>Reason</th><td>Chờ &lt;ngân hàng&gt;</td></tr>\
+                 <tr><th>Open at closing</th><td><a href=\"/finance/reconciliation?month=2026-10#d-3\">#3</a>, \
+                 <a href=\"/finance/reconciliation?month=2026-10#d-8\">#8</a></td></tr>"
+            ),
+            "{page}"
+        );
+        assert!(!page.contains("class=\"close\"") && !page.contains("class=\"hint\""), "{page}");
+        v.open_discrepancy_ids.clear();
+        let page = render_period(&ctx, &test_user(StaffRole::Finance, &[]), month, &v, None).into_string();
+        assert!(page.contains("<tr><th>Open at closing</th><td>—</td></tr>"), "{page}");
+    }
+
+    #[test]
+    fn a_refused_close_links_the_open_discrepancies() {
+        let ctx = ctx("/finance/periods/2026-10/close");
+        let month = Month::parse("2026-10").unwrap();
+        let e = AppError::new(StatusCode::CONFLICT, "open_discrepancies", "Còn sai lệch.", "Still open.")
+            .with_details(serde_json::json!({ "ids": [5, 6] }));
+        assert_eq!(
+            close_refused(&ctx, month, &e).into_string(),
+            "<p class=\"flash error\" role=\"alert\">Còn sai lệch. <code>open_discrepancies</code></p>\
+             <p class=\"open-ids\">Sai lệch còn mở: <a href=\"/finance/reconciliation?month=2026-10#d-5\">#5</a>, \
+             <a href=\"/finance/reconciliation?month=2026-10#d-6\">#6</a></p>"
+        );
+        let e = AppError::new(StatusCode::CONFLICT, "period_not_ended", "Chưa hết tháng.", "Not ended.");
+        assert_eq!(
+            close_refused(&ctx, month, &e).into_string(),
+            "<p class=\"flash error\" role=\"alert\">Chưa hết tháng. <code>period_not_ended</code></p>"
+        );
+    }
+
+    #[test]
+    fn the_close_form_reads_the_override_and_reason() {
+        let f: CloseForm =
+            read_fields(b"override_open_discrepancies=1&reason=+Ch%E1%BB%9D+ng%C3%A2n+h%C3%A0ng+").unwrap();
+        assert_eq!(
+            (f.override_open_discrepancies.as_deref(), f.reason.as_deref()),
+            (Some("1"), Some(" Chờ ngân hàng "))
+        );
+        let f: CloseForm = read_fields(b"").unwrap();
+        assert_eq!((f.override_open_discrepancies, f.reason), (None, None));
+    }
+}

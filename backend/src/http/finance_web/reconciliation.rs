@@ -334,3 +334,134 @@ pub(super) async fn resolve_submit(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, Uri};
+    use chrono::{NaiveDate, TimeZone, Utc};
+    use iparking_mobile_api::{CashSection, LedgerSection};
+
+    use super::*;
+    use crate::http::finance_web::{access::test_user, request::read_fields};
+
+    fn ctx(uri: &str) -> Ctx {
+        Ctx::new(&HeaderMap::new(), &uri.parse::<Uri>().unwrap())
+    }
+
+    fn discrepancy(id: i64, status: &str) -> DiscrepancyView {
+        DiscrepancyView {
+            id,
+            section: "cash".into(),
+            kind: "cash_difference".into(),
+            subject: "shift:<1>".into(),
+            period: "2026-11".into(),
+            day: NaiveDate::from_ymd_opt(2026, 11, 17).unwrap(),
+            district_code: Some("HK".into()),
+            expected: Some(30_000),
+            actual: Some(25_000),
+            difference: Some(-5_000),
+            details: serde_json::json!({ "warden": "<b>Lan</b>" }),
+            status: status.into(),
+            detected_at: Utc.with_ymd_and_hms(2026, 11, 17, 10, 0, 0).unwrap(),
+            resolved_by: None,
+            resolved_at: None,
+            resolution_note: None,
+        }
+    }
+
+    fn report(discrepancies: Vec<DiscrepancyView>, period_closed: bool) -> ReconciliationReport {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        ReconciliationReport {
+            from: day,
+            to: day,
+            scope: vec![],
+            processor: None,
+            carriers: vec![],
+            cash: CashSection::default(),
+            ledger: Some(LedgerSection { transactions_balance: true, ..Default::default() }),
+            discrepancies,
+            period_closed,
+        }
+    }
+
+    #[test]
+    fn open_discrepancies_have_a_resolve_form_for_finance_only() {
+        let ctx = ctx("/finance/reconciliation?month=2026-11");
+        let month = Month::parse("2026-11").unwrap();
+        let mut resolved = discrepancy(4, "resolved");
+        resolved.resolved_by = Some("Kế <Toán>".into());
+        resolved.resolved_at = Some(Utc.with_ymd_and_hms(2026, 11, 18, 2, 30, 0).unwrap());
+        resolved.resolution_note = Some("Đã nộp <b>ok</b> & \"xong\"".into());
+        let r = report(vec![discrepancy(3, "open"), resolved], false);
+
+        let page = render_reconciliation(&ctx, &test_user(StaffRole::Finance, &[]), month, &r, None).into_string();
+        assert!(page.contains("<h2>Sai lệch <span class=\"count\">(1 chưa xử lý)</span></h2>"), "{page}");
+        assert!(
+            page.contains(
+                "<tr id=\"d-3\" class=\"status-open\"><td>3</td><td>Tiền mặt</td><td>Chênh lệch tiền mặt ca trực</td>\
+                 <td><code>shift:&lt;1&gt;</code><details><summary>Chi tiết</summary><pre>{\n  &quot;warden&quot;: \
+                 &quot;&lt;b&gt;Lan&lt;/b&gt;&quot;\n}</pre></details></td><td>17/11/2026</td><td>HK</td>\
+                 <td class=\"num\">30.000 ₫</td><td class=\"num\">25.000 ₫</td><td class=\"num diff\">-5.000 ₫</td>\
+                 <td class=\"status\"><span class=\"badge open\">Chưa xử lý</span></td>"
+            ),
+            "{page}"
+        );
+        assert!(
+            page.contains(
+                "<form method=\"post\" action=\"/finance/discrepancies/3/resolve\" class=\"resolve\">\
+                 <input type=\"hidden\" name=\"month\" value=\"2026-11\"><label>Ghi chú xử lý\
+                 <textarea name=\"note\" required maxlength=\"1000\" rows=\"2\"></textarea></label>\
+                 <button type=\"submit\">Xác nhận đã xử lý</button></form>"
+            ),
+            "{page}"
+        );
+        assert_eq!(page.matches("<form method=\"post\" action=\"/finance/discrepancies/").count(), 1, "{page}");
+        // Resolved: who, when (Hanoi time), and the note as text.
+        assert!(
+            page.contains(
+                "<p class=\"resolution\"><span class=\"by\">Kế &lt;Toán&gt;</span> · <span class=\"at\">09:30 18/11/2026</span></p>\
+                 <p class=\"note\">Đã nộp &lt;b&gt;ok&lt;/b&gt; &amp; &quot;xong&quot;</p>"
+            ),
+            "{page}"
+        );
+        assert!(page.contains("<td><span class=\"ok\">Đúng</span></td>"), "{page}");
+        assert!(page.contains("<td><span class=\"bad\">Không</span></td>"), "{page}");
+        assert!(page.contains("href=\"/finance/reconciliation.csv?month=2026-11\" download>CSV</a>"), "{page}");
+        assert!(page.contains("<p><a href=\"/finance/periods/2026-11\">Khóa sổ kỳ này →</a></p>"), "{page}");
+
+        // Admins read only; a closed period takes no resolution either, and says it is closed.
+        let admin = render_reconciliation(&ctx, &test_user(StaffRole::Admin, &[]), month, &r, None).into_string();
+        assert!(admin.contains("id=\"d-3\"") && !admin.contains("/resolve"), "{admin}");
+        let closed = report(vec![discrepancy(3, "open")], true);
+        let page = render_reconciliation(&ctx, &test_user(StaffRole::Finance, &[]), month, &closed, None).into_string();
+        assert!(!page.contains("/resolve"), "{page}");
+        assert!(page.contains("<p class=\"flash info\" role=\"alert\">Kỳ này đã khóa sổ.</p>"), "{page}");
+    }
+
+    #[test]
+    fn a_notice_comes_after_the_month_switcher() {
+        let ctx = ctx("/finance/reconciliation?month=2026-11&lang=en");
+        let month = Month::parse("2026-11").unwrap();
+        let notice = html! { p class="flash ok" { "done" } };
+        let page = render_reconciliation(
+            &ctx,
+            &test_user(StaffRole::Finance, &[]),
+            month,
+            &report(vec![], false),
+            Some(notice),
+        )
+        .into_string();
+        assert!(page.contains("</form><p class=\"flash ok\">done</p><div class=\"sections\">"), "{page}");
+        assert!(page.contains("<p class=\"empty\">No discrepancies.</p>"), "{page}");
+        assert!(page.contains("<h2>Discrepancies <span class=\"count\">(0 open)</span></h2>"), "{page}");
+        assert!(page.contains("<section class=\"card\" id=\"sec-cash\"><h2>Cash (warden shifts)</h2>"), "{page}");
+    }
+
+    #[test]
+    fn the_resolve_form_reads_vietnamese_notes() {
+        let f: ResolveForm = read_fields(b"month=2026-11&note=%C4%90%C3%A3+n%E1%BB%99p+%3Cb%3E").unwrap();
+        assert_eq!((f.month.as_deref(), f.note.as_str()), (Some("2026-11"), "Đã nộp <b>"));
+        let f: ResolveForm = read_fields(b"").unwrap();
+        assert_eq!((f.month, f.note.as_str()), (None, ""));
+    }
+}

@@ -352,3 +352,157 @@ pub(super) async fn revenue_csv(State(app): State<AppState>, headers: HeaderMap,
         Err(e) => ctx.error_page(Some(&p), Some(month), &e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, Uri};
+    use chrono::NaiveDate;
+    use iparking_mobile_api::{RevenueChannel, StaffRole};
+
+    use super::*;
+    use crate::http::finance_web::access::test_user;
+
+    fn ctx(uri: &str) -> Ctx {
+        Ctx::new(&HeaderMap::new(), &uri.parse::<Uri>().unwrap())
+    }
+
+    fn sums(gross: i64) -> RevenueSums {
+        RevenueSums { gross, carrier_share: gross / 10, net: gross - gross / 10, postings: 2 }
+    }
+
+    fn row(f: impl FnOnce(&mut RevenueRow)) -> RevenueRow {
+        let mut r = RevenueRow {
+            district_code: None,
+            district_name: None,
+            street_id: None,
+            street_name: None,
+            point_code: None,
+            point_name: None,
+            channel: None,
+            day: None,
+            vehicle_class: None,
+            sums: sums(0),
+        };
+        f(&mut r);
+        r
+    }
+
+    fn report(rows: Vec<RevenueRow>) -> RevenueReport {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        let gross = rows.iter().map(|r| r.sums.gross).sum();
+        RevenueReport { from: day, to: day, group_by: vec![], scope: vec![], rows, totals: sums(gross) }
+    }
+
+    #[test]
+    fn street_names_are_escaped_in_the_table_and_link_to_the_street() {
+        let ctx = ctx("/finance?month=2026-11");
+        let month = Month::parse("2026-11").unwrap();
+        let p = test_user(StaffRole::Finance, &[]);
+        let evil = "<script>&\"'";
+        let reports = MonthRevenue {
+            districts: report(vec![row(|r| {
+                r.district_code = Some("HK".into());
+                r.district_name = Some("Hoàn <Kiếm>".into());
+                r.sums = sums(1_250_000);
+            })]),
+            streets: report(vec![
+                row(|r| {
+                    r.district_code = Some("HK".into());
+                    r.street_id = Some(12);
+                    r.street_name = Some(evil.into());
+                    r.sums = sums(1_000_000);
+                }),
+                row(|r| {
+                    r.street_name = Some("Không mã".into());
+                    r.sums = sums(250_000);
+                }),
+            ]),
+            channels: report(vec![row(|r| {
+                r.channel = Some(RevenueChannel::Sms);
+                r.sums = sums(1_250_000);
+            })]),
+        };
+        let page = render_revenue(&ctx, &p, month, &reports).into_string();
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(
+            page.contains(
+                "<tr><td>HK</td><td><a class=\"street-link\" href=\"/finance/streets/12?month=2026-11\">\
+                 &lt;script&gt;&amp;&quot;'</a></td><td class=\"num\">1.000.000 ₫</td>\
+                 <td class=\"num\">100.000 ₫</td><td class=\"num\">900.000 ₫</td><td class=\"num\">2</td></tr>"
+            ),
+            "{page}"
+        );
+        // A street without an id has no link; a missing district is a dash.
+        assert!(page.contains("<tr><td>—</td><td>Không mã</td>"), "{page}");
+        // Headers, total row, CSV link.
+        assert!(
+            page.contains(
+                "<section id=\"by-street\"><div class=\"section-head\"><h2>Theo tuyến phố</h2>\
+                 <a class=\"csv\" href=\"/finance/revenue.csv?month=2026-11&amp;group_by=district,street\" download>CSV</a>"
+            ),
+            "{page}"
+        );
+        assert!(page.contains("<thead><tr><th>Quận</th><th>Tuyến phố</th><th class=\"num\">Doanh thu</th>"), "{page}");
+        assert!(page.contains("<tfoot><tr><th colspan=\"2\">Tổng</th><td class=\"num\">1.250.000 ₫</td>"), "{page}");
+        // The district chart, its names escaped; the channel in words.
+        assert!(page.contains("<figure class=\"chart-box\"><svg class=\"chart\""), "{page}");
+        assert!(page.contains("aria-label=\"Doanh thu theo quận, tháng 11/2026\""), "{page}");
+        assert!(page.contains(">Hoàn &lt;Kiếm&gt;</text>"), "{page}");
+        assert!(page.contains("<td>SMS (tài khoản điện thoại)</td>"), "{page}");
+        assert!(page.contains("<h1>Doanh thu tháng 11/2026</h1>"), "{page}");
+    }
+
+    #[test]
+    fn an_empty_month_says_so_without_chart_or_table() {
+        let ctx = ctx("/finance?month=2020-01&lang=en");
+        let month = Month::parse("2020-01").unwrap();
+        let p = test_user(StaffRole::Admin, &["HK"]);
+        let mut districts = report(vec![]);
+        districts.scope = vec!["HK".into()];
+        let reports = MonthRevenue { districts, streets: report(vec![]), channels: report(vec![]) };
+        let page = render_revenue(&ctx, &p, month, &reports).into_string();
+        assert_eq!(page.matches("<p class=\"empty\">No revenue in this period.</p>").count(), 3, "{page}");
+        assert!(!page.contains("<table") && !page.contains("<svg"), "{page}");
+        assert!(page.contains("<p class=\"scope\">Your scope: districts HK</p>"), "{page}");
+        assert!(page.contains("<h1>Revenue, January 2020</h1>"), "{page}");
+    }
+
+    #[test]
+    fn a_street_page_shows_points_and_days() {
+        let ctx = ctx("/finance/streets/12?month=2026-11&lang=en");
+        let month = Month::parse("2026-11").unwrap();
+        let p = test_user(StaffRole::Finance, &[]);
+        let day = NaiveDate::from_ymd_opt(2026, 11, 17);
+        let street = StreetRevenue {
+            id: 12,
+            name: "Lý <Thường> Kiệt".into(),
+            district_name: "Hoàn Kiếm".into(),
+            points: report(vec![row(|r| {
+                r.point_code = Some("HK001".into());
+                r.sums = sums(50_000);
+            })]),
+            days: report(vec![row(|r| {
+                r.day = day;
+                r.sums = sums(50_000);
+            })]),
+            channels: report(vec![]),
+        };
+        let page = render_street(&ctx, &p, month, &street).into_string();
+        assert!(
+            page.contains(
+                "<p class=\"crumbs\"><a href=\"/finance?month=2026-11\">Revenue</a> › Hoàn Kiếm › Lý &lt;Thường&gt; Kiệt</p>\
+                 <h1>Lý &lt;Thường&gt; Kiệt — November 2026</h1>"
+            ),
+            "{page}"
+        );
+        assert!(page.contains("<form class=\"month-nav\" method=\"get\" action=\"/finance/streets/12\">"), "{page}");
+        assert!(page.contains("<tr><td>HK001</td><td>—</td><td class=\"num\">50.000 ₫</td>"), "{page}");
+        assert!(page.contains("href=\"/finance/revenue.csv?month=2026-11&amp;group_by=day&amp;street=12\""), "{page}");
+        assert!(page.contains("<tr><td>2026-11-17</td>"), "{page}");
+        assert!(page.contains("aria-label=\"Revenue by day: Lý &lt;Thường&gt; Kiệt\""), "{page}");
+        // The chart comes after the points, before the days.
+        let (points, chart, days) =
+            (page.find("id=\"by-point\"").unwrap(), page.find("<svg").unwrap(), page.find("id=\"by-day\"").unwrap());
+        assert!(points < chart && chart < days);
+    }
+}
