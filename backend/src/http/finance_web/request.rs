@@ -13,7 +13,12 @@ use maud::Markup;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, de::DeserializeOwned};
 
-use super::{CSP, FORM_MAX, LANG_COOKIE, SESSION_COOKIE, guard::post_allowed, labels::Lang, labels::Month, views};
+use super::{
+    CSP, FORM_MAX, LANG_COOKIE, SESSION_COOKIE,
+    guard::post_allowed,
+    labels::{Lang, Month},
+    views,
+};
 use crate::{App, domain::tariff::LOCAL_TZ, error::AppError, store::Principal};
 
 /// What a URL component may hold as it is: RFC 3986's unreserved characters.
