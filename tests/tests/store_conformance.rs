@@ -1021,7 +1021,11 @@ async fn check_keyed_intent_commits_its_answer(store: Arc<dyn Store>) {
 /// A keyed card setup stores its answer in the transaction that records it; a sandbox
 /// setup's play card is saved in that transaction too (issue 30, bug 7).
 async fn check_keyed_setup_commits_its_answer(store: Arc<dyn Store>) {
-    use iparking::{payments::CardInfo, store::cards::SavedCard, store::drivers::IdemClaim};
+    use iparking::{
+        payments::CardInfo,
+        store::cards::{SavedCard, SetupRecord},
+        store::drivers::IdemClaim,
+    };
     let now = Utc::now();
     let driver = store.upsert_driver("+84912345682", now).await.expect("driver");
     let scope = format!("driver:{driver}");
@@ -1037,14 +1041,24 @@ async fn check_keyed_setup_commits_its_answer(store: Arc<dyn Store>) {
     };
     assert!(
         store
-            .record_setup("seti_0", driver, "succeeded", Some(&card), Some(&claim("s0")), &failing, now)
+            .record_setup(
+                &SetupRecord { setup_id: "seti_0", driver_id: driver, status: "succeeded", sandbox_card: Some(&card) },
+                Some(&claim("s0")),
+                &failing,
+                now,
+            )
             .await
             .is_err()
     );
     assert!(store.idempotency_get(&scope, "s0").await.expect("get").is_none());
     assert!(store.cards(driver).await.expect("cards").is_empty(), "rolled back with the key");
     let saved = store
-        .record_setup("seti_1", driver, "succeeded", Some(&card), Some(&claim("s1")), &answer, now)
+        .record_setup(
+            &SetupRecord { setup_id: "seti_1", driver_id: driver, status: "succeeded", sandbox_card: Some(&card) },
+            Some(&claim("s1")),
+            &answer,
+            now,
+        )
         .await
         .expect("setup");
     assert_eq!(saved.as_ref().map(|c| c.last4.as_str()), Some("4242"));
@@ -1053,7 +1067,17 @@ async fn check_keyed_setup_commits_its_answer(store: Arc<dyn Store>) {
     assert_eq!(store.cards(driver).await.expect("cards").len(), 1, "saved in the same commit");
     // A processor's setup waits for the card: answered, nothing saved yet.
     let none = store
-        .record_setup("seti_2", driver, "requires_payment_method", None, Some(&claim("s2")), &answer, now)
+        .record_setup(
+            &SetupRecord {
+                setup_id: "seti_2",
+                driver_id: driver,
+                status: "requires_payment_method",
+                sandbox_card: None,
+            },
+            Some(&claim("s2")),
+            &answer,
+            now,
+        )
         .await
         .expect("setup");
     assert!(none.is_none());

@@ -230,6 +230,65 @@ pub enum RefundSettle {
     AlreadyFinal,
 }
 
+/// A refund to record, to submit to the processor.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRefund<'a> {
+    /// `topup` or `card_charge`.
+    pub source: &'a str,
+    /// The card charge refunded, if any.
+    pub charge_id: Option<i64>,
+    /// The processor's intent refunded.
+    pub intent_id: &'a str,
+    /// Whose money.
+    pub driver_id: i64,
+    /// The session, if any.
+    pub session_id: Option<i64>,
+    /// How much.
+    pub amount: Vnd,
+    /// Why.
+    pub reason: &'a str,
+    /// Who asked (`driver:N`, `staff:N`, `system`).
+    pub requested_by: &'a str,
+}
+
+/// A driver's money held in `from` (the wallet, or a refund hold) to send back where it
+/// came from: card top-ups, newest first, then (demo only, `sandbox`) the sandbox; what
+/// neither can take stays in the wallet (moved there when `rest_to_wallet`). One ledger
+/// entry of kind `kind`.
+#[derive(Debug, Clone)]
+pub struct BackToOriginOrder<'a> {
+    /// Whose money.
+    pub driver_id: i64,
+    /// Where it is held.
+    pub from: crate::domain::ledger::Account,
+    /// How much.
+    pub amount: Vnd,
+    /// Play money may go back to the sandbox (the demo).
+    pub sandbox: bool,
+    /// What is left goes to the wallet.
+    pub rest_to_wallet: bool,
+    /// The ledger entry's kind.
+    pub kind: &'static str,
+    /// Why (each refund's reason).
+    pub reason: &'a str,
+    /// Who asked.
+    pub requested_by: &'a str,
+}
+
+/// A card setup to record: its processor id, driver and status; in the demo, the sandbox
+/// card it saves.
+#[derive(Debug, Clone, Copy)]
+pub struct SetupRecord<'a> {
+    /// The processor's setup id.
+    pub setup_id: &'a str,
+    /// Whose card.
+    pub driver_id: i64,
+    /// The processor's status of the setup.
+    pub status: &'a str,
+    /// The SANDBOX card saved at once (the demo's gateway, which no processor calls back for).
+    pub sandbox_card: Option<&'a crate::payments::CardInfo>,
+}
+
 /// Part or all of a session to refund, by whom and why.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionRefundOrder<'a> {
@@ -306,13 +365,9 @@ pub trait CardStore: Send + Sync {
     /// Records a card setup started by a driver; claims `idem` and stores the answer
     /// `answer` renders, in the same transaction. A SANDBOX setup's play card
     /// (`sandbox_card`, no processor calls back) is saved in that transaction too.
-    #[allow(clippy::too_many_arguments)]
     async fn record_setup(
         &self,
-        setup_id: &str,
-        driver_id: i64,
-        status: &str,
-        sandbox_card: Option<&crate::payments::CardInfo>,
+        setup: &SetupRecord<'_>,
         idem: Option<&IdemClaim>,
         answer: &super::drivers::Answer<'_, Option<SavedCard>>,
         now: DateTime<Utc>,

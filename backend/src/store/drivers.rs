@@ -108,6 +108,23 @@ pub struct NewIntent<'a> {
     pub applied_event: Option<&'a str>,
 }
 
+/// What one payment of a session bought: a line of its receipt (`session_purchases`).
+#[derive(Debug, Clone, Copy)]
+pub struct Purchase<'a> {
+    /// The session.
+    pub session_id: i64,
+    /// Turns bought.
+    pub turns: u32,
+    /// Paid.
+    pub amount: Vnd,
+    /// Paid until.
+    pub paid_until: DateTime<Utc>,
+    /// The priced stay, line by line (JSON).
+    pub quote: &'a str,
+    /// Its ledger transaction (0: none, a free turn).
+    pub transaction_id: i64,
+}
+
 /// An idempotency key claimed by a state-changing call, inserted in the same transaction.
 #[derive(Debug, Clone)]
 pub struct IdemClaim {

@@ -175,14 +175,12 @@ macro_rules! sql_card_store_impl {
 
             async fn record_setup(
                 &self,
-                setup_id: &str,
-                driver_id: i64,
-                status: &str,
-                sandbox_card: Option<&$crate::payments::CardInfo>,
+                setup: &$crate::store::cards::SetupRecord<'_>,
                 idem: Option<&$crate::store::drivers::IdemClaim>,
                 answer: &$crate::store::drivers::Answer<'_, Option<$crate::store::cards::SavedCard>>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<Option<$crate::store::cards::SavedCard>> {
+                let $crate::store::cards::SetupRecord { setup_id, driver_id, status, sandbox_card } = *setup;
                 let mut tx = self.begin_write().await?;
                 claim(&mut tx, idem, now).await?;
                 sqlx::query(
@@ -521,10 +519,11 @@ macro_rules! sql_card_store_impl {
                     ChargePlan::Extend { session_id, .. } => Some(*session_id),
                     ChargePlan::Start { .. } => None,
                 };
-                let refund_id = insert_refund(
-                    &mut tx, "card_charge", Some(id), intent_id, charge.driver_id, session_ref, charge.amount, &reason, "system", now,
-                )
-                .await?;
+                let refund = $crate::store::cards::NewRefund {
+                    source: "card_charge", charge_id: Some(id), intent_id, driver_id: charge.driver_id, session_id: session_ref,
+                    amount: charge.amount, reason: &reason, requested_by: "system",
+                };
+                let refund_id = insert_refund(&mut tx, &refund, now).await?;
                 sqlx::query(
                     "UPDATE card_charges SET status = 'refund_due', failure_code = $2, charge_ref = $3, \
                      amount_refunded = amount, updated_at = $4 WHERE id = $1",
@@ -646,11 +645,12 @@ macro_rules! sql_card_store_impl {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err($crate::store::map_sqlx)?;
-                let back = refund_to_origin(
-                    &mut tx, driver_id, Account::wallet(driver_id), Vnd(balance), sandbox, false, "account_close_refund",
-                    "account_closed", &format!("driver:{driver_id}"), now,
-                )
-                .await?;
+                let requested_by = format!("driver:{driver_id}");
+                let order = $crate::store::cards::BackToOriginOrder {
+                    driver_id, from: Account::wallet(driver_id), amount: Vnd(balance), sandbox, rest_to_wallet: false,
+                    kind: "account_close_refund", reason: "account_closed", requested_by: &requested_by,
+                };
+                let back = refund_to_origin(&mut tx, &order, now).await?;
                 let (refunds, left) = (back.refunds, back.left.get());
                 sqlx::query("UPDATE drivers SET closed_at = $2 WHERE id = $1")
                     .bind(driver_id)
@@ -1096,19 +1096,15 @@ macro_rules! sql_card_store_impl {
             Ok(rows)
         }
 
-        #[allow(clippy::too_many_arguments)]
+        /// Records a refund to submit to the processor (`pending`).
         async fn insert_refund(
             tx: &mut sqlx::Transaction<'_, $db>,
-            source: &str,
-            charge_id: Option<i64>,
-            intent_id: &str,
-            driver_id: i64,
-            session_id: Option<i64>,
-            amount: $crate::domain::money::Vnd,
-            reason: &str,
-            requested_by: &str,
+            refund: &$crate::store::cards::NewRefund<'_>,
             now: chrono::DateTime<chrono::Utc>,
         ) -> $crate::store::StoreResult<i64> {
+            let $crate::store::cards::NewRefund {
+                source, charge_id, intent_id, driver_id, session_id, amount, reason, requested_by,
+            } = *refund;
             sqlx::query_scalar(
                 "INSERT INTO refunds (source, charge_id, intent_id, driver_id, session_id, amount, reason, requested_by, \
                  status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9) RETURNING id",
@@ -1132,19 +1128,14 @@ macro_rules! sql_card_store_impl {
         /// it (processor refunds to submit), then (demo only, `sandbox`) play money to the
         /// sandbox. What neither can take stays in the wallet (moved there from `from` when
         /// `rest_to_wallet`). One ledger entry of kind `kind`.
-        #[allow(clippy::too_many_arguments)]
         async fn refund_to_origin(
             tx: &mut sqlx::Transaction<'_, $db>,
-            driver_id: i64,
-            from: $crate::domain::ledger::Account,
-            amount: $crate::domain::money::Vnd,
-            sandbox: bool,
-            rest_to_wallet: bool,
-            kind: &'static str,
-            reason: &str,
-            requested_by: &str,
+            order: &$crate::store::cards::BackToOriginOrder<'_>,
             now: chrono::DateTime<chrono::Utc>,
         ) -> $crate::store::StoreResult<$crate::store::cards::BackToOrigin> {
+            let $crate::store::cards::BackToOriginOrder {
+                driver_id, ref from, amount, sandbox, rest_to_wallet, kind, reason, requested_by,
+            } = *order;
             use $crate::domain::{ledger::{Account, Entry, Posting}, money::Vnd};
             let topups: Vec<(String, i64)> = sqlx::query_as(
                 "SELECT id, amount - amount_refunded FROM payment_intents WHERE driver_id = $1 AND credited_at IS NOT NULL \
@@ -1169,7 +1160,7 @@ macro_rules! sql_card_store_impl {
             left -= to_sandbox;
             let to_wallet = if rest_to_wallet { left } else { 0 };
             let mut postings = vec![
-                Posting::plain(from, -Vnd(to_cards + to_sandbox + to_wallet)),
+                Posting::plain(from.clone(), -Vnd(to_cards + to_sandbox + to_wallet)),
                 Posting::plain(Account::card_refunds(), Vnd(to_cards)),
                 Posting::plain(Account::sandbox(), Vnd(to_sandbox)),
                 Posting::plain(Account::wallet(driver_id), Vnd(to_wallet)),
@@ -1189,7 +1180,10 @@ macro_rules! sql_card_store_impl {
                     .execute(&mut **tx)
                     .await
                     .map_err($crate::store::map_sqlx)?;
-                let id = insert_refund(tx, "topup", None, &intent, driver_id, None, Vnd(take), reason, requested_by, now).await?;
+                let refund = $crate::store::cards::NewRefund {
+                    source: "topup", charge_id: None, intent_id: &intent, driver_id, session_id: None, amount: Vnd(take), reason, requested_by,
+                };
+                let id = insert_refund(tx, &refund, now).await?;
                 refunds.push(refund_where(&mut **tx, "id = $1", id).await?
                     .ok_or_else(|| $crate::store::StoreError::Internal("refund vanished".into()))?);
             }
@@ -1293,7 +1287,11 @@ macro_rules! sql_card_store_impl {
                     .execute(&mut **tx)
                     .await
                     .map_err($crate::store::map_sqlx)?;
-                let id = insert_refund(tx, "card_charge", Some(charge_id), &intent, driver_id, Some(row.id), Vnd(take), reason, requested_by, now)
+                let refund = $crate::store::cards::NewRefund {
+                    source: "card_charge", charge_id: Some(charge_id), intent_id: &intent, driver_id, session_id: Some(row.id),
+                    amount: Vnd(take), reason, requested_by,
+                };
+                let id = insert_refund(tx, &refund, now)
                     .await?;
                 refunds.push(refund_where(&mut **tx, "id = $1", id).await?
                     .ok_or_else(|| $crate::store::StoreError::Internal("refund vanished".into()))?);

@@ -1275,7 +1275,10 @@ macro_rules! sql_driver_store_impl {
                 Ok(txn) => txn,
                 Err(balance) => return Ok(Err(balance)),
             };
-            purchase(tx, id, new.turns, new.amount, new.paid_until, &new.quote, txn, now).await?;
+            let bought = $crate::store::drivers::Purchase {
+                session_id: id, turns: new.turns, amount: new.amount, paid_until: new.paid_until, quote: &new.quote, transaction_id: txn,
+            };
+            purchase(tx, &bought, now).await?;
             Ok(Ok($crate::store::sql_drivers::Inserted { id, started_at, paid_until, expires_at }))
         }
 
@@ -1336,7 +1339,11 @@ macro_rules! sql_driver_store_impl {
             .await
             .map_err($crate::store::map_sqlx)?;
             let added = change.turns.saturating_sub(row.turns).max(1);
-            purchase(tx, row.id, added, change.amount, change.paid_until, change.quote.as_deref().unwrap_or("{}"), txn, now).await?;
+            let bought = $crate::store::drivers::Purchase {
+                session_id: row.id, turns: added, amount: change.amount, paid_until: change.paid_until,
+                quote: change.quote.as_deref().unwrap_or("{}"), transaction_id: txn,
+            };
+            purchase(tx, &bought, now).await?;
             Ok(Ok(()))
         }
 
@@ -1361,17 +1368,13 @@ macro_rules! sql_driver_store_impl {
             Ok(Some($crate::store::drivers::SmsOutcome { reply, outcome, session, expired: Vec::new(), duplicate: true }))
         }
 
-        #[allow(clippy::too_many_arguments)]
+        /// Records what one payment of a session bought (its receipt line).
         async fn purchase(
             tx: &mut sqlx::Transaction<'_, $db>,
-            session_id: i64,
-            turns: u32,
-            amount: $crate::domain::money::Vnd,
-            paid_until: chrono::DateTime<chrono::Utc>,
-            quote: &str,
-            txn: i64,
+            bought: &$crate::store::drivers::Purchase<'_>,
             now: chrono::DateTime<chrono::Utc>,
         ) -> $crate::store::StoreResult<()> {
+            let $crate::store::drivers::Purchase { session_id, turns, amount, paid_until, quote, transaction_id: txn } = *bought;
             sqlx::query(
                 "INSERT INTO session_purchases (session_id, turns, amount, paid_until, quote, transaction_id, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",

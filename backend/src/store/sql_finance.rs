@@ -890,11 +890,11 @@ macro_rules! sql_finance_store_impl {
                 let (mut to_wallet, mut to_cards, mut refunds) = (0i64, 0i64, Vec::new());
                 match (kind.as_str(), approve) {
                     ("wallet_balance", true) => {
-                        let back = refund_to_origin(
-                            &mut tx, driver_id, Account::refund_hold(driver_id), Vnd(amount), sandbox, true,
-                            "refund_request_approved", "refund_request", &requested_by, now,
-                        )
-                        .await?;
+                        let order = $crate::store::cards::BackToOriginOrder {
+                            driver_id, from: Account::refund_hold(driver_id), amount: Vnd(amount), sandbox, rest_to_wallet: true,
+                            kind: "refund_request_approved", reason: "refund_request", requested_by: &requested_by,
+                        };
+                        let back = refund_to_origin(&mut tx, &order, now).await?;
                         to_cards = (back.to_cards + back.to_sandbox).get();
                         to_wallet = back.left.get();
                         refunds = back.refunds;

@@ -662,11 +662,11 @@ macro_rules! sql_warden_store_impl {
                     let txn = if entry.is_empty() { None } else {
                         post(&mut tx, &entry, None, now).await?.ok()
                     };
-                    let receipt = w_insert_collection(
-                        &mut tx, ctx, shift_id, "start", false, None, new.point_id, &new.plate, new.turns,
-                        new.amount, new.paid_until, txn, now,
-                    )
-                    .await?;
+                    let c = $crate::store::wardens::NewCollection {
+                        shift_id, kind: "start", applied: false, session_id: None, point_id: new.point_id, plate: &new.plate,
+                        turns: new.turns, amount: new.amount, paid_until: new.paid_until, transaction_id: txn,
+                    };
+                    let receipt = w_insert_collection(&mut tx, ctx, &c, now).await?;
                     w_flags(&mut tx, ctx, shift_id, Some(other.id), &flags, &receipt, now).await?;
                     let outcome = CashOutcome::Unapplied { receipt, existing: Some(other), flags };
                     answer_claim(&mut tx, idem, answer, &outcome).await?;
@@ -708,11 +708,11 @@ macro_rules! sql_warden_store_impl {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err($crate::store::map_sqlx)?;
-                let receipt = w_insert_collection(
-                    &mut tx, ctx, shift_id, "start", true, Some(id), new.point_id, &new.plate, new.turns, new.amount,
-                    new.paid_until, txn, now,
-                )
-                .await?;
+                let c = $crate::store::wardens::NewCollection {
+                    shift_id, kind: "start", applied: true, session_id: Some(id), point_id: new.point_id, plate: &new.plate,
+                    turns: new.turns, amount: new.amount, paid_until: new.paid_until, transaction_id: txn,
+                };
+                let receipt = w_insert_collection(&mut tx, ctx, &c, now).await?;
                 w_flags(&mut tx, ctx, shift_id, Some(id), &flags, &receipt, now).await?;
                 let session = session_where(&mut *tx, "s.id = $1", id)
                     .await?
@@ -763,11 +763,11 @@ macro_rules! sql_warden_store_impl {
                         .map_err(|e| $crate::store::StoreError::Internal(e.to_string()))?;
                     let txn = if entry.is_empty() { None } else { post(&mut tx, &entry, None, now).await?.ok() };
                     let added = change.turns.saturating_sub(row.turns).max(1);
-                    let receipt = w_insert_collection(
-                        &mut tx, ctx, shift_id, "extension", false, None, row.point_id, &row.plate, added,
-                        change.amount, change.paid_until, txn, now,
-                    )
-                    .await?;
+                    let c = $crate::store::wardens::NewCollection {
+                        shift_id, kind: "extension", applied: false, session_id: None, point_id: row.point_id, plate: &row.plate,
+                        turns: added, amount: change.amount, paid_until: change.paid_until, transaction_id: txn,
+                    };
+                    let receipt = w_insert_collection(&mut tx, ctx, &c, now).await?;
                     w_flags(&mut tx, ctx, shift_id, Some(row.id), &flags, &receipt, now).await?;
                     let outcome = CashOutcome::Unapplied { receipt, existing: Some(row), flags };
                     answer_claim(&mut tx, idem, answer, &outcome).await?;
@@ -785,11 +785,11 @@ macro_rules! sql_warden_store_impl {
                 .await
                 .map_err($crate::store::map_sqlx)?;
                 let added = change.turns.saturating_sub(row.turns).max(1);
-                let receipt = w_insert_collection(
-                    &mut tx, ctx, shift_id, "extension", true, Some(row.id), row.point_id, &row.plate, added,
-                    change.amount, change.paid_until, txn, now,
-                )
-                .await?;
+                let c = $crate::store::wardens::NewCollection {
+                    shift_id, kind: "extension", applied: true, session_id: Some(row.id), point_id: row.point_id,
+                    plate: &row.plate, turns: added, amount: change.amount, paid_until: change.paid_until, transaction_id: txn,
+                };
+                let receipt = w_insert_collection(&mut tx, ctx, &c, now).await?;
                 w_flags(&mut tx, ctx, shift_id, Some(row.id), &flags, &receipt, now).await?;
                 let session = session_where(&mut *tx, "s.id = $1", row.id)
                     .await?
@@ -1113,22 +1113,16 @@ macro_rules! sql_warden_store_impl {
             }
         }
 
-        #[allow(clippy::too_many_arguments)]
+        /// Records a cash collection and numbers its slip.
         async fn w_insert_collection(
             tx: &mut sqlx::Transaction<'_, $db>,
             ctx: &$crate::store::wardens::CashContext,
-            shift_id: Option<i64>,
-            kind: &str,
-            applied: bool,
-            session_id: Option<i64>,
-            point_id: i64,
-            plate: &$crate::domain::plate::Plate,
-            turns: u32,
-            amount: $crate::domain::money::Vnd,
-            paid_until: chrono::DateTime<chrono::Utc>,
-            transaction_id: Option<i64>,
+            c: &$crate::store::wardens::NewCollection<'_>,
             now: chrono::DateTime<chrono::Utc>,
         ) -> $crate::store::StoreResult<$crate::store::wardens::ReceiptRow> {
+            let $crate::store::wardens::NewCollection {
+                shift_id, kind, applied, session_id, point_id, plate, turns, amount, paid_until, transaction_id,
+            } = *c;
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO cash_collections (verification_code, kind, status, staff_id, shift_id, session_id, point_id, \
                  plate, turns, amount, paid_until, transaction_id, issued_at, synced_at) \

@@ -113,6 +113,32 @@ pub enum OpenShiftOutcome {
     AlreadyOpen(ShiftRow),
 }
 
+/// A cash collection to record, with its slip: what it paid for, and whether it was
+/// applied to a session or kept in suspense (offline conflicts).
+#[derive(Debug, Clone, Copy)]
+pub struct NewCollection<'a> {
+    /// The warden's shift (offline: the one covering the time, if any).
+    pub shift_id: Option<i64>,
+    /// `start` or `extension`.
+    pub kind: &'a str,
+    /// Applied to the session (or kept in suspense).
+    pub applied: bool,
+    /// The session paid for, once applied.
+    pub session_id: Option<i64>,
+    /// The point.
+    pub point_id: i64,
+    /// The plate.
+    pub plate: &'a Plate,
+    /// Turns paid.
+    pub turns: u32,
+    /// Cash taken.
+    pub amount: Vnd,
+    /// Paid until.
+    pub paid_until: DateTime<Utc>,
+    /// Its ledger transaction, if any.
+    pub transaction_id: Option<i64>,
+}
+
 /// A warden's shift closed with the cash handed over.
 #[derive(Debug, Clone, Copy)]
 pub struct ShiftClose<'a> {

@@ -23,7 +23,7 @@ use crate::{
     app::charges::{card_not_found, customer, gateway, unavailable},
     error::AppError,
     payments::PaymentError,
-    store::cards::SavedCard,
+    store::cards::{SavedCard, SetupRecord},
 };
 
 pub use charges::{charge_response, keyed_charge_response};
@@ -93,7 +93,12 @@ pub async fn create_setup(
     let answer = |card: &Option<SavedCard>| rendered(StatusCode::CREATED, &view(card));
     let saved = match app
         .store
-        .record_setup(&setup.id, d.driver_id, &setup.status, sandbox_card, Some(idem.claim()), &answer, now)
+        .record_setup(
+            &SetupRecord { setup_id: &setup.id, driver_id: d.driver_id, status: &setup.status, sandbox_card },
+            Some(idem.claim()),
+            &answer,
+            now,
+        )
         .await
     {
         Ok(saved) => saved,
