@@ -11,6 +11,7 @@ pub mod finance;
 pub mod points;
 pub mod quotes;
 pub mod refunds;
+pub mod registry;
 pub mod sessions;
 pub mod sms;
 pub mod staff;

@@ -1,11 +1,11 @@
-//! The API's views of stored rows that several use-cases answer with: a session, a refund
+//! The API's views of stored rows that several use-cases answer with: a point, a session, a refund
 //! (a priced stay is [`crate::app::quotes::quote_view`]: it is also stored with each
 //! purchase). Pure conversions: no lookup, no rule.
 
 use chrono::{DateTime, Utc};
-use iparking_mobile_api::{RefundView, SessionStatus, SessionView};
+use iparking_mobile_api::{PointView, RefundView, SessionStatus, SessionView, StreetView};
 
-use crate::store::{cards::RefundRow, drivers::SessionRow};
+use crate::store::{PointRecord, cards::RefundRow, drivers::SessionRow};
 
 /// The API view of a session; the status is computed at `now` (an expired session the
 /// expiry job has not closed yet already shows as ended).
@@ -42,4 +42,27 @@ pub fn refund_view(r: &RefundRow) -> RefundView {
         session_id: r.session_id,
         created_at: r.created_at,
     }
+}
+
+/// The API view of a point; `occupied` comes from the live state (`None` if unreachable).
+pub fn point_view(p: &PointRecord, occupied: Option<i64>) -> PointView {
+    PointView {
+        code: p.code.clone(),
+        name: p.name.clone(),
+        street: StreetView { id: p.street_id, name: p.street_name.clone(), district_code: p.district_code.clone() },
+        district_name: p.district_name.clone(),
+        lat: p.lat,
+        lon: p.lon,
+        curb: p.curb.clone(),
+        capacity: p.capacity,
+        free_spaces: occupied.map(|o| free_spaces(p.capacity, o)),
+        vehicle_classes: p.vehicle_classes.clone(),
+        status: p.status,
+        updated_at: p.updated_at,
+    }
+}
+
+/// Free spaces of a point: its capacity less what is occupied, never below zero.
+pub fn free_spaces(capacity: i32, occupied: i64) -> i32 {
+    (i64::from(capacity) - occupied).clamp(0, i64::from(capacity)) as i32
 }

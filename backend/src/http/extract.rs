@@ -6,10 +6,10 @@ use axum::{
     extract::{FromRequest, FromRequestParts, Request},
     http::{HeaderMap, StatusCode, header::AUTHORIZATION, request::Parts},
 };
-use iparking_mobile_api::StaffRole;
 use serde::de::DeserializeOwned;
 
 use super::{AppState, input};
+pub use crate::app::registry::Admin;
 use crate::{
     auth::token_hash,
     error::AppError,
@@ -104,47 +104,11 @@ impl FromRequestParts<AppState> for Staff {
     }
 }
 
-/// A staff member with the `admin` role.
-#[derive(Debug, Clone)]
-pub struct Admin(pub Principal);
-
 impl FromRequestParts<AppState> for Admin {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let Staff(p) = Staff::from_request_parts(parts, state).await?;
-        if p.role != StaffRole::Admin {
-            return Err(AppError::forbidden(
-                "Cần quyền quản trị (admin) cho thao tác này.",
-                "This action needs the admin role.",
-            ));
-        }
-        Ok(Admin(p))
-    }
-}
-
-impl Admin {
-    /// Refuses unless the admin covers district `code`.
-    pub fn require_district(&self, code: &str) -> Result<(), AppError> {
-        if self.0.covers_district(code) {
-            Ok(())
-        } else {
-            Err(AppError::forbidden(
-                format!("Tài khoản của bạn không quản lý quận {code}."),
-                format!("Your account does not manage district {code}."),
-            ))
-        }
-    }
-
-    /// Refuses unless the admin is city-wide.
-    pub fn require_city_wide(&self) -> Result<(), AppError> {
-        if self.0.district_codes.is_empty() {
-            Ok(())
-        } else {
-            Err(AppError::forbidden(
-                "Chỉ quản trị viên toàn thành phố được làm thao tác này.",
-                "Only a city-wide admin may do this.",
-            ))
-        }
+        Admin::of(p)
     }
 }

@@ -6,7 +6,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
-use iparking_mobile_api::{DistrictView, ErrorBody, NearbyQuery, NearbyResponse, PointView, StreetView};
+use iparking_mobile_api::{DistrictView, ErrorBody, NearbyQuery, NearbyResponse, PointView};
 
 use super::{
     AppState,
@@ -14,10 +14,10 @@ use super::{
 };
 use crate::{
     app::points::{normalise_code, point_not_found},
+    app::views::{free_spaces, point_view},
     domain::city,
     error::AppError,
     nearby::Hit,
-    store::PointRecord,
 };
 
 /// Default and maximum search radius, metres.
@@ -28,28 +28,6 @@ pub const MAX_RADIUS_M: f64 = 50_000.0;
 pub const DEFAULT_LIMIT: u32 = 20;
 /// Largest `limit` accepted.
 pub const MAX_LIMIT: u32 = 100;
-
-/// The API view of a point; `occupied` comes from the live state (`None` if unreachable).
-pub fn point_view(p: &PointRecord, occupied: Option<i64>) -> PointView {
-    PointView {
-        code: p.code.clone(),
-        name: p.name.clone(),
-        street: StreetView { id: p.street_id, name: p.street_name.clone(), district_code: p.district_code.clone() },
-        district_name: p.district_name.clone(),
-        lat: p.lat,
-        lon: p.lon,
-        curb: p.curb.clone(),
-        capacity: p.capacity,
-        free_spaces: occupied.map(|o| free_spaces(p.capacity, o)),
-        vehicle_classes: p.vehicle_classes.clone(),
-        status: p.status,
-        updated_at: p.updated_at,
-    }
-}
-
-fn free_spaces(capacity: i32, occupied: i64) -> i32 {
-    (i64::from(capacity) - occupied).clamp(0, i64::from(capacity)) as i32
-}
 
 // The nearby answer is the busiest read of the API, and serialising it was most of its
 // CPU. It is written by hand from the index's records: no `PointView` per point (a copy of
@@ -311,6 +289,7 @@ mod tests {
     use iparking_mobile_api::{NearbyPoint, PointStatus, VehicleClass};
 
     use super::*;
+    use crate::store::PointRecord;
 
     fn record(id: i64, name: &str, curb: Option<Vec<[f64; 2]>>, classes: Vec<VehicleClass>) -> PointRecord {
         PointRecord {
