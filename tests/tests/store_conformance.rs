@@ -1171,7 +1171,7 @@ async fn check_keyed_refund_request_commits_its_answer(store: Arc<dyn Store>) {
     let claim = |scope: &str, key: &str| IdemClaim { scope: scope.into(), key: key.into(), request_hash: "h".into() };
     let new = NewRefundRequest {
         driver_id: driver,
-        kind: "wallet_balance".into(),
+        kind: iparking::domain::finance::RequestKind::WalletBalance,
         session_id: None,
         amount: Some(Vnd(5_000)),
         reason: "leaving the city".into(),

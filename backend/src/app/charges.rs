@@ -13,7 +13,10 @@ use serde::Serialize;
 use super::{Keyed, keyed};
 use crate::{
     App,
-    domain::{charge::ChargeStatus, money::Vnd},
+    domain::{
+        charge::{ChargeStatus, RefundStatus},
+        money::Vnd,
+    },
     error::AppError,
     live::mirror,
     payments::{ChargeRequest, ChargeResult, IntentState, PaymentError, PaymentGateway},
@@ -221,7 +224,7 @@ async fn settle(
 pub async fn submit_refund(app: &App, refund_id: i64) {
     let Some(gw) = app.payments.clone() else { return };
     let refund = match app.store.refund(refund_id).await {
-        Ok(Some(r)) if r.status == "pending" => r,
+        Ok(Some(r)) if r.status == RefundStatus::Pending => r,
         Ok(_) => return,
         Err(e) => {
             tracing::warn!(error = %e, refund.id = refund_id, "refund not submitted (database); the sweeper will");
@@ -414,7 +417,7 @@ pub async fn sweep(app: &App) -> Result<SweepReport, AppError> {
     for refund in app.store.unsubmitted_refunds(now - Duration::seconds(30), 200).await? {
         submit_refund(app, refund.id).await;
         match app.store.refund(refund.id).await? {
-            Some(r) if r.status != "pending" => report.refunds_submitted += 1,
+            Some(r) if r.status != RefundStatus::Pending => report.refunds_submitted += 1,
             _ => report.deferred += 1,
         }
     }

@@ -468,7 +468,13 @@ pub async fn stop(
         ChangeOutcome::Done(row) => {
             mirror(app.live.as_ref(), &[], &[], &[&row]).await;
             // Card-paid turns go back to their cards.
-            for r in app.store.session_refunds(row.id).await?.iter().filter(|r| r.status == "pending") {
+            for r in app
+                .store
+                .session_refunds(row.id)
+                .await?
+                .iter()
+                .filter(|r| r.status == crate::domain::charge::RefundStatus::Pending)
+            {
                 charges::submit_refund(app, r.id).await;
             }
             tracing::info!(

@@ -37,7 +37,7 @@ pub fn refund_view(r: &RefundRow) -> RefundView {
     RefundView {
         id: r.id,
         amount: r.amount.get(),
-        status: r.status.clone(),
+        status: r.status.as_str().to_owned(),
         reason: r.reason.clone(),
         session_id: r.session_id,
         created_at: r.created_at,

@@ -39,6 +39,40 @@ impl DayRange {
     }
 }
 
+stored_names! {
+    /// Where a reconciliation discrepancy stands (stored as `discrepancies.status`).
+    pub enum DiscrepancyStatus {
+        /// Found, not explained yet: it holds the period open.
+        Open => "open",
+        /// Explained by a person, with a note (and possibly an adjustment).
+        Resolved => "resolved",
+        /// Gone by itself: a later import or run matched it.
+        Cleared => "cleared",
+    }
+}
+
+stored_names! {
+    /// Where a driver's refund request stands (stored as `refund_requests.status`).
+    pub enum RequestStatus {
+        /// Waiting for finance.
+        Pending => "pending",
+        /// Approved and paid back.
+        Approved => "approved",
+        /// Refused, with a note.
+        Rejected => "rejected",
+    }
+}
+
+stored_names! {
+    /// What a driver's refund request is for (stored as `refund_requests.kind`).
+    pub enum RequestKind {
+        /// The whole wallet balance (closing the account).
+        WalletBalance => "wallet_balance",
+        /// One session's payment.
+        Session => "session",
+    }
+}
+
 /// Local midnight starting `day`, in UTC.
 pub fn local_midnight(day: NaiveDate) -> DateTime<Utc> {
     let naive = day.and_hms_opt(0, 0, 0).unwrap_or_default();

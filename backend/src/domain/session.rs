@@ -1,53 +1,35 @@
 //! A parking session's states: where it was bought, and why it ended.
 
-/// Where a session was bought (stored as `sessions.channel`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SessionChannel {
-    /// In the app, from the wallet or by card.
-    App,
-    /// By SMS, charged to the phone balance.
-    Sms,
-    /// In cash, taken by a warden on the driver's behalf.
-    WardenCash,
-}
-
-impl SessionChannel {
-    /// The stored (and answered) name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionChannel::App => "app",
-            SessionChannel::Sms => "sms",
-            SessionChannel::WardenCash => "warden_cash",
-        }
-    }
-
-    /// From the stored name.
-    pub fn parse(s: &str) -> Option<SessionChannel> {
-        [SessionChannel::App, SessionChannel::Sms, SessionChannel::WardenCash].into_iter().find(|c| c.as_str() == s)
+stored_names! {
+    /// Where a session was bought (stored as `sessions.channel`).
+    pub enum SessionChannel {
+        /// In the app, from the wallet or by card.
+        App => "app",
+        /// By SMS, charged to the phone balance.
+        Sms => "sms",
+        /// In cash, taken by a warden on the driver's behalf.
+        WardenCash => "warden_cash",
     }
 }
 
-/// Why a session ended (stored as `sessions.end_reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EndReason {
-    /// Stopped by its driver (unused whole turns refunded): the car should have left.
-    Stopped,
-    /// Its paid time and grace ran out.
-    Expired,
+stored_names! {
+    /// Why a session ended (stored as `sessions.end_reason`).
+    pub enum EndReason {
+        /// Stopped by its driver (unused whole turns refunded): the car should have left.
+        Stopped => "stopped",
+        /// Its paid time and grace ran out.
+        Expired => "expired",
+    }
 }
 
-impl EndReason {
-    /// The stored (and answered) name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EndReason::Stopped => "stopped",
-            EndReason::Expired => "expired",
-        }
-    }
-
-    /// From the stored name.
-    pub fn parse(s: &str) -> Option<EndReason> {
-        [EndReason::Stopped, EndReason::Expired].into_iter().find(|r| r.as_str() == s)
+stored_names! {
+    /// What a payment bought: a new session or more time on one (stored as
+    /// `cash_collections.kind`, answered as a receipt's `kind`).
+    pub enum PaymentKind {
+        /// A new session.
+        Start => "start",
+        /// More time on a session.
+        Extension => "extension",
     }
 }
 
@@ -57,11 +39,17 @@ mod tests {
 
     #[test]
     fn stored_names_read_back() {
-        for c in [SessionChannel::App, SessionChannel::Sms, SessionChannel::WardenCash] {
+        for &c in SessionChannel::ALL {
             assert_eq!(SessionChannel::parse(c.as_str()), Some(c));
+            assert_eq!(serde_json::to_string(&c).unwrap(), format!("\"{c}\""));
+            assert_eq!(serde_json::from_str::<SessionChannel>(&format!("\"{c}\"")).unwrap(), c);
         }
-        for r in [EndReason::Stopped, EndReason::Expired] {
+        for &r in EndReason::ALL {
             assert_eq!(EndReason::parse(r.as_str()), Some(r));
+        }
+        assert!(serde_json::from_str::<SessionChannel>("\"App\"").is_err());
+        for &k in PaymentKind::ALL {
+            assert_eq!(PaymentKind::parse(k.as_str()), Some(k));
         }
         assert_eq!(SessionChannel::parse("warden"), None);
         assert_eq!(EndReason::parse("Stopped"), None);

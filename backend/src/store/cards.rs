@@ -11,7 +11,10 @@ use super::{
     drivers::{Answer, IdemClaim, SessionRow},
 };
 use crate::{
-    domain::money::Vnd,
+    domain::{
+        charge::{RefundSource, RefundStatus},
+        money::Vnd,
+    },
     payments::{BalanceTxn, CardInfo, Payout},
 };
 
@@ -181,8 +184,8 @@ pub enum MarkOutcome {
 pub struct RefundRow {
     /// Id.
     pub id: i64,
-    /// `card_charge` or `topup`.
-    pub source: String,
+    /// What it pays back.
+    pub source: RefundSource,
     /// The card charge refunded.
     pub charge_id: Option<i64>,
     /// The processor's intent refunded.
@@ -199,8 +202,8 @@ pub struct RefundRow {
     pub requested_by: String,
     /// The processor's refund id, once submitted.
     pub processor_refund_id: Option<String>,
-    /// `pending` (not submitted yet), `submitted`, `succeeded`, `failed`.
-    pub status: String,
+    /// Where it stands.
+    pub status: RefundStatus,
     /// Why it failed.
     pub failure_reason: Option<String>,
     /// Created.

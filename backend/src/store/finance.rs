@@ -11,7 +11,11 @@ use super::{
     drivers::{Answer, IdemClaim},
 };
 pub use crate::domain::finance::SettlementLine;
-use crate::domain::{ledger::Account, money::Vnd};
+use crate::domain::{
+    finance::{DiscrepancyStatus, RequestKind, RequestStatus},
+    ledger::Account,
+    money::Vnd,
+};
 
 /// A dimension of a revenue report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -292,8 +296,8 @@ pub struct DiscrepancyRow {
     pub actual: Option<i64>,
     /// JSON text.
     pub details: String,
-    /// `open`, `resolved`, `cleared`.
-    pub status: String,
+    /// Where it stands.
+    pub status: DiscrepancyStatus,
     /// First found.
     pub detected_at: DateTime<Utc>,
     /// Resolver's name.
@@ -422,8 +426,8 @@ pub struct RefundRequestRow {
     pub id: i64,
     /// Driver.
     pub driver_id: i64,
-    /// `wallet_balance` or `session`.
-    pub kind: String,
+    /// What it is for.
+    pub kind: RequestKind,
     /// Session.
     pub session_id: Option<i64>,
     /// District code of the session's point.
@@ -432,8 +436,8 @@ pub struct RefundRequestRow {
     pub amount: i64,
     /// Driver's reason.
     pub reason: String,
-    /// `pending`, `approved`, `rejected`.
-    pub status: String,
+    /// Where it stands.
+    pub status: RequestStatus,
     /// Decider's name.
     pub decided_by: Option<String>,
     /// When.
@@ -485,8 +489,8 @@ pub struct RefundDecision<'a> {
 pub struct NewRefundRequest {
     /// Driver.
     pub driver_id: i64,
-    /// `wallet_balance` or `session`.
-    pub kind: String,
+    /// What it is for.
+    pub kind: RequestKind,
     /// The disputed session.
     pub session_id: Option<i64>,
     /// Amount (`None`: all that can be).
@@ -624,8 +628,11 @@ pub trait FinanceStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<RequestOutcome>;
     /// Refund requests: of a driver, or (`None`) all; `status` `None` = any.
-    async fn refund_requests(&self, driver_id: Option<i64>, status: Option<&str>)
-    -> StoreResult<Vec<RefundRequestRow>>;
+    async fn refund_requests(
+        &self,
+        driver_id: Option<i64>,
+        status: Option<RequestStatus>,
+    ) -> StoreResult<Vec<RefundRequestRow>>;
     /// One refund request.
     async fn refund_request(&self, id: i64) -> StoreResult<Option<RefundRequestRow>>;
     /// Approves or rejects a pending request, audited; the money moves in the same

@@ -297,6 +297,12 @@ pub trait Store:
     async fn revoke_token(&self, token_id: i64, now: DateTime<Utc>) -> StoreResult<bool>;
 }
 
+/// Reads a stored status back by its name (`parse` of a `stored_names!` enum), or fails
+/// naming the row: the tables' CHECK constraints keep other text out, so this is a bug.
+pub(crate) fn stored_name<T>(parse: fn(&str) -> Option<T>, text: &str, table: &str, id: i64) -> StoreResult<T> {
+    parse(text).ok_or_else(|| StoreError::Internal(format!("{table} {id} holds an unknown name {text:?}")))
+}
+
 /// Maps a sqlx error to a [`StoreError`], naming the constraint of a unique violation
 /// the same way on both databases (SQLite reports `table.column`, not the name).
 pub(crate) fn map_sqlx(e: sqlx::Error) -> StoreError {

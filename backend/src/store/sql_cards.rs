@@ -7,8 +7,12 @@ use chrono::{DateTime, Utc};
 use super::{
     StoreError,
     cards::{ChargeRow, RefundRow, SavedCard},
+    stored_name,
 };
-use crate::domain::money::Vnd;
+use crate::domain::{
+    charge::{RefundSource, RefundStatus},
+    money::Vnd,
+};
 
 /// Columns of a charge with its card and customer.
 pub const CHARGE_SELECT: &str = "SELECT c.id, c.driver_id, c.card_id, k.payment_method_id, pc.customer_id, c.amount, \
@@ -87,11 +91,13 @@ pub struct RefundDbRow {
     created_at: DateTime<Utc>,
 }
 
-impl From<RefundDbRow> for RefundRow {
-    fn from(r: RefundDbRow) -> Self {
-        RefundRow {
+impl TryFrom<RefundDbRow> for RefundRow {
+    type Error = StoreError;
+    fn try_from(r: RefundDbRow) -> Result<Self, StoreError> {
+        Ok(RefundRow {
+            source: stored_name(RefundSource::parse, &r.source, "refund", r.id)?,
+            status: stored_name(RefundStatus::parse, &r.status, "refund", r.id)?,
             id: r.id,
-            source: r.source,
             charge_id: r.charge_id,
             intent_id: r.intent_id,
             driver_id: r.driver_id,
@@ -100,10 +106,9 @@ impl From<RefundDbRow> for RefundRow {
             reason: r.reason,
             requested_by: r.requested_by,
             processor_refund_id: r.processor_refund_id,
-            status: r.status,
             failure_reason: r.failure_reason,
             created_at: r.created_at,
-        }
+        })
     }
 }
 
@@ -705,7 +710,7 @@ macro_rules! sql_card_store_impl {
                     .fetch_all(&self.pool)
                     .await
                     .map_err($crate::store::map_sqlx)?;
-                Ok(rows.into_iter().map(Into::into).collect())
+                rows.into_iter().map(TryInto::try_into).collect()
             }
 
             async fn refund_submitted(
@@ -1064,7 +1069,7 @@ macro_rules! sql_card_store_impl {
             let sql = sqlx::AssertSqlSafe(format!("{} WHERE {condition}", $crate::store::sql_cards::REFUND_SELECT));
             let row: Option<$crate::store::sql_cards::RefundDbRow> =
                 sqlx::query_as(sql).bind(arg).fetch_optional(conn).await.map_err($crate::store::map_sqlx)?;
-            Ok(row.map(Into::into))
+            row.map(TryInto::try_into).transpose()
         }
 
         async fn refunds_where<'c, E, A>(
@@ -1079,7 +1084,7 @@ macro_rules! sql_card_store_impl {
             let sql = sqlx::AssertSqlSafe(format!("{} WHERE {condition}", $crate::store::sql_cards::REFUND_SELECT));
             let rows: Vec<$crate::store::sql_cards::RefundDbRow> =
                 sqlx::query_as(sql).bind(arg).fetch_all(conn).await.map_err($crate::store::map_sqlx)?;
-            Ok(rows.into_iter().map(Into::into).collect())
+            rows.into_iter().map(TryInto::try_into).collect()
         }
 
         /// `refunds` as the transaction has stored them (`pending`; timestamps as the

@@ -747,7 +747,7 @@ macro_rules! sql_finance_store_impl {
                 use $crate::store::finance::RequestOutcome;
                 let mut tx = self.begin_write().await?;
                 claim(&mut tx, idem, now).await?;
-                let amount = if req.kind == "wallet_balance" {
+                let amount = if req.kind == $crate::domain::finance::RequestKind::WalletBalance {
                     let locked = sqlx::AssertSqlSafe(format!(
                         "SELECT balance FROM accounts WHERE kind = 'wallet' AND ref = $1{}",
                         $lock
@@ -830,8 +830,8 @@ macro_rules! sql_finance_store_impl {
                      VALUES ($1, $2, $3, $4, $5, 'pending', $6) RETURNING id",
                 )
                 .bind(req.driver_id)
-                .bind(&req.kind)
-                .bind(req.session_id.filter(|_| req.kind == "session"))
+                .bind(req.kind.as_str())
+                .bind(req.session_id.filter(|_| req.kind == $crate::domain::finance::RequestKind::Session))
                 .bind(amount)
                 .bind(&req.reason)
                 .bind(now)
@@ -848,11 +848,11 @@ macro_rules! sql_finance_store_impl {
             async fn refund_requests(
                 &self,
                 driver_id: Option<i64>,
-                status: Option<&str>,
+                status: Option<$crate::domain::finance::RequestStatus>,
             ) -> $crate::store::StoreResult<Vec<$crate::store::finance::RefundRequestRow>> {
                 let rows = match (driver_id, status) {
                     (Some(d), _) => refund_requests_where(&self.pool, "r.driver_id = $1", d).await?,
-                    (None, Some(s)) => return refund_requests_where(&self.pool, "r.status = $1", s.to_owned()).await,
+                    (None, Some(s)) => return refund_requests_where(&self.pool, "r.status = $1", s.as_str()).await,
                     (None, None) => refund_requests_where(&self.pool, "r.id > $1", 0i64).await?,
                 };
                 Ok(rows.into_iter().filter(|r| status.is_none_or(|s| r.status == s)).collect())
@@ -1040,9 +1040,9 @@ macro_rules! sql_finance_store_impl {
                  WHERE {condition} ORDER BY d.id"
             ));
             let rows: Vec<Raw> = sqlx::query_as(sql).bind(a).bind(b).fetch_all(conn).await.map_err($crate::store::map_sqlx)?;
-            Ok(rows
-                .into_iter()
-                .map(|r| $crate::store::finance::DiscrepancyRow {
+            rows.into_iter()
+                .map(|r| {
+                    Ok($crate::store::finance::DiscrepancyRow {
                     id: r.0,
                     section: r.1,
                     kind: r.2,
@@ -1053,13 +1053,19 @@ macro_rules! sql_finance_store_impl {
                     expected: r.7,
                     actual: r.8,
                     details: r.9,
-                    status: r.10,
+                    status: $crate::store::stored_name(
+                        $crate::domain::finance::DiscrepancyStatus::parse,
+                        &r.10,
+                        "discrepancy",
+                        r.0,
+                    )?,
                     detected_at: r.11,
                     resolved_by: r.12,
                     resolved_at: r.13,
                     resolution_note: r.14,
                 })
-                .collect())
+                })
+                .collect()
         }
 
         async fn period_where<'c, E>(conn: E, month: &str) -> $crate::store::StoreResult<Option<$crate::store::finance::PeriodRow>>
@@ -1192,17 +1198,27 @@ macro_rules! sql_finance_store_impl {
                 agg = $crate::store::sql_finance::ID_LIST,
             ));
             let rows: Vec<Raw> = sqlx::query_as(sql).bind(arg).fetch_all(conn).await.map_err($crate::store::map_sqlx)?;
-            Ok(rows
-                .into_iter()
-                .map(|r| $crate::store::finance::RefundRequestRow {
+            rows.into_iter()
+                .map(|r| {
+                    Ok($crate::store::finance::RefundRequestRow {
                     id: r.0,
                     driver_id: r.1,
-                    kind: r.2,
+                    kind: $crate::store::stored_name(
+                        $crate::domain::finance::RequestKind::parse,
+                        &r.2,
+                        "refund request",
+                        r.0,
+                    )?,
                     session_id: r.3,
                     district_code: r.4,
                     amount: r.5,
                     reason: r.6,
-                    status: r.7,
+                    status: $crate::store::stored_name(
+                        $crate::domain::finance::RequestStatus::parse,
+                        &r.7,
+                        "refund request",
+                        r.0,
+                    )?,
                     decided_by: r.8,
                     decided_at: r.9,
                     decision_note: r.10,
@@ -1211,7 +1227,8 @@ macro_rules! sql_finance_store_impl {
                     refund_ids: r.13.as_deref().unwrap_or("").split(',').filter_map(|s| s.trim().parse().ok()).collect(),
                     created_at: r.14,
                 })
-                .collect())
+                })
+                .collect()
         }
     };
 }

@@ -86,13 +86,14 @@ pub(crate) struct ReceiptDbRow {
     pub issued_at: DateTime<Utc>,
 }
 
-impl From<ReceiptDbRow> for ReceiptRow {
-    fn from(r: ReceiptDbRow) -> Self {
-        ReceiptRow {
+impl TryFrom<ReceiptDbRow> for ReceiptRow {
+    type Error = StoreError;
+    fn try_from(r: ReceiptDbRow) -> Result<Self, StoreError> {
+        Ok(ReceiptRow {
+            kind: super::stored_name(crate::domain::session::PaymentKind::parse, &r.kind, "cash collection", r.id)?,
             id: r.id,
             number: r.number.unwrap_or_default(),
             verification_code: r.verification_code,
-            kind: r.kind,
             applied: r.status == "applied",
             staff_id: r.staff_id,
             staff_name: r.staff_name,
@@ -108,7 +109,7 @@ impl From<ReceiptDbRow> for ReceiptRow {
             amount: Vnd(r.amount),
             paid_until: r.paid_until,
             issued_at: r.issued_at,
-        }
+        })
     }
 }
 
@@ -663,7 +664,7 @@ macro_rules! sql_warden_store_impl {
                         post(&mut tx, &entry, None, now).await?.ok()
                     };
                     let c = $crate::store::wardens::NewCollection {
-                        shift_id, kind: "start", applied: false, session_id: None, point_id: new.point_id, plate: &new.plate,
+                        shift_id, kind: $crate::domain::session::PaymentKind::Start, applied: false, session_id: None, point_id: new.point_id, plate: &new.plate,
                         turns: new.turns, amount: new.amount, paid_until: new.paid_until, transaction_id: txn,
                     };
                     let receipt = w_insert_collection(&mut tx, ctx, &c, now).await?;
@@ -709,7 +710,7 @@ macro_rules! sql_warden_store_impl {
                 .await
                 .map_err($crate::store::map_sqlx)?;
                 let c = $crate::store::wardens::NewCollection {
-                    shift_id, kind: "start", applied: true, session_id: Some(id), point_id: new.point_id, plate: &new.plate,
+                    shift_id, kind: $crate::domain::session::PaymentKind::Start, applied: true, session_id: Some(id), point_id: new.point_id, plate: &new.plate,
                     turns: new.turns, amount: new.amount, paid_until: new.paid_until, transaction_id: txn,
                 };
                 let receipt = w_insert_collection(&mut tx, ctx, &c, now).await?;
@@ -764,7 +765,7 @@ macro_rules! sql_warden_store_impl {
                     let txn = if entry.is_empty() { None } else { post(&mut tx, &entry, None, now).await?.ok() };
                     let added = change.turns.saturating_sub(row.turns).max(1);
                     let c = $crate::store::wardens::NewCollection {
-                        shift_id, kind: "extension", applied: false, session_id: None, point_id: row.point_id, plate: &row.plate,
+                        shift_id, kind: $crate::domain::session::PaymentKind::Extension, applied: false, session_id: None, point_id: row.point_id, plate: &row.plate,
                         turns: added, amount: change.amount, paid_until: change.paid_until, transaction_id: txn,
                     };
                     let receipt = w_insert_collection(&mut tx, ctx, &c, now).await?;
@@ -786,7 +787,7 @@ macro_rules! sql_warden_store_impl {
                 .map_err($crate::store::map_sqlx)?;
                 let added = change.turns.saturating_sub(row.turns).max(1);
                 let c = $crate::store::wardens::NewCollection {
-                    shift_id, kind: "extension", applied: true, session_id: Some(row.id), point_id: row.point_id,
+                    shift_id, kind: $crate::domain::session::PaymentKind::Extension, applied: true, session_id: Some(row.id), point_id: row.point_id,
                     plate: &row.plate, turns: added, amount: change.amount, paid_until: change.paid_until, transaction_id: txn,
                 };
                 let receipt = w_insert_collection(&mut tx, ctx, &c, now).await?;
@@ -1029,7 +1030,7 @@ macro_rules! sql_warden_store_impl {
             let sql = sqlx::AssertSqlSafe(format!("{} WHERE {condition}", $crate::store::sql_wardens::RECEIPT_SELECT));
             let row: Option<$crate::store::sql_wardens::ReceiptDbRow> =
                 sqlx::query_as(sql).bind(arg).fetch_optional(conn).await.map_err($crate::store::map_sqlx)?;
-            Ok(row.map(Into::into))
+            row.map(TryInto::try_into).transpose()
         }
 
         async fn w_violation_where<A>(
@@ -1129,7 +1130,7 @@ macro_rules! sql_warden_store_impl {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
             )
             .bind(&ctx.verification_code)
-            .bind(kind)
+            .bind(kind.as_str())
             .bind(if applied { "applied" } else { "unapplied" })
             .bind(ctx.staff_id)
             .bind(shift_id)

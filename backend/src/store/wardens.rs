@@ -13,6 +13,7 @@ use crate::domain::{
     check::{CheckSource, SessionFact},
     money::Vnd,
     plate::Plate,
+    session::PaymentKind,
 };
 
 /// What a password login needs to know of a username.
@@ -119,8 +120,8 @@ pub enum OpenShiftOutcome {
 pub struct NewCollection<'a> {
     /// The warden's shift (offline: the one covering the time, if any).
     pub shift_id: Option<i64>,
-    /// `start` or `extension`.
-    pub kind: &'a str,
+    /// What it pays for.
+    pub kind: PaymentKind,
     /// Applied to the session (or kept in suspense).
     pub applied: bool,
     /// The session paid for, once applied.
@@ -198,8 +199,8 @@ pub struct ReceiptRow {
     pub number: String,
     /// Verification code.
     pub verification_code: String,
-    /// `start` or `extension`.
-    pub kind: String,
+    /// What it paid for.
+    pub kind: PaymentKind,
     /// Whether it paid for the session.
     pub applied: bool,
     /// Warden.

@@ -82,7 +82,7 @@ pub async fn close(
         .discrepancies(&range.from_str(), &range.to_str())
         .await?
         .into_iter()
-        .filter(|d| d.status == "open")
+        .filter(|d| d.status == fin::DiscrepancyStatus::Open)
         .map(|d| d.id)
         .collect();
     if !open.is_empty() && !body.override_open_discrepancies {

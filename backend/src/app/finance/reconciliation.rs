@@ -15,7 +15,7 @@ use super::{note_of, out_of_scope, parse_month, reader, visible, wants_csv, writ
 use crate::{
     App,
     app::{Keyed, keyed},
-    domain::finance::{self as fin, Csv, DayRange},
+    domain::finance::{self as fin, Csv, DayRange, DiscrepancyStatus},
     error::AppError,
     store::{
         Principal, StoreError,
@@ -327,7 +327,7 @@ pub fn discrepancy_view(d: DiscrepancyRow) -> DiscrepancyView {
         expected: d.expected,
         actual: d.actual,
         details: serde_json::from_str(&d.details).unwrap_or(serde_json::Value::Null),
-        status: d.status,
+        status: d.status.as_str().to_owned(),
         detected_at: d.detected_at,
         resolved_by: d.resolved_by,
         resolved_at: d.resolved_at,
@@ -377,15 +377,21 @@ pub async fn reconciliation(
         .filter(|d| visible(p, d.district_code.as_deref()))
         .map(discrepancy_view)
         .collect();
-    let open =
-        |section: &str| discrepancies.iter().filter(|d| d.section == section && d.status == "open").count() as i64;
+    let open = |section: &str| {
+        discrepancies.iter().filter(|d| d.section == section && d.status == DiscrepancyStatus::Open.as_str()).count()
+            as i64
+    };
     r.processor.summary.open_discrepancies = open("processor");
     r.cash.summary.open_discrepancies = open("cash");
     r.ledger.open_discrepancies = open("ledger");
     for c in &mut r.carriers {
         c.summary.open_discrepancies = discrepancies
             .iter()
-            .filter(|d| d.section == "carrier" && d.status == "open" && d.details["carrier"] == c.carrier.as_str())
+            .filter(|d| {
+                d.section == "carrier"
+                    && d.status == DiscrepancyStatus::Open.as_str()
+                    && d.details["carrier"] == c.carrier.as_str()
+            })
             .count() as i64;
     }
     let city = p.is_city_wide();
@@ -459,18 +465,20 @@ pub async fn discrepancies(
         }
         None => ("0000-01-01".to_owned(), "9999-12-31".to_owned()),
     };
-    let status = status.unwrap_or("open");
-    if !matches!(status, "open" | "resolved" | "cleared" | "all") {
-        return Err(AppError::bad_request(
-            "invalid_status",
-            "Trạng thái là open, resolved, cleared hoặc all.",
-            "The status is open, resolved, cleared or all.",
-        ));
-    }
+    let status = match status.unwrap_or("open") {
+        "all" => None,
+        s => Some(DiscrepancyStatus::parse(s).ok_or_else(|| {
+            AppError::bad_request(
+                "invalid_status",
+                "Trạng thái là open, resolved, cleared hoặc all.",
+                "The status is open, resolved, cleared or all.",
+            )
+        })?),
+    };
     let rows = app.store.discrepancies(&from, &to).await?;
     Ok(rows
         .into_iter()
-        .filter(|d| visible(p, d.district_code.as_deref()) && (status == "all" || d.status == status))
+        .filter(|d| visible(p, d.district_code.as_deref()) && status.is_none_or(|s| d.status == s))
         .map(discrepancy_view)
         .collect())
 }
@@ -504,7 +512,7 @@ pub async fn resolve(
             Ok(Keyed::Done(discrepancy_view(*row)))
         }
         ResolveOutcome::NotFound => Err(not_found()),
-        ResolveOutcome::NotOpen(row) if row.status == "resolved" => Err(AppError::conflict(
+        ResolveOutcome::NotOpen(row) if row.status == DiscrepancyStatus::Resolved => Err(AppError::conflict(
             "already_resolved",
             "Chênh lệch này đã được xử lý.",
             "This discrepancy is already resolved.",

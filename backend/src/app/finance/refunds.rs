@@ -11,7 +11,10 @@ use crate::{
         charges::{sandbox_refunds, submit_refund},
         keyed,
     },
-    domain::money::Vnd,
+    domain::{
+        finance::{RequestKind, RequestStatus},
+        money::Vnd,
+    },
     error::AppError,
     store::{
         Principal,
@@ -24,12 +27,12 @@ use crate::{
 pub fn request_view(r: RefundRequestRow) -> RefundRequestView {
     RefundRequestView {
         id: r.id,
-        kind: r.kind,
+        kind: r.kind.as_str().to_owned(),
         amount: r.amount,
         session_id: r.session_id,
         district_code: r.district_code,
         reason: r.reason,
-        status: r.status,
+        status: r.status.as_str().to_owned(),
         decided_by: r.decided_by,
         decided_at: r.decided_at,
         decision_note: r.decision_note,
@@ -64,8 +67,8 @@ pub async fn request_refund(
             "A refund must be a positive whole number of đồng.",
         ));
     }
-    match (req.kind.as_str(), req.session_id) {
-        ("wallet_balance", None) | ("session", Some(_)) => {}
+    let kind = match (RequestKind::parse(&req.kind), req.session_id) {
+        (Some(kind @ RequestKind::WalletBalance), None) | (Some(kind @ RequestKind::Session), Some(_)) => kind,
         _ => {
             return Err(AppError::bad_request(
                 "invalid_kind",
@@ -73,10 +76,10 @@ pub async fn request_refund(
                 "The kind is wallet_balance (without session_id) or session (with session_id).",
             ));
         }
-    }
+    };
     let new = NewRefundRequest {
         driver_id,
-        kind: req.kind.clone(),
+        kind,
         session_id: req.session_id,
         amount: req.amount.map(Vnd),
         reason: reason.to_owned(),
@@ -95,7 +98,7 @@ pub async fn request_refund(
             Err(AppError::not_found("session_not_found", "Không tìm thấy lượt đỗ này.", "No such parking session."))
         }
         RequestOutcome::TooLarge(most) => Err(AppError::unprocessable(
-            if req.kind == "session" { "exceeds_refundable" } else { "insufficient_balance" },
+            if kind == RequestKind::Session { "exceeds_refundable" } else { "insufficient_balance" },
             format!("Chỉ hoàn được tối đa {} đồng.", most.get()),
             format!("At most {} đồng can be refunded.", most.get()),
         )
@@ -116,7 +119,7 @@ pub async fn requests_of(app: &App, driver_id: i64) -> Result<Vec<RefundRequestV
 
 /// A district's staff see the requests about their sessions; wallet refunds are city-wide.
 fn request_visible(p: &Principal, r: &RefundRequestRow) -> bool {
-    p.is_city_wide() || (r.kind == "session" && visible(p, r.district_code.as_deref()))
+    p.is_city_wide() || (r.kind == RequestKind::Session && visible(p, r.district_code.as_deref()))
 }
 
 /// Requests waiting for (or decided by) finance, in the caller's scope: `pending` (the
@@ -125,14 +128,16 @@ pub async fn requests(app: &App, p: &Principal, status: Option<&str>) -> Result<
     reader(p)?;
     let status = match status.unwrap_or("pending") {
         "all" => None,
-        s @ ("pending" | "approved" | "rejected") => Some(s),
-        _ => {
-            return Err(AppError::bad_request(
-                "invalid_status",
-                "Trạng thái là pending, approved, rejected hoặc all.",
-                "The status is pending, approved, rejected or all.",
-            ));
-        }
+        s => match RequestStatus::parse(s) {
+            Some(s) => Some(s),
+            None => {
+                return Err(AppError::bad_request(
+                    "invalid_status",
+                    "Trạng thái là pending, approved, rejected hoặc all.",
+                    "The status is pending, approved, rejected or all.",
+                ));
+            }
+        },
     };
     let rows = app.store.refund_requests(None, status).await?;
     Ok(rows.into_iter().filter(|r| request_visible(p, r)).map(request_view).collect())

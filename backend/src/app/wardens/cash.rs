@@ -33,7 +33,7 @@ pub fn receipt_view(r: &ReceiptRow) -> ReceiptView {
         verification_code: r.verification_code.clone(),
         qr_payload: format!("IPK1|{}|{}", r.number, r.verification_code),
         verify_path: format!("/v1/receipts/{}?code={}", r.number, r.verification_code),
-        kind: r.kind.clone(),
+        kind: r.kind.as_str().to_owned(),
         status: if r.applied { ReceiptStatus::Applied } else { ReceiptStatus::Unapplied },
         amount: r.amount.get(),
         turns: r.turns,
@@ -188,7 +188,7 @@ async fn cash_result(app: &App, outcome: CashOutcome, now: DateTime<Utc>) -> Res
             let closed: Vec<&SessionRow> = expired.iter().collect();
             if *historic {
                 mirror(app.live.as_ref(), &[], &[], &closed).await;
-            } else if receipt.kind == "start" {
+            } else if receipt.kind == crate::domain::session::PaymentKind::Start {
                 mirror(app.live.as_ref(), &[session], &[], &closed).await;
             } else {
                 mirror(app.live.as_ref(), &[], &[session], &closed).await;
