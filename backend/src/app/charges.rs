@@ -56,7 +56,7 @@ pub async fn customer(app: &App, gw: &dyn PaymentGateway, driver_id: i64) -> Res
 
 /// Records a charge for `plan` and drives it (used by session start and extend when the
 /// driver pays by card). The driver's idempotency key is claimed with the charge: a retry
-/// with it resumes this charge (see [`drive`]), never makes another.
+/// with it resumes this charge (see [`advance_charge`]), never makes another.
 pub async fn pay_by_card(
     app: &App,
     claim: &IdemClaim,
@@ -84,7 +84,7 @@ pub async fn pay_by_card(
         Keyed::Done(c) => c,
         Keyed::Taken => return Ok(Keyed::Taken),
     };
-    drive(app, charge, warnings).await.map(Keyed::Done)
+    advance_charge(app, charge, warnings).await.map(Keyed::Done)
 }
 
 /// Takes a charge as far as it can go now: charges the card (same key on every attempt),
@@ -92,7 +92,7 @@ pub async fn pay_by_card(
 /// state (so a retry with the same `Idempotency-Key` gets the same answer, in its own
 /// language). A processor outage answers 503 and leaves the charge open: the same request
 /// again resumes it, and so does the sweeper.
-pub async fn drive(app: &App, charge: ChargeRow, warnings: Vec<String>) -> Result<ChargeAnswer, AppError> {
+pub async fn advance_charge(app: &App, charge: ChargeRow, warnings: Vec<String>) -> Result<ChargeAnswer, AppError> {
     let gw = gateway(app)?;
     let mut client_secret = None;
     if charge.status.is_open() {
@@ -131,7 +131,7 @@ pub async fn drive(app: &App, charge: ChargeRow, warnings: Vec<String>) -> Resul
         }
     }
     let charge = app.store.charge(charge.id).await?.ok_or_else(|| AppError::internal(&"charge vanished"))?;
-    answer(app, charge, client_secret, warnings).await
+    charge_answer(app, charge, client_secret, warnings).await
 }
 
 fn charge_metadata(c: &ChargeRow) -> Vec<(&'static str, String)> {
@@ -262,7 +262,7 @@ pub async fn submit_refund(app: &App, refund_id: i64) {
     }
 }
 
-/// Where a charge stands, once [`drive`] has taken it as far as it can go now.
+/// Where a charge stands, once [`advance_charge`] has taken it as far as it can go now.
 #[derive(Debug)]
 pub enum ChargeAnswer {
     /// Paid and applied to its session (a start or an extension).
@@ -308,7 +308,7 @@ pub enum ChargeAnswer {
 }
 
 /// The answer for a charge in its current state.
-async fn answer(
+async fn charge_answer(
     app: &App,
     charge: ChargeRow,
     client_secret: Option<String>,

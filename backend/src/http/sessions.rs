@@ -73,7 +73,8 @@ pub async fn start_session(
                     Prelude::Fresh(idem) => idem,
                     Prelude::Replayed(replayed) => return Ok(replayed),
                     Prelude::Charge(charge) => {
-                        return cards::charge_response(&app, charges::drive(&app, *charge, Vec::new()).await?).await;
+                        return cards::charge_response(&app, charges::advance_charge(&app, *charge, Vec::new()).await?)
+                            .await;
                     }
                 };
             return start_with_key(&app, &d, &headers, parsed?, idem).await;
@@ -135,7 +136,7 @@ pub async fn extend_session(
         Prelude::Fresh(idem) => idem,
         Prelude::Replayed(replayed) => return Ok(replayed),
         Prelude::Charge(charge) => {
-            return cards::charge_response(&app, charges::drive(&app, *charge, Vec::new()).await?).await;
+            return cards::charge_response(&app, charges::advance_charge(&app, *charge, Vec::new()).await?).await;
         }
     };
     let req: ExtendSession = parse_json(&headers, &body)?;

@@ -4,7 +4,7 @@
 
 use iparking_mobile_api::{ClosePeriod, PeriodView};
 
-use super::{city_writer, note_of, parse_month, period_closed, reader, reconciliation::run};
+use super::{city_writer, note_of, parse_month, period_closed, reader, reconciliation::reconcile};
 use crate::{
     App,
     domain::finance as fin,
@@ -76,7 +76,7 @@ pub async fn close(
         (true, r) => Some(note_of(r.unwrap_or(""), "invalid_reason")?),
         (false, _) => None,
     };
-    run(app, range, true).await?;
+    reconcile(app, range, true).await?;
     let open: Vec<i64> = app
         .store
         .discrepancies(&range.from_str(), &range.to_str())

@@ -60,7 +60,7 @@ fn finding(
 }
 
 /// Matches everything for the range and stores the findings.
-pub(super) async fn run(app: &App, range: DayRange, month_run: bool) -> Result<Run, AppError> {
+pub(super) async fn reconcile(app: &App, range: DayRange, month_run: bool) -> Result<Run, AppError> {
     let (start, end) = (range.start(), range.end());
     let now = app.clock.now();
     let margin = Duration::days(31);
@@ -368,7 +368,7 @@ pub async fn reconciliation(
     reader(p)?;
     let (range, month_run) = recon_range(q)?;
     wants_csv(q.format.as_deref())?;
-    let mut r = run(app, range, month_run).await?;
+    let mut r = reconcile(app, range, month_run).await?;
     let discrepancies: Vec<DiscrepancyView> = app
         .store
         .discrepancies(&range.from_str(), &range.to_str())

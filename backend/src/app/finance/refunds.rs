@@ -157,7 +157,7 @@ pub struct Decision<'a> {
 /// Decides a request. The answer (the request as decided; card refunds are submitted
 /// afterwards and do not change it) is rendered inside the decision's transaction and
 /// stored with its key.
-pub async fn decide(
+pub async fn decide_request(
     app: &App,
     p: &Principal,
     decision: &Decision<'_>,

@@ -92,7 +92,7 @@ fn batch_error(index: usize, action: &SyncAction, e: AppError) -> AppError {
     }
 }
 
-fn plan(action: &SyncAction, now: DateTime<Utc>) -> Result<Planned, AppError> {
+fn plan_action(action: &SyncAction, now: DateTime<Utc>) -> Result<Planned, AppError> {
     if action.device_time > now + Duration::seconds(DEVICE_CLOCK_SKEW_SECS) {
         return Err(AppError::unprocessable(
             "device_time_in_future",
@@ -184,7 +184,7 @@ pub async fn sync(app: &App, w: &Warden, batch: &SyncBatch, english: bool) -> Re
                 ),
             ));
         }
-        planned.push(plan(a, now).map_err(|e| batch_error(i, a, e))?);
+        planned.push(plan_action(a, now).map_err(|e| batch_error(i, a, e))?);
     }
     let mut results = Vec::with_capacity(planned.len());
     for (a, p) in batch.actions.iter().zip(planned) {

@@ -80,7 +80,7 @@ async fn charge_view(app: &AppState, c: &ChargeRow, client_secret: Option<String
     })
 }
 
-/// The response for a charge where [`charges::drive`] left it: the session paid (201 for a
+/// The response for a charge where [`charges::advance_charge`] left it: the session paid (201 for a
 /// start, 200 for an extension), 202 with the charge while it waits, or the refusal in words.
 pub async fn charge_response(app: &AppState, answer: ChargeAnswer) -> Result<Response, AppError> {
     match answer {

@@ -13,7 +13,7 @@ use crate::{
     app::{
         Keyed,
         finance::{
-            refunds::{Decision, decide, request_refund, request_view, requests, requests_of},
+            refunds::{Decision, decide_request, request_refund, request_view, requests, requests_of},
             writer,
         },
     },
@@ -107,7 +107,7 @@ async fn decision(
     }
     let req: RefundDecision = parse_json(headers, body)?;
     let answer = |row: &RefundRequestRow| rendered(StatusCode::OK, &request_view(row.clone()));
-    match decide(app, p, &Decision { id, approve, note: &req.note }, idem.claim(), &answer).await? {
+    match decide_request(app, p, &Decision { id, approve, note: &req.note }, idem.claim(), &answer).await? {
         Keyed::Done(view) => answered(rendered(StatusCode::OK, &view)),
         Keyed::Taken => idem.replay_taken(app).await,
     }
