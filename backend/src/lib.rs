@@ -116,6 +116,9 @@ pub struct Settings {
     pub login_per_ip: u32,
     /// The window of the login limits.
     pub login_window: Duration,
+    /// The drivers' app's map tiles: a URL template with `{z}`, `{x}`, `{y}`
+    /// (`IPARKING_MAP_TILES`; OpenStreetMap's by default). Its origin joins the apps' CSP.
+    pub map_tiles: String,
 }
 
 /// A mobile carrier of the SMS channel.
@@ -191,6 +194,7 @@ impl Default for Settings {
             login_per_user: 5,
             login_per_ip: 50,
             login_window: Duration::from_secs(15 * 60),
+            map_tiles: http::apps::DEFAULT_TILES.to_owned(),
         }
     }
 }

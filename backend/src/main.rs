@@ -76,6 +76,10 @@ enum Command {
         /// Another Stripe API host (tests, proxies), e.g. `http://127.0.0.1:12111`.
         #[arg(long, env = "STRIPE_API_BASE")]
         stripe_api_base: Option<String>,
+        /// The drivers' app's map tiles, a URL template with `{z}`, `{x}` and `{y}`
+        /// (OpenStreetMap's by default).
+        #[arg(long, env = "IPARKING_MAP_TILES")]
+        map_tiles: Option<String>,
     },
     /// Apply the database migrations and exit.
     Migrate,
@@ -241,6 +245,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             stripe_secret_key,
             stripe_webhook_secret,
             stripe_api_base,
+            map_tiles,
         } => {
             let store = cli.db.connect().await?;
             if cli.db.is_embedded_default() && !no_seed && store.districts().await?.is_empty() {
@@ -257,6 +262,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let mut settings = settings;
             settings.photo_dir = cli.db.data_dir.join("photos");
+            if let Some(tiles) = map_tiles {
+                settings.map_tiles = tiles;
+            }
             settings.carriers =
                 iparking::Carrier::parse_list(sms_carriers.as_deref().unwrap_or("")).map_err(|e| anyhow::anyhow!(e))?;
             if settings.sandbox_payments {

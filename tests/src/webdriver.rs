@@ -293,6 +293,17 @@ impl Browser {
         Ok(all.as_array().and_then(|a| a.iter().find(|c| c["name"] == name).cloned()))
     }
 
+    /// Runs `script` (a function body; `arguments[i]` are `args`) in the page and returns
+    /// its value. An async script resolves by returning a promise.
+    pub async fn execute(&self, script: &str, args: Value) -> Result<Value> {
+        self.post("/execute/sync", json!({ "script": script, "args": args })).await
+    }
+
+    /// Sets the window's outer size (a phone's viewport in the tests).
+    pub async fn set_window_size(&self, width: u32, height: u32) -> Result<()> {
+        self.post("/window/rect", json!({ "width": width, "height": height })).await.map(|_| ())
+    }
+
     /// A PNG screenshot of the viewport.
     pub async fn screenshot(&self) -> Result<Vec<u8>> {
         let v = self.get("/screenshot").await?;

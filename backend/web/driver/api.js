@@ -1,0 +1,62 @@
+// The API client: the driver's token (kept on the device, sent only in the Authorization
+// header, never in a URL), the chosen language, and errors as the API words them.
+import { lang, t } from "./i18n.js";
+
+const TOKEN = "iparking.token";
+
+export function token() {
+  return localStorage.getItem(TOKEN);
+}
+
+export function setToken(value) {
+  if (value) localStorage.setItem(TOKEN, value);
+  else localStorage.removeItem(TOKEN);
+}
+
+/** An API refusal: the status, the stable code and the message in the chosen language. */
+export class ApiError extends Error {
+  constructor(status, code, message, details) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.details = details || {};
+  }
+}
+
+/**
+ * Calls the API. `key` is the Idempotency-Key of a state-changing call: the caller keeps it
+ * across retries of the same action, so a retry never does the thing twice.
+ */
+export async function api(method, path, body, { key } = {}) {
+  const headers = { "Accept": "application/json", "Accept-Language": lang() };
+  const tok = token();
+  if (tok) headers["Authorization"] = "Bearer " + tok;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (key) headers["Idempotency-Key"] = key;
+  let res;
+  try {
+    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw new ApiError(0, "network", t("error_network"));
+  }
+  const text = await res.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = null;
+  }
+  if (!res.ok) {
+    const err = json && json.error;
+    if (res.status === 401 && tok) setToken(null);
+    throw new ApiError(res.status, (err && err.code) || "http_" + res.status, (err && err.message) || t("error_unknown"), err && err.details);
+  }
+  return json;
+}
+
+/** A fresh Idempotency-Key. */
+export function newKey() {
+  // getRandomValues works on plain http too (randomUUID needs a secure context).
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}

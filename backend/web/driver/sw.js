@@ -1,0 +1,32 @@
+// iParking drivers' app: the service worker. It keeps the app shell (this build's page and
+// assets) so the app opens with no network. API answers are never cached here: the app
+// keeps its last session answer itself, and money calls are never queued.
+const BUILD = "{{build}}";
+const SHELL = ["/", ...{{assets}}];
+const CACHE = "iparking-driver-" + BUILD;
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil(
+    caches.keys()
+      .then((keys) => Promise.all(keys.filter((k) => k.startsWith("iparking-driver-") && k !== CACHE).map((k) => caches.delete(k))))
+      .then(() => self.clients.claim()),
+  );
+});
+
+self.addEventListener("fetch", (event) => {
+  const req = event.request;
+  if (req.method !== "GET") return;
+  const url = new URL(req.url);
+  if (url.origin !== self.location.origin) return;
+  if (url.pathname.startsWith("/assets/")) {
+    // Hashed names never change: the cache first.
+    event.respondWith(caches.match(req).then((hit) => hit || fetch(req)));
+  } else if (url.pathname === "/" && req.mode === "navigate") {
+    // The page: the network first (a new build), the cached shell when offline.
+    event.respondWith(fetch(req).catch(() => caches.match("/")));
+  }
+});

@@ -1,0 +1,248 @@
+//! The drivers' app at `/` (docs/apps.md): how the binary serves it (hashed asset names,
+//! gzip, ETags, the CSP, the first-load budget), and the app itself in headless Chromium at a
+//! phone's viewport, on both databases: log in by SMS code, find the pilot's points, search a
+//! signboard code, switch to English (remembered), log out. The browser test **fails** when
+//! Chromium or chromedriver is missing (`scripts/test` installs them).
+
+use std::{collections::BTreeSet, io::Read, time::Duration};
+
+use iparking_tests::{Db, Live, TestApp, matrix, webdriver::Browser};
+use serde_json::{Value, json};
+
+/// The app's own HTML, JS and CSS, compressed, at most (issue 32).
+const FIRST_LOAD_BUDGET: usize = 150 * 1024;
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).expect("gzip");
+    out
+}
+
+fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
+    r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+/// The `/assets/{build}/…` URLs a page or worker names.
+fn asset_urls(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("/assets/") {
+        let tail = &rest[i..];
+        let end = tail.find(['"', '\'', ' ', '>']).unwrap_or(tail.len());
+        // `/assets/{build}/{file}`: not the worker's own `startsWith("/assets/")`.
+        if tail[..end].split('/').filter(|s| !s.is_empty()).count() >= 3 {
+            out.insert(tail[..end].to_owned());
+        }
+        rest = &tail[end..];
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_is_served_embedded_hashed_compressed_and_locked_down() {
+    let t = TestApp::start(Db::Sqlite, Live::Memory).await;
+    // No automatic decompression: the test reads what goes over the wire.
+    let http = reqwest::Client::builder().build().unwrap();
+
+    // The page: fresh each time (no-cache), with an ETag that answers 304.
+    let page = http.get(t.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(header(&page, "content-type").starts_with("text/html"), "{:?}", page.headers());
+    assert_eq!(header(&page, "cache-control"), "no-cache");
+    let csp = header(&page, "content-security-policy").to_owned();
+    for part in [
+        "default-src 'none'",
+        "script-src 'self';",
+        "style-src 'self';",
+        "connect-src 'self';",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(part), "{part} missing from {csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{csp}");
+    assert!(csp.contains("img-src 'self' data: https://tile.openstreetmap.org"), "the tiles' origin: {csp}");
+    assert_eq!(header(&page, "x-content-type-options"), "nosniff");
+    let etag = header(&page, "etag").to_owned();
+    assert!(etag.starts_with('"') && etag.len() > 10, "{etag}");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<html lang=\"vi\">"), "Vietnamese first");
+    assert!(!html.contains("{{"), "a placeholder left in the page");
+    // No inline script at all: every <script> has a src.
+    for (i, _) in html.match_indices("<script") {
+        let tag = &html[i..i + html[i..].find('>').unwrap()];
+        assert!(tag.contains("src=\"/assets/"), "inline script: {tag}");
+    }
+    let again = http.get(t.url("/")).header("If-None-Match", &etag).send().await.unwrap();
+    assert_eq!(again.status(), 304);
+    assert!(again.bytes().await.unwrap().is_empty());
+
+    // The assets: under one build hash, a year's cache, gzip when asked, the same bytes.
+    let urls = asset_urls(&html);
+    let build = urls.iter().next().expect("an asset").split('/').nth(2).unwrap().to_owned();
+    assert!(build.len() >= 8 && build.bytes().all(|b| b.is_ascii_hexdigit()), "{build}");
+    assert!(urls.iter().any(|u| u.ends_with("/app.js")) && urls.iter().any(|u| u.ends_with("/app.css")), "{urls:?}");
+    let sw = http.get(t.url("/sw.js")).send().await.unwrap();
+    assert_eq!(sw.status(), 200);
+    assert_eq!(header(&sw, "cache-control"), "no-cache");
+    assert!(header(&sw, "content-type").starts_with("text/javascript"));
+    let sw_text = sw.text().await.unwrap();
+    let shell = asset_urls(&sw_text);
+    assert!(urls.is_subset(&shell), "the worker caches every asset the page names: {shell:?}");
+    let mut first_load = 0;
+    let page_gz = http.get(t.url("/")).header("Accept-Encoding", "gzip").send().await.unwrap();
+    assert_eq!(header(&page_gz, "content-encoding"), "gzip");
+    first_load += page_gz.bytes().await.unwrap().len();
+    for url in &shell {
+        assert!(url.starts_with(&format!("/assets/{build}/")), "one build: {url}");
+        let plain = http.get(t.url(url)).send().await.unwrap();
+        assert_eq!(plain.status(), 200, "{url}");
+        assert_eq!(header(&plain, "cache-control"), "public, max-age=31536000, immutable", "{url}");
+        assert!(header(&plain, "content-security-policy").contains("script-src 'self'"), "{url}");
+        assert_eq!(header(&plain, "vary"), "Accept-Encoding");
+        let etag = header(&plain, "etag").to_owned();
+        let plain = plain.bytes().await.unwrap();
+        let zipped = http.get(t.url(url)).header("Accept-Encoding", "br, gzip;q=0.8").send().await.unwrap();
+        let encoding = header(&zipped, "content-encoding").to_owned();
+        let zipped = zipped.bytes().await.unwrap();
+        if encoding == "gzip" {
+            assert_eq!(gunzip(&zipped), plain.to_vec(), "{url}");
+        } else {
+            assert!(plain.len() < 1024, "{url}: {} bytes sent uncompressed", plain.len());
+        }
+        if !url.ends_with(".svg") {
+            first_load += zipped.len();
+        }
+        let refused = http.get(t.url(url)).header("Accept-Encoding", "gzip;q=0").send().await.unwrap();
+        assert_eq!(header(&refused, "content-encoding"), "", "{url}: gzip;q=0 refuses gzip");
+        let revalidated = http.get(t.url(url)).header("If-None-Match", &etag).send().await.unwrap();
+        assert_eq!(revalidated.status(), 304, "{url}");
+    }
+    assert!(first_load <= FIRST_LOAD_BUDGET, "first load {first_load} bytes compressed, budget {FIRST_LOAD_BUDGET}");
+
+    // An old build's URL still answers, but is not cached for a year; an unknown file is a
+    // 404 in the error shape.
+    let old = http.get(t.url("/assets/000000000000/app.js")).send().await.unwrap();
+    assert_eq!(old.status(), 200);
+    assert_eq!(header(&old, "cache-control"), "no-cache");
+    let missing = iparking_tests::raw(http.get(t.url(&format!("/assets/{build}/nope.js")))).await;
+    iparking_tests::assert_error(&missing, 404, "route_not_found");
+
+    // Installable: the manifest.
+    let manifest: Value = http.get(t.url("/manifest.webmanifest")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(manifest["start_url"], "/");
+    assert_eq!(manifest["display"], "standalone");
+    assert!(manifest["theme_color"].as_str().is_some_and(|c| c.starts_with('#')));
+    let icon = manifest["icons"][0]["src"].as_str().expect("an icon");
+    assert_eq!(http.get(t.url(icon)).send().await.unwrap().status(), 200, "{icon}");
+}
+
+/// Waits until `script` (returning a boolean) is true in the page.
+async fn wait_until(b: &Browser, script: &str, what: &str) {
+    for _ in 0..100 {
+        if b.execute(script, json!([])).await.ok().and_then(|v| v.as_bool()) == Some(true) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}; page: {}", b.body_text().await.unwrap_or_default());
+}
+
+matrix!(a_driver_logs_in_finds_a_point_and_switches_language, |t| {
+    let b = Browser::launch().await.expect("headless Chromium (scripts/test installs it)");
+    b.set_window_size(390, 844).await.unwrap();
+    b.goto(&t.url("/")).await.unwrap();
+
+    // Vietnamese first: the login screen.
+    b.wait_for_text("h1", "Đăng nhập").await.unwrap();
+    assert_eq!(b.execute("return document.documentElement.lang", json!([])).await.unwrap(), "vi");
+    let width = b.execute("return document.documentElement.scrollWidth <= window.innerWidth", json!([])).await.unwrap();
+    assert_eq!(width, true, "no sideways scrolling at a phone's width");
+
+    // A wrong code is told in words, with the attempts left; never as its code.
+    let phone = "0912 345 678";
+    let input = b.find("#phone").await.unwrap();
+    b.type_into(&input, phone).await.unwrap();
+    b.click(&b.find("#phone-form button[type=submit]").await.unwrap()).await.unwrap();
+    b.wait_for_text("#login-status", "Đã gửi mã").await.unwrap();
+    let sms = t.sms.last_to("+84912345678").expect("the SMS with the code");
+    let code: String = sms.chars().filter(char::is_ascii_digit).take(6).collect();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let code_input = b.wait_for("#code").await.unwrap();
+    b.type_into(&code_input, wrong).await.unwrap();
+    b.click(&b.find("#code-form button[type=submit]").await.unwrap()).await.unwrap();
+    let said = b.wait_for_text("#login-status .error", "Mã không đúng").await.unwrap();
+    let left = iparking::app::drivers::OTP_ATTEMPTS - 1;
+    assert!(said.contains(&format!("Còn {left} lần thử")), "{said}");
+    assert!(!said.contains("otp_invalid"), "{said}");
+
+    // The right code: logged in, the token kept on the device and never in the URL.
+    b.clear(&code_input).await.unwrap();
+    b.type_into(&code_input, &code).await.unwrap();
+    b.click(&b.find("#code-form button[type=submit]").await.unwrap()).await.unwrap();
+    b.wait_for("#points li.point").await.unwrap();
+    let stored = b.execute("return localStorage.getItem('iparking.token')", json!([])).await.unwrap();
+    let token = stored.as_str().expect("a token on the device").to_owned();
+    assert!(!b.url().await.unwrap().contains(&token));
+
+    // The list: the pilot's points (the position is not given in the test), nearest first,
+    // with their free spaces as the API gives them.
+    b.wait_for_text("#where", "Hoàn Kiếm").await.unwrap();
+    let codes = b
+        .execute("return [...document.querySelectorAll('#points li.point')].map(li => li.dataset.code)", json!([]))
+        .await
+        .unwrap();
+    let codes: Vec<String> = serde_json::from_value(codes).unwrap();
+    assert!(codes.iter().filter(|c| c.starts_with("HK")).count() >= 10, "{codes:?}");
+    let api: Value = iparking_tests::raw(
+        reqwest::Client::new().get(t.url("/v1/points?lat=21.0245&lon=105.8525&radius_m=5000&limit=100")),
+    )
+    .await
+    .1;
+    let api_codes: Vec<String> =
+        api["points"].as_array().unwrap().iter().map(|p| p["point"]["code"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(codes, api_codes, "the list is the API's, in its order");
+    let first = b.find("#points li.point .free").await.unwrap();
+    let free = api["points"][0]["point"]["free_spaces"].as_i64().unwrap();
+    let capacity = api["points"][0]["point"]["capacity"].as_i64().unwrap();
+    assert_eq!(b.text(&first).await.unwrap(), format!("{free}/{capacity} chỗ trống"));
+
+    // Search by signboard code opens the point.
+    let q = b.find("#q").await.unwrap();
+    b.type_into(&q, "hk007").await.unwrap();
+    b.click(&b.find("#search button").await.unwrap()).await.unwrap();
+    b.wait_for_text("h1", "Điểm HK007").await.unwrap();
+    assert!(b.url().await.unwrap().ends_with("#/points/HK007"));
+
+    // English, one tap away, and remembered across a reload.
+    b.click(&b.find("#lang").await.unwrap()).await.unwrap();
+    b.wait_for_text("h1", "Point HK007").await.unwrap();
+    assert_eq!(b.execute("return document.documentElement.lang", json!([])).await.unwrap(), "en");
+    b.goto(&t.url("/#/points/HK007")).await.unwrap();
+    b.wait_for_text("h1", "Point HK007").await.unwrap();
+    let tabs = b.body_text().await.unwrap();
+    assert!(tabs.contains("Find parking") && tabs.contains("Account"), "{tabs}");
+
+    // Both languages have the same strings.
+    let keys = b
+        .execute(
+            "const src = document.querySelector('script[type=module]').src.replace('app.js', 'i18n.js'); \
+             return import(src).then(m => [Object.keys(m.STRINGS.vi).sort(), Object.keys(m.STRINGS.en).sort()]);",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    assert!(keys[0].as_array().is_some_and(|k| k.len() > 20), "{keys}");
+    assert_eq!(keys[0], keys[1], "the Vietnamese and English keys differ");
+
+    // Log out: back to the login screen, and the token is dead at the API.
+    b.goto(&t.url("/#/account")).await.unwrap();
+    b.click(&b.wait_for("#logout").await.unwrap()).await.unwrap();
+    b.wait_for_text("h1", "Log in").await.unwrap();
+    wait_until(&b, "return localStorage.getItem('iparking.token') === null", "the token to be forgotten").await;
+    let after = iparking_tests::raw(
+        reqwest::Client::new().get(t.url("/v1/me/wallet")).header("Authorization", format!("Bearer {token}")),
+    )
+    .await;
+    assert_eq!(after.0, 401, "{after:?}");
+    b.quit().await.unwrap();
+});
