@@ -246,3 +246,69 @@ matrix!(a_driver_logs_in_finds_a_point_and_switches_language, |t| {
     assert_eq!(after.0, 401, "{after:?}");
     b.quit().await.unwrap();
 });
+
+/// A driver already logged in (the login itself is the test above), on the app at `path`.
+async fn logged_in_browser(t: &TestApp, phone: &str, path: &str) -> (Browser, String) {
+    let token = t.driver_token(phone).await;
+    let b = Browser::launch().await.expect("headless Chromium (scripts/test installs it)");
+    b.set_window_size(390, 844).await.unwrap();
+    b.goto(&t.url("/")).await.unwrap();
+    b.execute("localStorage.setItem('iparking.token', arguments[0])", json!([token])).await.unwrap();
+    b.goto(&t.url(path)).await.unwrap();
+    (b, token)
+}
+
+fn bearer(t: &TestApp, token: &str, path: &str) -> reqwest::RequestBuilder {
+    reqwest::Client::new().get(t.url(path)).header("Authorization", format!("Bearer {token}"))
+}
+
+matrix!(a_driver_tops_up_sees_the_price_and_parks_once, |t| {
+    // The server's clock at 16:30 in Hanoi tomorrow: 3 hours at HK007 cross into the night
+    // tier (25,000 + 25,000 + 35,000: tariffs_api's `quote_prices_by_decision_44`).
+    let local = (chrono::Utc::now() + chrono::Duration::days(1)).with_timezone(&iparking::domain::tariff::LOCAL_TZ);
+    let at = chrono::DateTime::parse_from_rfc3339(&format!("{}T16:30:00+07:00", local.format("%Y-%m-%d"))).unwrap();
+    t.clock.advance(at.with_timezone(&chrono::Utc) - chrono::Utc::now());
+    let (b, token) = logged_in_browser(&t, "0987 654 321", "/#/account").await;
+
+    // The wallet: sandbox play money, marked as such.
+    let sandbox = b.wait_for(".sandbox").await.unwrap();
+    assert!(b.text(&sandbox).await.unwrap().contains("SANDBOX"));
+    b.wait_for_text("#balance", "0 đ").await.unwrap();
+    b.click(&b.find("#sandbox-topup").await.unwrap()).await.unwrap();
+    b.wait_for_text("#balance", "200.000 đ").await.unwrap();
+
+    // The point: its prices in words and the 3-hour quote, line by line.
+    b.goto(&t.url("/#/points/HK007")).await.unwrap();
+    b.wait_for_text("#tariff", "25.000 đ").await.unwrap();
+    let total = b.wait_for_text("#quote .total", "85.000 đ").await.unwrap();
+    assert!(total.contains("3"), "{total}");
+    let lines = b.find_all("#quote table.lines tr").await.unwrap();
+    assert_eq!(lines.len(), 3, "one line per turn");
+
+    // Start with a new plate; a double tap makes one session and one charge.
+    let plate = b.find("#new-plate").await.unwrap();
+    b.type_into(&plate, "30A-123.45").await.unwrap();
+    b.execute("const s = document.getElementById('start'); s.click(); s.click();", json!([])).await.unwrap();
+    b.wait_for("#countdown").await.unwrap();
+    let url = b.url().await.unwrap();
+    let id: i64 = url.rsplit('/').next().unwrap().parse().expect("#/sessions/{id}");
+    let sessions = iparking_tests::raw(bearer(&t, &token, "/v1/sessions")).await.1;
+    let sessions = sessions.as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "one session: {sessions:?}");
+    assert_eq!(sessions[0]["id"], id);
+    assert_eq!(sessions[0]["amount_charged"], 85_000);
+    assert_eq!(sessions[0]["plate"], "30A12345");
+    let wallet = iparking_tests::raw(bearer(&t, &token, "/v1/me/wallet")).await.1;
+    assert_eq!(wallet["balance"], 115_000, "one charge: {wallet}");
+
+    // The session page: the end time in Hanoi time, and the receipt's lines.
+    let until = b.text(&b.find("#paid-until").await.unwrap()).await.unwrap();
+    assert!(until.starts_with("19:30"), "{until}");
+    let receipt = b.find_all("#receipt table.lines tr").await.unwrap();
+    assert_eq!(receipt.len(), 3);
+
+    // The account shows the ledger's balance.
+    b.goto(&t.url("/#/account")).await.unwrap();
+    b.wait_for_text("#balance", "115.000 đ").await.unwrap();
+    b.quit().await.unwrap();
+});

@@ -1,7 +1,7 @@
 // iParking drivers' app: screens by the URL's hash (#/login, #/points, #/points/HK001,
 // #/account), rendered from the API's answers with the DOM (no HTML strings, no inline
 // script: the page's CSP allows neither).
-import { api, ApiError, setToken, token } from "./api.js";
+import { api, ApiError, newKey, setToken, token } from "./api.js";
 import { lang, number, setLang, t, translate } from "./i18n.js";
 
 /** The Hoàn Kiếm pilot streets: where the map and list start when the position is refused. */
@@ -175,39 +175,293 @@ async function pointsScreen() {
   refreshTimer = setInterval(load, REFRESH_MS);
 }
 
+/** A time in Hanoi's zone, whatever the phone's: `14:35` or `14:35, 05/12`. */
+function hanoiTime(iso, withDate = false) {
+  const opts = { timeZone: "Asia/Ho_Chi_Minh", hour: "2-digit", minute: "2-digit", hour12: false };
+  if (withDate) Object.assign(opts, { day: "2-digit", month: "2-digit" });
+  return new Intl.DateTimeFormat(lang() === "en" ? "en-GB" : "vi-VN", opts).format(new Date(iso));
+}
+
+function money(v) {
+  return number(v) + " đ";
+}
+
+function hoursText(minutes) {
+  return minutes % 60 === 0 ? t("hours", { n: minutes / 60 }) : t("minutes", { n: minutes });
+}
+
+/** A tariff in plain words: per window, its hours and the price per turn by hour of stay. */
+function tariffSection(prices) {
+  const items = [];
+  for (const w of prices.windows) {
+    const tiers = w.block_price != null
+      ? [t("block", { price: money(w.block_price) })]
+      : w.tiers.map((tier) => tier.to_hour != null
+        ? t("tier_range", { from: tier.from_hour, to: tier.to_hour, price: money(tier.price), turn: hoursText(prices.turn_minutes) })
+        : t("tier_from", { from: tier.from_hour, price: money(tier.price), turn: hoursText(prices.turn_minutes) }));
+    items.push(h("li", {}, h("strong", {}, `${w.label} ${w.start}–${w.end}`), h("ul", {}, tiers.map((x) => h("li", {}, x)))));
+  }
+  return h("section", { class: "card", id: "tariff" },
+    h("h2", {}, t("tariff_title", { name: prices.tariff_name })),
+    h("ul", { class: "tariff" }, items),
+    prices.daily_cap != null ? h("p", {}, t("daily_cap", { price: money(prices.daily_cap) })) : null,
+    h("p", { class: "help" }, t("grace", { n: prices.grace_minutes })));
+}
+
+function quoteLines(lines) {
+  return h("table", { class: "lines" },
+    h("caption", { class: "sr" }, t("lines")),
+    h("tbody", {}, lines.map((l) => h("tr", {}, h("td", {}, l.description), h("td", { class: "num" }, money(l.amount))))));
+}
+
+const DURATIONS = [60, 120, 180, 240, 360];
+
 async function pointScreen(code) {
   show(h("p", {}, t("loading")));
+  let p;
   try {
-    const p = await api("GET", "/v1/points/" + encodeURIComponent(code));
-    const classes = p.vehicle_classes.map((c) => t("class_" + c)).join(", ");
-    show(
-      h("p", {}, h("a", { href: "#/points", class: "back" }, "← " + t("back"))),
-      h("h1", {}, t("point_title", { code: p.code })),
-      h("section", { class: "card point-detail " + freeClass(p) },
-        h("h2", {}, p.name),
-        h("p", { class: "free big", id: "free" }, freeText(p)),
-        h("dl", {},
-          h("dt", {}, t("street")), h("dd", {}, p.street.name),
-          h("dt", {}, t("district")), h("dd", {}, p.district_name),
-          h("dt", {}, t("capacity")), h("dd", {}, number(p.capacity)),
-          h("dt", {}, t("classes")), h("dd", {}, classes),
-        )),
-    );
+    p = await api("GET", "/v1/points/" + encodeURIComponent(code));
   } catch (err) {
     show(h("p", {}, h("a", { href: "#/points", class: "back" }, "← " + t("back"))), errorBox(err));
+    return;
+  }
+  const classes = p.vehicle_classes.map((c) => t("class_" + c)).join(", ");
+  const free = h("p", { class: "free big", id: "free" }, freeText(p));
+  const tariffBox = h("div", { id: "tariff-box" });
+  const quoteBox = h("div", { id: "quote", "aria-live": "polite" });
+  const startStatus = h("div", { id: "start-status" });
+  const vclass = h("select", { id: "class", name: "vehicle_class" },
+    p.vehicle_classes.map((c) => h("option", { value: c }, t("class_" + c))));
+  const minutes = h("select", { id: "minutes", name: "minutes" },
+    DURATIONS.map((m) => h("option", { value: String(m), selected: m === 180 }, hoursText(m))));
+  const amount = h("input", { id: "amount", name: "amount", inputmode: "numeric", maxlength: "9", autocomplete: "off" });
+  const plate = h("select", { id: "plate", name: "plate" });
+  const newPlate = h("input", { id: "new-plate", name: "new_plate", autocomplete: "off", maxlength: "16", "aria-describedby": "plate-help" });
+  const startButton = h("button", { type: "submit", id: "start" }, t("start"));
+  let startKey = null; // kept across retries of the same start, dropped once it is answered
+
+  const quote = async (body) => {
+    try {
+      const q = await api("POST", "/v1/quotes", Object.assign({ point_code: p.code, vehicle_class: vclass.value }, body));
+      quoteBox.replaceChildren(
+        h("p", { class: "total" }, t("quote_total", { total: money(q.total), end: hanoiTime(q.end, true), turns: q.turns })),
+        quoteLines(q.lines));
+      return q;
+    } catch (err) {
+      quoteBox.replaceChildren(errorBox(err));
+      return null;
+    }
+  };
+  const loadTariff = async () => {
+    try {
+      const tv = await api("GET", `/v1/points/${encodeURIComponent(p.code)}/tariff?vehicle_class=${vclass.value}`);
+      const prices = tv.classes.find((c) => c.vehicle_class === vclass.value) || tv.classes[0];
+      tariffBox.replaceChildren(prices ? tariffSection(prices) : h("p", {}, t("no_tariff")));
+    } catch (err) {
+      tariffBox.replaceChildren(errorBox(err));
+    }
+  };
+  const loadPlates = async () => {
+    const vs = await api("GET", "/v1/me/vehicles");
+    plate.replaceChildren(...vs.map((v) => h("option", { value: v.plate }, v.plate)), h("option", { value: "" }, t("other_plate")));
+  };
+  vclass.addEventListener("change", () => { loadTariff(); quote({ minutes: Number(minutes.value) }); startKey = null; });
+  minutes.addEventListener("change", () => { quote({ minutes: Number(minutes.value) }); startKey = null; });
+  plate.addEventListener("change", () => { startKey = null; });
+  newPlate.addEventListener("input", () => { startKey = null; });
+
+  const forAmount = h("form", { id: "for-amount", class: "row" },
+    h("label", { for: "amount" }, t("for_amount")), amount, h("button", { type: "submit" }, t("ask")));
+  forAmount.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const v = Number(amount.value.replace(/\D/g, ""));
+    if (!v) return;
+    const q = await quote({ amount: v });
+    if (q) {
+      const m = q.turns * (q.turn_minutes || 60);
+      if (![...minutes.options].some((o) => o.value === String(m))) minutes.append(h("option", { value: String(m) }, hoursText(m)));
+      minutes.value = String(m);
+    }
+  });
+
+  const startForm = h("form", { id: "start-form", class: "card" },
+    h("h2", {}, t("park_here")),
+    h("label", { for: "class" }, t("vehicle_class")), vclass,
+    h("label", { for: "plate" }, t("plate")), plate,
+    h("label", { for: "new-plate" }, t("new_plate")), newPlate,
+    h("p", { id: "plate-help", class: "help" }, t("plate_help")),
+    h("label", { for: "minutes" }, t("duration")), minutes,
+    quoteBox,
+    h("p", { class: "help" }, t("pay_from_wallet")),
+    startStatus, startButton);
+  startForm.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (startButton.disabled) return;
+    startButton.disabled = true;
+    startStatus.replaceChildren();
+    try {
+      let plateText = plate.value;
+      if (!plateText || newPlate.value.trim()) {
+        plateText = newPlate.value.trim();
+        if (plateText) await api("POST", "/v1/me/vehicles", { plate: plateText, vehicle_class: vclass.value }).catch((err) => {
+          if (err.code !== "vehicle_exists") throw err;
+        });
+      }
+      startKey = startKey || newKey();
+      const s = await api("POST", "/v1/sessions", {
+        point_code: p.code, plate: plateText, vehicle_class: vclass.value, minutes: Number(minutes.value), payment: "wallet",
+      }, { key: startKey });
+      startKey = null;
+      remember(s);
+      location.hash = "#/sessions/" + s.id;
+    } catch (err) {
+      // A refusal is final for this key; a lost answer keeps it, so a retry is the same start.
+      if (err instanceof ApiError && err.status !== 0 && err.status < 500) startKey = null;
+      startStatus.replaceChildren(errorBox(err));
+      if (err.code === "point_full" && err.details && Array.isArray(err.details.alternatives)) {
+        startStatus.append(h("ul", { class: "points", id: "alternatives", "aria-label": t("alternatives") },
+          err.details.alternatives.map((a) => h("li", { class: "point free-many", "data-code": a.code },
+            h("a", { href: "#/points/" + encodeURIComponent(a.code) },
+              h("span", { class: "code" }, a.code),
+              h("span", { class: "name" }, a.name),
+              h("span", { class: "dist" }, distance(a.distance_m)),
+              h("span", { class: "free" }, t("free_count", { free: number(a.free_spaces) })))))));
+      }
+    } finally {
+      startButton.disabled = false;
+    }
+  });
+
+  show(
+    h("p", {}, h("a", { href: "#/points", class: "back" }, "← " + t("back"))),
+    h("h1", {}, t("point_title", { code: p.code })),
+    h("section", { class: "card point-detail " + freeClass(p) },
+      h("h2", {}, p.name),
+      free,
+      h("dl", {},
+        h("dt", {}, t("street")), h("dd", {}, p.street.name),
+        h("dt", {}, t("district")), h("dd", {}, p.district_name),
+        h("dt", {}, t("capacity")), h("dd", {}, number(p.capacity)),
+        h("dt", {}, t("classes")), h("dd", {}, classes),
+      )),
+    tariffBox,
+    forAmount,
+    startForm,
+  );
+  await Promise.all([loadTariff(), loadPlates().catch(() => {}), quote({ minutes: Number(minutes.value) })]);
+}
+
+// ---- Sessions ----------------------------------------------------------------------------
+
+const LAST = "iparking.session";
+
+/** Keeps the last answer about an active session, for the offline view. */
+function remember(s) {
+  if (s.status === "active") localStorage.setItem(LAST, JSON.stringify(s));
+  else if (JSON.parse(localStorage.getItem(LAST) || "null")?.id === s.id) localStorage.removeItem(LAST);
+}
+
+function countdown(s) {
+  const ms = new Date(s.paid_until) - Date.now();
+  if (s.status !== "active") return t("ended");
+  if (ms <= 0) return t("time_up");
+  const total = Math.floor(ms / 1000);
+  const hh = Math.floor(total / 3600), mm = Math.floor((total % 3600) / 60), ss = total % 60;
+  return t("left", { time: `${hh}:${String(mm).padStart(2, "0")}:${String(ss).padStart(2, "0")}` });
+}
+
+async function sessionScreen(id) {
+  show(h("p", {}, t("loading")));
+  let s;
+  let offline = false;
+  try {
+    s = await api("GET", "/v1/sessions/" + encodeURIComponent(id));
+    remember(s);
+  } catch (err) {
+    const last = JSON.parse(localStorage.getItem(LAST) || "null");
+    if (err.code === "network" && last && String(last.id) === String(id)) {
+      s = last;
+      offline = true;
+    } else {
+      show(errorBox(err));
+      return;
+    }
+  }
+  const left = h("p", { class: "countdown", id: "countdown", role: "timer" }, countdown(s));
+  show(
+    h("h1", {}, t("session_title", { plate: s.plate })),
+    offline ? h("p", { class: "error", id: "offline-note" }, t("offline_session")) : null,
+    h("section", { class: "card", id: "session" },
+      left,
+      h("dl", {},
+        h("dt", {}, t("point")), h("dd", {}, h("a", { href: "#/points/" + s.point_code }, s.point_code)),
+        h("dt", {}, t("paid_until")), h("dd", { id: "paid-until" }, hanoiTime(s.paid_until, true)),
+        h("dt", {}, t("charged")), h("dd", {}, money(s.amount_charged)),
+        s.amount_refunded ? [h("dt", {}, t("refunded")), h("dd", {}, money(s.amount_refunded))] : null,
+      ),
+      (s.warnings || []).map((w) => h("p", { class: "warn" }, w))),
+    h("section", { class: "card", id: "receipt" },
+      h("h2", {}, t("receipt")),
+      (s.purchases || []).map((pu) => h("div", { class: "purchase" },
+        h("p", {}, t("purchase", { at: hanoiTime(pu.at, true), amount: money(pu.amount), until: hanoiTime(pu.paid_until) })),
+        quoteLines(pu.lines)))),
+  );
+  refreshTimer = setInterval(() => { left.textContent = countdown(s); }, 1000);
+}
+
+async function sessionsScreen() {
+  show(h("p", {}, t("loading")));
+  try {
+    const all = await api("GET", "/v1/sessions");
+    show(h("h1", {}, t("sessions_title")),
+      all.length
+        ? h("ul", { class: "points", id: "sessions" }, all.map((s) => h("li", { class: s.status === "active" ? "free-many" : "free-none" },
+          h("a", { href: "#/sessions/" + s.id },
+            h("span", { class: "code" }, s.point_code),
+            h("span", { class: "name" }, s.plate),
+            h("span", { class: "street" }, t("until", { at: hanoiTime(s.paid_until, true) })),
+            h("span", { class: "free" }, s.status === "active" ? t("active") : t("ended"))))))
+        : h("p", {}, t("no_sessions")));
+  } catch (err) {
+    show(errorBox(err));
   }
 }
 
 // ---- Account -----------------------------------------------------------------------------
 
-function accountScreen() {
+async function accountScreen() {
   const status = h("div");
+  const balance = h("p", { class: "big", id: "balance" }, t("loading"));
+  const sandboxBox = h("div");
+  const load = async () => {
+    const w = await api("GET", "/v1/me/wallet");
+    balance.textContent = money(w.balance);
+    if (w.sandbox) {
+      const topup = h("button", { type: "button", id: "sandbox-topup" }, t("sandbox_topup", { amount: money(200000) }));
+      let key = null;
+      topup.addEventListener("click", async () => {
+        if (topup.disabled) return;
+        topup.disabled = true;
+        key = key || newKey();
+        try {
+          await api("POST", "/v1/me/wallet/sandbox-topups", { amount: 200000 }, { key });
+          key = null;
+          await load();
+        } catch (err) {
+          status.replaceChildren(errorBox(err));
+        } finally {
+          topup.disabled = false;
+        }
+      });
+      sandboxBox.replaceChildren(h("p", { class: "sandbox" }, t("sandbox_note")), topup);
+    }
+  };
   show(
     h("h1", {}, t("account_title")),
-    h("p", {}, t("logged_in_as")),
+    h("section", { class: "card" }, h("h2", {}, t("wallet")), balance, sandboxBox),
     status,
     h("button", {
-      type: "button", id: "logout",
+      type: "button", id: "logout", class: "secondary",
       onclick: async () => {
         try {
           await api("POST", "/v1/auth/logout");
@@ -222,6 +476,11 @@ function accountScreen() {
       },
     }, t("log_out")),
   );
+  try {
+    await load();
+  } catch (err) {
+    status.replaceChildren(errorBox(err));
+  }
 }
 
 // ---- Router ------------------------------------------------------------------------------
@@ -239,7 +498,10 @@ function route() {
     else a.removeAttribute("aria-current");
   }
   const m = hash.match(/^#\/points\/([A-Za-z0-9]{1,12})$/);
-  if (m) return pointScreen(m[1]);
+  if (m) return pointScreen(m[1].toUpperCase());
+  const sm = hash.match(/^#\/sessions\/(\d{1,18})$/);
+  if (sm) return sessionScreen(sm[1]);
+  if (hash.startsWith("#/sessions")) return sessionsScreen();
   if (hash.startsWith("#/account")) return accountScreen();
   if (hash === "#/login") {
     location.hash = "#/points";
