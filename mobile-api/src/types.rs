@@ -617,6 +617,31 @@ pub struct SessionView {
     pub purchases: Vec<SessionPurchase>,
 }
 
+/// Query of `GET /v1/sessions/{id}/extension-quote`: the price of adding time, before
+/// paying it. Give `minutes` or `turns`, as for the extension itself.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExtensionQuoteQuery {
+    /// Minutes to add (rounded up to whole turns).
+    pub minutes: Option<u32>,
+    /// Turns to add.
+    pub turns: Option<u32>,
+}
+
+/// Answer of `GET /v1/sessions/{id}/stop-quote`: what stopping now would give back (the
+/// unused whole turns), before the driver confirms it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StopQuote {
+    /// Session id.
+    pub session_id: i64,
+    /// The refund if stopped now, VND (0 when every bought turn has started).
+    pub refund: i64,
+    /// `VND`.
+    pub currency: String,
+    /// The paid time the session holds now.
+    pub paid_until: DateTime<Utc>,
+}
+
 /// Query of `GET /v1/sessions`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

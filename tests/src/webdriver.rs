@@ -255,8 +255,12 @@ impl Browser {
             .ok_or_else(|| anyhow!("no element matches {css:?} inside {parent:?}"))
     }
 
-    /// Clicks an element.
+    /// Clicks an element, scrolled to the middle of the viewport first (as a person scrolls
+    /// to what they tap), so a fixed header or tab bar does not take the click.
     pub async fn click(&self, e: &Element) -> Result<()> {
+        let key = ELEMENT_KEY.get().map_or("element-6066-11e4-a23c-7a4daa4ef6d7", String::as_str);
+        let element = json!({ key: e.0 });
+        self.execute("arguments[0].scrollIntoView({ block: 'center', inline: 'nearest' })", json!([element])).await?;
         self.post(&format!("/element/{}/click", e.0), json!({})).await.map(|_| ())
     }
 
@@ -355,13 +359,15 @@ fn error_of(v: &Value) -> Option<String> {
     Some(format!("{e}: {}", v["value"]["message"].as_str().unwrap_or("")))
 }
 
+/// The key of web element references, as chromedriver writes it (kept to send them back).
+static ELEMENT_KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// The id of a web element reference (`{"element-6066-…": id}`).
 fn element_of(v: &Value) -> Option<Element> {
     let o = v.as_object()?;
-    o.iter()
-        .find(|(k, _)| k.starts_with("element-") || k.as_str() == "ELEMENT")
-        .and_then(|(_, id)| id.as_str())
-        .map(|id| Element(id.to_owned()))
+    let (key, id) = o.iter().find(|(k, _)| k.starts_with("element-") || k.as_str() == "ELEMENT")?;
+    let _ = ELEMENT_KEY.set(key.clone());
+    id.as_str().map(|id| Element(id.to_owned()))
 }
 
 /// Standard base64 (with or without padding; whitespace ignored).

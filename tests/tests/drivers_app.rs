@@ -247,6 +247,26 @@ matrix!(a_driver_logs_in_finds_a_point_and_switches_language, |t| {
     b.quit().await.unwrap();
 });
 
+/// VND as the app writes it: `1.250.000 đ` (written independently of the app's code).
+fn vnd(v: i64) -> String {
+    let digits = v.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push('.');
+        }
+        out.push(c);
+    }
+    format!("{out} đ")
+}
+
+#[test]
+fn vnd_is_grouped_the_vietnamese_way() {
+    assert_eq!(vnd(1_250_000), "1.250.000 đ");
+    assert_eq!(vnd(85_000), "85.000 đ");
+    assert_eq!(vnd(900), "900 đ");
+}
+
 /// A driver already logged in (the login itself is the test above), on the app at `path`.
 async fn logged_in_browser(t: &TestApp, phone: &str, path: &str) -> (Browser, String) {
     let token = t.driver_token(phone).await;
@@ -262,7 +282,7 @@ fn bearer(t: &TestApp, token: &str, path: &str) -> reqwest::RequestBuilder {
     reqwest::Client::new().get(t.url(path)).header("Authorization", format!("Bearer {token}"))
 }
 
-matrix!(a_driver_tops_up_sees_the_price_and_parks_once, |t| {
+matrix!(a_driver_tops_up_parks_once_extends_and_stops, |t| {
     // The server's clock at 16:30 in Hanoi tomorrow: 3 hours at HK007 cross into the night
     // tier (25,000 + 25,000 + 35,000: tariffs_api's `quote_prices_by_decision_44`).
     let local = (chrono::Utc::now() + chrono::Duration::days(1)).with_timezone(&iparking::domain::tariff::LOCAL_TZ);
@@ -307,8 +327,33 @@ matrix!(a_driver_tops_up_sees_the_price_and_parks_once, |t| {
     let receipt = b.find_all("#receipt table.lines tr").await.unwrap();
     assert_eq!(receipt.len(), 3);
 
+    // Extend by an hour: the price is shown first, and is what is charged.
+    let q = iparking_tests::raw(bearer(&t, &token, &format!("/v1/sessions/{id}/extension-quote?minutes=60"))).await.1;
+    let extra = q["total"].as_i64().expect("an extension price");
+    let shown = b.wait_for_text("#extend-price .total", &vnd(extra)).await.unwrap();
+    assert!(shown.contains("20:30"), "{shown}");
+    b.click(&b.find("#confirm-extend").await.unwrap()).await.unwrap();
+    b.wait_for_text("#paid-until", "20:30").await.unwrap();
+    let wallet = iparking_tests::raw(bearer(&t, &token, "/v1/me/wallet")).await.1;
+    assert_eq!(wallet["balance"], 115_000 - extra);
+
+    // Stop: the refund of the unused whole turns is shown before it is confirmed.
+    let sq = iparking_tests::raw(bearer(&t, &token, &format!("/v1/sessions/{id}/stop-quote"))).await.1;
+    let refund = sq["refund"].as_i64().expect("a refund");
+    assert!(refund > 0, "three of four turns unused: {sq}");
+    b.click(&b.find("#ask-stop").await.unwrap()).await.unwrap();
+    b.wait_for_text("#stop-preview", &vnd(refund)).await.unwrap();
+    b.click(&b.wait_for("#confirm-stop:not([hidden])").await.unwrap()).await.unwrap();
+    b.wait_for_text("#countdown", "Đã kết thúc").await.unwrap();
+    let ended = iparking_tests::raw(bearer(&t, &token, &format!("/v1/sessions/{id}"))).await.1;
+    assert_eq!(ended["status"], "ended");
+    assert_eq!(ended["amount_refunded"], refund);
+
     // The account shows the ledger's balance.
+    let balance = 115_000 - extra + refund;
     b.goto(&t.url("/#/account")).await.unwrap();
-    b.wait_for_text("#balance", "115.000 đ").await.unwrap();
+    b.wait_for_text("#balance", &vnd(balance)).await.unwrap();
+    let wallet = iparking_tests::raw(bearer(&t, &token, "/v1/me/wallet")).await.1;
+    assert_eq!(wallet["balance"], balance);
     b.quit().await.unwrap();
 });

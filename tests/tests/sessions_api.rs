@@ -1330,3 +1330,58 @@ async fn start_debit_beaten_by_a_concurrent_one_is_refused_without_error_postgre
     t.assert_ledger_sound().await;
     t.stop().await;
 }
+
+matrix!(extension_and_stop_quotes_are_what_extend_and_stop_then_do, |t| {
+    let d = t.funded_driver("0912000071", 300_000).await;
+    let token = d.token().unwrap().to_owned();
+    let get = |path: String| {
+        let req = reqwest::Client::new().get(t.url(&path)).header("Authorization", format!("Bearer {token}"));
+        iparking_tests::raw(req)
+    };
+    let s = d.start_session(&start("hk003", "30A-777.71", 3), "q-start").await.unwrap();
+
+    // The extension's price is what the extension charges.
+    let (status, q) = get(format!("/v1/sessions/{}/extension-quote?minutes=90", s.id)).await;
+    assert_eq!(status, 200, "{q}");
+    assert_eq!(q["turns"], 2, "90 minutes are two whole turns");
+    let priced = q["total"].as_i64().unwrap();
+    assert!(priced > 0);
+    let lines: i64 = q["lines"].as_array().unwrap().iter().map(|l| l["amount"].as_i64().unwrap()).sum();
+    assert_eq!(lines, priced, "the lines add up");
+    let after =
+        d.extend_session(s.id, &ExtendSession { minutes: Some(90), ..Default::default() }, "q-extend").await.unwrap();
+    assert_eq!(after.amount_charged - s.amount_charged, priced);
+    assert_eq!(
+        after.paid_until.to_rfc3339(),
+        chrono::DateTime::parse_from_rfc3339(q["end"].as_str().unwrap()).unwrap().to_rfc3339()
+    );
+
+    // The stop's refund is what the stop gives back.
+    let (status, sq) = get(format!("/v1/sessions/{}/stop-quote", s.id)).await;
+    assert_eq!(status, 200, "{sq}");
+    let refund = sq["refund"].as_i64().unwrap();
+    assert!(refund > 0, "four of five turns unused: {sq}");
+    let stopped = d.stop_session(s.id, "q-stop").await.unwrap();
+    assert_eq!(stopped.amount_refunded, refund);
+
+    // Refusals: both or neither of minutes and turns, another driver's session, an ended one.
+    let other = t.funded_driver("0912000072", 100_000).await;
+    let s2 = other.start_session(&start("hk003", "30A-777.72", 1), "q-other").await.unwrap();
+    let (status, e) = get(format!("/v1/sessions/{}/extension-quote?minutes=60&turns=1", s2.id)).await;
+    assert_eq!(status, 404, "another driver's session is not found: {e}");
+    let s3 = d.start_session(&start("hk003", "30A-777.73", 1), "q-start-3").await.unwrap();
+    for query in ["minutes=60&turns=1", "", "minutes=0"] {
+        let (status, e) = get(format!("/v1/sessions/{}/extension-quote?{query}", s3.id)).await;
+        assert_eq!(status, 400, "{query}: {e}");
+        assert!(e["error"]["code"].is_string(), "{e}");
+    }
+    for path in
+        [format!("/v1/sessions/{}/extension-quote?minutes=60", s.id), format!("/v1/sessions/{}/stop-quote", s.id)]
+    {
+        let (status, e) = get(path.clone()).await;
+        iparking_tests::assert_error(&(status, e), 409, "session_ended");
+    }
+    let (status, _) =
+        iparking_tests::raw(reqwest::Client::new().get(t.url(&format!("/v1/sessions/{}/stop-quote", s3.id)))).await;
+    assert_eq!(status, 401, "a driver's token is needed");
+});

@@ -3,7 +3,7 @@
 //! effect, and stores its answer there, rendered by the caller ([`Render`]).
 
 use chrono::{DateTime, Duration, Utc};
-use iparking_mobile_api::{Channel, ExtendSession, PaymentSource, PointStatus, StartSession};
+use iparking_mobile_api::{Channel, ExtendSession, PaymentSource, PointStatus, QuoteView, StartSession, StopQuote};
 
 use super::{
     Keyed,
@@ -491,6 +491,42 @@ pub async fn stop(
         ChangeOutcome::InsufficientFunds { .. } => Err(AppError::internal(&"a refund cannot lack funds")),
         ChangeOutcome::Refused(e) => Err(AppError::from(e)),
     }
+}
+
+/// The price of extending the driver's active session by `minutes` or `turns`, as
+/// [`extend`] would charge it from the wallet: the new turns continue the stay.
+pub async fn extension_quote(
+    app: &App,
+    d: &DriverPrincipal,
+    id: i64,
+    minutes: Option<u32>,
+    turns: Option<u32>,
+    english: bool,
+) -> Result<QuoteView, AppError> {
+    let session = own_session(app, d.driver_id, id).await?;
+    if !session.active || session.expires_at <= app.clock.now() {
+        return Err(session_ended());
+    }
+    let tariff = tariff_of(app, &session)?;
+    let add = requested_turns(&tariff, minutes, turns)?;
+    let p = tariff.price(session.started_at, session.turns, add, Channel::App).map_err(AppError::from)?;
+    Ok(quote_view(&tariff, &session.point_code, session.vehicle_class, Channel::App, &p, english))
+}
+
+/// What stopping the driver's active session now would refund ([`unused_turns_refund`]).
+pub async fn stop_quote(app: &App, d: &DriverPrincipal, id: i64) -> Result<StopQuote, AppError> {
+    let session = own_session(app, d.driver_id, id).await?;
+    if !session.active {
+        return Err(session_ended());
+    }
+    let tariff = tariff_of(app, &session)?;
+    let refund = unused_turns_refund(&tariff, &session, app.clock.now()).map_err(AppError::from)?;
+    Ok(StopQuote {
+        session_id: session.id,
+        refund: refund.get(),
+        currency: "VND".into(),
+        paid_until: session.paid_until,
+    })
 }
 
 /// Corrects a mistyped plate within [`PLATE_CORRECTION_WINDOW_MIN`] minutes of the start,

@@ -110,6 +110,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(sessions::get_session, sessions::correct_plate))
         .routes(routes!(sessions::extend_session))
         .routes(routes!(sessions::stop_session))
+        .routes(routes!(sessions::extension_quote))
+        .routes(routes!(sessions::stop_quote))
         .routes(routes!(webhooks::sms_delivery))
         .routes(routes!(payments::create_topup))
         .routes(routes!(payments::stripe_event))

@@ -9,8 +9,8 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use iparking_mobile_api::{
-    CorrectPlate as CorrectPlateBody, ErrorBody, ExtendSession, PaymentSource, QuoteView, SessionListQuery,
-    SessionPurchase, SessionView, StartSession,
+    CorrectPlate as CorrectPlateBody, ErrorBody, ExtendSession, ExtensionQuoteQuery, PaymentSource, QuoteView,
+    SessionListQuery, SessionPurchase, SessionView, StartSession, StopQuote,
 };
 
 use super::{
@@ -199,6 +199,49 @@ pub async fn correct_plate(
 ) -> Result<Json<SessionView>, AppError> {
     let row = sessions::correct_plate(&app, &d, id, &body.plate).await?;
     Ok(Json(session_view(&row, app.clock.now())))
+}
+
+/// The price of extending an active session, before paying it: the new turns continue the
+/// stay at the tariff it was bought with, as `POST /v1/sessions/{id}/extend` charges them.
+#[utoipa::path(
+    get, path = "/v1/sessions/{id}/extension-quote", tag = "sessions",
+    params(("id" = i64, Path, description = "Session id"), ExtensionQuoteQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The extension's price, line by line", body = QuoteView),
+        (status = 400, description = "Neither or both of minutes/turns, or zero", body = ErrorBody),
+        (status = 404, description = "No such session (or another driver's)", body = ErrorBody),
+        (status = 409, description = "The session has ended", body = ErrorBody),
+        (status = 422, description = "Longer than the tariff's maximum stay", body = ErrorBody),
+    )
+)]
+pub async fn extension_quote(
+    State(app): State<AppState>,
+    Driver(d): Driver,
+    Path(id): Path<i64>,
+    Query(q): Query<ExtensionQuoteQuery>,
+    headers: HeaderMap,
+) -> Result<Json<QuoteView>, AppError> {
+    let english = prefers_english(&headers);
+    Ok(Json(sessions::extension_quote(&app, &d, id, q.minutes, q.turns, english).await?))
+}
+
+/// What stopping an active session now would refund (its unused whole turns), before the
+/// driver confirms `POST /v1/sessions/{id}/stop`.
+#[utoipa::path(
+    get, path = "/v1/sessions/{id}/stop-quote", tag = "sessions",
+    params(("id" = i64, Path, description = "Session id")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The refund if stopped now", body = StopQuote),
+        (status = 404, description = "No such session (or another driver's)", body = ErrorBody),
+        (status = 409, description = "The session has ended", body = ErrorBody),
+    )
+)]
+pub async fn stop_quote(
+    State(app): State<AppState>,
+    Driver(d): Driver,
+    Path(id): Path<i64>,
+) -> Result<Json<StopQuote>, AppError> {
+    Ok(Json(sessions::stop_quote(&app, &d, id).await?))
 }
 
 /// The driver's sessions, newest first.

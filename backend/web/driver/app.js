@@ -407,6 +407,105 @@ async function sessionScreen(id) {
         quoteLines(pu.lines)))),
   );
   refreshTimer = setInterval(() => { left.textContent = countdown(s); }, 1000);
+  if (s.status === "active" && !offline) view.append(changeSection(s));
+}
+
+/** Extend (its price first), stop (its refund first), and a plate typo's correction. */
+function changeSection(s) {
+  const status = h("div", { id: "change-status", "aria-live": "polite" });
+  const preview = h("div", { id: "extend-price", "aria-live": "polite" });
+  const minutes = h("select", { id: "extend-minutes", name: "minutes" },
+    [60, 120, 180].map((m) => h("option", { value: String(m) }, hoursText(m))));
+  const confirmExtend = h("button", { type: "button", id: "confirm-extend", hidden: true });
+  const stopBox = h("div", { id: "stop-preview", "aria-live": "polite" });
+  const confirmStop = h("button", { type: "button", id: "confirm-stop", class: "secondary", hidden: true });
+  let extendKey = null;
+  let stopKey = null;
+  const offlineRefusal = () => {
+    if (navigator.onLine) return false;
+    status.replaceChildren(h("p", { class: "error", role: "alert" }, t("money_offline")));
+    return true;
+  };
+
+  const priceExtension = async () => {
+    extendKey = null;
+    confirmExtend.hidden = true;
+    try {
+      const q = await api("GET", `/v1/sessions/${s.id}/extension-quote?minutes=${minutes.value}`);
+      preview.replaceChildren(h("p", { class: "total" }, t("extend_price", { total: money(q.total), end: hanoiTime(q.end, true) })), quoteLines(q.lines));
+      confirmExtend.textContent = t("pay", { total: money(q.total) });
+      confirmExtend.hidden = false;
+    } catch (err) {
+      preview.replaceChildren(errorBox(err));
+    }
+  };
+  minutes.addEventListener("change", priceExtension);
+  confirmExtend.addEventListener("click", async () => {
+    if (confirmExtend.disabled || offlineRefusal()) return;
+    confirmExtend.disabled = true;
+    extendKey = extendKey || newKey();
+    try {
+      const after = await api("POST", `/v1/sessions/${s.id}/extend`, { minutes: Number(minutes.value), payment: "wallet" }, { key: extendKey });
+      extendKey = null;
+      remember(after);
+      route();
+    } catch (err) {
+      if (err instanceof ApiError && err.status !== 0 && err.status < 500) extendKey = null;
+      status.replaceChildren(errorBox(err));
+    } finally {
+      confirmExtend.disabled = false;
+    }
+  });
+
+  const askStop = h("button", { type: "button", id: "ask-stop", class: "secondary" }, t("stop"));
+  askStop.addEventListener("click", async () => {
+    try {
+      const q = await api("GET", `/v1/sessions/${s.id}/stop-quote`);
+      stopBox.replaceChildren(h("p", {}, q.refund > 0 ? t("stop_refund", { refund: money(q.refund) }) : t("stop_no_refund")));
+      confirmStop.textContent = t("confirm_stop");
+      confirmStop.hidden = false;
+    } catch (err) {
+      stopBox.replaceChildren(errorBox(err));
+    }
+  });
+  confirmStop.addEventListener("click", async () => {
+    if (confirmStop.disabled || offlineRefusal()) return;
+    confirmStop.disabled = true;
+    stopKey = stopKey || newKey();
+    try {
+      const after = await api("POST", `/v1/sessions/${s.id}/stop`, undefined, { key: stopKey });
+      stopKey = null;
+      remember(after);
+      route();
+    } catch (err) {
+      if (err instanceof ApiError && err.status !== 0 && err.status < 500) stopKey = null;
+      status.replaceChildren(errorBox(err));
+    } finally {
+      confirmStop.disabled = false;
+    }
+  });
+
+  const plate = h("input", { id: "fix-plate", name: "plate", maxlength: "16", autocomplete: "off", "aria-describedby": "fix-help" });
+  const fix = h("form", { id: "fix-form", class: "row" },
+    h("label", { for: "fix-plate" }, t("fix_plate")), plate, h("button", { type: "submit" }, t("fix")));
+  fix.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      const after = await api("PATCH", `/v1/sessions/${s.id}`, { plate: plate.value });
+      remember(after);
+      route();
+    } catch (err) {
+      status.replaceChildren(errorBox(err));
+    }
+  });
+
+  priceExtension();
+  return h("section", { class: "card", id: "changes" },
+    h("h2", {}, t("extend")),
+    h("label", { for: "extend-minutes" }, t("extend_by")), minutes, preview, confirmExtend,
+    h("h2", {}, t("stop_title")), askStop, stopBox, confirmStop,
+    h("h2", {}, t("fix_title")), fix, h("p", { id: "fix-help", class: "help" }, t("fix_help")),
+    status);
 }
 
 async function sessionsScreen() {
