@@ -184,6 +184,11 @@ impl Browser {
         self.post("/url", json!({ "url": url })).await.map(|_| ())
     }
 
+    /// Reloads the page (a real reload, even when only the fragment would differ).
+    pub async fn refresh(&self) -> Result<()> {
+        self.post("/refresh", json!({})).await.map(|_| ())
+    }
+
     /// The current URL.
     pub async fn url(&self) -> Result<String> {
         Ok(self.get("/url").await?.as_str().unwrap_or_default().to_owned())
@@ -301,6 +306,19 @@ impl Browser {
     /// its value. An async script resolves by returning a promise.
     pub async fn execute(&self, script: &str, args: Value) -> Result<Value> {
         self.post("/execute/sync", json!({ "script": script, "args": args })).await
+    }
+
+    /// The serious and critical accessibility violations axe-core (vendored for the tests,
+    /// `tests/vendor/axe-core`) finds in the page as it is: `[{id, impact, help, nodes}]`.
+    pub async fn axe_violations(&self) -> Result<Vec<Value>> {
+        const AXE: &str = include_str!("../vendor/axe-core/axe.min.js");
+        let script = format!(
+            "{AXE}\n;return axe.run(document, {{ resultTypes: ['violations'] }}).then(r => r.violations \
+             .filter(v => v.impact === 'serious' || v.impact === 'critical') \
+             .map(v => ({{ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(' ')) }})));"
+        );
+        let v = self.execute(&script, json!([])).await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
     }
 
     /// Sets the window's outer size (a phone's viewport in the tests).

@@ -6,6 +6,7 @@
 
 use std::{collections::BTreeSet, io::Read, time::Duration};
 
+use iparking_mobile_api::{StartSession, VehicleClass};
 use iparking_tests::{Db, Live, TestApp, matrix, webdriver::Browser};
 use serde_json::{Value, json};
 
@@ -109,7 +110,8 @@ async fn the_app_is_served_embedded_hashed_compressed_and_locked_down() {
         } else {
             assert!(plain.len() < 1024, "{url}: {} bytes sent uncompressed", plain.len());
         }
-        if !url.ends_with(".svg") {
+        // The app's own HTML, JS and CSS: not Leaflet (loaded when the map opens), not icons.
+        if !url.ends_with(".svg") && !url.contains("/vendor/") {
             first_load += zipped.len();
         }
         let refused = http.get(t.url(url)).header("Accept-Encoding", "gzip;q=0").send().await.unwrap();
@@ -132,8 +134,21 @@ async fn the_app_is_served_embedded_hashed_compressed_and_locked_down() {
     assert_eq!(manifest["start_url"], "/");
     assert_eq!(manifest["display"], "standalone");
     assert!(manifest["theme_color"].as_str().is_some_and(|c| c.starts_with('#')));
-    let icon = manifest["icons"][0]["src"].as_str().expect("an icon");
-    assert_eq!(http.get(t.url(icon)).send().await.unwrap().status(), 200, "{icon}");
+    let icons = manifest["icons"].as_array().expect("icons");
+    for size in ["192x192", "512x512"] {
+        let icon = icons.iter().find(|i| i["sizes"] == size && i["type"] == "image/png").expect("a PNG icon");
+        let r = http.get(t.url(icon["src"].as_str().unwrap())).send().await.unwrap();
+        assert_eq!((r.status().as_u16(), header(&r, "content-type")), (200, "image/png"), "{icon}");
+        let png = r.bytes().await.unwrap();
+        let side = u32::from_be_bytes(png[16..20].try_into().unwrap());
+        assert_eq!(format!("{side}x{side}"), size, "the PNG's own width");
+    }
+}
+
+/// No serious or critical axe-core violation on the page as it is.
+async fn assert_accessible(b: &Browser, page: &str) {
+    let found = b.axe_violations().await.expect("axe-core runs");
+    assert!(found.is_empty(), "{page}: {}", serde_json::to_string_pretty(&found).unwrap());
 }
 
 /// Waits until `script` (returning a boolean) is true in the page.
@@ -154,6 +169,7 @@ matrix!(a_driver_logs_in_finds_a_point_and_switches_language, |t| {
 
     // Vietnamese first: the login screen.
     b.wait_for_text("h1", "Đăng nhập").await.unwrap();
+    assert_accessible(&b, "login (vi)").await;
     assert_eq!(b.execute("return document.documentElement.lang", json!([])).await.unwrap(), "vi");
     let width = b.execute("return document.documentElement.scrollWidth <= window.innerWidth", json!([])).await.unwrap();
     assert_eq!(width, true, "no sideways scrolling at a phone's width");
@@ -206,6 +222,15 @@ matrix!(a_driver_logs_in_finds_a_point_and_switches_language, |t| {
     let capacity = api["points"][0]["point"]["capacity"].as_i64().unwrap();
     assert_eq!(b.text(&first).await.unwrap(), format!("{free}/{capacity} chỗ trống"));
 
+    assert_accessible(&b, "points (vi)").await;
+    // The map: a marker per point, from the same answer (no tiles are reachable here).
+    b.click(&b.find("#show-map").await.unwrap()).await.unwrap();
+    wait_until(&b, "return document.querySelectorAll('#map path.leaflet-interactive').length > 0", "the markers").await;
+    let markers =
+        b.execute("return document.querySelectorAll('#map path.leaflet-interactive').length", json!([])).await.unwrap();
+    assert_eq!(markers.as_u64(), Some(codes.len() as u64), "one marker per listed point");
+    assert_accessible(&b, "points with the map (vi)").await;
+
     // Search by signboard code opens the point.
     let q = b.find("#q").await.unwrap();
     b.type_into(&q, "hk007").await.unwrap();
@@ -221,6 +246,8 @@ matrix!(a_driver_logs_in_finds_a_point_and_switches_language, |t| {
     b.wait_for_text("h1", "Point HK007").await.unwrap();
     let tabs = b.body_text().await.unwrap();
     assert!(tabs.contains("Find parking") && tabs.contains("Account"), "{tabs}");
+    b.wait_for("#start-form").await.unwrap();
+    assert_accessible(&b, "a point (en)").await;
 
     // Both languages have the same strings.
     let keys = b
@@ -236,6 +263,7 @@ matrix!(a_driver_logs_in_finds_a_point_and_switches_language, |t| {
 
     // Log out: back to the login screen, and the token is dead at the API.
     b.goto(&t.url("/#/account")).await.unwrap();
+    b.wait_for("#refund-requests li").await.unwrap();
     b.click(&b.wait_for("#logout").await.unwrap()).await.unwrap();
     b.wait_for_text("h1", "Log in").await.unwrap();
     wait_until(&b, "return localStorage.getItem('iparking.token') === null", "the token to be forgotten").await;
@@ -327,6 +355,8 @@ matrix!(a_driver_tops_up_parks_once_extends_and_stops, |t| {
     let receipt = b.find_all("#receipt table.lines tr").await.unwrap();
     assert_eq!(receipt.len(), 3);
 
+    assert_accessible(&b, "a session (vi)").await;
+
     // Extend by an hour: the price is shown first, and is what is charged.
     let q = iparking_tests::raw(bearer(&t, &token, &format!("/v1/sessions/{id}/extension-quote?minutes=60"))).await.1;
     let extra = q["total"].as_i64().expect("an extension price");
@@ -353,7 +383,41 @@ matrix!(a_driver_tops_up_parks_once_extends_and_stops, |t| {
     let balance = 115_000 - extra + refund;
     b.goto(&t.url("/#/account")).await.unwrap();
     b.wait_for_text("#balance", &vnd(balance)).await.unwrap();
+    let moves = b.text(&b.wait_for("#movements").await.unwrap()).await.unwrap();
+    for label in ["Nạp tiền thử (SANDBOX)", "Gửi xe", "Gửi thêm giờ", "Hoàn tiền lượt gửi"] {
+        assert!(moves.contains(label), "{label} missing from the movements: {moves}");
+    }
+    let page = b.body_text().await.unwrap();
+    assert!(!page.contains("session_") && !page.contains("sandbox_topup"), "a raw code on screen: {page}");
+    assert_accessible(&b, "account (vi)").await;
     let wallet = iparking_tests::raw(bearer(&t, &token, "/v1/me/wallet")).await.1;
     assert_eq!(wallet["balance"], balance);
+
+    // Offline: with the server gone, the app opens from its service worker, shows an active
+    // session from its last answer, marked offline, and refuses a money action on the spot.
+    let d = t.client.with_token(token.clone());
+    let body = StartSession {
+        point_code: "HK007".into(),
+        plate: "30A-555.66".into(),
+        vehicle_class: Some(VehicleClass::Car),
+        minutes: Some(60),
+        turns: None,
+        payment: None,
+        card_id: None,
+        lat: None,
+        lon: None,
+    };
+    let second = d.start_session(&body, "second").await.expect("a second session");
+    b.goto(&t.url(&format!("/#/sessions/{}", second.id))).await.unwrap();
+    let until = b.text(&b.wait_for("#paid-until").await.unwrap()).await.unwrap();
+    wait_until(&b, "return !!(navigator.serviceWorker && navigator.serviceWorker.controller)", "the service worker")
+        .await;
+    t.stop().await;
+    b.refresh().await.unwrap();
+    b.wait_for("#offline-note").await.unwrap();
+    assert_eq!(b.text(&b.find("#paid-until").await.unwrap()).await.unwrap(), until, "the last answer's end time");
+    b.find("#countdown").await.unwrap();
+    b.click(&b.find("#ask-stop").await.unwrap()).await.unwrap();
+    b.wait_for_text("#stop-preview", "không được xếp hàng").await.unwrap();
     b.quit().await.unwrap();
 });

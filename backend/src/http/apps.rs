@@ -28,24 +28,31 @@ struct Embedded {
     body: &'static [u8],
 }
 
+/// `embed!["key" => "file under backend/web/", …]`: the files, by the path they are served at.
 macro_rules! embed {
-    ($dir:literal: $($path:literal),+ $(,)?) => {
-        &[$(Embedded { path: $path, body: include_bytes!(concat!("../../web/", $dir, "/", $path)) }),+]
+    ($($key:literal => $file:literal),+ $(,)?) => {
+        &[$(Embedded { path: $key, body: include_bytes!(concat!("../../web/", $file)) }),+]
     };
 }
 
 /// The drivers' app. `index.html`, `sw.js` and `manifest.webmanifest` are served at the root
-/// of the app; every other file under `/assets/{build}/`.
-const DRIVER: &[Embedded] = embed!("driver":
-    "index.html",
-    "sw.js",
-    "manifest.webmanifest",
-    "app.css",
-    "app.js",
-    "api.js",
-    "i18n.js",
-    "icon.svg",
-);
+/// of the app; every other file under `/assets/{build}/`. Leaflet is vendored from npm
+/// (`web-vendor.json`), and loaded only when the map is opened.
+const DRIVER: &[Embedded] = embed![
+    "index.html" => "driver/index.html",
+    "sw.js" => "driver/sw.js",
+    "manifest.webmanifest" => "driver/manifest.webmanifest",
+    "app.css" => "driver/app.css",
+    "app.js" => "driver/app.js",
+    "api.js" => "driver/api.js",
+    "i18n.js" => "driver/i18n.js",
+    "map.js" => "driver/map.js",
+    "icon.svg" => "driver/icon.svg",
+    "icon-192.png" => "driver/icon-192.png",
+    "icon-512.png" => "driver/icon-512.png",
+    "vendor/leaflet/leaflet.js" => "vendor/leaflet/leaflet.js",
+    "vendor/leaflet/leaflet.css" => "vendor/leaflet/leaflet.css",
+];
 
 /// The map tiles' default: OpenStreetMap's standard tiles (attribution shown on the map).
 pub const DEFAULT_TILES: &str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png";

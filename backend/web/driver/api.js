@@ -33,6 +33,8 @@ export async function api(method, path, body, { key } = {}) {
   if (tok) headers["Authorization"] = "Bearer " + tok;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (key) headers["Idempotency-Key"] = key;
+  // The browser knows it is offline: nothing is sent (and nothing is queued).
+  if (navigator.onLine === false) throw new ApiError(0, "network", t("error_network"));
   let res;
   try {
     res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });

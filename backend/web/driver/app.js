@@ -2,7 +2,8 @@
 // #/account), rendered from the API's answers with the DOM (no HTML strings, no inline
 // script: the page's CSP allows neither).
 import { api, ApiError, newKey, setToken, token } from "./api.js";
-import { lang, number, setLang, t, translate } from "./i18n.js";
+import { lang, number, setLang, t, tOr, translate } from "./i18n.js";
+import { drawMap } from "./map.js";
 
 /** The Hoàn Kiếm pilot streets: where the map and list start when the position is refused. */
 const PILOT = { lat: 21.0245, lon: 105.8525 };
@@ -30,7 +31,7 @@ function h(tag, attrs = {}, ...children) {
 function show(...children) {
   clearInterval(refreshTimer);
   refreshTimer = null;
-  view.replaceChildren(...children);
+  view.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
   view.focus({ preventScroll: true });
 }
 
@@ -38,6 +39,12 @@ function show(...children) {
 function errorBox(err) {
   const text = err instanceof ApiError ? err.message : t("error_unknown");
   return h("p", { class: "error", role: "alert" }, text);
+}
+
+/** A money action's failure: offline, it says the action was not queued. */
+function moneyError(err) {
+  if (err instanceof ApiError && err.code === "network") return h("p", { class: "error", role: "alert" }, t("money_offline"));
+  return errorBox(err);
 }
 
 function distance(m) {
@@ -137,7 +144,24 @@ async function pointsScreen() {
   const q = h("input", { id: "q", name: "q", type: "search", maxlength: "60", autocomplete: "off" });
   const search = h("form", { id: "search", class: "search", role: "search" },
     h("label", { for: "q" }, t("search")), h("div", { class: "row" }, q, h("button", { type: "submit" }, t("search_button"))));
-  show(h("h1", {}, t("points_title")), search, note, status, list, h("p", { class: "help" }, t("refreshing")));
+  const mapEl = h("div", { id: "map", class: "map", hidden: true, role: "region" });
+  const mapButton = h("button", { type: "button", id: "show-map", class: "secondary", "aria-pressed": "false" }, t("show_map"));
+  show(h("h1", {}, t("points_title")), search, mapButton, mapEl, note, status, list, h("p", { class: "help" }, t("refreshing")));
+  let map = null;
+  mapButton.addEventListener("click", async () => {
+    const showing = mapEl.hidden;
+    mapEl.hidden = !showing;
+    mapButton.setAttribute("aria-pressed", String(showing));
+    mapButton.textContent = showing ? t("hide_map") : t("show_map");
+    if (showing) {
+      try {
+        if (map) map.remove();
+        map = await drawMap(mapEl, at, last.map((x) => ({ point: x.point, cls: freeClass(x.point), free: freeText(x.point) })));
+      } catch {
+        mapEl.replaceChildren(h("p", { class: "error" }, t("map_failed")));
+      }
+    }
+  });
 
   const here = await position();
   const at = here || PILOT;
@@ -317,7 +341,7 @@ async function pointScreen(code) {
     } catch (err) {
       // A refusal is final for this key; a lost answer keeps it, so a retry is the same start.
       if (err instanceof ApiError && err.status !== 0 && err.status < 500) startKey = null;
-      startStatus.replaceChildren(errorBox(err));
+      startStatus.replaceChildren(moneyError(err));
       if (err.code === "point_full" && err.details && Array.isArray(err.details.alternatives)) {
         startStatus.append(h("ul", { class: "points", id: "alternatives", "aria-label": t("alternatives") },
           err.details.alternatives.map((a) => h("li", { class: "point free-many", "data-code": a.code },
@@ -407,7 +431,7 @@ async function sessionScreen(id) {
         quoteLines(pu.lines)))),
   );
   refreshTimer = setInterval(() => { left.textContent = countdown(s); }, 1000);
-  if (s.status === "active" && !offline) view.append(changeSection(s));
+  if (s.status === "active") view.append(changeSection(s));
 }
 
 /** Extend (its price first), stop (its refund first), and a plate typo's correction. */
@@ -436,7 +460,7 @@ function changeSection(s) {
       confirmExtend.textContent = t("pay", { total: money(q.total) });
       confirmExtend.hidden = false;
     } catch (err) {
-      preview.replaceChildren(errorBox(err));
+      preview.replaceChildren(moneyError(err));
     }
   };
   minutes.addEventListener("change", priceExtension);
@@ -451,7 +475,7 @@ function changeSection(s) {
       route();
     } catch (err) {
       if (err instanceof ApiError && err.status !== 0 && err.status < 500) extendKey = null;
-      status.replaceChildren(errorBox(err));
+      status.replaceChildren(moneyError(err));
     } finally {
       confirmExtend.disabled = false;
     }
@@ -465,7 +489,7 @@ function changeSection(s) {
       confirmStop.textContent = t("confirm_stop");
       confirmStop.hidden = false;
     } catch (err) {
-      stopBox.replaceChildren(errorBox(err));
+      stopBox.replaceChildren(moneyError(err));
     }
   });
   confirmStop.addEventListener("click", async () => {
@@ -479,7 +503,7 @@ function changeSection(s) {
       route();
     } catch (err) {
       if (err instanceof ApiError && err.status !== 0 && err.status < 500) stopKey = null;
-      status.replaceChildren(errorBox(err));
+      status.replaceChildren(moneyError(err));
     } finally {
       confirmStop.disabled = false;
     }
@@ -547,7 +571,7 @@ async function accountScreen() {
           key = null;
           await load();
         } catch (err) {
-          status.replaceChildren(errorBox(err));
+          status.replaceChildren(moneyError(err));
         } finally {
           topup.disabled = false;
         }
@@ -555,9 +579,39 @@ async function accountScreen() {
       sandboxBox.replaceChildren(h("p", { class: "sandbox" }, t("sandbox_note")), topup);
     }
   };
+  const movements = h("ul", { class: "movements", id: "movements" });
+  const cards = h("ul", { class: "movements", id: "cards" });
+  const requests = h("ul", { class: "movements", id: "refund-requests" });
+  const loadMore = async () => {
+    const w = await api("GET", "/v1/me/wallet");
+    movements.replaceChildren(...(w.movements.length
+      ? w.movements.slice().reverse().slice(0, 20).map((m) => h("li", {},
+        h("span", {}, hanoiTime(m.at, true) + " · " + tOr("movement_" + m.kind, "movement_other")),
+        h("span", { class: m.amount < 0 ? "neg num" : "num" }, (m.amount > 0 ? "+" : "") + money(m.amount))))
+      : [h("li", { class: "help" }, t("no_movements"))]));
+    const cs = await api("GET", "/v1/me/cards");
+    cards.replaceChildren(...(cs.length ? cs.map((c) => h("li", {},
+      h("span", {}, `${c.brand} •••• ${c.last4} (${String(c.exp_month).padStart(2, "0")}/${c.exp_year})`),
+      h("button", { type: "button", class: "link", "data-card": String(c.id), onclick: async () => {
+        try {
+          await api("DELETE", "/v1/me/cards/" + c.id);
+          await loadMore();
+        } catch (err) {
+          status.replaceChildren(errorBox(err));
+        }
+      } }, t("remove")))) : [h("li", { class: "help" }, t("no_cards"))]));
+    const rs = await api("GET", "/v1/me/refund-requests");
+    requests.replaceChildren(...(rs.length ? rs.map((r) => h("li", {},
+      h("span", {}, money(r.amount) + " · " + r.reason),
+      h("span", { class: "state" }, tOr("request_" + r.status, "request_other")))) : [h("li", { class: "help" }, t("no_requests"))]));
+  };
   show(
     h("h1", {}, t("account_title")),
-    h("section", { class: "card" }, h("h2", {}, t("wallet")), balance, sandboxBox),
+    h("section", { class: "card" }, h("h2", {}, t("wallet")), balance, sandboxBox,
+      h("h3", {}, t("movements")), movements),
+    h("section", { class: "card" }, h("h2", {}, t("cards")), cards),
+    h("section", { class: "card" }, h("h2", {}, t("refund_requests")), requests),
+    h("p", {}, h("a", { href: "#/citations" }, t("citations_title"))),
     status,
     h("button", {
       type: "button", id: "logout", class: "secondary",
@@ -577,9 +631,56 @@ async function accountScreen() {
   );
   try {
     await load();
+    await loadMore();
   } catch (err) {
     status.replaceChildren(errorBox(err));
   }
+}
+
+// ---- Citations ---------------------------------------------------------------------------
+
+async function citationsScreen() {
+  show(h("p", {}, t("loading")));
+  let list;
+  try {
+    list = await api("GET", "/v1/me/citations");
+  } catch (err) {
+    show(errorBox(err));
+    return;
+  }
+  const details = h("div", { id: "citation", "aria-live": "polite" });
+  const items = list.map((c) => {
+    const code = h("input", { id: "code-" + c.number, name: "code", autocomplete: "off", maxlength: "16" });
+    const form = h("form", { class: "row" },
+      h("label", { for: "code-" + c.number }, t("ticket_code")), code, h("button", { type: "submit" }, t("open")));
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const q = `plate=${encodeURIComponent(c.plate)}&code=${encodeURIComponent(code.value.trim())}`;
+      try {
+        const d = await api("GET", `/v1/citations/${encodeURIComponent(c.number)}?${q}`);
+        details.replaceChildren(h("section", { class: "card" },
+          h("h2", {}, t("citation", { number: d.number })),
+          h("dl", {},
+            h("dt", {}, t("reason")), h("dd", {}, tOr("kind_" + d.kind, "kind_other")),
+            h("dt", {}, t("point")), h("dd", {}, `${d.point_code} · ${d.point_name}, ${d.street}`),
+            h("dt", {}, t("when")), h("dd", {}, hanoiTime(d.issued_at, true)),
+            d.note ? [h("dt", {}, t("note")), h("dd", {}, d.note)] : null),
+          h("div", { class: "photos" }, d.photos.map((_, i) => h("img", {
+            src: `/v1/citations/${encodeURIComponent(d.number)}/photos/${i}?${q}`,
+            alt: t("photo", { n: i + 1 }), loading: "lazy",
+          })))));
+      } catch (err) {
+        details.replaceChildren(errorBox(err));
+      }
+    });
+    return h("li", { class: "card" },
+      h("p", {}, h("strong", {}, c.number), ` · ${c.plate} · ${c.point_code} ${c.point_name} · ${hanoiTime(c.issued_at, true)}`),
+      form);
+  });
+  show(h("h1", {}, t("citations_title")),
+    h("p", { class: "help" }, t("citations_help")),
+    items.length ? h("ul", { class: "citations" }, items) : h("p", {}, t("no_citations")),
+    details);
 }
 
 // ---- Router ------------------------------------------------------------------------------
@@ -601,6 +702,7 @@ function route() {
   const sm = hash.match(/^#\/sessions\/(\d{1,18})$/);
   if (sm) return sessionScreen(sm[1]);
   if (hash.startsWith("#/sessions")) return sessionsScreen();
+  if (hash.startsWith("#/citations")) return citationsScreen();
   if (hash.startsWith("#/account")) return accountScreen();
   if (hash === "#/login") {
     location.hash = "#/points";
@@ -615,7 +717,7 @@ function applyLang() {
   const other = lang() === "vi" ? "en" : "vi";
   b.textContent = other.toUpperCase();
   b.setAttribute("lang", other);
-  b.setAttribute("aria-label", other === "en" ? "English" : "Tiếng Việt");
+  b.setAttribute("aria-label", other === "en" ? "EN: English" : "VI: Tiếng Việt");
   translate();
 }
 
