@@ -119,6 +119,7 @@ async fn the_app_is_served_embedded_hashed_compressed_and_locked_down() {
         let revalidated = http.get(t.url(url)).header("If-None-Match", &etag).send().await.unwrap();
         assert_eq!(revalidated.status(), 304, "{url}");
     }
+    eprintln!("first load: {first_load} bytes gzip-compressed (budget {FIRST_LOAD_BUDGET})");
     assert!(first_load <= FIRST_LOAD_BUDGET, "first load {first_load} bytes compressed, budget {FIRST_LOAD_BUDGET}");
 
     // An old build's URL still answers, but is not cached for a year; an unknown file is a
@@ -379,11 +380,22 @@ matrix!(a_driver_tops_up_parks_once_extends_and_stops, |t| {
     assert_eq!(ended["status"], "ended");
     assert_eq!(ended["amount_refunded"], refund);
 
+    // A refund request about the ended session, for finance to decide.
+    let reason = b.wait_for("#dispute-reason").await.unwrap();
+    b.type_into(&reason, "Xe bị cẩu đi lúc 17:00").await.unwrap();
+    b.click(&b.find("#dispute button[type=submit]").await.unwrap()).await.unwrap();
+    b.wait_for_text("#dispute-status", "Đã gửi").await.unwrap();
+    let requests = iparking_tests::raw(bearer(&t, &token, "/v1/me/refund-requests")).await.1;
+    let requests = requests.as_array().expect("requests");
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!((requests[0]["session_id"].as_i64(), requests[0]["status"].as_str()), (Some(id), Some("pending")));
+
     // The account shows the ledger's balance.
     let balance = 115_000 - extra + refund;
     b.goto(&t.url("/#/account")).await.unwrap();
     b.wait_for_text("#balance", &vnd(balance)).await.unwrap();
     let moves = b.text(&b.wait_for("#movements").await.unwrap()).await.unwrap();
+    b.wait_for_text("#refund-requests", "Đang chờ duyệt").await.unwrap();
     for label in ["Nạp tiền thử (SANDBOX)", "Gửi xe", "Gửi thêm giờ", "Hoàn tiền lượt gửi"] {
         assert!(moves.contains(label), "{label} missing from the movements: {moves}");
     }

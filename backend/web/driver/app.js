@@ -432,6 +432,38 @@ async function sessionScreen(id) {
   );
   refreshTimer = setInterval(() => { left.textContent = countdown(s); }, 1000);
   if (s.status === "active") view.append(changeSection(s));
+  else if (!offline && s.amount_charged > s.amount_refunded) view.append(disputeSection(s));
+}
+
+/** A refund request about a session, for finance to decide (issue 7's rule). */
+function disputeSection(s) {
+  const status = h("div", { id: "dispute-status", "aria-live": "polite" });
+  const reason = h("textarea", { id: "dispute-reason", name: "reason", maxlength: "500", rows: "3", required: true });
+  const send = h("button", { type: "submit" }, t("dispute_send"));
+  let key = null;
+  reason.addEventListener("input", () => { key = null; });
+  const form = h("form", { id: "dispute", class: "card" },
+    h("h2", {}, t("dispute_title")),
+    h("label", { for: "dispute-reason" }, t("dispute_reason")), reason,
+    h("p", { class: "help" }, t("dispute_help")), status, send);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (send.disabled) return;
+    send.disabled = true;
+    key = key || newKey();
+    try {
+      await api("POST", "/v1/me/refund-requests", { kind: "session", session_id: s.id, reason: reason.value }, { key });
+      key = null;
+      status.replaceChildren(h("p", { class: "ok", role: "status" }, t("dispute_sent")));
+      reason.value = "";
+    } catch (err) {
+      if (err instanceof ApiError && err.status !== 0 && err.status < 500) key = null;
+      status.replaceChildren(moneyError(err));
+    } finally {
+      send.disabled = false;
+    }
+  });
+  return form;
 }
 
 /** Extend (its price first), stop (its refund first), and a plate typo's correction. */
