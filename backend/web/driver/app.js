@@ -47,6 +47,31 @@ function moneyError(err) {
   return errorBox(err);
 }
 
+/**
+ * A money action behind `button`: sent once per tap (the button is held while in flight),
+ * with one Idempotency-Key kept across retries until the call is answered, so a retry after a
+ * lost answer is the same action. A refusal drops the key (the next try is a new action).
+ * Failures are told in `statusEl`. `reset()` drops the key when the action's input changes.
+ */
+function moneyAction(button, statusEl, call) {
+  let key = null;
+  const run = async () => {
+    if (button.disabled) return;
+    button.disabled = true;
+    key = key || newKey();
+    try {
+      await call(key);
+      key = null;
+    } catch (err) {
+      if (err instanceof ApiError && err.status !== 0 && err.status < 500) key = null;
+      statusEl.replaceChildren(moneyError(err));
+    } finally {
+      button.disabled = false;
+    }
+  };
+  return { run, reset: () => { key = null; } };
+}
+
 function distance(m) {
   return m >= 1000 ? t("km", { n: number(Math.round(m / 100) / 10) }) : t("metres", { n: number(Math.round(m)) });
 }
@@ -440,28 +465,19 @@ function disputeSection(s) {
   const status = h("div", { id: "dispute-status", "aria-live": "polite" });
   const reason = h("textarea", { id: "dispute-reason", name: "reason", maxlength: "500", rows: "3", required: true });
   const send = h("button", { type: "submit" }, t("dispute_send"));
-  let key = null;
-  reason.addEventListener("input", () => { key = null; });
   const form = h("form", { id: "dispute", class: "card" },
     h("h2", {}, t("dispute_title")),
     h("label", { for: "dispute-reason" }, t("dispute_reason")), reason,
     h("p", { class: "help" }, t("dispute_help")), status, send);
-  form.addEventListener("submit", async (e) => {
+  const request = moneyAction(send, status, async (key) => {
+    await api("POST", "/v1/me/refund-requests", { kind: "session", session_id: s.id, reason: reason.value }, { key });
+    status.replaceChildren(h("p", { class: "ok", role: "status" }, t("dispute_sent")));
+    reason.value = "";
+  });
+  reason.addEventListener("input", request.reset);
+  form.addEventListener("submit", (e) => {
     e.preventDefault();
-    if (send.disabled) return;
-    send.disabled = true;
-    key = key || newKey();
-    try {
-      await api("POST", "/v1/me/refund-requests", { kind: "session", session_id: s.id, reason: reason.value }, { key });
-      key = null;
-      status.replaceChildren(h("p", { class: "ok", role: "status" }, t("dispute_sent")));
-      reason.value = "";
-    } catch (err) {
-      if (err instanceof ApiError && err.status !== 0 && err.status < 500) key = null;
-      status.replaceChildren(moneyError(err));
-    } finally {
-      send.disabled = false;
-    }
+    request.run();
   });
   return form;
 }
@@ -475,16 +491,19 @@ function changeSection(s) {
   const confirmExtend = h("button", { type: "button", id: "confirm-extend", hidden: true });
   const stopBox = h("div", { id: "stop-preview", "aria-live": "polite" });
   const confirmStop = h("button", { type: "button", id: "confirm-stop", class: "secondary", hidden: true });
-  let extendKey = null;
-  let stopKey = null;
-  const offlineRefusal = () => {
-    if (navigator.onLine) return false;
-    status.replaceChildren(h("p", { class: "error", role: "alert" }, t("money_offline")));
-    return true;
-  };
+  const extend = moneyAction(confirmExtend, status, async (key) => {
+    const after = await api("POST", `/v1/sessions/${s.id}/extend`, { minutes: Number(minutes.value), payment: "wallet" }, { key });
+    remember(after);
+    route();
+  });
+  const stop = moneyAction(confirmStop, status, async (key) => {
+    const after = await api("POST", `/v1/sessions/${s.id}/stop`, undefined, { key });
+    remember(after);
+    route();
+  });
 
   const priceExtension = async () => {
-    extendKey = null;
+    extend.reset();
     confirmExtend.hidden = true;
     try {
       const q = await api("GET", `/v1/sessions/${s.id}/extension-quote?minutes=${minutes.value}`);
@@ -496,22 +515,7 @@ function changeSection(s) {
     }
   };
   minutes.addEventListener("change", priceExtension);
-  confirmExtend.addEventListener("click", async () => {
-    if (confirmExtend.disabled || offlineRefusal()) return;
-    confirmExtend.disabled = true;
-    extendKey = extendKey || newKey();
-    try {
-      const after = await api("POST", `/v1/sessions/${s.id}/extend`, { minutes: Number(minutes.value), payment: "wallet" }, { key: extendKey });
-      extendKey = null;
-      remember(after);
-      route();
-    } catch (err) {
-      if (err instanceof ApiError && err.status !== 0 && err.status < 500) extendKey = null;
-      status.replaceChildren(moneyError(err));
-    } finally {
-      confirmExtend.disabled = false;
-    }
-  });
+  confirmExtend.addEventListener("click", extend.run);
 
   const askStop = h("button", { type: "button", id: "ask-stop", class: "secondary" }, t("stop"));
   askStop.addEventListener("click", async () => {
@@ -524,22 +528,7 @@ function changeSection(s) {
       stopBox.replaceChildren(moneyError(err));
     }
   });
-  confirmStop.addEventListener("click", async () => {
-    if (confirmStop.disabled || offlineRefusal()) return;
-    confirmStop.disabled = true;
-    stopKey = stopKey || newKey();
-    try {
-      const after = await api("POST", `/v1/sessions/${s.id}/stop`, undefined, { key: stopKey });
-      stopKey = null;
-      remember(after);
-      route();
-    } catch (err) {
-      if (err instanceof ApiError && err.status !== 0 && err.status < 500) stopKey = null;
-      status.replaceChildren(moneyError(err));
-    } finally {
-      confirmStop.disabled = false;
-    }
-  });
+  confirmStop.addEventListener("click", stop.run);
 
   const plate = h("input", { id: "fix-plate", name: "plate", maxlength: "16", autocomplete: "off", "aria-describedby": "fix-help" });
   const fix = h("form", { id: "fix-form", class: "row" },
@@ -593,21 +582,11 @@ async function accountScreen() {
     balance.textContent = money(w.balance);
     if (w.sandbox) {
       const topup = h("button", { type: "button", id: "sandbox-topup" }, t("sandbox_topup", { amount: money(200000) }));
-      let key = null;
-      topup.addEventListener("click", async () => {
-        if (topup.disabled) return;
-        topup.disabled = true;
-        key = key || newKey();
-        try {
-          await api("POST", "/v1/me/wallet/sandbox-topups", { amount: 200000 }, { key });
-          key = null;
-          await load();
-        } catch (err) {
-          status.replaceChildren(moneyError(err));
-        } finally {
-          topup.disabled = false;
-        }
+      const topUp = moneyAction(topup, status, async (key) => {
+        await api("POST", "/v1/me/wallet/sandbox-topups", { amount: 200000 }, { key });
+        await load();
       });
+      topup.addEventListener("click", topUp.run);
       sandboxBox.replaceChildren(h("p", { class: "sandbox" }, t("sandbox_note")), topup);
     }
   };
