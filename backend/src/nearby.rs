@@ -73,6 +73,8 @@ pub struct PointIndex {
     points: Vec<Arc<PointRecord>>,
     by_code: HashMap<String, u32>,
     by_id: HashMap<i64, u32>,
+    /// Each point's code, name, street and district, folded for search (same order).
+    folded: Vec<String>,
     version: i64,
 }
 
@@ -169,7 +171,16 @@ impl PointIndex {
         let entries = placed.into_iter().map(|p| p.2).collect();
         let by_code = points.iter().enumerate().map(|(i, p)| (p.code.clone(), i as u32)).collect();
         let by_id = points.iter().enumerate().map(|(i, p)| (p.id, i as u32)).collect();
-        Self { first_row, row_start, lon, entries, outside, points, by_code, by_id, version }
+        let folded = points
+            .iter()
+            .map(|p| {
+                crate::domain::city::fold_for_search(&format!(
+                    "{} {} {} {}",
+                    p.code, p.street_name, p.name, p.district_name
+                ))
+            })
+            .collect();
+        Self { first_row, row_start, lon, entries, outside, points, by_code, by_id, folded, version }
     }
 
     /// The point with this code (open or closed), as of this snapshot.
@@ -180,6 +191,30 @@ impl PointIndex {
     /// The point with this row id, as of this snapshot.
     pub fn point_by_id(&self, id: i64) -> Option<Arc<PointRecord>> {
         self.by_id.get(&id).map(|&i| self.points[i as usize].clone())
+    }
+
+    /// Points whose code, street, name or district hold every word of `query` (folded:
+    /// case and Vietnamese diacritics ignored), at most `limit`: open before closed, a code
+    /// that starts with the query first, then by code.
+    pub fn search(&self, query: &str, limit: usize) -> Vec<Arc<PointRecord>> {
+        let words: Vec<String> = crate::domain::city::fold_for_search(query)
+            .split(' ')
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if words.is_empty() {
+            return Vec::new();
+        }
+        let first = words.concat();
+        let mut hits: Vec<(bool, bool, &Arc<PointRecord>)> = self
+            .folded
+            .iter()
+            .zip(&self.points)
+            .filter(|(text, _)| words.iter().all(|w| text.split(' ').any(|t| t.starts_with(w.as_str()))))
+            .map(|(_, p)| (p.status != PointStatus::Open, !p.code.to_lowercase().starts_with(&first), p))
+            .collect();
+        hits.sort_by(|a, b| (a.0, a.1, &a.2.code).cmp(&(b.0, b.1, &b.2.code)));
+        hits.into_iter().take(limit).map(|(_, _, p)| p.clone()).collect()
     }
 
     /// An empty index.

@@ -148,6 +148,17 @@ pub struct PointView {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Query of `GET /v1/points/search`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PointSearchQuery {
+    /// Words of a signboard code, street, point or district name (1–60 characters; case and
+    /// Vietnamese diacritics ignored, each word matching the start of a word).
+    pub q: String,
+    /// How many points at most, 1..=50. Default 20.
+    pub limit: Option<u32>,
+}
+
 /// Query of `GET /v1/points`.
 #[derive(Debug, Clone, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -232,6 +232,18 @@ matrix!(a_driver_logs_in_finds_a_point_and_switches_language, |t| {
     assert_eq!(markers.as_u64(), Some(codes.len() as u64), "one marker per listed point");
     assert_accessible(&b, "points with the map (vi)").await;
 
+    // A street's name searches the whole city, without diacritics: the API's answer.
+    let q = b.find("#q").await.unwrap();
+    b.type_into(&q, "dien bien phu").await.unwrap();
+    b.click(&b.find("#search button").await.unwrap()).await.unwrap();
+    wait_until(
+        &b,
+        "return [...document.querySelectorAll('#points li.point')].map(li => li.dataset.code).join() === 'BD003,BD004'",
+        "the street's points",
+    )
+    .await;
+    b.clear(&q).await.unwrap();
+
     // Search by signboard code opens the point.
     let q = b.find("#q").await.unwrap();
     b.type_into(&q, "hk007").await.unwrap();

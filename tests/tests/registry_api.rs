@@ -513,3 +513,39 @@ async fn duplicates_leave_no_error_in_postgres_log_postgres_redis() {
     }
     t.stop().await;
 }
+
+matrix!(points_are_searched_by_street_and_code_city_wide, |t| {
+    let get = |path: &str| iparking_tests::raw(reqwest::Client::new().get(t.url(path)));
+    let codes = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array().expect("a list").iter().map(|p| p["code"].as_str().unwrap().to_owned()).collect()
+    };
+    // Without diacritics or case, word starts: "dien bien" is Điện Biên Phủ's two points.
+    let (status, found) = get("/v1/points/search?q=dien%20bien").await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(codes(&found), vec!["BD003", "BD004"]);
+    assert!(found[0]["free_spaces"].is_i64(), "with free spaces: {found}");
+    let (_, same) = get("/v1/points/search?q=%C4%90I%E1%BB%86N%20Bi%C3%AAn").await;
+    assert_eq!(codes(&same), vec!["BD003", "BD004"], "ĐIỆN Biên, as typed");
+    // A code's start, and words across street and point name.
+    let (_, hk) = get("/v1/points/search?q=hk00&limit=50").await;
+    let hk = codes(&hk);
+    assert!(hk.len() >= 9 && hk.iter().all(|c| c.starts_with("HK00")), "{hk:?}");
+    let (_, both) = get("/v1/points/search?q=ton%20duc%20thang%20van%20mieu").await;
+    assert_eq!(codes(&both), vec!["DD001"]);
+    let (_, none) = get("/v1/points/search?q=khong%20co%20pho%20nay").await;
+    assert_eq!(none, serde_json::json!([]));
+    // The limit holds.
+    let (_, two) = get("/v1/points/search?q=hk&limit=2").await;
+    assert_eq!(codes(&two).len(), 2);
+    // Refusals in the error shape.
+    for (query, code) in
+        [("q=%20%20", "invalid_query"), ("q=hk&limit=0", "invalid_limit"), ("q=hk&limit=51", "invalid_limit")]
+    {
+        let answer = get(&format!("/v1/points/search?{query}")).await;
+        iparking_tests::assert_error(&answer, 400, code);
+    }
+    let long = "a".repeat(61);
+    iparking_tests::assert_error(&get(&format!("/v1/points/search?q={long}")).await, 400, "invalid_query");
+    let (status, _) = get("/v1/points/search").await;
+    assert_eq!(status, 400, "q is required");
+});

@@ -292,3 +292,51 @@ mod tests {
         assert!((d - 111_195.0).abs() < 100.0, "{d}");
     }
 }
+
+/// Text folded for searching: lower case, Vietnamese diacritics removed (`Lý Thường Kiệt` →
+/// `ly thuong kiet`, `đ` → `d`), runs of anything but letters and digits as one space.
+pub fn fold_for_search(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut space = true;
+    for c in text.chars().flat_map(char::to_lowercase) {
+        let base = match c {
+            'à' | 'á' | 'ả' | 'ã' | 'ạ' | 'ă' | 'ằ' | 'ắ' | 'ẳ' | 'ẵ' | 'ặ' | 'â' | 'ầ' | 'ấ' | 'ẩ' | 'ẫ' | 'ậ' => {
+                'a'
+            }
+            'è' | 'é' | 'ẻ' | 'ẽ' | 'ẹ' | 'ê' | 'ề' | 'ế' | 'ể' | 'ễ' | 'ệ' => 'e',
+            'ì' | 'í' | 'ỉ' | 'ĩ' | 'ị' => 'i',
+            'ò' | 'ó' | 'ỏ' | 'õ' | 'ọ' | 'ô' | 'ồ' | 'ố' | 'ổ' | 'ỗ' | 'ộ' | 'ơ' | 'ờ' | 'ớ' | 'ở' | 'ỡ' | 'ợ' => {
+                'o'
+            }
+            'ù' | 'ú' | 'ủ' | 'ũ' | 'ụ' | 'ư' | 'ừ' | 'ứ' | 'ử' | 'ữ' | 'ự' => 'u',
+            'ỳ' | 'ý' | 'ỷ' | 'ỹ' | 'ỵ' => 'y',
+            'đ' => 'd',
+            c => c,
+        };
+        if base.is_alphanumeric() {
+            out.push(base);
+            space = false;
+        } else if !space {
+            out.push(' ');
+            space = true;
+        }
+    }
+    if out.ends_with(' ') {
+        out.pop();
+    }
+    out
+}
+
+#[cfg(test)]
+mod search_tests {
+    use super::fold_for_search;
+
+    #[test]
+    fn vietnamese_is_folded_for_search() {
+        assert_eq!(fold_for_search("Lý Thường Kiệt"), "ly thuong kiet");
+        assert_eq!(fold_for_search("  ĐINH  Tiên-Hoàng!"), "dinh tien hoang");
+        assert_eq!(fold_for_search("HK007"), "hk007");
+        assert_eq!(fold_for_search("Phố Hàng Bài, Hoàn Kiếm"), "pho hang bai hoan kiem");
+        assert_eq!(fold_for_search("…"), "");
+    }
+}

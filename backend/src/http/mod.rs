@@ -97,6 +97,7 @@ impl Modify for BearerAuth {
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(points::nearby_points))
+        .routes(routes!(points::search_points))
         .routes(routes!(points::get_point))
         .routes(routes!(points::list_districts))
         .routes(routes!(drivers::send_otp))

@@ -6,7 +6,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
-use iparking_mobile_api::{DistrictView, ErrorBody, NearbyQuery, NearbyResponse, PointView};
+use iparking_mobile_api::{DistrictView, ErrorBody, NearbyQuery, NearbyResponse, PointSearchQuery, PointView};
 
 use super::{
     AppState,
@@ -251,6 +251,44 @@ pub async fn nearby_points(State(app): State<AppState>, Query(q): Query<NearbyQu
     };
     let body = nearby_json(&hits, occupancy.as_deref(), radius_m).map_err(|e| AppError::internal(&e))?;
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
+}
+
+/// Points by signboard code, street, point or district name, anywhere in the city: open
+/// before closed, codes that start with the query first, with their free spaces.
+#[utoipa::path(
+    get,
+    path = "/v1/points/search",
+    tag = "points",
+    params(PointSearchQuery),
+    responses(
+        (status = 200, description = "Matching points", body = [PointView]),
+        (status = 400, description = "An empty or too long query, or limit out of range", body = ErrorBody),
+    )
+)]
+pub async fn search_points(
+    State(app): State<AppState>,
+    Query(q): Query<PointSearchQuery>,
+) -> Result<Json<Vec<PointView>>, AppError> {
+    let text = q.q.trim();
+    if text.is_empty() || text.chars().count() > 60 {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            "Từ khoá tìm kiếm dài 1–60 ký tự.",
+            "The search words are 1–60 characters long.",
+        ));
+    }
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=50).contains(&limit) {
+        return Err(AppError::bad_request(
+            "invalid_limit",
+            "limit phải từ 1 đến 50.",
+            "limit must be between 1 and 50.",
+        ));
+    }
+    let found = app.index().search(text, limit as usize);
+    let ids: Vec<i64> = found.iter().map(|p| p.id).collect();
+    let occupancy = app.live.search_occupancy(&ids).await.ok();
+    Ok(Json(found.iter().enumerate().map(|(i, p)| point_view(p, occupancy.as_ref().map(|o| o[i]))).collect()))
 }
 
 /// One point by its signboard code (case-insensitive).

@@ -192,6 +192,7 @@ async function pointsScreen() {
   const at = here || PILOT;
   note.textContent = here ? t("near_you") : t("near_pilot");
   let last = [];
+  let searched = false; // the list shows a city-wide search's answer, not the nearby points
   const render = (hits) => {
     const query = q.value.trim().toLowerCase();
     const shown = query
@@ -204,7 +205,7 @@ async function pointsScreen() {
       const answer = await api("GET", `/v1/points?lat=${at.lat}&lon=${at.lon}&radius_m=5000&limit=100`);
       last = answer.points;
       status.replaceChildren();
-      render(last);
+      if (!searched) render(last);
     } catch (err) {
       status.replaceChildren(errorBox(err));
     }
@@ -217,9 +218,25 @@ async function pointsScreen() {
       location.hash = "#/points/" + code;
       return;
     }
+    if (!q.value.trim()) {
+      searched = false;
+      render(last);
+      return;
+    }
+    // Streets and names anywhere in the city, not only nearby.
+    try {
+      const found = await api("GET", "/v1/points/search?q=" + encodeURIComponent(q.value.trim()) + "&limit=50");
+      searched = true;
+      list.replaceChildren(...(found.length ? found.map((p) => pointItem(p)) : [h("li", { class: "empty" }, t("none_found"))]));
+      status.replaceChildren();
+    } catch (err) {
+      status.replaceChildren(errorBox(err));
+    }
+  });
+  q.addEventListener("input", () => {
+    searched = false;
     render(last);
   });
-  q.addEventListener("input", () => render(last));
   await load();
   refreshTimer = setInterval(load, REFRESH_MS);
 }
