@@ -134,6 +134,7 @@ const FORMATS: &[Format] = &[
     Format { name: "lon", within: &["/v1/points"], keywords: || position(180.0) },
     Format { name: "code", within: &["TokenRequest"], keywords: || json!({ "pattern": "^ *[0-9]{6} *$" }) },
     Format { name: "device", within: &["WardenLogin"], keywords: || text(NONBLANK, 64) },
+    Format { name: "q", within: &[], keywords: || text(NONBLANK, crate::http::points::SEARCH_MAX_CHARS) },
     Format { name: "name", within: NAMED, keywords: || text(NONBLANK, crate::domain::city::MAX_NAME_CHARS) },
     Format { name: "code", within: &["CreateDistrict"], keywords: || json!({ "pattern": "^ *[A-Z]{2,4} *$" }) },
     // Letters in either case (upper-cased); that they are the street's district is a rule

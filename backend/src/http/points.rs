@@ -253,6 +253,9 @@ pub async fn nearby_points(State(app): State<AppState>, Query(q): Query<NearbyQu
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }
 
+/// The longest search query, in characters.
+pub const SEARCH_MAX_CHARS: usize = 60;
+
 /// Points by signboard code, street, point or district name, anywhere in the city: open
 /// before closed, codes that start with the query first, with their free spaces.
 #[utoipa::path(
@@ -269,8 +272,8 @@ pub async fn search_points(
     State(app): State<AppState>,
     Query(q): Query<PointSearchQuery>,
 ) -> Result<Json<Vec<PointView>>, AppError> {
-    let text = q.q.trim();
-    if text.is_empty() || text.chars().count() > 60 {
+    // As sent: 1–60 characters, not all blank (the document's pattern and maxLength).
+    if !city::text_fits(&q.q, SEARCH_MAX_CHARS) {
         return Err(AppError::bad_request(
             "invalid_query",
             "Từ khoá tìm kiếm dài 1–60 ký tự.",
@@ -285,7 +288,7 @@ pub async fn search_points(
             "limit must be between 1 and 50.",
         ));
     }
-    let found = app.index().search(text, limit as usize);
+    let found = app.index().search(&q.q, limit as usize);
     let ids: Vec<i64> = found.iter().map(|p| p.id).collect();
     let occupancy = app.live.search_occupancy(&ids).await.ok();
     Ok(Json(found.iter().enumerate().map(|(i, p)| point_view(p, occupancy.as_ref().map(|o| o[i]))).collect()))
