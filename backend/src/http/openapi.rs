@@ -130,6 +130,11 @@ const FORMATS: &[Format] = &[
         within: &["/v1/points"],
         keywords: || json!({ "minimum": 1, "maximum": super::points::MAX_LIMIT }),
     },
+    Format {
+        name: "limit",
+        within: &["/v1/points/search"],
+        keywords: || json!({ "minimum": 1, "maximum": super::points::SEARCH_MAX_LIMIT }),
+    },
     Format { name: "lat", within: &["/v1/points"], keywords: || position(90.0) },
     Format { name: "lon", within: &["/v1/points"], keywords: || position(180.0) },
     Format { name: "code", within: &["TokenRequest"], keywords: || json!({ "pattern": "^ *[0-9]{6} *$" }) },

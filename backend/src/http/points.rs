@@ -255,6 +255,8 @@ pub async fn nearby_points(State(app): State<AppState>, Query(q): Query<NearbyQu
 
 /// The longest search query, in characters.
 pub const SEARCH_MAX_CHARS: usize = 60;
+/// The most points a search answers.
+pub const SEARCH_MAX_LIMIT: u32 = 50;
 
 /// Points by signboard code, street, point or district name, anywhere in the city: open
 /// before closed, codes that start with the query first, with their free spaces.
@@ -281,7 +283,7 @@ pub async fn search_points(
         ));
     }
     let limit = q.limit.unwrap_or(20);
-    if !(1..=50).contains(&limit) {
+    if !(1..=SEARCH_MAX_LIMIT).contains(&limit) {
         return Err(AppError::bad_request(
             "invalid_limit",
             "limit phải từ 1 đến 50.",
