@@ -63,7 +63,8 @@ impl Jobs {
     }
 }
 
-/// Texts each driver once, `reminder_before` the end of the paid time, with how to extend.
+/// Reminds each driver once, `reminder_before` the end of the paid time, with how to extend
+/// (Web Push, the push webhook or SMS: `app::reminders::remind`).
 /// Restart-safe and exactly-once across nodes: a session is claimed (marked reminded) in the
 /// database before its message is sent.
 pub async fn send_reminders_forever(app: Arc<App>) {
@@ -82,36 +83,12 @@ pub async fn send_reminders_forever(app: Arc<App>) {
         for (s, phone) in due {
             let Some(phone) = phone.and_then(|p| crate::domain::phone::Phone::parse(&p).ok()) else { continue };
             let until = crate::domain::tariff::local_time_for_people(s.paid_until, app.clock.now());
-            let text = reminder_text(
-                s.plate.as_str(),
-                &s.point_code,
-                &until,
-                s.channel == crate::domain::session::SessionChannel::Sms,
-            );
-            let sent = match (&app.push, s.driver_id) {
-                (Some(push), Some(driver_id)) => push.notify(driver_id, s.id, &text).await,
-                _ => app.sms.send(&phone, &text).await,
-            };
-            match sent {
-                Ok(()) => tracing::info!(session.id = s.id, "expiry reminder sent"),
+            match crate::app::reminders::remind(&app, &s, &phone, &until).await {
+                Ok(how) => tracing::info!(session.id = s.id, by = ?how, "expiry reminder sent"),
                 Err(e) => tracing::warn!(session.id = s.id, error = %e, "expiry reminder not sent"),
             }
         }
     }
-}
-
-/// The reminder's words (ASCII, one SMS): where and when the paid time ends, and how to
-/// extend: by SMS for a session bought by SMS (the keyword with the price left to the
-/// driver), else in the app.
-fn reminder_text(plate: &str, point_code: &str, until: &str, by_sms: bool) -> String {
-    let how = if by_sms {
-        let number = &point_code[point_code.trim_end_matches(|c: char| c.is_ascii_digit()).len()..];
-        let district = &point_code[..point_code.len() - number.len()];
-        format!("nhan IP<gia>{district} {number} {plate} de gia han")
-    } else {
-        "mo ung dung iParking de gia han".to_owned()
-    };
-    format!("iParking: xe {plate} tai {point_code} het gio luc {until}; {how}.")
 }
 
 /// Closes expired sessions and frees their spaces in the live state. Safe on many nodes at
@@ -174,7 +151,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::reminder_text;
+    use crate::app::reminders::reminder_text;
 
     #[test]
     fn reminders_say_how_to_extend_by_the_channel_bought_on() {

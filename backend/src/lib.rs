@@ -25,6 +25,7 @@ pub mod log_throttle;
 pub mod log_writer;
 pub mod nearby;
 pub mod payments;
+pub mod push;
 pub mod registry;
 pub mod seed;
 pub mod sms;
@@ -213,6 +214,8 @@ pub struct App {
     pub sms: Arc<dyn sms::SmsGateway>,
     /// Push notifications for app drivers (reminders), when configured.
     pub push: Option<sms::PushWebhook>,
+    /// Web Push to the drivers' app (reminders), when a VAPID key is configured.
+    pub web_push: Option<Arc<push::WebPush>>,
     /// The card processor (Stripe, or the demo sandbox), when configured.
     pub payments: Option<Arc<dyn payments::PaymentGateway>>,
     /// The secret Stripe signs webhooks with (never logged).
@@ -237,6 +240,8 @@ pub struct Gateways {
     pub sms: Arc<dyn sms::SmsGateway>,
     /// Push webhook for reminders.
     pub push: Option<sms::PushWebhook>,
+    /// Web Push (VAPID) for the drivers' app.
+    pub web_push: Option<Arc<push::WebPush>>,
     /// Card processor.
     pub payments: Option<Arc<dyn payments::PaymentGateway>>,
     /// Stripe's webhook signing secret.
@@ -245,7 +250,7 @@ pub struct Gateways {
 
 impl Default for Gateways {
     fn default() -> Self {
-        Self { sms: Arc::new(sms::ConsoleSms), push: None, payments: None, stripe_webhook_secret: None }
+        Self { sms: Arc::new(sms::ConsoleSms), push: None, web_push: None, payments: None, stripe_webhook_secret: None }
     }
 }
 
@@ -295,7 +300,7 @@ impl App {
         settings: Settings,
         gateways: Gateways,
     ) -> anyhow::Result<Arc<Self>> {
-        let Gateways { sms, push, payments, stripe_webhook_secret } = gateways;
+        let Gateways { sms, push, web_push, payments, stripe_webhook_secret } = gateways;
         let checks = check_log::CheckRecorder::start(store.clone());
         let facts = fact_batch::FactBatcher::start(store.clone());
         let staff_tokens = token_cache::TokenCache::new(settings.staff_token_cache);
@@ -309,6 +314,7 @@ impl App {
             settings,
             sms,
             push,
+            web_push,
             payments,
             stripe_webhook_secret,
             node_id: new_node_id(),

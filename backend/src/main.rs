@@ -25,6 +25,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the serve variant's size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server (migrates first; seeds Hanoi's pilot into an empty embedded database).
@@ -67,6 +69,14 @@ enum Command {
         /// Push webhook for app drivers' reminders: `url|token`.
         #[arg(long, env = "IPARKING_PUSH_WEBHOOK", hide_env_values = true)]
         push_webhook: Option<String>,
+        /// Web Push (VAPID) private key for the drivers' app's reminders: base64url of the
+        /// P-256 scalar. Default: generated once in the data dir for the embedded default;
+        /// with DATABASE_URL, no Web Push unless it is set (every node needs the same key).
+        #[arg(long, env = "IPARKING_VAPID_PRIVATE_KEY", hide_env_values = true)]
+        vapid_private_key: Option<String>,
+        /// The operator's contact given to push services with each message.
+        #[arg(long, env = "IPARKING_VAPID_SUBJECT", default_value = "mailto:ops@iparking.invalid")]
+        vapid_subject: String,
         /// Stripe secret key: card payments through Stripe.
         #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
         stripe_secret_key: Option<String>,
@@ -242,6 +252,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sms_carriers,
             sms_gateways,
             push_webhook,
+            vapid_private_key,
+            vapid_subject,
             stripe_secret_key,
             stripe_webhook_secret,
             stripe_api_base,
@@ -305,7 +317,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "STRIPE_WEBHOOK_SECRET is needed with STRIPE_SECRET_KEY: top-ups are credited by webhooks"
                 );
             }
-            let gateways = iparking::Gateways { sms, push, payments, stripe_webhook_secret };
+            let web_push = match &vapid_private_key {
+                Some(key) => Some(iparking::push::WebPush::from_private_key(key, &vapid_subject)),
+                None if cli.db.is_embedded_default() => {
+                    Some(iparking::push::WebPush::load_or_generate(&cli.db.data_dir, &vapid_subject))
+                }
+                None => {
+                    tracing::warn!(
+                        "no IPARKING_VAPID_PRIVATE_KEY: the drivers' app gets no Web Push reminders (SMS instead)"
+                    );
+                    None
+                }
+            }
+            .transpose()
+            .map_err(|e| anyhow::anyhow!(e))?
+            .map(Arc::new);
+            let gateways = iparking::Gateways { sms, push, web_push, payments, stripe_webhook_secret };
             let app = App::with_gateways(store, live, Arc::new(SystemClock), settings, gateways).await?;
             let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
             tracing::info!(

@@ -281,6 +281,31 @@ impl Client {
         Self::send_empty(self.request(Method::POST, "/v1/auth/logout")).await
     }
 
+    /// `POST /v1/auth/logout-all`: ends every session of the driver, this one included.
+    pub async fn logout_everywhere(&self) -> Result<LoggedOutEverywhere, ClientError> {
+        Self::send(self.request(Method::POST, "/v1/auth/logout-all")).await
+    }
+
+    /// `GET /v1/push/key`.
+    pub async fn push_key(&self) -> Result<PushKeyView, ClientError> {
+        self.get("/v1/push/key").await
+    }
+
+    /// `POST /v1/me/push-subscriptions`.
+    pub async fn subscribe_push(&self, body: &PushSubscriptionBody) -> Result<PushSubscriptionView, ClientError> {
+        self.post("/v1/me/push-subscriptions", body).await
+    }
+
+    /// `GET /v1/me/push-subscriptions`.
+    pub async fn push_subscriptions(&self) -> Result<Vec<PushSubscriptionView>, ClientError> {
+        self.get("/v1/me/push-subscriptions").await
+    }
+
+    /// `DELETE /v1/me/push-subscriptions/{id}`.
+    pub async fn unsubscribe_push(&self, id: i64) -> Result<(), ClientError> {
+        Self::send_empty(self.request(Method::DELETE, &format!("/v1/me/push-subscriptions/{id}"))).await
+    }
+
     /// `GET /v1/me/vehicles`.
     pub async fn vehicles(&self) -> Result<Vec<VehicleView>, ClientError> {
         self.get("/v1/me/vehicles").await

@@ -435,6 +435,56 @@ pub struct DriverToken {
     pub driver_id: i64,
 }
 
+/// The server's Web Push key (`GET /v1/push/key`): the app's `applicationServerKey`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PushKeyView {
+    /// The VAPID public key: base64url of the uncompressed P-256 point.
+    pub public_key: String,
+}
+
+/// A browser's keys, as `PushSubscription.toJSON()` gives them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushSubscriptionKeys {
+    /// The browser's P-256 public key (base64url).
+    pub p256dh: String,
+    /// The browser's 16-byte auth secret (base64url).
+    pub auth: String,
+}
+
+/// Body of `POST /v1/me/push-subscriptions`: `PushSubscription.toJSON()` and the language
+/// reminders are to be written in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushSubscriptionBody {
+    /// The push service's URL for this browser (https).
+    pub endpoint: String,
+    /// When the browser says the subscription expires (milliseconds since the epoch).
+    #[serde(default, rename = "expirationTime")]
+    pub expiration_time: Option<f64>,
+    /// The browser's keys.
+    pub keys: PushSubscriptionKeys,
+    /// `vi` (default) or `en`.
+    #[serde(default)]
+    pub lang: Option<String>,
+}
+
+/// A stored push subscription (its endpoint is not shown back).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PushSubscriptionView {
+    /// Id (to remove it).
+    pub id: i64,
+    /// The language of its reminders.
+    pub lang: String,
+}
+
+/// Answer of `POST /v1/auth/logout-all`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LoggedOutEverywhere {
+    /// How many sessions (tokens, this one included) were ended.
+    pub tokens_revoked: u64,
+}
+
 /// A driver's vehicle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct VehicleView {

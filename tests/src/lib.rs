@@ -187,6 +187,8 @@ pub struct Options {
     pub sms: Option<Arc<dyn iparking::sms::SmsGateway>>,
     /// Push webhook for reminders.
     pub push: Option<iparking::sms::PushWebhook>,
+    /// Web Push sender (default: none).
+    pub web_push: Option<Arc<iparking::push::WebPush>>,
     /// Card processor (default: none).
     pub payments: Option<Arc<dyn iparking::payments::PaymentGateway>>,
     /// Stripe webhook signing secret.
@@ -218,6 +220,7 @@ impl Default for Options {
             clock: None,
             sms: None,
             push: None,
+            web_push: None,
             payments: None,
             stripe_webhook_secret: None,
         }
@@ -258,6 +261,7 @@ impl TestApp {
         let gateways = iparking::Gateways {
             sms: gateway,
             push: opts.push,
+            web_push: opts.web_push,
             payments: opts.payments,
             stripe_webhook_secret: opts.stripe_webhook_secret,
         };

@@ -326,6 +326,22 @@ impl Browser {
         self.post("/window/rect", json!({ "width": width, "height": height })).await.map(|_| ())
     }
 
+    /// Sends a Chrome DevTools Protocol command through chromedriver (`goog/cdp/execute`).
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Result<Value> {
+        self.post("/goog/cdp/execute", json!({ "cmd": cmd, "params": params })).await
+    }
+
+    /// What 200% browser zoom does to a page on a `width`×`height` phone: a CSS viewport of
+    /// half the size, each CSS pixel two device pixels (CDP's device metrics override).
+    pub async fn zoom_200(&self, width: u32, height: u32) -> Result<()> {
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": width / 2, "height": height / 2, "deviceScaleFactor": 2, "mobile": true }),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// A PNG screenshot of the viewport.
     pub async fn screenshot(&self) -> Result<Vec<u8>> {
         let v = self.get("/screenshot").await?;

@@ -445,3 +445,156 @@ matrix!(a_driver_tops_up_parks_once_extends_and_stops, |t| {
     b.wait_for_text("#stop-preview", "không được xếp hàng").await.unwrap();
     b.quit().await.unwrap();
 });
+
+/// A tiny PNG (1×1, RGB) for a citation's photo.
+fn tiny_png() -> Vec<u8> {
+    let mut b = vec![0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n', 0, 0, 0, 13];
+    b.extend_from_slice(b"IHDR");
+    b.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0, 0x90, 0x77, 0x53, 0xde, 0, 0, 0, 0]);
+    b.extend_from_slice(b"IEND");
+    b.extend_from_slice(&[0xae, 0x42, 0x60, 0x82]);
+    b
+}
+
+/// No sideways scrolling, and every visible control inside the viewport's width (the skip
+/// link waits off-screen until it is focused).
+async fn assert_fits(b: &Browser, page: &str) {
+    let overflow = b
+        .execute(
+            "const w = window.innerWidth; \
+             const out = [...document.querySelectorAll('button, input, select, textarea, a')] \
+               .filter(e => e.getClientRects().length > 0 && !e.matches('.skip:not(:focus)')) \
+               .filter(e => { const r = e.getBoundingClientRect(); return r.left < -1 || r.right > w + 1; }) \
+               .map(e => e.outerHTML.slice(0, 80)); \
+             if (document.documentElement.scrollWidth > w + 1) out.push('page ' + document.documentElement.scrollWidth + ' > ' + w); \
+             return out;",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(overflow, json!([]), "{page}: outside the viewport at 200% zoom");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_load_is_light_and_the_app_works_at_200_percent_zoom() {
+    use iparking_mobile_api::{PhotoUpload, StaffRole, ViolationForm, ViolationKind};
+    let t = TestApp::start(Db::Sqlite, Live::Memory).await;
+
+    // The first load as the browser measured it (Performance API): the page and the app's
+    // own JS and CSS, compressed bytes as received. Leaflet loads only with the map.
+    let b = Browser::launch().await.expect("headless Chromium (scripts/test installs it)");
+    b.set_window_size(390, 844).await.unwrap();
+    b.goto(&t.url("/")).await.unwrap();
+    b.wait_for_text("h1", "Đăng nhập").await.unwrap();
+    let entries = b
+        .execute(
+            "return [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')] \
+               .map(e => ({ url: e.name, encoded: e.encodedBodySize, decoded: e.decodedBodySize }));",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    let mut own = 0;
+    let mut files = Vec::new();
+    for e in entries.as_array().unwrap() {
+        let url = e["url"].as_str().unwrap();
+        let path = url.trim_start_matches(&t.url("")).split(['?', '#']).next().unwrap_or("");
+        assert!(!path.contains("/vendor/"), "{path}: a vendored file on the first load");
+        if path == "/" || path.ends_with(".js") || path.ends_with(".css") {
+            let (encoded, decoded) = (e["encoded"].as_u64().unwrap(), e["decoded"].as_u64().unwrap());
+            if decoded > 2048 {
+                assert!(encoded < decoded, "{path} came uncompressed ({encoded} of {decoded} bytes)");
+            }
+            own += encoded;
+            files.push(path.to_owned());
+        }
+    }
+    assert!(files.iter().any(|f| f.ends_with("/app.js")) && files.iter().any(|f| f.ends_with("/i18n.js")), "{files:?}");
+    eprintln!(
+        "first load in the browser: {own} bytes compressed over {} files (budget {FIRST_LOAD_BUDGET})",
+        files.len()
+    );
+    assert!(own as usize <= FIRST_LOAD_BUDGET, "first load {own} bytes, budget {FIRST_LOAD_BUDGET}");
+
+    // A citation on the driver's plate, with two photos.
+    let (w, _) = t.warden_with(StaffRole::Warden, "hk.zoom", &["HK"], &[]).await;
+    let photo = |n: u8| {
+        let mut bytes = tiny_png();
+        bytes.push(n);
+        PhotoUpload { filename: format!("p{n}.png"), content_type: "image/png".into(), bytes }
+    };
+    let form = ViolationForm {
+        plate: "30A-246.80".into(),
+        point: "HK001".into(),
+        kind: ViolationKind::Obstruction,
+        note: "Đỗ chắn lối đi bộ".into(),
+        lat: Some(21.0257),
+        lon: Some(105.846),
+        photos: vec![photo(1), photo(2)],
+    };
+    let cited = w.create_violation(&form, "zoom-cite").await.expect("a citation");
+    let token = t.driver_token("0912468024").await;
+    let laptop = t.driver_token("0912468024").await;
+    t.client.with_token(token.clone()).add_vehicle("30A-246.80", VehicleClass::Car).await.unwrap();
+    b.execute("localStorage.setItem('iparking.token', arguments[0])", json!([token])).await.unwrap();
+
+    // 200% zoom on the phone: every screen reflows into 195 CSS pixels, with no control cut
+    // off, and stays clean for axe-core.
+    b.zoom_200(390, 844).await.unwrap();
+    b.goto(&t.url("/#/points")).await.unwrap();
+    b.wait_for("#points li.point").await.unwrap();
+    assert_fits(&b, "points").await;
+    assert_accessible(&b, "points at 200%").await;
+    b.goto(&t.url("/#/points/HK001")).await.unwrap();
+    b.wait_for("#start-form").await.unwrap();
+    assert_fits(&b, "a point").await;
+    assert_accessible(&b, "a point at 200%").await;
+
+    // Citations: the list, a wrong code told in words, the right one opens the details and
+    // the photos.
+    b.goto(&t.url("/#/citations")).await.unwrap();
+    b.wait_for_text(".citations", &cited.number).await.unwrap();
+    assert_fits(&b, "citations").await;
+    assert_accessible(&b, "citations at 200%").await;
+    let code = b.find(&format!("#code-{}", cited.number)).await.unwrap();
+    b.type_into(&code, "WRONG123").await.unwrap();
+    b.click(&b.find(".citations form button").await.unwrap()).await.unwrap();
+    let said = b.text(&b.wait_for("#citation .error").await.unwrap()).await.unwrap();
+    assert!(!said.is_empty() && !said.contains('_'), "a refusal in words: {said}");
+    b.clear(&code).await.unwrap();
+    b.type_into(&code, &cited.verification_code).await.unwrap();
+    b.click(&b.find(".citations form button").await.unwrap()).await.unwrap();
+    let details = b.wait_for_text("#citation", "Cản trở giao thông").await.unwrap();
+    assert!(details.contains("Đỗ chắn lối đi bộ") && details.contains("HK001"), "{details}");
+    let photos = b
+        .execute(
+            "return Promise.all([...document.querySelectorAll('#citation img')] \
+               .map(i => fetch(i.src).then(r => [r.status, r.headers.get('content-type'), i.alt])));",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(photos, json!([[200, "image/png", "Ảnh 1"], [200, "image/png", "Ảnh 2"]]));
+    assert_fits(&b, "a citation").await;
+    assert_accessible(&b, "a citation at 200%").await;
+
+    // The account, in English: reminders (this test's push is off: they come by SMS) and
+    // "log out on every device", asked once more, ending the laptop's login too.
+    b.click(&b.find("#lang").await.unwrap()).await.unwrap();
+    b.wait_for_text("h1", "Citations").await.unwrap();
+    b.goto(&t.url("/#/account")).await.unwrap();
+    b.wait_for("#refund-requests li").await.unwrap();
+    let reminders = b.text(&b.find("#reminders-state").await.unwrap()).await.unwrap();
+    assert!(reminders.contains("SMS"), "{reminders}");
+    b.click(&b.find("#logout-all").await.unwrap()).await.unwrap();
+    b.wait_for("#logout-all-confirm").await.unwrap();
+    assert_fits(&b, "account").await;
+    assert_accessible(&b, "account at 200% (en)").await;
+    b.click(&b.find("#logout-all-confirm").await.unwrap()).await.unwrap();
+    b.wait_for_text("h1", "Log in").await.unwrap();
+    assert_fits(&b, "login").await;
+    for tok in [&token, &laptop] {
+        assert_eq!(iparking_tests::raw(bearer(&t, tok, "/v1/me/wallet")).await.0, 401);
+    }
+    b.quit().await.unwrap();
+}

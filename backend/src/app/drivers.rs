@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 
 use iparking_mobile_api::{
-    AddVehicle as AddVehicleBody, DriverToken, OtpRequest, OtpSent, TokenRequest, VehicleView, WalletMovement,
-    WalletView,
+    AddVehicle as AddVehicleBody, DriverToken, LoggedOutEverywhere, OtpRequest, OtpSent, TokenRequest, VehicleView,
+    WalletMovement, WalletView,
 };
 use rand::Rng;
 
@@ -102,6 +102,15 @@ pub fn vehicle_view(v: Vehicle) -> VehicleView {
         vehicle_class: v.vehicle_class,
         created_at: v.created_at,
     }
+}
+
+/// Logs the driver out on every device: every token revoked (in the database, and at once
+/// in this node's token cache; other nodes' caches within their few seconds), and the
+/// driver's push subscriptions forgotten.
+pub async fn logout_everywhere(app: &App, driver_id: i64) -> Result<LoggedOutEverywhere, AppError> {
+    let tokens_revoked = app.store.revoke_driver_tokens(driver_id, app.clock.now()).await?;
+    app.forget_driver_tokens(driver_id);
+    Ok(LoggedOutEverywhere { tokens_revoked })
 }
 
 /// The driver's vehicles.

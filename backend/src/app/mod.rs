@@ -12,6 +12,7 @@ pub mod points;
 pub mod quotes;
 pub mod refunds;
 pub mod registry;
+pub mod reminders;
 pub mod sessions;
 pub mod sms;
 pub mod staff;

@@ -47,6 +47,7 @@ const DRIVER: &[Embedded] = embed![
     "api.js" => "driver/api.js",
     "i18n.js" => "driver/i18n.js",
     "map.js" => "driver/map.js",
+    "push.js" => "driver/push.js",
     "icon.svg" => "driver/icon.svg",
     "icon-192.png" => "driver/icon-192.png",
     "icon-512.png" => "driver/icon-512.png",
@@ -99,8 +100,8 @@ fn mime_of(path: &str) -> &'static str {
 pub struct App {
     /// The content hash of all its files: the `{build}` of its asset URLs.
     build: String,
-    /// `index.html`, `sw.js`, `manifest.webmanifest`, with `{{build}}` and
-    /// `{{assets}}` filled in.
+    /// `index.html`, `sw.js`, `manifest.webmanifest`, with `{{build}}`, `{{assets}}`,
+    /// `{{tiles}}` and `{{icon}}` filled in.
     roots: HashMap<&'static str, Asset>,
     /// Everything else, by path.
     assets: HashMap<&'static str, Asset>,
@@ -127,7 +128,8 @@ impl App {
                 let text = String::from_utf8_lossy(f.body)
                     .replace("{{build}}", &build)
                     .replace("{{assets}}", &asset_list)
-                    .replace("{{tiles}}", tiles);
+                    .replace("{{tiles}}", tiles)
+                    .replace("{{icon}}", &format!("\"/assets/{build}/icon-192.png\""));
                 roots.insert(f.path, Asset::new(f.path, text.into_bytes()));
             } else {
                 assets.insert(f.path, Asset::new(f.path, f.body.to_vec()));

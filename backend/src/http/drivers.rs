@@ -7,8 +7,8 @@ use axum::{
     response::Response,
 };
 use iparking_mobile_api::{
-    AddVehicle as AddVehicleBody, DriverToken, ErrorBody, OtpRequest, OtpSent, SandboxTopup, TokenRequest, VehicleView,
-    WalletView,
+    AddVehicle as AddVehicleBody, DriverToken, ErrorBody, LoggedOutEverywhere, OtpRequest, OtpSent, PushKeyView,
+    PushSubscriptionBody, PushSubscriptionView, SandboxTopup, TokenRequest, VehicleView, WalletView,
 };
 
 use super::{
@@ -22,6 +22,7 @@ use crate::{
     app::{
         Keyed,
         drivers::{self, require_sandbox, wallet_view},
+        reminders,
     },
     domain::money::Vnd,
     error::AppError,
@@ -69,6 +70,81 @@ pub async fn create_token(
 )]
 pub async fn logout(State(app): State<AppState>, Driver(d): Driver) -> Result<StatusCode, AppError> {
     app.revoke_driver_token(d.token_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Logs the driver out on every device: revokes all the driver's tokens (this one too) and
+/// forgets the driver's push subscriptions.
+#[utoipa::path(
+    post, path = "/v1/auth/logout-all", tag = "drivers", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Logged out everywhere", body = LoggedOutEverywhere),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    )
+)]
+pub async fn logout_all(State(app): State<AppState>, Driver(d): Driver) -> Result<Json<LoggedOutEverywhere>, AppError> {
+    Ok(Json(drivers::logout_everywhere(&app, d.driver_id).await?))
+}
+
+/// The server's Web Push (VAPID) public key, for the app's `pushManager.subscribe`.
+#[utoipa::path(
+    get, path = "/v1/push/key", tag = "drivers",
+    responses(
+        (status = 200, description = "The key", body = PushKeyView),
+        (status = 404, description = "Web Push is not configured (reminders go by SMS)", body = ErrorBody),
+    )
+)]
+pub async fn push_key(State(app): State<AppState>) -> Result<Json<PushKeyView>, AppError> {
+    Ok(Json(reminders::push_key(&app)?))
+}
+
+/// Subscribes this browser to reminders before a session ends (Web Push). The body is the
+/// browser's `PushSubscription.toJSON()` with the reminders' language. The same endpoint
+/// again replaces its keys (so a retry is harmless).
+#[utoipa::path(
+    post, path = "/v1/me/push-subscriptions", tag = "drivers", request_body = PushSubscriptionBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Subscribed", body = PushSubscriptionView),
+        (status = 400, description = "Not an https endpoint, or keys that are not P-256 and 16 bytes", body = ErrorBody),
+        (status = 404, description = "Web Push is not configured", body = ErrorBody),
+    )
+)]
+pub async fn subscribe_push(
+    State(app): State<AppState>,
+    Driver(d): Driver,
+    Json(body): Json<PushSubscriptionBody>,
+) -> Result<(StatusCode, Json<PushSubscriptionView>), AppError> {
+    Ok((StatusCode::CREATED, Json(reminders::subscribe(&app, d.driver_id, &body).await?)))
+}
+
+/// The driver's push subscriptions (their endpoints are not shown).
+#[utoipa::path(
+    get, path = "/v1/me/push-subscriptions", tag = "drivers", security(("bearer" = [])),
+    responses((status = 200, description = "Subscriptions", body = [PushSubscriptionView]))
+)]
+pub async fn list_push_subscriptions(
+    State(app): State<AppState>,
+    Driver(d): Driver,
+) -> Result<Json<Vec<PushSubscriptionView>>, AppError> {
+    Ok(Json(reminders::subscriptions(&app, d.driver_id).await?))
+}
+
+/// Stops reminders on one browser. Another driver's subscription answers 404.
+#[utoipa::path(
+    delete, path = "/v1/me/push-subscriptions/{id}", tag = "drivers", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Subscription id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such subscription", body = ErrorBody),
+    )
+)]
+pub async fn unsubscribe_push(
+    State(app): State<AppState>,
+    Driver(d): Driver,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, AppError> {
+    reminders::unsubscribe(&app, d.driver_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -429,6 +429,19 @@ pub enum IntentEventOutcome {
 pub type PriceChange<'a> =
     &'a (dyn Fn(&SessionRow) -> Result<PricedChange, crate::domain::tariff::QuoteError> + Send + Sync);
 
+/// A Web Push subscription to store (see [`DriverStore::save_push_subscription`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewPushSubscription<'a> {
+    /// The push service's URL.
+    pub endpoint: &'a str,
+    /// The browser's public key (base64url).
+    pub p256dh: &'a str,
+    /// The browser's auth secret (base64url).
+    pub auth: &'a str,
+    /// `vi` or `en`.
+    pub lang: &'a str,
+}
+
 /// Drivers, vehicles, the ledger, sessions.
 #[async_trait]
 pub trait DriverStore: Send + Sync {
@@ -442,6 +455,26 @@ pub trait DriverStore: Send + Sync {
     async fn revoke_driver_token(&self, token_id: i64, now: DateTime<Utc>) -> StoreResult<bool>;
     /// A driver's phone (E.164).
     async fn driver_phone(&self, driver_id: i64) -> StoreResult<Option<String>>;
+    /// Revokes every token of a driver ("log out on every device") and forgets the
+    /// driver's push subscriptions, in one transaction. Returns how many tokens it revoked.
+    async fn revoke_driver_tokens(&self, driver_id: i64, now: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// Stores a Web Push subscription of the driver. An endpoint already stored (one
+    /// browser, another driver logged in on it before) is taken over. A driver keeps at most
+    /// `max`: the oldest go. Returns its id.
+    async fn save_push_subscription(
+        &self,
+        driver_id: i64,
+        sub: &NewPushSubscription<'_>,
+        max: usize,
+        now: DateTime<Utc>,
+    ) -> StoreResult<i64>;
+    /// A driver's push subscriptions, oldest first.
+    async fn push_subscriptions(&self, driver_id: i64) -> StoreResult<Vec<crate::push::Subscription>>;
+    /// Removes a push subscription of this driver; `false` if there is none.
+    async fn remove_push_subscription(&self, driver_id: i64, id: i64) -> StoreResult<bool>;
+    /// Forgets a subscription the push service dropped.
+    async fn forget_push_subscription(&self, id: i64) -> StoreResult<()>;
 
     /// A driver's vehicles.
     async fn vehicles(&self, driver_id: i64) -> StoreResult<Vec<Vehicle>>;

@@ -669,6 +669,12 @@ macro_rules! sql_card_store_impl {
                     .execute(&mut *tx)
                     .await
                     .map_err($crate::store::map_sqlx)?;
+                // A closed account gets no more reminders on any browser.
+                sqlx::query("DELETE FROM push_subscriptions WHERE driver_id = $1")
+                    .bind(driver_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
                 let done = (committed_refunds(&mut tx, &refunds).await?, Vnd(left));
                 answer_claim(&mut tx, idem, answer, &done).await?;
                 tx.commit().await.map_err($crate::store::map_sqlx)?;

@@ -212,6 +212,95 @@ macro_rules! sql_driver_store_impl {
                     .map_err($crate::store::map_sqlx)
             }
 
+            async fn revoke_driver_tokens(&self, driver_id: i64, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<u64> {
+                let mut tx = self.begin_write().await?;
+                let n = sqlx::query("UPDATE driver_tokens SET revoked_at = $2 WHERE driver_id = $1 AND revoked_at IS NULL")
+                    .bind(driver_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?
+                    .rows_affected();
+                sqlx::query("DELETE FROM push_subscriptions WHERE driver_id = $1")
+                    .bind(driver_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(n)
+            }
+
+            async fn save_push_subscription(
+                &self,
+                driver_id: i64,
+                sub: &$crate::store::drivers::NewPushSubscription<'_>,
+                max: usize,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<i64> {
+                let mut tx = self.begin_write().await?;
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO push_subscriptions (driver_id, endpoint, p256dh, auth, lang, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (endpoint) DO UPDATE SET driver_id = excluded.driver_id, p256dh = excluded.p256dh, \
+                     auth = excluded.auth, lang = excluded.lang, created_at = excluded.created_at \
+                     RETURNING id",
+                )
+                .bind(driver_id)
+                .bind(sub.endpoint)
+                .bind(sub.p256dh)
+                .bind(sub.auth)
+                .bind(sub.lang)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                sqlx::query(
+                    "DELETE FROM push_subscriptions WHERE driver_id = $1 AND id NOT IN \
+                     (SELECT id FROM push_subscriptions WHERE driver_id = $1 ORDER BY id DESC LIMIT $2)",
+                )
+                .bind(driver_id)
+                .bind(i64::try_from(max).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(id)
+            }
+
+            async fn push_subscriptions(&self, driver_id: i64) -> $crate::store::StoreResult<Vec<$crate::push::Subscription>> {
+                let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
+                    "SELECT id, endpoint, p256dh, auth, lang FROM push_subscriptions WHERE driver_id = $1 ORDER BY id",
+                )
+                .bind(driver_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, endpoint, p256dh, auth, lang)| $crate::push::Subscription { id, endpoint, p256dh, auth, lang })
+                    .collect())
+            }
+
+            async fn remove_push_subscription(&self, driver_id: i64, id: i64) -> $crate::store::StoreResult<bool> {
+                let n = sqlx::query("DELETE FROM push_subscriptions WHERE id = $1 AND driver_id = $2")
+                    .bind(id)
+                    .bind(driver_id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::store::map_sqlx)?
+                    .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn forget_push_subscription(&self, id: i64) -> $crate::store::StoreResult<()> {
+                sqlx::query("DELETE FROM push_subscriptions WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                Ok(())
+            }
+
             async fn vehicles(&self, driver_id: i64) -> $crate::store::StoreResult<Vec<$crate::store::drivers::Vehicle>> {
                 let rows: Vec<$crate::store::sql_drivers::VehicleDbRow> = sqlx::query_as(
                     "SELECT id, plate, vehicle_class, created_at FROM vehicles \

@@ -4,6 +4,7 @@
 import { api, ApiError, newKey, setToken, token } from "./api.js";
 import { lang, number, setLang, t, tOr, translate } from "./i18n.js";
 import { drawMap } from "./map.js";
+import { disablePush, enablePush, forgetPush, pushId, pushSupported } from "./push.js";
 
 /** The Hoàn Kiếm pilot streets: where the map and list start when the position is refused. */
 const PILOT = { lat: 21.0245, lon: 105.8525 };
@@ -26,6 +27,15 @@ function h(tag, attrs = {}, ...children) {
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return el;
+}
+
+/** The screen shown now: a screen still loading when another is asked for never paints over it. */
+let generation = 0;
+
+/** A check that the screen calling it is still the one asked for. */
+function current() {
+  const mine = generation;
+  return () => mine === generation;
 }
 
 function show(...children) {
@@ -283,11 +293,13 @@ function quoteLines(lines) {
 const DURATIONS = [60, 120, 180, 240, 360];
 
 async function pointScreen(code) {
+  const live = current();
   show(h("p", {}, t("loading")));
   let p;
   try {
     p = await api("GET", "/v1/points/" + encodeURIComponent(code));
   } catch (err) {
+    if (!live()) return;
     show(h("p", {}, h("a", { href: "#/points", class: "back" }, "← " + t("back"))), errorBox(err));
     return;
   }
@@ -398,6 +410,8 @@ async function pointScreen(code) {
     }
   });
 
+  if (!live()) return;
+
   show(
     h("p", {}, h("a", { href: "#/points", class: "back" }, "← " + t("back"))),
     h("h1", {}, t("point_title", { code: p.code })),
@@ -437,6 +451,7 @@ function countdown(s) {
 }
 
 async function sessionScreen(id) {
+  const live = current();
   show(h("p", {}, t("loading")));
   let s;
   let offline = false;
@@ -449,11 +464,13 @@ async function sessionScreen(id) {
       s = last;
       offline = true;
     } else {
+      if (!live()) return;
       show(errorBox(err));
       return;
     }
   }
   const left = h("p", { class: "countdown", id: "countdown", role: "timer" }, countdown(s));
+  if (!live()) return;
   show(
     h("h1", {}, t("session_title", { plate: s.plate })),
     offline ? h("p", { class: "error", id: "offline-note" }, t("offline_session")) : null,
@@ -571,9 +588,11 @@ function changeSection(s) {
 }
 
 async function sessionsScreen() {
+  const live = current();
   show(h("p", {}, t("loading")));
   try {
     const all = await api("GET", "/v1/sessions");
+    if (!live()) return;
     show(h("h1", {}, t("sessions_title")),
       all.length
         ? h("ul", { class: "points", id: "sessions" }, all.map((s) => h("li", { class: s.status === "active" ? "free-many" : "free-none" },
@@ -584,6 +603,7 @@ async function sessionsScreen() {
             h("span", { class: "free" }, s.status === "active" ? t("active") : t("ended"))))))
         : h("p", {}, t("no_sessions")));
   } catch (err) {
+    if (!live()) return;
     show(errorBox(err));
   }
 }
@@ -639,11 +659,14 @@ async function accountScreen() {
       h("h3", {}, t("movements")), movements),
     h("section", { class: "card" }, h("h2", {}, t("cards")), cards),
     h("section", { class: "card" }, h("h2", {}, t("refund_requests")), requests),
+    remindersSection(),
     h("p", {}, h("a", { href: "#/citations" }, t("citations_title"))),
     status,
     h("button", {
       type: "button", id: "logout", class: "secondary",
       onclick: async () => {
+        // This browser's reminders stop with its login.
+        await disablePush().catch(() => {});
         try {
           await api("POST", "/v1/auth/logout");
         } catch (err) {
@@ -656,6 +679,7 @@ async function accountScreen() {
         location.hash = "#/login";
       },
     }, t("log_out")),
+    logoutEverywhere(status),
   );
   try {
     await load();
@@ -665,14 +689,81 @@ async function accountScreen() {
   }
 }
 
+/** Reminders before a session ends: Web Push on this browser, or SMS. */
+function remindersSection() {
+  const state = h("p", { id: "reminders-state", "aria-live": "polite" });
+  const button = h("button", { type: "button", id: "reminders", class: "secondary" });
+  const render = () => {
+    if (!pushSupported()) {
+      state.textContent = t("reminders_unsupported");
+      button.hidden = true;
+      return;
+    }
+    const on = Boolean(pushId());
+    state.textContent = on ? t("reminders_on") : t("reminders_off");
+    button.textContent = on ? t("reminders_disable") : t("reminders_enable");
+    button.setAttribute("aria-pressed", on ? "true" : "false");
+  };
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      if (pushId()) {
+        await disablePush();
+        render();
+      } else {
+        const got = await enablePush();
+        render();
+        if (got === "denied") state.textContent = t("reminders_denied");
+      }
+    } catch (err) {
+      render();
+      state.textContent = err instanceof ApiError && err.message ? err.message : t("reminders_failed");
+    } finally {
+      button.disabled = false;
+    }
+  });
+  render();
+  return h("section", { class: "card", "aria-labelledby": "reminders-title" },
+    h("h2", { id: "reminders-title" }, t("reminders")), state, button);
+}
+
+/** "Log out on every device": asked once more before it is done. */
+function logoutEverywhere(status) {
+  const confirmBox = h("div", { hidden: true });
+  const ask = h("button", { type: "button", id: "logout-all", class: "link" }, t("log_out_everywhere"));
+  const yes = h("button", { type: "button", id: "logout-all-confirm", class: "danger" }, t("log_out_everywhere_confirm"));
+  const no = h("button", { type: "button", class: "secondary" }, t("cancel"));
+  ask.addEventListener("click", () => { confirmBox.hidden = false; ask.hidden = true; yes.focus(); });
+  no.addEventListener("click", () => { confirmBox.hidden = true; ask.hidden = false; });
+  yes.addEventListener("click", async () => {
+    yes.disabled = true;
+    try {
+      await api("POST", "/v1/auth/logout-all");
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.status !== 401) {
+        yes.disabled = false;
+        status.replaceChildren(errorBox(err));
+        return;
+      }
+    }
+    forgetPush();
+    setToken(null);
+    location.hash = "#/login";
+  });
+  confirmBox.append(h("p", {}, t("log_out_everywhere_help")), yes, no);
+  return h("div", { class: "logout-all" }, ask, confirmBox);
+}
+
 // ---- Citations ---------------------------------------------------------------------------
 
 async function citationsScreen() {
+  const live = current();
   show(h("p", {}, t("loading")));
   let list;
   try {
     list = await api("GET", "/v1/me/citations");
   } catch (err) {
+    if (!live()) return;
     show(errorBox(err));
     return;
   }
@@ -705,6 +796,7 @@ async function citationsScreen() {
       h("p", {}, h("strong", {}, c.number), ` · ${c.plate} · ${c.point_code} ${c.point_name} · ${hanoiTime(c.issued_at, true)}`),
       form);
   });
+  if (!live()) return;
   show(h("h1", {}, t("citations_title")),
     h("p", { class: "help" }, t("citations_help")),
     items.length ? h("ul", { class: "citations" }, items) : h("p", {}, t("no_citations")),
@@ -714,6 +806,7 @@ async function citationsScreen() {
 // ---- Router ------------------------------------------------------------------------------
 
 function route() {
+  generation += 1;
   const hash = location.hash || "#/points";
   const tabs = document.getElementById("tabs");
   if (!token()) {

@@ -30,3 +30,31 @@ self.addEventListener("fetch", (event) => {
     event.respondWith(fetch(req).catch(() => caches.match("/")));
   }
 });
+
+// A reminder from the server (Web Push, decrypted by the browser): shown as a notification
+// that opens the session.
+self.addEventListener("push", (event) => {
+  let msg = {};
+  try {
+    msg = event.data ? event.data.json() : {};
+  } catch {
+    msg = { title: "iParking", body: event.data ? event.data.text() : "" };
+  }
+  event.waitUntil(self.registration.showNotification(msg.title || "iParking", {
+    body: msg.body || "",
+    tag: msg.session_id ? "session-" + msg.session_id : "iparking",
+    icon: {{icon}},
+    data: { url: msg.url || "/" },
+  }));
+});
+
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  const url = new URL((event.notification.data && event.notification.data.url) || "/", self.location.origin).href;
+  event.waitUntil(self.clients.matchAll({ type: "window", includeUncontrolled: true }).then((wins) => {
+    for (const w of wins) {
+      if (new URL(w.url).origin === self.location.origin) return w.navigate(url).then((c) => (c || w).focus());
+    }
+    return self.clients.openWindow(url);
+  }));
+});
