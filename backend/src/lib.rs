@@ -120,6 +120,10 @@ pub struct Settings {
     /// The drivers' app's map tiles: a URL template with `{z}`, `{x}`, `{y}`
     /// (`IPARKING_MAP_TILES`; OpenStreetMap's by default). Its origin joins the apps' CSP.
     pub map_tiles: String,
+    /// Stripe's publishable key (`STRIPE_PUBLISHABLE_KEY`): with Stripe configured, the
+    /// drivers' app collects cards with Stripe's Payment Element, and only then may the page
+    /// load Stripe.js (its origins join the CSP).
+    pub stripe_publishable_key: Option<String>,
 }
 
 /// A mobile carrier of the SMS channel.
@@ -196,6 +200,7 @@ impl Default for Settings {
             login_per_ip: 50,
             login_window: Duration::from_secs(15 * 60),
             map_tiles: http::apps::DEFAULT_TILES.to_owned(),
+            stripe_publishable_key: None,
         }
     }
 }

@@ -83,6 +83,10 @@ enum Command {
         /// Stripe webhook signing secret.
         #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
         stripe_webhook_secret: Option<String>,
+        /// Stripe publishable key (`pk_…`): the drivers' app collects new cards and card
+        /// top-ups with Stripe's Payment Element.
+        #[arg(long, env = "STRIPE_PUBLISHABLE_KEY")]
+        stripe_publishable_key: Option<String>,
         /// Another Stripe API host (tests, proxies), e.g. `http://127.0.0.1:12111`.
         #[arg(long, env = "STRIPE_API_BASE")]
         stripe_api_base: Option<String>,
@@ -256,6 +260,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             vapid_subject,
             stripe_secret_key,
             stripe_webhook_secret,
+            stripe_publishable_key,
             stripe_api_base,
             map_tiles,
         } => {
@@ -277,6 +282,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(tiles) = map_tiles {
                 settings.map_tiles = tiles;
             }
+            if let Some(key) = &stripe_publishable_key
+                && !iparking::http::apps::is_publishable_key(key)
+            {
+                anyhow::bail!("STRIPE_PUBLISHABLE_KEY: a pk_test_… or pk_live_… key is expected");
+            }
+            if stripe_secret_key.is_some() && stripe_publishable_key.is_none() {
+                tracing::warn!(
+                    "no STRIPE_PUBLISHABLE_KEY: the drivers' app can pay with saved cards but not add new ones"
+                );
+            }
+            settings.stripe_publishable_key = stripe_publishable_key;
             settings.carriers =
                 iparking::Carrier::parse_list(sms_carriers.as_deref().unwrap_or("")).map_err(|e| anyhow::anyhow!(e))?;
             if settings.sandbox_payments {

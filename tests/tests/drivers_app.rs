@@ -598,3 +598,201 @@ async fn the_first_load_is_light_and_the_app_works_at_200_percent_zoom() {
     }
     b.quit().await.unwrap();
 }
+
+/// The page's `<meta name=… content=…>` value.
+fn meta(page: &str, name: &str) -> Option<String> {
+    let needle = format!("<meta name=\"{name}\" content=\"");
+    let rest = &page[page.find(&needle)? + needle.len()..];
+    Some(rest[..rest.find('"')?].to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_may_load_only_when_stripe_collects_cards() {
+    use iparking::payments::{PaymentGateway, SandboxGateway, StripeGateway};
+    let stripe = || -> std::sync::Arc<dyn PaymentGateway> {
+        std::sync::Arc::new(StripeGateway::new("sk_test_not_used", Some("http://127.0.0.1:9")).unwrap())
+    };
+    type Gateway = Option<std::sync::Arc<dyn PaymentGateway>>;
+    let cases: [(Gateway, Option<&str>, &str, bool); 4] = [
+        (None, None, "", false),
+        (Some(std::sync::Arc::new(SandboxGateway)), None, "sandbox", false),
+        (Some(stripe()), None, "saved", false),
+        (Some(stripe()), Some("pk_test_51Fake0Key"), "stripe", true),
+    ];
+    for (payments, key, mode, loads_stripe) in cases {
+        let mut opts = iparking_tests::Options { payments, ..iparking_tests::Options::default() };
+        opts.settings.stripe_publishable_key = key.map(str::to_owned);
+        let t = TestApp::start_with(Db::Sqlite, Live::Memory, opts).await;
+        let r = reqwest::Client::new().get(t.url("/")).send().await.unwrap();
+        let csp = header(&r, "content-security-policy").to_owned();
+        let page = r.text().await.unwrap();
+        assert_eq!(meta(&page, "iparking-cards").as_deref(), Some(mode), "{page}");
+        assert_eq!(meta(&page, "iparking-stripe-key").as_deref(), Some(key.unwrap_or("")));
+        assert_eq!(csp.contains("https://js.stripe.com"), loads_stripe, "{mode}: {csp}");
+        assert_eq!(csp.contains("connect-src 'self' https://api.stripe.com;"), loads_stripe, "{mode}: {csp}");
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+        if !loads_stripe {
+            assert!(csp.contains("script-src 'self';") && csp.contains("frame-src 'none';"), "{mode}: {csp}");
+        }
+    }
+}
+
+async fn set_select(b: &Browser, css: &str, value: &str) {
+    b.execute(
+        "const s = document.querySelector(arguments[0]); s.value = arguments[1]; \
+         s.dispatchEvent(new Event('change', { bubbles: true })); return s.value;",
+        json!([css, value]),
+    )
+    .await
+    .unwrap();
+}
+
+/// Cards in the app, on a server with the SANDBOX card gateway (play cards, charged at once;
+/// the journeys above have none).
+async fn card_journey(db: Db, live: Live) {
+    let opts = iparking_tests::Options {
+        payments: Some(std::sync::Arc::new(iparking::payments::SandboxGateway)),
+        ..iparking_tests::Options::default()
+    };
+    let t = TestApp::start_with(db, live, opts).await;
+    let (b, token) = logged_in_browser(&t, "0912300400", "/#/account").await;
+    b.wait_for("#refund-requests li").await.unwrap();
+
+    // A card: the SANDBOX saves a play card at once, said as such.
+    b.click(&b.find("#add-card").await.unwrap()).await.unwrap();
+    b.wait_for_text(".add-card .ok", "SANDBOX").await.unwrap();
+    b.wait_for_text("#cards", "SANDBOX •••• 4242").await.unwrap();
+    let cards = iparking_tests::raw(bearer(&t, &token, "/v1/me/cards")).await.1;
+    let card_id = cards[0]["id"].as_i64().expect("a saved card");
+    assert_eq!(cards.as_array().unwrap().len(), 1, "one tap, one card: {cards}");
+
+    // A top-up by card: 100,000 credited, in the balance and the ledger.
+    set_select(&b, "#topup-amount", "100000").await;
+    b.click(&b.find("#card-topup").await.unwrap()).await.unwrap();
+    b.wait_for_text("#balance", &vnd(100_000)).await.unwrap();
+    assert_accessible(&b, "account with a card (vi)").await;
+
+    // Park by card at HK007: the wallet is not touched, the card is charged once.
+    b.goto(&t.url("/#/points/HK007")).await.unwrap();
+    wait_until(&b, "return document.querySelectorAll('#payment option').length === 2", "the card in the choices").await;
+    set_select(&b, "#plate", "").await;
+    b.type_into(&b.find("#new-plate").await.unwrap(), "30A-864.20").await.unwrap();
+    set_select(&b, "#minutes", "60").await;
+    set_select(&b, "#payment", &format!("card:{card_id}")).await;
+    b.click(&b.find("#start").await.unwrap()).await.unwrap();
+    b.wait_for("#countdown").await.unwrap();
+    let session: i64 = b.url().await.unwrap().rsplit('/').next().unwrap().parse().expect("the session's page");
+    let s = iparking_tests::raw(bearer(&t, &token, &format!("/v1/sessions/{session}"))).await.1;
+    let charged = s["amount_charged"].as_i64().unwrap();
+    assert!(charged > 0, "{s}");
+    let card_charges = |status: &'static str| {
+        let t = &t;
+        async move {
+            t.sql_i64(&format!(
+                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM card_charges WHERE status = '{status}'"
+            ))
+            .await
+        }
+    };
+    assert_eq!(card_charges("succeeded").await, charged, "the card paid the start");
+
+    // An hour more, by card too.
+    set_select(&b, "#extend-payment", &format!("card:{card_id}")).await;
+    let price = b.wait_for_text("#confirm-extend", "đ").await.unwrap();
+    b.click(&b.find("#confirm-extend").await.unwrap()).await.unwrap();
+    let mut after = s.clone();
+    for _ in 0..50 {
+        after = iparking_tests::raw(bearer(&t, &token, &format!("/v1/sessions/{session}"))).await.1;
+        if after["amount_charged"].as_i64() > Some(charged) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let extra = after["amount_charged"].as_i64().unwrap() - charged;
+    assert!(price.contains(&vnd(extra)), "charged {extra} after showing {price}");
+    assert_eq!(card_charges("succeeded").await, charged + extra, "the card paid the extension");
+    let wallet = iparking_tests::raw(bearer(&t, &token, "/v1/me/wallet")).await.1;
+    assert_eq!(wallet["balance"], 100_000, "the wallet paid nothing");
+
+    // A full point: the refusal in words, and the nearest points with space to go to.
+    let street = t
+        .admin
+        .create_street(&iparking_mobile_api::CreateStreet {
+            district_code: "HK".into(), name: "Phố Đầy Chỗ".into()
+        })
+        .await
+        .unwrap();
+    t.admin
+        .create_point(&iparking_mobile_api::CreatePoint {
+            code: "HK950".into(),
+            name: "Điểm một chỗ".into(),
+            street_id: street.id,
+            lat: 21.0241,
+            lon: 105.8501,
+            curb: None,
+            capacity: 1,
+            vehicle_classes: vec![VehicleClass::Car],
+        })
+        .await
+        .unwrap();
+    let other = t.funded_driver("0912300401", 100_000).await;
+    let mut taken = None;
+    for _ in 0..50 {
+        let body = StartSession {
+            point_code: "HK950".into(),
+            plate: "30A-999.01".into(),
+            vehicle_class: Some(VehicleClass::Car),
+            minutes: Some(60),
+            turns: None,
+            payment: None,
+            card_id: None,
+            lat: None,
+            lon: None,
+        };
+        match other.start_session(&body, "fill-hk950").await {
+            Ok(s) => {
+                taken = Some(s);
+                break;
+            }
+            // The new point reaches the index within its refresh.
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    taken.expect("the only space taken");
+    b.goto(&t.url("/#/points/HK950")).await.unwrap();
+    b.wait_for("#start-form").await.unwrap();
+    set_select(&b, "#plate", "").await;
+    b.type_into(&b.find("#new-plate").await.unwrap(), "30A-864.21").await.unwrap();
+    set_select(&b, "#minutes", "60").await;
+    b.click(&b.find("#start").await.unwrap()).await.unwrap();
+    b.wait_for("#alternatives li").await.unwrap();
+    let said = b.text(&b.find("#start-status .error").await.unwrap()).await.unwrap();
+    assert!(!said.is_empty() && !said.contains("point_full"), "{said}");
+    let offered = b
+        .execute("return [...document.querySelectorAll('#alternatives li')].map(li => li.dataset.code)", json!([]))
+        .await
+        .unwrap();
+    let offered: Vec<String> = serde_json::from_value(offered).unwrap();
+    assert!(!offered.is_empty() && !offered.contains(&"HK950".to_owned()), "{offered:?}");
+    for code in &offered {
+        let p = iparking_tests::raw(reqwest::Client::new().get(t.url(&format!("/v1/points/{code}")))).await.1;
+        assert!(p["free_spaces"].as_i64().unwrap() > 0, "{code} offered without space: {p}");
+    }
+    assert_accessible(&b, "a full point (vi)").await;
+    b.click(&b.find("#alternatives li a").await.unwrap()).await.unwrap();
+    b.wait_for_text("h1", &offered[0]).await.unwrap();
+    let wallet = iparking_tests::raw(bearer(&t, &token, "/v1/me/wallet")).await.1;
+    assert_eq!(wallet["balance"], 100_000, "a refused start costs nothing");
+    t.assert_ledger_sound().await;
+    b.quit().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_saves_a_card_tops_up_by_card_and_parks_by_card_on_sqlite() {
+    card_journey(Db::Sqlite, Live::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_saves_a_card_tops_up_by_card_and_parks_by_card_on_postgres() {
+    card_journey(Db::Postgres, Live::Redis).await;
+}

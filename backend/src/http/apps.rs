@@ -48,6 +48,7 @@ const DRIVER: &[Embedded] = embed![
     "i18n.js" => "driver/i18n.js",
     "map.js" => "driver/map.js",
     "push.js" => "driver/push.js",
+    "cards.js" => "driver/cards.js",
     "icon.svg" => "driver/icon.svg",
     "icon-192.png" => "driver/icon-192.png",
     "icon-512.png" => "driver/icon-512.png",
@@ -57,6 +58,61 @@ const DRIVER: &[Embedded] = embed![
 
 /// The map tiles' default: OpenStreetMap's standard tiles (attribution shown on the map).
 pub const DEFAULT_TILES: &str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png";
+
+/// Where Stripe.js and its frames come from, and what they call: in the CSP only when the
+/// app collects cards with Stripe (Stripe's documented policy for Stripe.js).
+const STRIPE_SCRIPT: &str = "https://js.stripe.com https://*.js.stripe.com";
+const STRIPE_FRAME: &str = "https://js.stripe.com https://*.js.stripe.com https://hooks.stripe.com";
+const STRIPE_CONNECT: &str = "https://api.stripe.com";
+
+/// How the drivers' app takes cards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cards {
+    /// No card payments on this server.
+    Off,
+    /// The demo's SANDBOX gateway: play cards, saved and charged at once.
+    Sandbox,
+    /// Stripe, with its publishable key: Stripe's Payment Element collects cards.
+    Stripe(String),
+    /// Stripe without a publishable key: saved cards pay, no new card can be collected.
+    StripeSavedOnly,
+}
+
+/// What the apps are built with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The map tiles' URL template.
+    pub tiles: String,
+    /// Card payments.
+    pub cards: Cards,
+}
+
+impl Config {
+    /// The defaults: OpenStreetMap tiles, no cards.
+    pub fn plain() -> Config {
+        Config { tiles: DEFAULT_TILES.to_owned(), cards: Cards::Off }
+    }
+
+    /// From the app's settings and its payment gateway.
+    pub fn of(app: &crate::App) -> Config {
+        let cards = match app.payments.as_deref() {
+            None => Cards::Off,
+            Some(g) if g.is_sandbox() => Cards::Sandbox,
+            Some(_) => match app.settings.stripe_publishable_key.as_deref() {
+                Some(k) if is_publishable_key(k) => Cards::Stripe(k.to_owned()),
+                _ => Cards::StripeSavedOnly,
+            },
+        };
+        Config { tiles: app.settings.map_tiles.clone(), cards }
+    }
+}
+
+/// `pk_test_…` or `pk_live_…`, letters, digits and `_`: safe in an HTML attribute.
+pub fn is_publishable_key(key: &str) -> bool {
+    (key.starts_with("pk_test_") || key.starts_with("pk_live_"))
+        && key.len() <= 200
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
 
 /// A file ready to serve: its bytes, gzip-compressed bytes (when smaller), type and ETag.
 struct Asset {
@@ -109,7 +165,14 @@ pub struct App {
 }
 
 impl App {
-    fn new(files: &[Embedded], tiles: &str) -> App {
+    fn new(files: &[Embedded], config: &Config) -> App {
+        let tiles = config.tiles.as_str();
+        let (cards, stripe_key) = match &config.cards {
+            Cards::Off => ("", ""),
+            Cards::Sandbox => ("sandbox", ""),
+            Cards::Stripe(key) => ("stripe", key.as_str()),
+            Cards::StripeSavedOnly => ("saved", ""),
+        };
         let mut hasher = Sha256::new();
         for f in files {
             hasher.update(f.path.as_bytes());
@@ -129,13 +192,15 @@ impl App {
                     .replace("{{build}}", &build)
                     .replace("{{assets}}", &asset_list)
                     .replace("{{tiles}}", tiles)
+                    .replace("{{cards}}", cards)
+                    .replace("{{stripe_key}}", stripe_key)
                     .replace("{{icon}}", &format!("\"/assets/{build}/icon-192.png\""));
                 roots.insert(f.path, Asset::new(f.path, text.into_bytes()));
             } else {
                 assets.insert(f.path, Asset::new(f.path, f.body.to_vec()));
             }
         }
-        App { build, roots, assets, csp: csp(tiles) }
+        App { build, roots, assets, csp: csp(tiles, matches!(config.cards, Cards::Stripe(_))) }
     }
 
     /// The build hash of its asset URLs.
@@ -156,16 +221,22 @@ fn origin_of(url: &str) -> Option<&str> {
     ok.then(|| &url[..scheme.len() + 3 + host_end])
 }
 
-/// The apps' Content-Security-Policy: our own origin, and the tiles' for images.
-fn csp(tiles: &str) -> HeaderValue {
+/// The apps' Content-Security-Policy: our own origin, the tiles' for images, and Stripe's
+/// only when the app collects cards with Stripe.
+fn csp(tiles: &str, stripe: bool) -> HeaderValue {
     let img = match origin_of(tiles) {
         Some(o) => format!("'self' data: {o}"),
         None => "'self' data:".to_owned(),
     };
+    let (script, frame, connect) = if stripe {
+        (format!("'self' {STRIPE_SCRIPT}"), STRIPE_FRAME.to_owned(), format!("'self' {STRIPE_CONNECT}"))
+    } else {
+        ("'self'".to_owned(), "'none'".to_owned(), "'self'".to_owned())
+    };
     let policy = format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src {img}; connect-src 'self'; \
-         manifest-src 'self'; worker-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; \
-         frame-ancestors 'none'"
+        "default-src 'none'; script-src {script}; style-src 'self'; img-src {img}; connect-src {connect}; \
+         frame-src {frame}; manifest-src 'self'; worker-src 'self'; font-src 'self'; base-uri 'none'; \
+         form-action 'self'; frame-ancestors 'none'"
     );
     HeaderValue::from_str(&policy).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
 }
@@ -176,9 +247,9 @@ pub struct Apps {
 }
 
 impl Apps {
-    /// Builds every app, with the map tiles' URL template.
-    pub fn new(tiles: &str) -> Apps {
-        Apps { driver: App::new(DRIVER, tiles) }
+    /// Builds every app.
+    pub fn new(config: &Config) -> Apps {
+        Apps { driver: App::new(DRIVER, config) }
     }
 
     /// The drivers' app.
@@ -300,11 +371,19 @@ mod tests {
 
     #[test]
     fn the_policy_has_no_inline_and_names_the_tiles() {
-        let p = csp(DEFAULT_TILES);
+        let p = csp(DEFAULT_TILES, false);
         let p = p.to_str().unwrap();
         assert!(!p.contains("unsafe"), "{p}");
         assert!(p.contains("img-src 'self' data: https://tile.openstreetmap.org;"), "{p}");
-        assert!(p.contains("script-src 'self';"), "{p}");
+        assert!(p.contains("script-src 'self';") && p.contains("frame-src 'none';"), "{p}");
+        assert!(!p.contains("stripe"), "{p}");
+        let with_stripe = csp(DEFAULT_TILES, true);
+        let p = with_stripe.to_str().unwrap();
+        assert!(p.contains("script-src 'self' https://js.stripe.com https://*.js.stripe.com;"), "{p}");
+        assert!(p.contains("connect-src 'self' https://api.stripe.com;"), "{p}");
+        assert!(!p.contains("unsafe"), "{p}");
+        assert!(is_publishable_key("pk_test_51Abc"));
+        assert!(!is_publishable_key("sk_test_51Abc") && !is_publishable_key("pk_test_\"><script>"));
     }
 
     #[test]
@@ -317,7 +396,7 @@ mod tests {
 
     #[test]
     fn roots_name_the_build_and_assets_do_not_change() {
-        let apps = Apps::new(DEFAULT_TILES);
+        let apps = Apps::new(&Config::plain());
         let app = apps.driver();
         let index = String::from_utf8(app.roots["index.html"].raw.to_vec()).unwrap();
         assert!(index.contains(&format!("/assets/{}/app.js", app.build)), "{index}");

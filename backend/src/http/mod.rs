@@ -200,7 +200,7 @@ pub fn router(app: AppState) -> Router {
                 .config(SwaggerConfig::default().validator_url("none")),
         )
         .merge(finance_web::router())
-        .merge(apps::router(std::sync::Arc::new(apps::Apps::new(&settings.map_tiles))))
+        .merge(apps::router(std::sync::Arc::new(apps::Apps::new(&apps::Config::of(&app)))))
         // Inside routing, so the matched route template is known.
         .route_layer(middleware::from_fn(record_metrics))
         .fallback(|| async { error_for_status(StatusCode::NOT_FOUND) })

@@ -4,6 +4,7 @@
 import { api, ApiError, newKey, setToken, token } from "./api.js";
 import { lang, number, setLang, t, tOr, translate } from "./i18n.js";
 import { drawMap } from "./map.js";
+import { canCollectCards, cardForm, cardsMode, settleCardPayment, until } from "./cards.js";
 import { disablePush, enablePush, forgetPush, pushId, pushSupported } from "./push.js";
 
 /** The Hoàn Kiếm pilot streets: where the map and list start when the position is refused. */
@@ -316,6 +317,7 @@ async function pointScreen(code) {
   const plate = h("select", { id: "plate", name: "plate" });
   const newPlate = h("input", { id: "new-plate", name: "new_plate", autocomplete: "off", maxlength: "16", "aria-describedby": "plate-help" });
   const startButton = h("button", { type: "submit", id: "start" }, t("start"));
+  const payment = paymentChoice("payment");
   let startKey = null; // kept across retries of the same start, dropped once it is answered
 
   const quote = async (body) => {
@@ -346,6 +348,7 @@ async function pointScreen(code) {
   vclass.addEventListener("change", () => { loadTariff(); quote({ minutes: Number(minutes.value) }); startKey = null; });
   minutes.addEventListener("change", () => { quote({ minutes: Number(minutes.value) }); startKey = null; });
   plate.addEventListener("change", () => { startKey = null; });
+  payment.select.addEventListener("change", () => { startKey = null; });
   newPlate.addEventListener("input", () => { startKey = null; });
 
   const forAmount = h("form", { id: "for-amount", class: "row" },
@@ -370,7 +373,7 @@ async function pointScreen(code) {
     h("p", { id: "plate-help", class: "help" }, t("plate_help")),
     h("label", { for: "minutes" }, t("duration")), minutes,
     quoteBox,
-    h("p", { class: "help" }, t("pay_from_wallet")),
+    h("label", { for: "payment" }, t("pay_with")), payment.select,
     startStatus, startButton);
   startForm.addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -386,9 +389,11 @@ async function pointScreen(code) {
         });
       }
       startKey = startKey || newKey();
-      const s = await api("POST", "/v1/sessions", {
-        point_code: p.code, plate: plateText, vehicle_class: vclass.value, minutes: Number(minutes.value), payment: "wallet",
+      const answer = await api("POST", "/v1/sessions", {
+        point_code: p.code, plate: plateText, vehicle_class: vclass.value, minutes: Number(minutes.value), ...payment.fields(),
       }, { key: startKey });
+      // Paid by card, it may wait for 3-D Secure or the processor: followed to its end.
+      const s = await settleCardPayment(answer);
       startKey = null;
       remember(s);
       location.hash = "#/sessions/" + s.id;
@@ -428,7 +433,7 @@ async function pointScreen(code) {
     forAmount,
     startForm,
   );
-  await Promise.all([loadTariff(), loadPlates().catch(() => {}), quote({ minutes: Number(minutes.value) })]);
+  await Promise.all([loadTariff(), loadPlates().catch(() => {}), payment.load().catch(() => {}), quote({ minutes: Number(minutes.value) })]);
 }
 
 // ---- Sessions ----------------------------------------------------------------------------
@@ -525,8 +530,10 @@ function changeSection(s) {
   const confirmExtend = h("button", { type: "button", id: "confirm-extend", hidden: true });
   const stopBox = h("div", { id: "stop-preview", "aria-live": "polite" });
   const confirmStop = h("button", { type: "button", id: "confirm-stop", class: "secondary", hidden: true });
+  const payment = paymentChoice("extend-payment");
   const extend = moneyAction(confirmExtend, status, async (key) => {
-    const after = await api("POST", `/v1/sessions/${s.id}/extend`, { minutes: Number(minutes.value), payment: "wallet" }, { key });
+    const answer = await api("POST", `/v1/sessions/${s.id}/extend`, { minutes: Number(minutes.value), ...payment.fields() }, { key });
+    const after = await settleCardPayment(answer);
     remember(after);
     route();
   });
@@ -549,6 +556,8 @@ function changeSection(s) {
     }
   };
   minutes.addEventListener("change", priceExtension);
+  payment.select.addEventListener("change", extend.reset);
+  payment.load().catch(() => {});
   confirmExtend.addEventListener("click", extend.run);
 
   const askStop = h("button", { type: "button", id: "ask-stop", class: "secondary" }, t("stop"));
@@ -581,7 +590,8 @@ function changeSection(s) {
   priceExtension();
   return h("section", { class: "card", id: "changes" },
     h("h2", {}, t("extend")),
-    h("label", { for: "extend-minutes" }, t("extend_by")), minutes, preview, confirmExtend,
+    h("label", { for: "extend-minutes" }, t("extend_by")), minutes,
+    h("label", { for: "extend-payment" }, t("pay_with")), payment.select, preview, confirmExtend,
     h("h2", {}, t("stop_title")), askStop, stopBox, confirmStop,
     h("h2", {}, t("fix_title")), fix, h("p", { id: "fix-help", class: "help" }, t("fix_help")),
     status);
@@ -606,6 +616,27 @@ async function sessionsScreen() {
     if (!live()) return;
     show(errorBox(err));
   }
+}
+
+// ---- Paying ------------------------------------------------------------------------------
+
+/** The wallet, or a saved card when this server takes cards: a select, and the body's fields. */
+function paymentChoice(id) {
+  const select = h("select", { id, name: "payment" }, h("option", { value: "wallet" }, t("pay_wallet")));
+  const load = async () => {
+    if (!cardsMode()) return;
+    const cs = await api("GET", "/v1/me/cards");
+    select.replaceChildren(h("option", { value: "wallet" }, t("pay_wallet")),
+      ...cs.map((c) => h("option", { value: "card:" + c.id }, t("pay_card", { card: cardName(c) }))));
+  };
+  const fields = () => select.value.startsWith("card:")
+    ? { payment: "card", card_id: Number(select.value.slice(5)) }
+    : { payment: "wallet" };
+  return { select, load, fields };
+}
+
+function cardName(c) {
+  return `${c.brand.toUpperCase()} •••• ${c.last4}`;
 }
 
 // ---- Account -----------------------------------------------------------------------------
@@ -639,8 +670,8 @@ async function accountScreen() {
       : [h("li", { class: "help" }, t("no_movements"))]));
     const cs = await api("GET", "/v1/me/cards");
     cards.replaceChildren(...(cs.length ? cs.map((c) => h("li", {},
-      h("span", {}, `${c.brand} •••• ${c.last4} (${String(c.exp_month).padStart(2, "0")}/${c.exp_year})`),
-      h("button", { type: "button", class: "link", "data-card": String(c.id), onclick: async () => {
+      h("span", {}, `${cardName(c)} (${String(c.exp_month).padStart(2, "0")}/${c.exp_year})`),
+      h("button", { type: "button", class: "link", "data-card": String(c.id), "aria-label": t("remove") + " " + cardName(c), onclick: async () => {
         try {
           await api("DELETE", "/v1/me/cards/" + c.id);
           await loadMore();
@@ -656,8 +687,10 @@ async function accountScreen() {
   show(
     h("h1", {}, t("account_title")),
     h("section", { class: "card" }, h("h2", {}, t("wallet")), balance, sandboxBox,
+      canCollectCards() ? cardTopup(async () => { await load(); await loadMore(); }) : null,
       h("h3", {}, t("movements")), movements),
-    h("section", { class: "card" }, h("h2", {}, t("cards")), cards),
+    h("section", { class: "card" }, h("h2", {}, t("cards")), cards,
+      canCollectCards() ? addCard(() => loadMore()) : null),
     h("section", { class: "card" }, h("h2", {}, t("refund_requests")), requests),
     remindersSection(),
     h("p", {}, h("a", { href: "#/citations" }, t("citations_title"))),
@@ -687,6 +720,86 @@ async function accountScreen() {
   } catch (err) {
     status.replaceChildren(errorBox(err));
   }
+}
+
+/** Saving a card: the SANDBOX saves a play card at once; Stripe collects it in its form. */
+function addCard(reload) {
+  const host = h("div", { id: "card-form" });
+  const note = h("div", { "aria-live": "polite" });
+  const button = h("button", { type: "button", id: "add-card", class: "secondary" }, t("add_card"));
+  const add = moneyAction(button, note, async (key) => {
+    const setup = await api("POST", "/v1/me/cards/setups", undefined, { key });
+    if (setup.card) {
+      note.replaceChildren(h("p", { class: "ok", role: "status" },
+        setup.sandbox ? t("card_added_sandbox", { card: cardName(setup.card) }) : t("card_added", { card: cardName(setup.card) })));
+      await reload();
+      return;
+    }
+    const before = (await api("GET", "/v1/me/cards")).length;
+    const confirm = await cardForm(host, setup.client_secret, "setup");
+    const save = h("button", { type: "button", id: "save-card" }, t("save_card"));
+    save.addEventListener("click", async () => {
+      save.disabled = true;
+      try {
+        await confirm();
+        note.replaceChildren(h("p", { role: "status" }, t("card_saving")));
+        const saved = await until(async () => (await api("GET", "/v1/me/cards")).length > before);
+        note.replaceChildren(h("p", { class: saved ? "ok" : "help", role: "status" }, saved ? t("card_saved") : t("card_pending")));
+        host.replaceChildren();
+        save.remove();
+        await reload();
+      } catch (err) {
+        note.replaceChildren(moneyError(err));
+      } finally {
+        save.disabled = false;
+      }
+    });
+    host.after(save);
+  });
+  button.addEventListener("click", add.run);
+  return h("div", { class: "add-card" }, button, host, note);
+}
+
+/** A card top-up: the SANDBOX credits play money at once; Stripe takes the card in its form. */
+function cardTopup(reload) {
+  const amount = h("select", { id: "topup-amount", name: "amount" },
+    [50000, 100000, 200000, 500000].map((a) => h("option", { value: String(a) }, money(a))));
+  const button = h("button", { type: "button", id: "card-topup" }, t("topup_card"));
+  const host = h("div", { id: "topup-form" });
+  const note = h("div", { "aria-live": "polite" });
+  const topup = moneyAction(button, note, async (key) => {
+    const r = await api("POST", "/v1/me/wallet/topups", { amount: Number(amount.value) }, { key });
+    if (r.status === "succeeded") {
+      note.replaceChildren(h("p", { class: "ok", role: "status" }, t(r.sandbox ? "topup_done_sandbox" : "topup_done", { amount: money(r.amount) })));
+      await reload();
+      return;
+    }
+    const before = (await api("GET", "/v1/me/wallet")).balance;
+    const confirm = await cardForm(host, r.client_secret, "payment");
+    const pay = h("button", { type: "button", id: "pay-topup" }, t("pay", { total: money(r.amount) }));
+    pay.addEventListener("click", async () => {
+      pay.disabled = true;
+      try {
+        await confirm();
+        note.replaceChildren(h("p", { role: "status" }, t("topup_crediting")));
+        const credited = await until(async () => (await api("GET", "/v1/me/wallet")).balance > before);
+        note.replaceChildren(h("p", { class: credited ? "ok" : "help", role: "status" },
+          credited ? t("topup_done", { amount: money(r.amount) }) : t("card_pending")));
+        host.replaceChildren();
+        pay.remove();
+        await reload();
+      } catch (err) {
+        note.replaceChildren(moneyError(err));
+      } finally {
+        pay.disabled = false;
+      }
+    });
+    host.after(pay);
+  });
+  amount.addEventListener("change", topup.reset);
+  button.addEventListener("click", topup.run);
+  return h("div", { class: "card-topup" },
+    h("label", { for: "topup-amount" }, t("topup_amount")), amount, button, host, note);
 }
 
 /** Reminders before a session ends: Web Push on this browser, or SMS. */
