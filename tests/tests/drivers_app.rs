@@ -586,6 +586,9 @@ async fn the_first_load_is_light_and_the_app_works_at_200_percent_zoom() {
     b.wait_for("#refund-requests li").await.unwrap();
     let reminders = b.text(&b.find("#reminders-state").await.unwrap()).await.unwrap();
     assert!(reminders.contains("SMS"), "{reminders}");
+    // Turning them on, on a server without push: the API's refusal, in words.
+    b.click(&b.find("#reminders").await.unwrap()).await.unwrap();
+    b.wait_for_text("#reminders-state", "not configured on this server").await.unwrap();
     b.click(&b.find("#logout-all").await.unwrap()).await.unwrap();
     b.wait_for("#logout-all-confirm").await.unwrap();
     assert_fits(&b, "account").await;
