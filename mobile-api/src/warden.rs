@@ -221,8 +221,10 @@ pub struct ReceiptView {
     pub verification_code: String,
     /// What the slip's QR code holds: `IPK1|number|code`.
     pub qr_payload: String,
-    /// Where a driver or inspector checks the slip.
+    /// Where a driver or inspector checks the slip (JSON).
     pub verify_path: String,
+    /// The slip's public page for people, what its QR code opens: `/r/{number}?code=…`.
+    pub public_path: String,
     /// `start` or `extension`.
     pub kind: String,
     /// Applied or unapplied.
@@ -249,6 +251,11 @@ pub struct ReceiptView {
     pub collected_by: i64,
     /// Warden's name.
     pub collected_by_name: String,
+    /// The warden's badge number (`NV-` and the staff id), printed on the slip and its public
+    /// page instead of the name.
+    pub badge: String,
+    /// The ledger transaction that moved the money (none for a slip not yet posted).
+    pub transaction_id: Option<i64>,
     /// The shift it belongs to.
     pub shift_id: Option<i64>,
     /// When the cash was taken.
@@ -523,6 +530,33 @@ pub struct SyncActionResult {
 pub struct SyncResultView {
     /// Results.
     pub results: Vec<SyncActionResult>,
+}
+
+/// One plate check in a shift's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HistoryCheck {
+    /// Plate, normalised.
+    pub plate: String,
+    /// Point code.
+    pub point_code: String,
+    /// Verdict.
+    pub verdict: CheckVerdict,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Answer of `GET /v1/warden/shifts/{id}/history`: what the warden did in the shift, newest
+/// first (at most 200 of each).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ShiftHistoryView {
+    /// The shift.
+    pub shift: ShiftView,
+    /// Plate checks (written in batches: a check shows within a second or so).
+    pub checks: Vec<HistoryCheck>,
+    /// Cash slips.
+    pub slips: Vec<ReceiptView>,
+    /// Citations.
+    pub citations: Vec<ViolationView>,
 }
 
 /// Body of `POST /v1/warden/shifts`.

@@ -44,7 +44,9 @@ const DRIVER: &[Embedded] = embed![
     "manifest.webmanifest" => "driver/manifest.webmanifest",
     "app.css" => "driver/app.css",
     "app.js" => "driver/app.js",
-    "api.js" => "driver/api.js",
+    "api.js" => "shared/api.js",
+    "dom.js" => "shared/dom.js",
+    "lang.js" => "shared/lang.js",
     "i18n.js" => "driver/i18n.js",
     "map.js" => "driver/map.js",
     "push.js" => "driver/push.js",
@@ -54,6 +56,27 @@ const DRIVER: &[Embedded] = embed![
     "icon-512.png" => "driver/icon-512.png",
     "vendor/leaflet/leaflet.js" => "vendor/leaflet/leaflet.js",
     "vendor/leaflet/leaflet.css" => "vendor/leaflet/leaflet.css",
+];
+
+/// The wardens' handheld app, served at `/warden/`; `slip.css` also styles a slip's public
+/// page (`/r/{number}`). The QR code generator is vendored from npm (`web-vendor.json`).
+const WARDEN: &[Embedded] = embed![
+    "index.html" => "warden/index.html",
+    "sw.js" => "warden/sw.js",
+    "manifest.webmanifest" => "warden/manifest.webmanifest",
+    "app.css" => "warden/app.css",
+    "slip.css" => "warden/slip.css",
+    "app.js" => "warden/app.js",
+    "api.js" => "shared/api.js",
+    "dom.js" => "shared/dom.js",
+    "lang.js" => "shared/lang.js",
+    "i18n.js" => "warden/i18n.js",
+    "queue.js" => "warden/queue.js",
+    "plate.js" => "warden/plate.js",
+    "icon.svg" => "warden/icon.svg",
+    "icon-192.png" => "warden/icon-192.png",
+    "icon-512.png" => "warden/icon-512.png",
+    "vendor/qrcode-generator/qrcode.mjs" => "vendor/qrcode-generator/qrcode.mjs",
 ];
 
 /// The map tiles' default: OpenStreetMap's standard tiles (attribution shown on the map).
@@ -142,7 +165,7 @@ fn gzip(body: &[u8]) -> Option<Vec<u8>> {
 fn mime_of(path: &str) -> &'static str {
     match path.rsplit_once('.').map(|(_, ext)| ext) {
         Some("html") => "text/html; charset=utf-8",
-        Some("js") => "text/javascript; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
         Some("css") => "text/css; charset=utf-8",
         Some("json") => "application/json",
         Some("webmanifest") => "application/manifest+json",
@@ -207,6 +230,11 @@ impl App {
     pub fn build(&self) -> &str {
         &self.build
     }
+
+    /// Its Content-Security-Policy.
+    pub fn csp(&self) -> &HeaderValue {
+        &self.csp
+    }
 }
 
 /// The tiles' origin (`https://tile.openstreetmap.org`), or nothing for a URL that has none.
@@ -244,47 +272,61 @@ fn csp(tiles: &str, stripe: bool) -> HeaderValue {
 /// The apps, built once at start.
 pub struct Apps {
     driver: App,
+    warden: App,
 }
 
 impl Apps {
     /// Builds every app.
     pub fn new(config: &Config) -> Apps {
-        Apps { driver: App::new(DRIVER, config) }
+        Apps { driver: App::new(DRIVER, config), warden: App::new(WARDEN, config) }
     }
 
     /// The drivers' app.
     pub fn driver(&self) -> &App {
         &self.driver
     }
+
+    /// The wardens' app.
+    pub fn warden(&self) -> &App {
+        &self.warden
+    }
 }
 
-/// The apps' routes.
+/// Which app a root file belongs to.
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    Driver,
+    Warden,
+}
+
+impl Apps {
+    fn get(&self, which: Which) -> &App {
+        match which {
+            Which::Driver => &self.driver,
+            Which::Warden => &self.warden,
+        }
+    }
+}
+
+/// The apps' routes: the drivers' app at `/`, the wardens' at `/warden/` (their service
+/// workers' scopes), a slip's public page at `/r/{number}`, and every asset by build.
 pub fn router(apps: Arc<Apps>) -> Router<AppState> {
-    let root = {
+    let root = |which: Which, name: &'static str| {
         let apps = apps.clone();
         move |headers: HeaderMap| {
             let apps = apps.clone();
-            async move { serve_root(apps.driver(), "index.html", &headers) }
-        }
-    };
-    let sw = {
-        let apps = apps.clone();
-        move |headers: HeaderMap| {
-            let apps = apps.clone();
-            async move { serve_root(apps.driver(), "sw.js", &headers) }
-        }
-    };
-    let manifest = {
-        let apps = apps.clone();
-        move |headers: HeaderMap| {
-            let apps = apps.clone();
-            async move { serve_root(apps.driver(), "manifest.webmanifest", &headers) }
+            async move { serve_root(apps.get(which), name, &headers) }
         }
     };
     Router::new()
-        .route("/", get(root))
-        .route("/sw.js", get(sw))
-        .route("/manifest.webmanifest", get(manifest))
+        .route("/", get(root(Which::Driver, "index.html")))
+        .route("/sw.js", get(root(Which::Driver, "sw.js")))
+        .route("/manifest.webmanifest", get(root(Which::Driver, "manifest.webmanifest")))
+        .route("/warden", get(|| async { axum::response::Redirect::permanent("/warden/") }))
+        .route("/warden/", get(root(Which::Warden, "index.html")))
+        .route("/warden/sw.js", get(root(Which::Warden, "sw.js")))
+        .route("/warden/manifest.webmanifest", get(root(Which::Warden, "manifest.webmanifest")))
+        .route("/r/{number}", get(super::slip_page::slip_page))
         .route("/assets/{build}/{*path}", get(serve_asset))
         .layer(axum::Extension(apps))
 }
@@ -294,12 +336,16 @@ async fn serve_asset(
     Path((build, path)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let app = apps.driver();
-    match app.assets.get(path.as_str()) {
-        // An old build's URL gets today's file, but not for a year: the next page load asks
-        // for the new URL anyway.
-        Some(a) if build == app.build => serve(a, app, &headers, "public, max-age=31536000, immutable"),
-        Some(a) => serve(a, app, &headers, "no-cache"),
+    let both = [&apps.driver, &apps.warden];
+    if let Some(app) = both.iter().find(|a| a.build == build)
+        && let Some(a) = app.assets.get(path.as_str())
+    {
+        return serve(a, app, &headers, "public, max-age=31536000, immutable");
+    }
+    // An old build's URL gets today's file, but not for a year: the next page load asks for
+    // the new URL anyway.
+    match both.iter().find_map(|app| app.assets.get(path.as_str()).map(|a| (app, a))) {
+        Some((app, a)) => serve(a, app, &headers, "no-cache"),
         None => error_for_status(StatusCode::NOT_FOUND).into_response(),
     }
 }

@@ -47,6 +47,7 @@ pub mod ops;
 pub mod payments;
 pub mod points;
 pub mod sessions;
+pub mod slip_page;
 pub mod tariffs;
 pub mod wardens;
 pub mod webhooks;
@@ -144,7 +145,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(wardens::violations::get_citation_photo))
         .routes(routes!(wardens::sync::sync_actions))
         .routes(routes!(wardens::shifts::open_shift))
+        .routes(routes!(wardens::shifts::current_shift))
         .routes(routes!(wardens::shifts::get_shift))
+        .routes(routes!(wardens::shifts::shift_history))
         .routes(routes!(wardens::shifts::close_shift))
         .routes(routes!(tariffs::create_quote))
         .routes(routes!(tariffs::point_tariff))

@@ -59,7 +59,7 @@ impl From<ShiftDbRow> for ShiftRow {
 
 pub(crate) const RECEIPT_SELECT: &str = "SELECT c.id, c.number, c.verification_code, c.kind, c.status, c.staff_id, \
      st.name AS staff_name, c.shift_id, c.session_id, c.point_id, p.code AS point_code, p.name AS point_name, \
-     s.name AS street, d.code AS district, c.plate, c.turns, c.amount, c.paid_until, c.issued_at \
+     s.name AS street, d.code AS district, c.plate, c.turns, c.amount, c.paid_until, c.issued_at, c.transaction_id \
      FROM cash_collections c JOIN staff st ON st.id = c.staff_id JOIN points p ON p.id = c.point_id \
      JOIN streets s ON s.id = p.street_id JOIN districts d ON d.id = s.district_id";
 
@@ -84,6 +84,7 @@ pub(crate) struct ReceiptDbRow {
     pub amount: i64,
     pub paid_until: DateTime<Utc>,
     pub issued_at: DateTime<Utc>,
+    pub transaction_id: Option<i64>,
 }
 
 impl TryFrom<ReceiptDbRow> for ReceiptRow {
@@ -109,6 +110,7 @@ impl TryFrom<ReceiptDbRow> for ReceiptRow {
             amount: Vnd(r.amount),
             paid_until: r.paid_until,
             issued_at: r.issued_at,
+            transaction_id: r.transaction_id,
         })
     }
 }
@@ -545,6 +547,68 @@ macro_rules! sql_warden_store_impl {
             async fn shift(&self, id: i64) -> $crate::store::StoreResult<Option<$crate::store::wardens::ShiftRow>> {
                 let mut conn = self.pool.acquire().await.map_err($crate::store::map_sqlx)?;
                 w_shift_where(&mut *conn, "w.id = $1", id).await
+            }
+
+            async fn open_shift_of(&self, staff_id: i64) -> $crate::store::StoreResult<Option<$crate::store::wardens::ShiftRow>> {
+                let mut conn = self.pool.acquire().await.map_err($crate::store::map_sqlx)?;
+                w_shift_where(&mut *conn, "w.staff_id = $1 AND w.status = 'open'", staff_id).await
+            }
+
+            async fn shift_history(
+                &self,
+                shift: &$crate::store::wardens::ShiftRow,
+                until: chrono::DateTime<chrono::Utc>,
+                limit: i64,
+            ) -> $crate::store::StoreResult<$crate::store::wardens::ShiftHistory> {
+                let mut tx = self.pool.begin().await.map_err($crate::store::map_sqlx)?;
+                let checks: Vec<(String, String, String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+                    "SELECT c.plate, p.code, c.verdict, c.checked_at FROM plate_checks c JOIN points p ON p.id = c.point_id \
+                     WHERE c.staff_id = $1 AND c.checked_at >= $2 AND c.checked_at <= $3 \
+                     ORDER BY c.checked_at DESC, c.id DESC LIMIT $4",
+                )
+                .bind(shift.staff_id)
+                .bind(shift.opened_at)
+                .bind(until)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "{} WHERE c.shift_id = $1 ORDER BY c.issued_at DESC, c.id DESC LIMIT $2",
+                    $crate::store::sql_wardens::RECEIPT_SELECT
+                ));
+                let rows: Vec<$crate::store::sql_wardens::ReceiptDbRow> = sqlx::query_as(sql)
+                    .bind(shift.id)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                let receipts = rows.into_iter().map(TryInto::try_into).collect::<Result<Vec<_>, _>>()?;
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "{} WHERE v.staff_id = $1 AND v.issued_at >= $2 AND v.issued_at <= $3 \
+                     ORDER BY v.issued_at DESC, v.id DESC LIMIT $4",
+                    $crate::store::sql_wardens::VIOLATION_SELECT
+                ));
+                let rows: Vec<$crate::store::sql_wardens::ViolationDbRow> = sqlx::query_as(sql)
+                    .bind(shift.staff_id)
+                    .bind(shift.opened_at)
+                    .bind(until)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                let mut violations = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let mut v: $crate::store::wardens::ViolationRow = r.try_into()?;
+                    v.photos = w_photos(&mut tx, v.id).await?;
+                    violations.push(v);
+                }
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                let checks = checks
+                    .into_iter()
+                    .map(|(plate, point_code, verdict, at)| $crate::store::wardens::CheckLine { plate, point_code, verdict, at })
+                    .collect();
+                Ok($crate::store::wardens::ShiftHistory { checks, receipts, violations })
             }
 
             async fn close_shift(

@@ -231,6 +231,8 @@ pub struct ReceiptRow {
     pub paid_until: DateTime<Utc>,
     /// When the cash was taken.
     pub issued_at: DateTime<Utc>,
+    /// The ledger transaction that moved the cash.
+    pub transaction_id: Option<i64>,
 }
 
 /// Outcome of a cash payment.
@@ -335,6 +337,30 @@ pub struct ViolationRow {
     pub photos: Vec<(String, String, i64)>,
 }
 
+/// One plate check in a shift's history.
+#[derive(Debug, Clone)]
+pub struct CheckLine {
+    /// Plate, normalised.
+    pub plate: String,
+    /// Point code.
+    pub point_code: String,
+    /// Verdict.
+    pub verdict: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// What a warden did in a shift.
+#[derive(Debug, Clone)]
+pub struct ShiftHistory {
+    /// Plate checks.
+    pub checks: Vec<CheckLine>,
+    /// Cash slips.
+    pub receipts: Vec<ReceiptRow>,
+    /// Citations.
+    pub violations: Vec<ViolationRow>,
+}
+
 /// Outcome of issuing a violation.
 #[derive(Debug, Clone)]
 pub enum ViolationOutcome {
@@ -405,6 +431,11 @@ pub trait WardenStore: Send + Sync {
     ) -> StoreResult<OpenShiftOutcome>;
     /// One shift.
     async fn shift(&self, id: i64) -> StoreResult<Option<ShiftRow>>;
+    /// The warden's open shift, if any.
+    async fn open_shift_of(&self, staff_id: i64) -> StoreResult<Option<ShiftRow>>;
+    /// What the warden did in a shift (up to `until`): checks, slips and citations, newest
+    /// first, at most `limit` of each.
+    async fn shift_history(&self, shift: &ShiftRow, until: DateTime<Utc>, limit: i64) -> StoreResult<ShiftHistory>;
     /// Closes a shift of `staff_id` with the cash handed over (ledger included); `answer`
     /// (from the closed shift) as for [`WardenStore::open_shift`].
     async fn close_shift(

@@ -2,6 +2,7 @@
 // #/account), rendered from the API's answers with the DOM (no HTML strings, no inline
 // script: the page's CSP allows neither).
 import { api, ApiError, newKey, setToken, token } from "./api.js";
+import { h } from "./dom.js";
 import { lang, number, setLang, t, tOr, translate } from "./i18n.js";
 import { drawMap } from "./map.js";
 import { canCollectCards, cardForm, cardsMode, settleCardPayment, until } from "./cards.js";
@@ -13,22 +14,6 @@ const REFRESH_MS = 15000;
 
 const view = document.getElementById("view");
 let refreshTimer = null;
-
-/** Builds an element: h("p", {class: "x"}, "text", child…). */
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else if (k === "text") el.textContent = v;
-    else el.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children.flat()) {
-    if (c === undefined || c === null || c === false) continue;
-    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return el;
-}
 
 /** The screen shown now: a screen still loading when another is asked for never paints over it. */
 let generation = 0;

@@ -26,6 +26,11 @@ use crate::{
     },
 };
 
+/// A warden's badge number: what slips and their public page show instead of the name.
+pub fn badge(staff_id: i64) -> String {
+    format!("NV-{staff_id:04}")
+}
+
 /// The slip of a cash payment.
 pub fn receipt_view(r: &ReceiptRow) -> ReceiptView {
     ReceiptView {
@@ -33,6 +38,7 @@ pub fn receipt_view(r: &ReceiptRow) -> ReceiptView {
         verification_code: r.verification_code.clone(),
         qr_payload: format!("IPK1|{}|{}", r.number, r.verification_code),
         verify_path: format!("/v1/receipts/{}?code={}", r.number, r.verification_code),
+        public_path: format!("/r/{}?code={}", r.number, r.verification_code),
         kind: r.kind.as_str().to_owned(),
         status: if r.applied { ReceiptStatus::Applied } else { ReceiptStatus::Unapplied },
         amount: r.amount.get(),
@@ -46,6 +52,8 @@ pub fn receipt_view(r: &ReceiptRow) -> ReceiptView {
         session_id: r.session_id,
         collected_by: r.staff_id,
         collected_by_name: r.staff_name.clone(),
+        badge: badge(r.staff_id),
+        transaction_id: r.transaction_id,
         shift_id: r.shift_id,
         issued_at: r.issued_at,
     }

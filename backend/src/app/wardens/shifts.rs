@@ -1,7 +1,7 @@
 //! Shifts: a warden opens one on a handheld, and closes it by counting the cash handed
 //! over; the expected cash, the declared amount and the difference are kept for finance.
 
-use iparking_mobile_api::{CloseShift, ShiftStatus, ShiftView};
+use iparking_mobile_api::{CheckVerdict, CloseShift, HistoryCheck, ShiftHistoryView, ShiftStatus, ShiftView};
 
 use super::{NOTE_MAX_CHARS, Warden};
 use crate::{
@@ -81,6 +81,48 @@ pub async fn open(
 pub async fn shift(app: &App, w: &Warden, id: i64) -> Result<ShiftView, AppError> {
     let s = app.store.shift(id).await?.filter(|s| s.staff_id == w.0.staff_id).ok_or_else(shift_not_found)?;
     Ok(shift_view(&s))
+}
+
+/// The warden's open shift (a handheld that restarts finds it again).
+pub async fn current(app: &App, w: &Warden) -> Result<ShiftView, AppError> {
+    let s = app
+        .store
+        .open_shift_of(w.0.staff_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("no_open_shift", "Bạn chưa mở ca nào.", "You have no open shift."))?;
+    Ok(shift_view(&s))
+}
+
+/// Most of each kind a shift's history shows.
+pub const HISTORY_LIMIT: i64 = 200;
+
+/// What the warden did in one of their shifts: checks, slips and citations, newest first.
+pub async fn history(app: &App, w: &Warden, id: i64) -> Result<ShiftHistoryView, AppError> {
+    let s = app.store.shift(id).await?.filter(|s| s.staff_id == w.0.staff_id).ok_or_else(shift_not_found)?;
+    let until = s.closed_at.unwrap_or_else(|| app.clock.now());
+    let h = app.store.shift_history(&s, until, HISTORY_LIMIT).await?;
+    let verdict = |v: &str| match v {
+        "valid" => CheckVerdict::Valid,
+        "grace" => CheckVerdict::Grace,
+        "expired" => CheckVerdict::Expired,
+        "elsewhere" => CheckVerdict::Elsewhere,
+        _ => CheckVerdict::Unpaid,
+    };
+    Ok(ShiftHistoryView {
+        shift: shift_view(&s),
+        checks: h
+            .checks
+            .iter()
+            .map(|c| HistoryCheck {
+                plate: c.plate.clone(),
+                point_code: c.point_code.clone(),
+                verdict: verdict(&c.verdict),
+                at: c.at,
+            })
+            .collect(),
+        slips: h.receipts.iter().map(super::cash::receipt_view).collect(),
+        citations: h.violations.iter().map(super::violations::violation_view).collect(),
+    })
 }
 
 /// Closes a shift with the cash handed over; the cash moves to the cash office in the

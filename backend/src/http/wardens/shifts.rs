@@ -7,7 +7,7 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::Response,
 };
-use iparking_mobile_api::{CloseShift, ErrorBody, OpenShift, ShiftView};
+use iparking_mobile_api::{CloseShift, ErrorBody, OpenShift, ShiftHistoryView, ShiftView};
 
 use super::super::{
     AppState,
@@ -19,11 +19,41 @@ use super::{Warden, claim_staff, json_answer};
 use crate::{
     app::wardens::{
         render_failed,
-        shifts::{close, open, shift, shift_view},
+        shifts::{close, current, history, open, shift, shift_view},
     },
     error::AppError,
     store::wardens::ShiftRow,
 };
+
+/// The warden's open shift: where a handheld that restarted finds it again.
+#[utoipa::path(
+    get, path = "/v1/warden/shifts/current", tag = "wardens", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The open shift, with its cash so far", body = ShiftView),
+        (status = 404, description = "No open shift", body = ErrorBody),
+    )
+)]
+pub async fn current_shift(State(app): State<AppState>, w: Warden) -> Result<Json<ShiftView>, AppError> {
+    Ok(Json(current(&app, &w).await?))
+}
+
+/// What the warden did in one of their shifts: plate checks, cash slips and citations,
+/// newest first (at most 200 of each).
+#[utoipa::path(
+    get, path = "/v1/warden/shifts/{id}/history", tag = "wardens", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Shift id")),
+    responses(
+        (status = 200, description = "The shift's history", body = ShiftHistoryView),
+        (status = 404, description = "No such shift of this warden", body = ErrorBody),
+    )
+)]
+pub async fn shift_history(
+    State(app): State<AppState>,
+    w: Warden,
+    Path(id): Path<i64>,
+) -> Result<Json<ShiftHistoryView>, AppError> {
+    Ok(Json(history(&app, &w, id).await?))
+}
 
 /// Opens a shift on this handheld (one open shift per warden). Needs an `Idempotency-Key`.
 #[utoipa::path(

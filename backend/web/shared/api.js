@@ -1,8 +1,10 @@
-// The API client: the driver's token (kept on the device, sent only in the Authorization
-// header, never in a URL), the chosen language, and errors as the API words them.
+// The API client of the apps (shared): the user's token (kept on the device, sent only in
+// the Authorization header, never in a URL), the chosen language, and errors as the API
+// words them. Each app has its own `i18n.js` beside this file, and names its token's key on
+// the page (`<html data-token-key>`).
 import { lang, t } from "./i18n.js";
 
-const TOKEN = "iparking.token";
+const TOKEN = document.documentElement.dataset.tokenKey || "iparking.token";
 
 export function token() {
   return localStorage.getItem(TOKEN);
@@ -27,17 +29,17 @@ export class ApiError extends Error {
  * Calls the API. `key` is the Idempotency-Key of a state-changing call: the caller keeps it
  * across retries of the same action, so a retry never does the thing twice.
  */
-export async function api(method, path, body, { key } = {}) {
+export async function api(method, path, body, { key, form } = {}) {
   const headers = { "Accept": "application/json", "Accept-Language": lang() };
   const tok = token();
   if (tok) headers["Authorization"] = "Bearer " + tok;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (body !== undefined && !form) headers["Content-Type"] = "application/json";
   if (key) headers["Idempotency-Key"] = key;
   // The browser knows it is offline: nothing is sent (and nothing is queued).
   if (navigator.onLine === false) throw new ApiError(0, "network", t("error_network"));
   let res;
   try {
-    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    res = await fetch(path, { method, headers, body: body === undefined ? undefined : form ? body : JSON.stringify(body) });
   } catch {
     throw new ApiError(0, "network", t("error_network"));
   }
@@ -50,7 +52,10 @@ export async function api(method, path, body, { key } = {}) {
   }
   if (!res.ok) {
     const err = json && json.error;
-    if (res.status === 401 && tok) setToken(null);
+    if (res.status === 401 && tok) {
+      setToken(null);
+      window.dispatchEvent(new CustomEvent("iparking:logged-out", { detail: (err && err.message) || "" }));
+    }
     throw new ApiError(res.status, (err && err.code) || "http_" + res.status, (err && err.message) || t("error_unknown"), err && err.details);
   }
   return json;

@@ -1,0 +1,170 @@
+//! A slip's public page, `/r/{number}?code=…`: what the QR code on a cash slip opens, for
+//! people (the driver, an inspector, anyone who scans it), not JSON. It shows what was paid,
+//! where and until when, the plate masked but for its last 3 characters, the warden's badge
+//! number (not the name) and the ledger transaction that moved the money. A wrong code reads
+//! exactly like an unknown number: "not found".
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{Path, Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+
+use super::{AppState, apps::Apps, prefers_english};
+use crate::{
+    app::wardens::{cash::badge, same_code},
+    domain::{money::Vnd, tariff::LOCAL_TZ},
+    store::wardens::ReceiptRow,
+};
+
+/// The query: the code printed on the slip, and optionally the language.
+#[derive(Debug, Deserialize)]
+pub struct SlipQuery {
+    code: Option<String>,
+    lang: Option<String>,
+}
+
+/// A plate as the public page shows it: all but its last 3 characters hidden.
+pub fn masked_plate(plate: &str) -> String {
+    let n = plate.chars().count();
+    plate.chars().enumerate().map(|(i, c)| if i + 3 < n { '•' } else { c }).collect()
+}
+
+fn when(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.with_timezone(&LOCAL_TZ).format("%H:%M %d/%m/%Y").to_string()
+}
+
+/// `GET /r/{number}?code=…`.
+pub async fn slip_page(
+    State(app): State<AppState>,
+    axum::Extension(apps): axum::Extension<Arc<Apps>>,
+    Path(number): Path<String>,
+    Query(q): Query<SlipQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let en = match q.lang.as_deref() {
+        Some("en") => true,
+        Some("vi") => false,
+        _ => prefers_english(&headers),
+    };
+    let code = q.code.unwrap_or_default();
+    let found = if number.len() <= 40 && code.len() <= 16 && !code.is_empty() {
+        match app.store.receipt(number.trim()).await {
+            Ok(r) => r.filter(|r| same_code(&code, &r.verification_code)),
+            Err(e) => {
+                tracing::warn!(error = %e, "slip page: the receipt could not be read");
+                return page(StatusCode::SERVICE_UNAVAILABLE, &apps, en, &number, &code, unavailable(en));
+            }
+        }
+    } else {
+        None
+    };
+    match found {
+        Some(r) => page(StatusCode::OK, &apps, en, &number, &code, slip(&r, en)),
+        None => page(StatusCode::NOT_FOUND, &apps, en, &number, &code, not_found(en)),
+    }
+}
+
+fn t<'a>(en: bool, vi: &'a str, english: &'a str) -> &'a str {
+    if en { english } else { vi }
+}
+
+fn slip(r: &ReceiptRow, en: bool) -> Markup {
+    let status = if r.applied {
+        t(en, "Đã thanh toán cho lượt gửi xe.", "Paid for the parking session.")
+    } else {
+        t(
+            en,
+            "Đã thu tiền nhưng chưa áp dụng cho lượt gửi (xe đã được trả trước): bộ phận tài chính xử lý.",
+            "Cash taken but not applied to a session (the car was already paid): finance settles it.",
+        )
+    };
+    html! {
+        h1 { (t(en, "Biên lai thu hộ", "Parking slip")) }
+        p class={ "status " (if r.applied { "ok" } else { "warn" }) } { (status) }
+        dl class="slip" {
+            dt { (t(en, "Số biên lai", "Slip number")) } dd class="number" { (r.number) }
+            dt { (t(en, "Số tiền", "Amount")) } dd class="amount" { (Vnd(r.amount.get()).display(en)) }
+            dt { (t(en, "Điểm đỗ", "Parking point")) }
+            dd { (r.point_code) " · " (r.point_name) ", " (r.street) }
+            dt { (t(en, "Thu lúc", "Taken at")) } dd { (when(r.issued_at)) }
+            dt { (t(en, "Trả đến", "Paid until")) } dd class="until" { (when(r.paid_until)) }
+            dt { (t(en, "Số lượt", "Turns")) } dd { (r.turns) }
+            dt { (t(en, "Biển số", "Plate")) } dd class="plate" { (masked_plate(r.plate.as_str())) }
+            dt { (t(en, "Số hiệu nhân viên", "Warden's badge")) } dd class="badge" { (badge(r.staff_id)) }
+            dt { (t(en, "Giao dịch sổ cái", "Ledger transaction")) }
+            dd class="txn" {
+                @match r.transaction_id {
+                    Some(id) => { "#" (id) }
+                    None => { (t(en, "chưa ghi", "not posted yet")) }
+                }
+            }
+        }
+        p class="note" {
+            (t(en, "Giờ Hà Nội. Biển số chỉ hiện 3 ký tự cuối.", "Hanoi time. Only the plate's last 3 characters are shown."))
+        }
+    }
+}
+
+fn not_found(en: bool) -> Markup {
+    html! {
+        h1 { (t(en, "Không tìm thấy biên lai", "Slip not found")) }
+        p { (t(en, "Không có biên lai với số và mã này. Kiểm tra lại số và mã in trên biên lai.",
+               "No slip has this number and code. Check the number and the code printed on the slip.")) }
+    }
+}
+
+fn unavailable(en: bool) -> Markup {
+    html! {
+        h1 { (t(en, "Tạm thời không tra được", "Not available right now")) }
+        p { (t(en, "Vui lòng thử lại sau ít phút.", "Please try again in a few minutes.")) }
+    }
+}
+
+fn page(status: StatusCode, apps: &Apps, en: bool, number: &str, code: &str, body: Markup) -> Response {
+    let other = if en { "vi" } else { "en" };
+    let switch = format!(
+        "/r/{}?code={}&lang={other}",
+        percent_encoding::utf8_percent_encode(number, percent_encoding::NON_ALPHANUMERIC),
+        percent_encoding::utf8_percent_encode(code, percent_encoding::NON_ALPHANUMERIC),
+    );
+    let markup = html! {
+        (DOCTYPE)
+        html lang=(if en { "en" } else { "vi" }) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="robots" content="noindex";
+                title { "iParking · " (t(en, "Biên lai", "Slip")) }
+                link rel="stylesheet" href={ "/assets/" (apps.warden().build()) "/slip.css" };
+            }
+            body class="public-slip" {
+                header { span class="brand" { "iParking" } a class="lang" href=(switch) lang=(other) { (other.to_uppercase()) } }
+                main { (body) }
+            }
+        }
+    };
+    let mut response = (status, axum::response::Html(markup.into_string())).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::CONTENT_SECURITY_POLICY, apps.warden().csp().clone());
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::masked_plate;
+
+    #[test]
+    fn plates_show_only_their_last_three_characters() {
+        assert_eq!(masked_plate("30A12345"), "•••••345");
+        assert_eq!(masked_plate("29B1234"), "••••234");
+        assert_eq!(masked_plate("AB"), "AB");
+    }
+}
