@@ -608,6 +608,21 @@ impl Client {
         self.post_idem("/v1/warden/shifts", idempotency_key, body).await
     }
 
+    /// `GET /v1/warden/shifts/current`: the warden's open shift.
+    pub async fn current_shift(&self) -> Result<ShiftView, ClientError> {
+        self.get("/v1/warden/shifts/current").await
+    }
+
+    /// `GET /v1/warden/shifts/{id}/history`.
+    pub async fn shift_history(&self, id: i64) -> Result<ShiftHistoryView, ClientError> {
+        self.get(&format!("/v1/warden/shifts/{id}/history")).await
+    }
+
+    /// `GET /v1/warden/float`: the warden's prepaid float.
+    pub async fn warden_float(&self) -> Result<WardenFloatView, ClientError> {
+        self.get("/v1/warden/float").await
+    }
+
     /// `GET /v1/warden/shifts/{id}`.
     pub async fn shift(&self, id: i64) -> Result<ShiftView, ClientError> {
         self.get(&format!("/v1/warden/shifts/{id}")).await

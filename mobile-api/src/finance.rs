@@ -21,6 +21,8 @@ pub enum RevenueChannel {
     Card,
     /// Cash taken by a warden on the driver's behalf (thanh toán hộ).
     WardenCash,
+    /// Paid by a warden on the driver's behalf from the warden's own prepaid float.
+    WardenFloat,
     /// A correction posted by finance.
     Adjustment,
 }
@@ -33,6 +35,7 @@ impl RevenueChannel {
             Self::Wallet => "wallet",
             Self::Card => "card",
             Self::WardenCash => "warden_cash",
+            Self::WardenFloat => "warden_float",
             Self::Adjustment => "adjustment",
         }
     }
@@ -44,6 +47,7 @@ impl RevenueChannel {
             "wallet" => Self::Wallet,
             "card" => Self::Card,
             "warden_cash" => Self::WardenCash,
+            "warden_float" => Self::WardenFloat,
             "adjustment" => Self::Adjustment,
             _ => return None,
         })
@@ -310,8 +314,8 @@ pub struct PeriodView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdjustmentRequest {
-    /// `point_revenue` (with `point`), `unapplied_cash`, `warden_cash` (with `staff_id`),
-    /// `cash_office` or `write_off`.
+    /// `point_revenue` (with `point`), `unapplied_cash`, `warden_cash` or `warden_float`
+    /// (with `staff_id`), `cash_office` or `write_off`.
     pub debit: AdjustmentAccount,
     /// The account credited.
     pub credit: AdjustmentAccount,
@@ -336,7 +340,7 @@ pub struct AdjustmentAccount {
     /// Point code, for `point_revenue`.
     #[serde(default)]
     pub point: Option<String>,
-    /// Warden's staff id, for `warden_cash`.
+    /// Warden's staff id, for `warden_cash` and `warden_float`.
     #[serde(default)]
     pub staff_id: Option<i64>,
 }

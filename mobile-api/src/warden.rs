@@ -163,6 +163,8 @@ pub enum WardenPayment {
     /// Cash handed to the warden.
     #[default]
     Cash,
+    /// The warden's own prepaid float (never below zero): no cash for the city to count.
+    Float,
 }
 
 /// Body of `POST /v1/warden/sessions`: a session paid to the warden on the driver's behalf.
@@ -181,7 +183,7 @@ pub struct WardenStartSession {
     /// Minutes paid (rounded up to whole turns).
     #[serde(default)]
     pub minutes: Option<u32>,
-    /// `cash`.
+    /// `cash` (default) or `float`.
     #[serde(default)]
     pub payment: WardenPayment,
 }
@@ -196,7 +198,7 @@ pub struct WardenExtendSession {
     /// Minutes added.
     #[serde(default)]
     pub minutes: Option<u32>,
-    /// `cash`.
+    /// `cash` (default) or `float`.
     #[serde(default)]
     pub payment: WardenPayment,
 }
@@ -227,6 +229,8 @@ pub struct ReceiptView {
     pub public_path: String,
     /// `start` or `extension`.
     pub kind: String,
+    /// `cash` (handed to the warden) or `float` (the warden's prepaid float).
+    pub payment: WardenPayment,
     /// Applied or unapplied.
     pub status: ReceiptStatus,
     /// Amount, VND.
@@ -530,6 +534,28 @@ pub struct SyncActionResult {
 pub struct SyncResultView {
     /// Results.
     pub results: Vec<SyncActionResult>,
+}
+
+/// One movement of a warden's float.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FloatMovement {
+    /// The ledger transaction.
+    pub transaction_id: i64,
+    /// `float_session_start`, `float_session_extend`, `finance_adjustment` (a top-up), …
+    pub kind: String,
+    /// Signed VND: positive in, negative out.
+    pub amount: i64,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Answer of `GET /v1/warden/float`: the warden's prepaid float.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WardenFloatView {
+    /// VND, never below zero.
+    pub balance: i64,
+    /// The latest movements, newest first (at most 20).
+    pub movements: Vec<FloatMovement>,
 }
 
 /// One plate check in a shift's history.

@@ -79,6 +79,7 @@ async fn check_warden_keys_are_answered_at_commit(store: Arc<dyn Store>) {
         district_code: point.district_code.clone(),
         verification_code: "123456".into(),
         action_id: None,
+        by_float: false,
     };
     let cash_answer = |o: &CashOutcome| match o {
         CashOutcome::Paid { session, receipt, .. } => {

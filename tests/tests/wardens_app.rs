@@ -150,8 +150,21 @@ matrix!(a_warden_works_a_whole_shift_on_the_handheld, |t| {
     let d = t.funded_driver("0912700001", 500_000).await;
     d.start_session(&start("HK001", "30A-123.45"), "paid-here").await.unwrap();
     d.start_session(&start("HK002", "30A-555.77"), "paid-there").await.unwrap();
-    let (_, _) = t.warden_with(StaffRole::Warden, "hk.lan", &["HK"], &[]).await;
+    let (_, login) = t.warden_with(StaffRole::Warden, "hk.lan", &["HK"], &[]).await;
+    // Finance put 100,000 on the warden's float.
+    let finance = t.staff(StaffRole::Finance, &[]).await;
+    let topped = reqwest::Client::new()
+        .post(t.url("/v1/finance/adjustments"))
+        .bearer_auth(finance.token().unwrap())
+        .header("Idempotency-Key", "float-hk.lan")
+        .json(&json!({ "debit": { "kind": "cash_office" }, "credit": { "kind": "warden_float", "staff_id": login.staff_id },
+                       "amount": 100_000, "reason": "float" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(topped.status(), 201);
     let b = logged_in(&t, "hk.lan").await;
+    b.wait_for_text("#float-balance", "100.000 đ").await.unwrap();
     assert_accessible(&b, "home, no shift (vi)").await;
 
     // The first load, as the browser measured it.
@@ -197,6 +210,12 @@ matrix!(a_warden_works_a_whole_shift_on_the_handheld, |t| {
     assert_eq!(check(&b, "30A99999").await, "unpaid");
     b.click(&b.find("#to-collect").await.unwrap()).await.unwrap();
     b.wait_for("#collect-form").await.unwrap();
+    wait_until(
+        &b,
+        "return /100\\.000/.test(document.querySelector('#payment option[value=float]').textContent)",
+        "the float in the choices",
+    )
+    .await;
     set_select(&b, "#turns", "2").await;
     wait_until(&b, "return !document.getElementById('confirm-collect').disabled && /đ/.test(document.getElementById('collect-price').textContent)", "the price").await;
     let price = b.text(&b.find("#collect-price .big").await.unwrap()).await.unwrap();
@@ -347,6 +366,16 @@ matrix!(offline_work_is_queued_survives_a_reload_and_syncs_once, |t| {
     wait_until(&b, "return !document.getElementById('confirm-collect').disabled", "the collect button").await;
     b.click(&b.find("#confirm-collect").await.unwrap()).await.unwrap();
     b.wait_for("#queued-note").await.unwrap();
+    // Cash for the rostered car too (the warden could not know it was paid): a conflict.
+    b.goto(&t.url("/warden/#/collect/HK001/30A24680")).await.unwrap();
+    wait_until(
+        &b,
+        "return !!document.getElementById('confirm-collect') && !document.getElementById('confirm-collect').disabled",
+        "the collect button",
+    )
+    .await;
+    b.click(&b.find("#confirm-collect").await.unwrap()).await.unwrap();
+    b.wait_for("#queued-note").await.unwrap();
     b.goto(&t.url("/warden/#/violation/HK001/30A13580")).await.unwrap();
     b.wait_for("#violation-form").await.unwrap();
     b.type_into(&b.find("#note").await.unwrap(), "Không trả tiền").await.unwrap();
@@ -355,13 +384,13 @@ matrix!(offline_work_is_queued_survives_a_reload_and_syncs_once, |t| {
     b.click(&b.find("#submit-violation").await.unwrap()).await.unwrap();
     b.wait_for("#queued-note").await.unwrap();
     // The two checks made offline are queued too: they stay in the trace.
-    b.wait_for_text("#queue-count", "4").await.unwrap();
+    b.wait_for_text("#queue-count", "5").await.unwrap();
     assert_eq!(t.sql_i64("SELECT COUNT(*) FROM cash_collections").await, 0);
     assert_eq!(t.sql_i64("SELECT COUNT(*) FROM violations").await, 0);
 
     // A reload (the app closed and opened again): nothing queued is lost.
     b.refresh().await.unwrap();
-    b.wait_for_text("#queue-count", "4").await.unwrap();
+    b.wait_for_text("#queue-count", "5").await.unwrap();
     let queued = b
         .execute(
             "return new Promise((ok, no) => { const r = indexedDB.open('iparking-warden'); r.onerror = no; \
@@ -371,14 +400,19 @@ matrix!(offline_work_is_queued_survives_a_reload_and_syncs_once, |t| {
         )
         .await
         .unwrap();
-    assert_eq!(queued.as_array().unwrap().len(), 4, "{queued}");
+    assert_eq!(queued.as_array().unwrap().len(), 5, "{queued}");
 
     // The network back: the queue goes through /v1/warden/sync, once.
     offline(&b, false).await;
     b.goto(&t.url("/warden/#/history")).await.unwrap();
     b.click(&b.wait_for("#sync-now").await.unwrap()).await.unwrap();
     wait_until(&b, "return document.getElementById('queue').hidden", "the queue to empty").await;
-    assert_eq!(t.sql_i64("SELECT COUNT(*) FROM cash_collections").await, 1);
+    // The conflict the server reported is shown to the warden: the cash is in suspense.
+    let conflicts = b.text(&b.wait_for("#conflicts").await.unwrap()).await.unwrap();
+    assert!(conflicts.contains("Ghi khác đi") && conflicts.contains("xe đã trả tiền"), "{conflicts}");
+    assert_accessible(&b, "history with a conflict").await;
+    assert_eq!(t.sql_i64("SELECT COUNT(*) FROM cash_collections WHERE status = 'applied'").await, 1);
+    assert_eq!(t.sql_i64("SELECT COUNT(*) FROM cash_collections WHERE status = 'unapplied'").await, 1);
     assert_eq!(t.sql_i64("SELECT COUNT(*) FROM violations").await, 1);
     assert_eq!(t.sql_i64("SELECT COUNT(*) FROM violation_photos").await, 2);
     let synced_checks = "SELECT COUNT(*) FROM plate_checks WHERE source = 'sync'";
@@ -409,9 +443,9 @@ matrix!(offline_work_is_queued_survives_a_reload_and_syncs_once, |t| {
         .await
         .unwrap();
     let results = again["results"].as_array().unwrap();
-    assert_eq!(results.len(), 4);
+    assert_eq!(results.len(), 5);
     assert!(results.iter().all(|r| r["replayed"] == true), "{again}");
-    assert_eq!(t.sql_i64("SELECT COUNT(*) FROM cash_collections").await, 1);
+    assert_eq!(t.sql_i64("SELECT COUNT(*) FROM cash_collections").await, 2);
     assert_eq!(t.sql_i64("SELECT COUNT(*) FROM violations").await, 1);
     assert_eq!(t.sql_i64(synced_checks).await, 2);
     t.assert_ledger_sound().await;
@@ -432,3 +466,41 @@ matrix!(a_revoked_token_sends_the_handheld_to_the_login_screen, |t| {
     assert_accessible(&b, "login after revocation").await;
     b.quit().await.unwrap();
 });
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wardens_app_is_served_in_its_own_scope_and_locked_down() {
+    let t = TestApp::start(iparking_tests::Db::Sqlite, iparking_tests::Live::Memory).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = http.get(t.url("/warden")).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().unwrap()), (308, "/warden/"));
+    let page = http.get(t.url("/warden/")).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(
+        csp.contains("script-src 'self';") && csp.contains("default-src 'none'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    assert_eq!(page.headers()["cache-control"], "no-cache");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("data-token-key=\"iparking.warden.token\"") && !html.contains("{{"), "{html}");
+    let manifest: Value = http.get(t.url("/warden/manifest.webmanifest")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((manifest["start_url"].as_str(), manifest["scope"].as_str()), (Some("/warden/"), Some("/warden/")));
+    assert_eq!(manifest["display"], "standalone");
+    let sw = http.get(t.url("/warden/sw.js")).send().await.unwrap().text().await.unwrap();
+    let build = html.split("/assets/").nth(1).unwrap().split('/').next().unwrap().to_owned();
+    for file in ["app.js", "queue.js", "api.js", "vendor/qrcode-generator/qrcode.mjs", "slip.css"] {
+        let url = format!("/assets/{build}/{file}");
+        assert!(sw.contains(&url), "the worker keeps {url}");
+        let r = http.get(t.url(&url)).header("Accept-Encoding", "gzip").send().await.unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        assert_eq!(r.headers()["cache-control"], "public, max-age=31536000, immutable", "{url}");
+    }
+    // The drivers' app keeps its own build and scope.
+    let driver = http.get(t.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(!driver.contains(&format!("/assets/{build}/")), "each app has its own build");
+    // A slip that does not exist: a page for people, "not found", in the error's status.
+    let missing = http.get(t.url("/r/HK-20260101-000001?code=ABCD1234")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(missing.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let en = http.get(t.url("/r/HK-20260101-000001?code=ABCD1234&lang=en")).send().await.unwrap().text().await.unwrap();
+    assert!(en.contains("Slip not found"), "{en}");
+}

@@ -36,6 +36,9 @@ pub enum AccountKind {
     RefundHold,
     /// Amounts finance wrote off (losses and gains), with reason and author.
     WriteOff,
+    /// A warden's prepaid float (topped up by finance), from which the warden pays parking
+    /// on a driver's behalf. Never negative.
+    WardenFloat,
 }
 
 impl AccountKind {
@@ -54,6 +57,7 @@ impl AccountKind {
             Self::SandboxFunding => "sandbox_funding",
             Self::RefundHold => "refund_hold",
             Self::WriteOff => "write_off",
+            Self::WardenFloat => "warden_float",
         }
     }
 }
@@ -91,6 +95,11 @@ impl Account {
     /// Cash a warden holds for the city.
     pub fn warden_cash(staff_id: i64) -> Self {
         Self { kind: AccountKind::WardenCash, reference: staff_id.to_string() }
+    }
+
+    /// A warden's prepaid float.
+    pub fn warden_float(staff_id: i64) -> Self {
+        Self { kind: AccountKind::WardenFloat, reference: staff_id.to_string() }
     }
 
     /// The city's cash office.
@@ -226,6 +235,29 @@ impl Entry {
             vec![
                 Posting::plain(Account::warden_cash(staff_id), -amount),
                 Posting::revenue(point_id, RevenueChannel::WardenCash, amount),
+            ],
+        )
+    }
+
+    /// Parking paid from a warden's float on the driver's behalf: the float goes down (never
+    /// below zero), the point earns it under its own channel.
+    pub fn float_payment(kind: &'static str, staff_id: i64, point_id: i64, amount: Vnd) -> Result<Entry, Unbalanced> {
+        Entry::new(
+            kind,
+            vec![
+                Posting::plain(Account::warden_float(staff_id), -amount),
+                Posting::revenue(point_id, RevenueChannel::WardenFloat, amount),
+            ],
+        )
+    }
+
+    /// Finance tops up a warden's float: the warden handed the money to the cash office.
+    pub fn float_topup(staff_id: i64, amount: Vnd) -> Result<Entry, Unbalanced> {
+        Entry::new(
+            "float_topup",
+            vec![
+                Posting::plain(Account::cash_office(), -amount),
+                Posting::plain(Account::warden_float(staff_id), amount),
             ],
         )
     }

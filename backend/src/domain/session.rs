@@ -9,6 +9,8 @@ stored_names! {
         Sms => "sms",
         /// In cash, taken by a warden on the driver's behalf.
         WardenCash => "warden_cash",
+        /// Paid by a warden on the driver's behalf from the warden's prepaid float.
+        WardenFloat => "warden_float",
     }
 }
 

@@ -137,6 +137,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(wardens::cash::start_cash_session))
         .routes(routes!(wardens::cash::extend_cash_session))
         .routes(routes!(wardens::cash::get_receipt))
+        .routes(routes!(wardens::cash::get_float))
         .routes(routes!(wardens::violations::create_violation))
         .routes(routes!(wardens::violations::get_violation))
         .routes(routes!(wardens::violations::get_photo))

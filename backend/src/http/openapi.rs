@@ -403,7 +403,11 @@ const EXTRA_RESPONSES: &[(&str, &str, &str)] = &[
         "An action refused by a rule between actions or with the clock: two actions with one id, a device \
          time in the future (`invalid_action`; `details.code` says which)",
     ),
-    ("/v1/finance/adjustments", "422", "The two accounts are the same, the period is closed, … (`invalid_account`)"),
+    (
+        "/v1/finance/adjustments",
+        "422",
+        "The two accounts are the same, the period is closed, a warden's float debited below zero, … (`invalid_account`, `insufficient_balance`)",
+    ),
 ];
 
 /// Schemas whose rules between fields are replaced or completed here, as JSON Schema.
@@ -414,7 +418,7 @@ fn schema_rules(name: &str) -> Option<Value> {
             { "required": ["kind", "point"], "properties": {
                 "kind": { "const": "point_revenue" }, "point": { "type": "string" }, "staff_id": absent } },
             { "required": ["kind", "staff_id"], "properties": {
-                "kind": { "const": "warden_cash" }, "staff_id": { "type": "integer" }, "point": absent } },
+                "kind": { "enum": ["warden_cash", "warden_float"] }, "staff_id": { "type": "integer" }, "point": absent } },
             { "required": ["kind"], "properties": {
                 "kind": { "enum": ["unapplied_cash", "cash_office", "write_off"] }, "point": absent, "staff_id": absent } }
         ] }),

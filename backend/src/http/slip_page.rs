@@ -94,6 +94,11 @@ fn slip(r: &ReceiptRow, en: bool) -> Markup {
             dt { (t(en, "Thu lúc", "Taken at")) } dd { (when(r.issued_at)) }
             dt { (t(en, "Trả đến", "Paid until")) } dd class="until" { (when(r.paid_until)) }
             dt { (t(en, "Số lượt", "Turns")) } dd { (r.turns) }
+            dt { (t(en, "Trả bằng", "Paid by")) }
+            dd class="payment" {
+                (if r.by_float { t(en, "Tài khoản thanh toán hộ của nhân viên", "The warden's float") }
+                 else { t(en, "Tiền mặt, nhân viên thu hộ", "Cash, taken by the warden") })
+            }
             dt { (t(en, "Biển số", "Plate")) } dd class="plate" { (masked_plate(r.plate.as_str())) }
             dt { (t(en, "Số hiệu nhân viên", "Warden's badge")) } dd class="badge" { (badge(r.staff_id)) }
             dt { (t(en, "Giao dịch sổ cái", "Ledger transaction")) }

@@ -1241,8 +1241,10 @@ macro_rules! sql_card_store_impl {
             let mut charges = charges.into_iter();
             let mut left = amount.get();
             let mut to_wallet = 0;
-            // Of which, turns the driver paid in cash to a warden (their channel loses it).
+            // Of which, turns paid to a warden in cash, or from a warden's float (their
+            // channels lose it).
             let mut from_cash = 0;
+            let mut from_float = 0;
             let mut plan = Vec::new();
             for (paid, kind) in purchases {
                 if left == 0 {
@@ -1263,6 +1265,8 @@ macro_rules! sql_card_store_impl {
                     to_wallet += take;
                     if kind.as_deref().is_some_and(|k| k.starts_with("cash_")) {
                         from_cash += take;
+                    } else if kind.as_deref().is_some_and(|k| k.starts_with("float_")) {
+                        from_float += take;
                     }
                     left -= take;
                 }
@@ -1279,8 +1283,9 @@ macro_rules! sql_card_store_impl {
             use $crate::domain::ledger::RevenueChannel;
             let mut postings = vec![
                 Posting::revenue(row.point_id, RevenueChannel::Card, -Vnd(to_cards)),
-                Posting::revenue(row.point_id, RevenueChannel::Wallet, -Vnd(left - from_cash)),
+                Posting::revenue(row.point_id, RevenueChannel::Wallet, -Vnd(left - from_cash - from_float)),
                 Posting::revenue(row.point_id, RevenueChannel::WardenCash, -Vnd(from_cash)),
+                Posting::revenue(row.point_id, RevenueChannel::WardenFloat, -Vnd(from_float)),
                 Posting::plain(Account::card_refunds(), Vnd(to_cards)),
                 Posting::plain(Account::wallet(driver_id), Vnd(left)),
             ];

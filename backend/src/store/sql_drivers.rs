@@ -1236,7 +1236,8 @@ macro_rules! sql_driver_store_impl {
         }
 
         /// Posts a balanced entry: accounts are created on first use, balances move with a
-        /// guard so a wallet never goes below zero. `Err(balance)` if a wallet would.
+        /// guard so a wallet (or a warden's float) never goes below zero. `Err(balance)` if one
+        /// would.
         ///
         /// One statement per account (an upsert that moves the balance and returns the id)
         /// and one for all the postings. Balances move in one order everywhere, by account
@@ -1272,8 +1273,10 @@ macro_rules! sql_driver_store_impl {
                 let p = &entry.postings[i];
                 let kind = p.account.kind.as_str();
                 let amount = p.amount.get();
-                let moved: Option<i64> = if kind == "wallet" && amount < 0 {
-                    // A debit never creates a wallet: a missing one has nothing to pay with.
+                let guarded = kind == "wallet" || kind == "warden_float";
+                let moved: Option<i64> = if guarded && amount < 0 {
+                    // A debit never creates a wallet (or a float): a missing one has nothing to
+                    // pay with.
                     sqlx::query_scalar(
                         "UPDATE accounts SET balance = balance + $3 WHERE kind = $1 AND ref = $2 AND balance + $3 >= 0 \
                          RETURNING id",
@@ -1287,7 +1290,8 @@ macro_rules! sql_driver_store_impl {
                     sqlx::query_scalar(
                         "INSERT INTO accounts (kind, ref, balance, created_at) VALUES ($1, $2, $3, $4) \
                          ON CONFLICT (kind, ref) DO UPDATE SET balance = accounts.balance + excluded.balance \
-                         WHERE accounts.kind <> 'wallet' OR accounts.balance + excluded.balance >= 0 RETURNING id",
+                         WHERE accounts.kind NOT IN ('wallet', 'warden_float') OR accounts.balance + excluded.balance >= 0 \
+                         RETURNING id",
                     )
                     .bind(kind)
                     .bind(&p.account.reference)

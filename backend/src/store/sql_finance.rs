@@ -259,7 +259,8 @@ macro_rules! sql_finance_store_impl {
             ) -> $crate::store::StoreResult<Vec<$crate::store::finance::ShiftCash>> {
                 let rows: Vec<(i64, i64, String, chrono::DateTime<chrono::Utc>, i64, i64)> = sqlx::query_as(
                     "SELECT w.id, w.staff_id, sf.name, w.closed_at, \
-                     (SELECT CAST(COALESCE(SUM(c.amount), 0) AS BIGINT) FROM cash_collections c WHERE c.shift_id = w.id), \
+                     (SELECT CAST(COALESCE(SUM(c.amount), 0) AS BIGINT) FROM cash_collections c WHERE c.shift_id = w.id \
+                        AND c.payment = 'cash'), \
                      COALESCE(w.declared_cash, 0) \
                      FROM warden_shifts w JOIN staff sf ON sf.id = w.staff_id \
                      WHERE w.status = 'closed' AND w.closed_at >= $1 AND w.closed_at < $2 ORDER BY w.id",
@@ -585,7 +586,8 @@ macro_rules! sql_finance_store_impl {
                 claim(&mut tx, idem, now).await?;
                 let txn = match post(&mut tx, &entry, None, adj.booked_at).await? {
                     Ok(txn) => txn,
-                    Err(_) => return Err($crate::store::StoreError::Internal("an adjustment cannot overdraw a wallet".into())),
+                    // A warden's float debited below zero: refused, nothing written.
+                    Err(_) => return Err($crate::store::StoreError::Conflict("balance_short".into())),
                 };
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO finance_adjustments (transaction_id, period, debit, credit, amount, reason, author_id, \

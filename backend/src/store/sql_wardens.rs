@@ -13,10 +13,11 @@ use crate::domain::{money::Vnd, plate::Plate};
 
 pub(crate) const SHIFT_SELECT: &str = "SELECT w.id, w.staff_id, w.device, w.status, w.opened_at, w.closed_at, \
      w.expected_cash, w.declared_cash, w.difference, w.note, w.close_note, \
-     (SELECT COUNT(*) FROM cash_collections c WHERE c.shift_id = w.id) AS collections, \
-     (SELECT CAST(COALESCE(SUM(c.amount), 0) AS BIGINT) FROM cash_collections c WHERE c.shift_id = w.id) AS running, \
+     (SELECT COUNT(*) FROM cash_collections c WHERE c.shift_id = w.id AND c.payment = 'cash') AS collections, \
      (SELECT CAST(COALESCE(SUM(c.amount), 0) AS BIGINT) FROM cash_collections c WHERE c.shift_id = w.id \
-        AND w.closed_at IS NOT NULL AND c.synced_at > w.closed_at) AS late \
+        AND c.payment = 'cash') AS running, \
+     (SELECT CAST(COALESCE(SUM(c.amount), 0) AS BIGINT) FROM cash_collections c WHERE c.shift_id = w.id \
+        AND c.payment = 'cash' AND w.closed_at IS NOT NULL AND c.synced_at > w.closed_at) AS late \
      FROM warden_shifts w";
 
 #[derive(sqlx::FromRow)]
@@ -59,8 +60,8 @@ impl From<ShiftDbRow> for ShiftRow {
 
 pub(crate) const RECEIPT_SELECT: &str = "SELECT c.id, c.number, c.verification_code, c.kind, c.status, c.staff_id, \
      st.name AS staff_name, c.shift_id, c.session_id, c.point_id, p.code AS point_code, p.name AS point_name, \
-     s.name AS street, d.code AS district, c.plate, c.turns, c.amount, c.paid_until, c.issued_at, c.transaction_id \
-     FROM cash_collections c JOIN staff st ON st.id = c.staff_id JOIN points p ON p.id = c.point_id \
+     s.name AS street, d.code AS district, c.plate, c.turns, c.amount, c.paid_until, c.issued_at, c.transaction_id, \
+     c.payment FROM cash_collections c JOIN staff st ON st.id = c.staff_id JOIN points p ON p.id = c.point_id \
      JOIN streets s ON s.id = p.street_id JOIN districts d ON d.id = s.district_id";
 
 #[derive(sqlx::FromRow)]
@@ -85,6 +86,7 @@ pub(crate) struct ReceiptDbRow {
     pub paid_until: DateTime<Utc>,
     pub issued_at: DateTime<Utc>,
     pub transaction_id: Option<i64>,
+    pub payment: String,
 }
 
 impl TryFrom<ReceiptDbRow> for ReceiptRow {
@@ -111,6 +113,7 @@ impl TryFrom<ReceiptDbRow> for ReceiptRow {
             paid_until: r.paid_until,
             issued_at: r.issued_at,
             transaction_id: r.transaction_id,
+            by_float: r.payment == "float",
         })
     }
 }
@@ -549,6 +552,34 @@ macro_rules! sql_warden_store_impl {
                 w_shift_where(&mut *conn, "w.id = $1", id).await
             }
 
+            async fn warden_float(
+                &self,
+                staff_id: i64,
+                limit: i64,
+            ) -> $crate::store::StoreResult<($crate::domain::money::Vnd, Vec<(i64, String, i64, chrono::DateTime<chrono::Utc>)>)> {
+                let mut tx = self.pool.begin().await.map_err($crate::store::map_sqlx)?;
+                let balance: i64 = sqlx::query_scalar(
+                    "SELECT COALESCE((SELECT balance FROM accounts WHERE kind = 'warden_float' AND ref = $1), 0)",
+                )
+                .bind(staff_id.to_string())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                let lines: Vec<(i64, String, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+                    "SELECT t.id, t.kind, p.amount, t.created_at FROM postings p \
+                     JOIN ledger_transactions t ON t.id = p.transaction_id \
+                     WHERE p.account_id = (SELECT id FROM accounts WHERE kind = 'warden_float' AND ref = $1) \
+                     ORDER BY t.created_at DESC, t.id DESC LIMIT $2",
+                )
+                .bind(staff_id.to_string())
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                tx.commit().await.map_err($crate::store::map_sqlx)?;
+                Ok(($crate::domain::money::Vnd(balance), lines))
+            }
+
             async fn open_shift_of(&self, staff_id: i64) -> $crate::store::StoreResult<Option<$crate::store::wardens::ShiftRow>> {
                 let mut conn = self.pool.acquire().await.map_err($crate::store::map_sqlx)?;
                 w_shift_where(&mut *conn, "w.staff_id = $1 AND w.status = 'open'", staff_id).await
@@ -643,7 +674,8 @@ macro_rules! sql_warden_store_impl {
                     Some(_) => {}
                 }
                 let expected: i64 = sqlx::query_scalar(
-                    "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM cash_collections WHERE shift_id = $1",
+                    "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM cash_collections WHERE shift_id = $1 \
+                     AND payment = 'cash'",
                 )
                 .bind(id)
                 .fetch_one(&mut *tx)
@@ -718,7 +750,7 @@ macro_rules! sql_warden_store_impl {
                     .map_err($crate::store::map_sqlx)?;
                 let overlapping: Option<$crate::store::drivers::SessionRow> = overlapping.map(TryInto::try_into).transpose()?;
                 if let Some(other) = overlapping {
-                    if !offline {
+                    if !offline || ctx.by_float {
                         return Ok(CashOutcome::PlateActive(other));
                     }
                     flags.push("already_paid".to_owned());
@@ -754,6 +786,8 @@ macro_rules! sql_warden_store_impl {
                 }
                 let id = match insert_session(&mut tx, new, now).await? {
                     Ok(inserted) => inserted.id,
+                    // Only a float can be short (cash is what the warden holds): nothing is kept.
+                    Err(balance) if ctx.by_float => return Ok(CashOutcome::FloatShort(balance)),
                     Err(_) => return Err($crate::store::StoreError::Internal("a cash payment cannot overdraw".into())),
                 };
                 if historic {
@@ -819,7 +853,7 @@ macro_rules! sql_warden_store_impl {
                     Err(e) => return Ok(CashOutcome::Refused(e)),
                 };
                 if !row.active || row.expires_at <= now {
-                    if ctx.shift != ShiftRule::Covering {
+                    if ctx.shift != ShiftRule::Covering || ctx.by_float {
                         return Ok(CashOutcome::Ended(row));
                     }
                     // Offline: the cash was taken, but the session is over by now.
@@ -839,7 +873,10 @@ macro_rules! sql_warden_store_impl {
                     tx.commit().await.map_err($crate::store::map_sqlx)?;
                     return Ok(outcome);
                 }
-                if apply_extension(&mut tx, &row, &change, now).await?.is_err() {
+                if let Err(balance) = apply_extension(&mut tx, &row, &change, now).await? {
+                    if ctx.by_float {
+                        return Ok(CashOutcome::FloatShort(balance));
+                    }
                     return Err($crate::store::StoreError::Internal("a cash payment cannot overdraw".into()));
                 }
                 let txn: Option<i64> = sqlx::query_scalar(
@@ -1190,8 +1227,8 @@ macro_rules! sql_warden_store_impl {
             } = *c;
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO cash_collections (verification_code, kind, status, staff_id, shift_id, session_id, point_id, \
-                 plate, turns, amount, paid_until, transaction_id, issued_at, synced_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+                 plate, turns, amount, paid_until, transaction_id, issued_at, synced_at, payment) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
             )
             .bind(&ctx.verification_code)
             .bind(kind.as_str())
@@ -1207,6 +1244,7 @@ macro_rules! sql_warden_store_impl {
             .bind(transaction_id)
             .bind(ctx.issued_at)
             .bind(now)
+            .bind(if ctx.by_float { "float" } else { "cash" })
             .fetch_one(&mut **tx)
             .await
             .map_err($crate::store::map_sqlx)?;

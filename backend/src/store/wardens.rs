@@ -188,6 +188,9 @@ pub struct CashContext {
     pub verification_code: String,
     /// The offline action's id, for flags.
     pub action_id: Option<String>,
+    /// Paid from the warden's float instead of cash: no cash to count, never in suspense (a
+    /// float payment that cannot be applied is refused, and the float is untouched).
+    pub by_float: bool,
 }
 
 /// A cash payment's slip.
@@ -233,6 +236,8 @@ pub struct ReceiptRow {
     pub issued_at: DateTime<Utc>,
     /// The ledger transaction that moved the cash.
     pub transaction_id: Option<i64>,
+    /// Paid from the warden's float (not cash).
+    pub by_float: bool,
 }
 
 /// Outcome of a cash payment.
@@ -272,6 +277,8 @@ pub enum CashOutcome {
     Ended(SessionRow),
     /// The pricing refused.
     Refused(crate::domain::tariff::QuoteError),
+    /// The warden's float is short of the price: its balance.
+    FloatShort(Vnd),
 }
 
 /// A violation to issue.
@@ -431,6 +438,13 @@ pub trait WardenStore: Send + Sync {
     ) -> StoreResult<OpenShiftOutcome>;
     /// One shift.
     async fn shift(&self, id: i64) -> StoreResult<Option<ShiftRow>>;
+    /// A warden's float: its balance and latest movements (newest first): `(transaction id,
+    /// transaction kind, signed amount, when)`.
+    async fn warden_float(
+        &self,
+        staff_id: i64,
+        limit: i64,
+    ) -> StoreResult<(Vnd, Vec<(i64, String, i64, DateTime<Utc>)>)>;
     /// The warden's open shift, if any.
     async fn open_shift_of(&self, staff_id: i64) -> StoreResult<Option<ShiftRow>>;
     /// What the warden did in a shift (up to `until`): checks, slips and citations, newest

@@ -237,9 +237,15 @@ async function homeScreen() {
   });
   const near = h("ul", { class: "points", id: "nearby" });
   const mine = chosenPoints();
+  const floatBox = h("section", { class: "card", id: "float" }, h("h2", {}, t("float")),
+    h("p", { class: "big", id: "float-balance" }, t("loading")), h("p", { class: "help" }, t("float_help")));
+  loadFloat().then((f) => {
+    floatBox.querySelector("#float-balance").textContent = f ? money(f.balance) : t("float_offline");
+  });
   show(
     h("h1", {}, profile ? t("hello", { name: profile.name }) : t("home")),
     shiftBox,
+    floatBox,
     h("section", { class: "card" }, h("h2", {}, t("where")), pick,
       mine.length ? [h("h3", {}, t("my_points")), h("ul", { class: "points", id: "my-points" },
         mine.map((c) => h("li", {}, h("a", { href: "#/point/" + c }, c))))] : null,
@@ -250,6 +256,19 @@ async function homeScreen() {
   );
   nearest(near).catch(() => near.replaceChildren(h("li", { class: "help" }, t("nearest_offline"))));
   syncNow();
+}
+
+const FLOAT = "iparking.warden.float";
+
+/** The warden's float (cached for offline use); null when unknown. */
+async function loadFloat() {
+  try {
+    const f = await api("GET", "/v1/warden/float");
+    localStorage.setItem(FLOAT, JSON.stringify(f));
+    return f;
+  } catch {
+    return JSON.parse(localStorage.getItem(FLOAT) || "null");
+  }
 }
 
 async function nearest(list) {
@@ -479,6 +498,11 @@ async function collectScreen(code, plateText) {
     ["car", "motorbike", "minibus", "large"].map((c) => h("option", { value: c }, t("class_" + c))));
   const turns = h("select", { id: "turns", name: "turns" },
     [1, 2, 3, 4, 5, 6, 8, 10, 12].map((n) => h("option", { value: String(n) }, t("turns_n", { n }))));
+  const payment = h("select", { id: "payment", name: "payment" },
+    h("option", { value: "cash" }, t("pay_cash")), h("option", { value: "float" }, t("pay_float")));
+  loadFloat().then((f) => {
+    if (f) payment.options[1].textContent = t("pay_float_balance", { balance: money(f.balance) });
+  });
   const confirm = h("button", { type: "submit", id: "confirm-collect", disabled: true }, t("confirm_collect"));
   let key = null;
   let quoted = null;
@@ -492,7 +516,7 @@ async function collectScreen(code, plateText) {
       if (q.turn_minutes !== 60) q = await api("POST", "/v1/quotes", { point_code: code, vehicle_class: vclass.value, minutes: n * q.turn_minutes, channel: "warden" });
       quoted = q;
       price.replaceChildren(h("p", { class: "big" }, money(q.total)), h("p", { class: "help" }, t("until", { time: hanoi(q.end) })));
-      confirm.textContent = t("collect_amount", { amount: money(q.total) });
+      confirm.textContent = t(payment.value === "float" ? "float_amount" : "collect_amount", { amount: money(q.total) });
     } catch (err) {
       if (offlineError(err)) {
         price.replaceChildren(h("p", { class: "warn" }, t("price_offline")));
@@ -506,16 +530,18 @@ async function collectScreen(code, plateText) {
   };
   vclass.addEventListener("change", reprice);
   turns.addEventListener("change", reprice);
+  payment.addEventListener("change", reprice);
   const form = h("form", { id: "collect-form", class: "card" },
     h("p", { class: "verdict-plate" }, formatPlate(plate)),
     h("label", { for: "vehicle-class" }, t("vehicle_class")), vclass,
     h("label", { for: "turns" }, t("turns")), turns,
+    h("label", { for: "payment" }, t("paid_by")), payment,
     price, status, confirm);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     if (confirm.disabled) return;
     confirm.disabled = true;
-    const body = { point_code: code, plate, vehicle_class: vclass.value, turns: Number(turns.value), payment: "cash" };
+    const body = { point_code: code, plate, vehicle_class: vclass.value, turns: Number(turns.value), payment: payment.value };
     key = key || newKey();
     try {
       const paid = await api("POST", "/v1/warden/sessions", body, { key });
@@ -600,6 +626,7 @@ async function slipScreen(number) {
         h("dt", {}, t("taken_at")), h("dd", {}, hanoi(r.issued_at, true)),
         h("dt", {}, t("paid_until")), h("dd", {}, hanoi(r.paid_until, true)),
         h("dt", {}, t("turns")), h("dd", {}, String(r.turns)),
+        h("dt", {}, t("paid_by")), h("dd", {}, t(r.payment === "float" ? "pay_float" : "pay_cash")),
         h("dt", {}, t("badge")), h("dd", {}, r.badge),
         h("dt", {}, t("code")), h("dd", { class: "code" }, r.verification_code)),
       qrSvg(url),

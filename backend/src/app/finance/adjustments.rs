@@ -22,8 +22,8 @@ async fn account_of(app: &App, a: &AdjustmentAccount) -> Result<(Account, Option
     let bad = || {
         AppError::bad_request(
             "invalid_account",
-            "Tài khoản điều chỉnh: point_revenue (kèm point), unapplied_cash, warden_cash (kèm staff_id), cash_office, write_off.",
-            "Adjustment accounts: point_revenue (with point), unapplied_cash, warden_cash (with staff_id), cash_office, write_off.",
+            "Tài khoản điều chỉnh: point_revenue (kèm point), unapplied_cash, warden_cash hoặc warden_float (kèm staff_id), cash_office, write_off.",
+            "Adjustment accounts: point_revenue (with point), unapplied_cash, warden_cash or warden_float (with staff_id), cash_office, write_off.",
         )
     };
     match (a.kind.as_str(), a.point.as_deref(), a.staff_id) {
@@ -38,6 +38,14 @@ async fn account_of(app: &App, a: &AdjustmentAccount) -> Result<(Account, Option
                 return Err(AppError::not_found("staff_not_found", "Không có warden này.", "No such warden."));
             }
             Ok((Account::warden_cash(staff), None))
+        }
+        // A warden's float: finance tops it up from the cash office (the warden handed the
+        // money over), or pays it back.
+        ("warden_float", None, Some(staff)) => {
+            if !app.store.is_warden(staff).await? {
+                return Err(AppError::not_found("staff_not_found", "Không có warden này.", "No such warden."));
+            }
+            Ok((Account::warden_float(staff), None))
         }
         ("unapplied_cash", None, None) => Ok((Account::unapplied_cash(), None)),
         ("cash_office", None, None) => Ok((Account::cash_office(), None)),
@@ -133,6 +141,13 @@ pub async fn adjust(
     };
     let posted = match app.store.post_adjustment(&adj, Some(idem), answer, now).await {
         Err(StoreError::Conflict(c)) if c == "period_closed" => return Err(period_closed()),
+        Err(StoreError::Conflict(c)) if c == "balance_short" => {
+            return Err(AppError::unprocessable(
+                "insufficient_balance",
+                "Tài khoản bị ghi nợ không đủ số dư (ví hoặc tài khoản nhân viên không được âm).",
+                "The debited account does not hold enough (a wallet or a warden's float never goes below zero).",
+            ));
+        }
         other => other,
     };
     let row = match keyed(posted)? {

@@ -26,6 +26,24 @@ use crate::{
     },
 };
 
+/// The warden's prepaid float: balance and latest movements.
+pub async fn float(app: &App, w: &Warden) -> Result<iparking_mobile_api::WardenFloatView, AppError> {
+    w.require_cash_role()?;
+    let (balance, lines) = app.store.warden_float(w.0.staff_id, 20).await?;
+    Ok(iparking_mobile_api::WardenFloatView {
+        balance: balance.get(),
+        movements: lines
+            .into_iter()
+            .map(|(transaction_id, kind, amount, at)| iparking_mobile_api::FloatMovement {
+                transaction_id,
+                kind,
+                amount,
+                at,
+            })
+            .collect(),
+    })
+}
+
 /// A warden's badge number: what slips and their public page show instead of the name.
 pub fn badge(staff_id: i64) -> String {
     format!("NV-{staff_id:04}")
@@ -40,6 +58,7 @@ pub fn receipt_view(r: &ReceiptRow) -> ReceiptView {
         verify_path: format!("/v1/receipts/{}?code={}", r.number, r.verification_code),
         public_path: format!("/r/{}?code={}", r.number, r.verification_code),
         kind: r.kind.as_str().to_owned(),
+        payment: if r.by_float { WardenPayment::Float } else { WardenPayment::Cash },
         status: if r.applied { ReceiptStatus::Applied } else { ReceiptStatus::Unapplied },
         amount: r.amount.get(),
         turns: r.turns,
@@ -99,7 +118,7 @@ pub async fn cash_start(
 ) -> Result<CashResult, AppError> {
     let Applying { at, action_id, idem, render } = *how;
     w.require_cash_role()?;
-    let WardenPayment::Cash = req.payment;
+    let by_float = req.payment == WardenPayment::Float;
     check_turns(req.turns, req.minutes)?;
     let plate = Plate::parse(&req.plate).map_err(AppError::from)?;
     let point = point_for(app, &req.point_code).await?;
@@ -120,15 +139,23 @@ pub async fn cash_start(
     let turns = requested_turns(tariff, req.minutes, req.turns)?;
     let priced = tariff.price(at, 0, turns, Channel::Warden).map_err(AppError::from)?;
     let quote = quote_view(tariff, &point.code, class, Channel::Warden, &priced, false);
-    let entry = Entry::cash_payment("cash_session_start", w.0.staff_id, point.id, priced.total)
-        .map_err(|e| AppError::internal(&e))?;
+    let entry = if by_float {
+        Entry::float_payment("float_session_start", w.0.staff_id, point.id, priced.total)
+    } else {
+        Entry::cash_payment("cash_session_start", w.0.staff_id, point.id, priced.total)
+    }
+    .map_err(|e| AppError::internal(&e))?;
     let new = NewSession {
         driver_id: None,
         plate,
         vehicle_class: class,
         point_id: point.id,
         tariff_id: tariff.id,
-        channel: crate::domain::session::SessionChannel::WardenCash,
+        channel: if by_float {
+            crate::domain::session::SessionChannel::WardenFloat
+        } else {
+            crate::domain::session::SessionChannel::WardenCash
+        },
         started_at: at,
         paid_until: priced.until,
         expires_at: priced.until + Duration::minutes(i64::from(tariff.grace_minutes)),
@@ -145,6 +172,7 @@ pub async fn cash_start(
         district_code: point.district_code.clone(),
         verification_code: verification_code(),
         action_id: action_id.map(str::to_owned),
+        by_float,
     };
     let now = app.clock.now();
     let answer = |o: &CashOutcome| cash_view(o, now).and_then(render).map_err(render_failed);
@@ -186,6 +214,12 @@ fn cash_view(outcome: &CashOutcome, now: DateTime<Utc>) -> Result<CashResult, Ap
             "This parking session has ended; take payment for a new one.",
         )),
         CashOutcome::Refused(e) => Err(AppError::from(e.clone())),
+        CashOutcome::FloatShort(balance) => Err(AppError::payment_required(
+            "insufficient_float",
+            format!("Tài khoản của bạn còn {}: không đủ để trả hộ. Hãy thu tiền mặt.", balance.display(false)),
+            format!("Your float holds {}: not enough to pay. Take cash instead.", balance.display(true)),
+        )
+        .with_details(serde_json::json!({ "balance": balance.get() }))),
     }
 }
 
@@ -231,7 +265,7 @@ pub async fn cash_extend(
 ) -> Result<CashResult, AppError> {
     let Applying { at, action_id, idem, render } = *how;
     w.require_cash_role()?;
-    let WardenPayment::Cash = req.payment;
+    let by_float = req.payment == WardenPayment::Float;
     check_turns(req.turns, req.minutes)?;
     let session = app.store.session(session_id).await?.ok_or_else(session_not_found)?;
     let point = match app.index().point_by_id(session.point_id) {
@@ -244,7 +278,11 @@ pub async fn cash_extend(
     let staff_id = w.0.staff_id;
     let price = |row: &SessionRow| {
         priced_extension(&tariff, row, add, Channel::Warden, |point_id, total| {
-            Entry::cash_payment("cash_session_extend", staff_id, point_id, total)
+            if by_float {
+                Entry::float_payment("float_session_extend", staff_id, point_id, total)
+            } else {
+                Entry::cash_payment("cash_session_extend", staff_id, point_id, total)
+            }
         })
     };
     let ctx = CashContext {
@@ -254,6 +292,7 @@ pub async fn cash_extend(
         district_code: point.district_code.clone(),
         verification_code: verification_code(),
         action_id: action_id.map(str::to_owned),
+        by_float,
     };
     let now = app.clock.now();
     let answer = |o: &CashOutcome| cash_view(o, now).and_then(render).map_err(render_failed);

@@ -28,7 +28,9 @@ use crate::{
 };
 
 /// Posts a correction between two ledger accounts in an open month (never an edit of a
-/// past entry), with reason and author. City-wide finance; needs an `Idempotency-Key`.
+/// past entry), with reason and author. City-wide finance; needs an `Idempotency-Key`. A
+/// warden's float is topped up this way: debit `cash_office`, credit `warden_float` with the
+/// warden's `staff_id`.
 #[utoipa::path(
     post, path = "/v1/finance/adjustments", tag = "finance", request_body = AdjustmentRequest,
     security(("bearer" = [])),

@@ -130,6 +130,9 @@ pub(super) fn channel_label(c: RevenueChannel, lang: Lang) -> &'static str {
         RevenueChannel::Wallet => lang.t("Ví iParking", "iParking wallet"),
         RevenueChannel::Card => lang.t("Thẻ (tài xế trả)", "Card (paid by driver)"),
         RevenueChannel::WardenCash => lang.t("Tiền mặt (thanh toán hộ)", "Cash via warden"),
+        RevenueChannel::WardenFloat => {
+            lang.t("Tài khoản nhân viên (thanh toán hộ)", "Warden's float (paid on the driver's behalf)")
+        }
         RevenueChannel::Adjustment => lang.t("Điều chỉnh", "Adjustment"),
     }
 }

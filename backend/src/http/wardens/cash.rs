@@ -9,7 +9,8 @@ use axum::{
     response::Response,
 };
 use iparking_mobile_api::{
-    CashPaymentView, ErrorBody, ReceiptCheckView, ReceiptQuery, WardenExtendSession, WardenStartSession,
+    CashPaymentView, ErrorBody, ReceiptCheckView, ReceiptQuery, WardenExtendSession, WardenFloatView,
+    WardenStartSession,
 };
 
 use super::super::{
@@ -20,10 +21,23 @@ use super::super::{
 };
 use super::{Applying, Warden, claim_staff, json_answer};
 use crate::{
-    app::wardens::cash::{CashResult, cash_extend, cash_start, check_receipt},
+    app::wardens::cash::{CashResult, cash_extend, cash_start, check_receipt, float},
     error::AppError,
     store::wardens::ShiftRule,
 };
+
+/// The warden's prepaid float (topped up by finance): its balance and latest movements.
+/// Paying from it (`payment: float`) never takes it below zero.
+#[utoipa::path(
+    get, path = "/v1/warden/float", tag = "wardens", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The float", body = WardenFloatView),
+        (status = 403, description = "Not a warden", body = ErrorBody),
+    )
+)]
+pub async fn get_float(State(app): State<AppState>, w: Warden) -> Result<Json<WardenFloatView>, AppError> {
+    Ok(Json(float(&app, &w).await?))
+}
 
 /// The stored answer of an online cash payment. Rendered through a JSON value, as it
 /// always was (keys in order: replays of answers stored before stay identical).
