@@ -504,3 +504,35 @@ async fn the_wardens_app_is_served_in_its_own_scope_and_locked_down() {
     let en = http.get(t.url("/r/HK-20260101-000001?code=ABCD1234&lang=en")).send().await.unwrap().text().await.unwrap();
     assert!(en.contains("Slip not found"), "{en}");
 }
+
+matrix!(a_car_in_its_grace_period_gets_more_time_on_its_session, |t| {
+    let d = t.funded_driver("0912700003", 500_000).await;
+    let mut body = start("HK004", "30A-321.09");
+    body.minutes = Some(60);
+    let s = d.start_session(&body, "grace").await.unwrap();
+    t.warden_with(StaffRole::Warden, "hk.grace", &["HK"], &[]).await;
+    let b = logged_in(&t, "hk.grace").await;
+    b.click(&b.find("#open-shift").await.unwrap()).await.unwrap();
+    b.wait_for("#expected-cash").await.unwrap();
+    // Just past the paid hour: in grace.
+    t.clock.advance(chrono::Duration::minutes(61));
+    b.goto(&t.url("/warden/#/point/HK004")).await.unwrap();
+    b.wait_for("#check-form").await.unwrap();
+    assert_eq!(check(&b, "30A32109").await, "grace");
+    b.click(&b.find("#to-collect").await.unwrap()).await.unwrap();
+    b.wait_for_text("h1", "Thu thêm giờ").await.unwrap();
+    wait_until(&b, "return !document.getElementById('confirm-collect').disabled && /đ/.test(document.getElementById('collect-price').textContent)", "the extension's price").await;
+    let price = b.text(&b.find("#collect-price .big").await.unwrap()).await.unwrap();
+    b.click(&b.find("#confirm-collect").await.unwrap()).await.unwrap();
+    b.wait_for("#slip svg.qr").await.unwrap();
+    let after = d.session(s.id).await.unwrap();
+    assert!(after.paid_until > s.paid_until, "the same session, extended");
+    assert!(
+        price.contains(&iparking_vnd(after.amount_charged - s.amount_charged)),
+        "charged {} after showing {price}",
+        after.amount_charged - s.amount_charged
+    );
+    assert_eq!(t.sql_i64("SELECT COUNT(*) FROM sessions").await, 1, "no second session");
+    t.assert_ledger_sound().await;
+    b.quit().await.unwrap();
+});

@@ -138,6 +138,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(wardens::cash::extend_cash_session))
         .routes(routes!(wardens::cash::get_receipt))
         .routes(routes!(wardens::cash::get_float))
+        .routes(routes!(wardens::cash::warden_extension_quote))
         .routes(routes!(wardens::violations::create_violation))
         .routes(routes!(wardens::violations::get_violation))
         .routes(routes!(wardens::violations::get_photo))

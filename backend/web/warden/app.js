@@ -118,7 +118,7 @@ async function syncNow() {
           id: a.id, kind: a.kind, device_time: a.device_time, status: r.status, flags: r.flags || [],
           error: r.error ? r.error.message : null, result: r.result || null, summary: a.summary || null,
         });
-        if (a.kind === "cash_session" && r.result && r.result.receipt) await keepSlip(r.result.receipt);
+        if ((a.kind === "cash_session" || a.kind === "cash_extension") && r.result && r.result.receipt) await keepSlip(r.result.receipt);
         await remove("queue", a.id);
       }
     }
@@ -469,6 +469,8 @@ function verdictCard(code, c, offline) {
   if ((v === "grace" || v === "expired") && offline && c.paid_until) lines.push(t("ended_at", { time: hanoi(c.paid_until) }));
   if (v === "elsewhere" && c.elsewhere) lines.push(t("paid_elsewhere", { code: c.elsewhere.code, name: c.elsewhere.name }));
   const plateParam = encodeURIComponent(c.plate);
+  // In its grace period the car's session is still running: more time on it, not a new one.
+  const collectHref = v === "grace" && c.session_id ? `#/collect/${code}/${plateParam}/${c.session_id}` : `#/collect/${code}/${plateParam}`;
   return h("section", { class: "verdict v-" + v, id: "verdict-card", "data-verdict": v },
     h("p", { class: "verdict-word" }, t("verdict_" + v)),
     h("p", { class: "verdict-plate" }, formatPlate(c.plate)),
@@ -479,7 +481,7 @@ function verdictCard(code, c, offline) {
       c.near_misses.map((n) => h("button", { type: "button", class: "secondary near-miss", "data-plate": n.plate, onclick: () => checkPlate(n.plate) },
         formatPlate(n.plate), " · ", t("verdict_" + n.verdict)))) : null,
     v !== "valid" ? h("div", { class: "actions" },
-      h("a", { class: "button", id: "to-collect", href: `#/collect/${code}/${plateParam}` }, t("collect_cash")),
+      h("a", { class: "button", id: "to-collect", href: collectHref }, t(v === "grace" && c.session_id ? "collect_extend" : "collect_cash")),
       h("a", { class: "button secondary", id: "to-violation", href: `#/violation/${code}/${plateParam}` }, t("record_violation"))) : null);
 }
 
@@ -489,9 +491,10 @@ function minutesLeft(iso) {
 
 // ---- Collect cash -----------------------------------------------------------------------
 
-async function collectScreen(code, plateText) {
+async function collectScreen(code, plateText, sessionId) {
   const live = current();
   const plate = normalise(plateText);
+  const extending = Boolean(sessionId);
   const status = h("div", { id: "collect-status", "aria-live": "polite" });
   const price = h("div", { id: "collect-price", "aria-live": "polite" });
   const vclass = h("select", { id: "vehicle-class", name: "vehicle_class" },
@@ -512,8 +515,13 @@ async function collectScreen(code, plateText) {
     confirm.disabled = true;
     const n = Number(turns.value);
     try {
-      let q = await api("POST", "/v1/quotes", { point_code: code, vehicle_class: vclass.value, minutes: n * 60, channel: "warden" });
-      if (q.turn_minutes !== 60) q = await api("POST", "/v1/quotes", { point_code: code, vehicle_class: vclass.value, minutes: n * q.turn_minutes, channel: "warden" });
+      let q;
+      if (extending) {
+        q = await api("GET", `/v1/warden/sessions/${sessionId}/extension-quote?turns=${n}`);
+      } else {
+        q = await api("POST", "/v1/quotes", { point_code: code, vehicle_class: vclass.value, minutes: n * 60, channel: "warden" });
+        if (q.turn_minutes !== 60) q = await api("POST", "/v1/quotes", { point_code: code, vehicle_class: vclass.value, minutes: n * q.turn_minutes, channel: "warden" });
+      }
       quoted = q;
       price.replaceChildren(h("p", { class: "big" }, money(q.total)), h("p", { class: "help" }, t("until", { time: hanoi(q.end) })));
       confirm.textContent = t(payment.value === "float" ? "float_amount" : "collect_amount", { amount: money(q.total) });
@@ -533,7 +541,7 @@ async function collectScreen(code, plateText) {
   payment.addEventListener("change", reprice);
   const form = h("form", { id: "collect-form", class: "card" },
     h("p", { class: "verdict-plate" }, formatPlate(plate)),
-    h("label", { for: "vehicle-class" }, t("vehicle_class")), vclass,
+    extending ? h("p", { class: "help" }, t("extend_help")) : [h("label", { for: "vehicle-class" }, t("vehicle_class")), vclass],
     h("label", { for: "turns" }, t("turns")), turns,
     h("label", { for: "payment" }, t("paid_by")), payment,
     price, status, confirm);
@@ -541,17 +549,23 @@ async function collectScreen(code, plateText) {
     e.preventDefault();
     if (confirm.disabled) return;
     confirm.disabled = true;
-    const body = { point_code: code, plate, vehicle_class: vclass.value, turns: Number(turns.value), payment: payment.value };
+    const body = extending
+      ? { turns: Number(turns.value), payment: payment.value }
+      : { point_code: code, plate, vehicle_class: vclass.value, turns: Number(turns.value), payment: payment.value };
     key = key || newKey();
     try {
-      const paid = await api("POST", "/v1/warden/sessions", body, { key });
+      const paid = extending
+        ? await api("POST", `/v1/warden/sessions/${sessionId}/extend`, body, { key })
+        : await api("POST", "/v1/warden/sessions", body, { key });
       key = null;
       await keepSlip(paid.receipt);
       location.hash = "#/slip/" + encodeURIComponent(paid.receipt.number);
     } catch (err) {
       if (offlineError(err)) {
         // Never lost: queued with its own client id, sent when the network returns.
-        const a = await enqueue("cash_session", body, { summary: { plate, point: code, amount: quoted ? quoted.total : null, turns: body.turns } });
+        const a = extending
+          ? await enqueue("cash_extension", { session_id: Number(sessionId), ...body }, { summary: { plate, point: code, turns: body.turns } })
+          : await enqueue("cash_session", body, { summary: { plate, point: code, amount: quoted ? quoted.total : null, turns: body.turns } });
         key = null;
         status.replaceChildren(h("p", { class: "warn", role: "status", id: "queued-note" }, t("collect_queued", { id: a.id.slice(0, 8) })));
       } else {
@@ -564,7 +578,7 @@ async function collectScreen(code, plateText) {
   });
   if (!live()) return;
   show(h("p", {}, h("a", { href: "#/point/" + code }, "← " + t("point_title", { code }))),
-    h("h1", {}, t("collect_title")), form);
+    h("h1", {}, t(extending ? "extend_title" : "collect_title")), form);
   await reprice();
 }
 
@@ -805,8 +819,8 @@ function route() {
   sessionStorage.removeItem("iparking.warden.why");
   let m = hash.match(/^#\/point\/([A-Za-z0-9]{1,12})$/);
   if (m) return pointScreen(m[1].toUpperCase());
-  m = hash.match(/^#\/collect\/([A-Za-z0-9]{1,12})\/([^/]{1,32})$/);
-  if (m) return collectScreen(m[1].toUpperCase(), decodeURIComponent(m[2]));
+  m = hash.match(/^#\/collect\/([A-Za-z0-9]{1,12})\/([^/]{1,32})(?:\/(\d{1,18}))?$/);
+  if (m) return collectScreen(m[1].toUpperCase(), decodeURIComponent(m[2]), m[3]);
   m = hash.match(/^#\/violation\/([A-Za-z0-9]{1,12})\/([^/]{1,32})$/);
   if (m) return violationScreen(m[1].toUpperCase(), decodeURIComponent(m[2]));
   m = hash.match(/^#\/slip\/([^/]{1,40})$/);

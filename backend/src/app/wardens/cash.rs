@@ -26,6 +26,36 @@ use crate::{
     },
 };
 
+/// The price of extending a session at a point the warden covers, before the driver pays it
+/// (channel `warden`): the new turns continue the stay, as the extension will charge them.
+pub async fn extension_quote(
+    app: &App,
+    w: &Warden,
+    session_id: i64,
+    minutes: Option<u32>,
+    turns: Option<u32>,
+) -> Result<iparking_mobile_api::QuoteView, AppError> {
+    w.require_cash_role()?;
+    check_turns(turns, minutes)?;
+    let session = app.store.session(session_id).await?.ok_or_else(session_not_found)?;
+    let point = match app.index().point_by_id(session.point_id) {
+        Some(p) => p,
+        None => point_for(app, &session.point_code).await?,
+    };
+    w.require_point(&point)?;
+    if !session.active || session.expires_at <= app.clock.now() {
+        return Err(AppError::conflict(
+            "session_ended",
+            "Lượt đỗ đã kết thúc; hãy thu cho lượt mới.",
+            "This parking session has ended; take payment for a new one.",
+        ));
+    }
+    let tariff = tariff_of(app, &session)?;
+    let add = requested_turns(&tariff, minutes, turns)?;
+    let p = tariff.price(session.started_at, session.turns, add, Channel::Warden).map_err(AppError::from)?;
+    Ok(quote_view(&tariff, &session.point_code, session.vehicle_class, Channel::Warden, &p, false))
+}
+
 /// The warden's prepaid float: balance and latest movements.
 pub async fn float(app: &App, w: &Warden) -> Result<iparking_mobile_api::WardenFloatView, AppError> {
     w.require_cash_role()?;

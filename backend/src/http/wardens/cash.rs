@@ -21,10 +21,33 @@ use super::super::{
 };
 use super::{Applying, Warden, claim_staff, json_answer};
 use crate::{
-    app::wardens::cash::{CashResult, cash_extend, cash_start, check_receipt, float},
+    app::wardens::cash::{CashResult, cash_extend, cash_start, check_receipt, extension_quote, float},
     error::AppError,
     store::wardens::ShiftRule,
 };
+
+/// The price of extending a session at a point the warden covers, shown before the warden
+/// takes the money (`POST /v1/warden/sessions/{id}/extend` then charges exactly it).
+#[utoipa::path(
+    get, path = "/v1/warden/sessions/{id}/extension-quote", tag = "wardens",
+    params(("id" = i64, Path, description = "Session id"), iparking_mobile_api::ExtensionQuoteQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The extension's price, line by line", body = iparking_mobile_api::QuoteView),
+        (status = 400, description = "Neither or both of minutes/turns, or zero", body = ErrorBody),
+        (status = 403, description = "Not a warden, or a point the warden does not cover", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "The session has ended", body = ErrorBody),
+    )
+)]
+pub async fn warden_extension_quote(
+    State(app): State<AppState>,
+    w: Warden,
+    Path(id): Path<i64>,
+    Query(q): Query<iparking_mobile_api::ExtensionQuoteQuery>,
+) -> Result<Json<iparking_mobile_api::QuoteView>, AppError> {
+    Ok(Json(extension_quote(&app, &w, id, q.minutes, q.turns).await?))
+}
 
 /// The warden's prepaid float (topped up by finance): its balance and latest movements.
 /// Paying from it (`payment: float`) never takes it below zero.
