@@ -3,6 +3,7 @@
 // script: the page's CSP allows neither).
 import { api, ApiError, newKey, setToken, token } from "./api.js";
 import { h } from "./dom.js";
+import { current, errorBox, every, nextScreen, show, viewElement } from "./screen.js";
 import { lang, number, setLang, t, tOr, translate } from "./i18n.js";
 import { drawMap } from "./map.js";
 import { canCollectCards, cardForm, cardsMode, settleCardPayment, until } from "./cards.js";
@@ -11,31 +12,6 @@ import { disablePush, enablePush, forgetPush, pushId, pushSupported } from "./pu
 /** The Hoàn Kiếm pilot streets: where the map and list start when the position is refused. */
 const PILOT = { lat: 21.0245, lon: 105.8525 };
 const REFRESH_MS = 15000;
-
-const view = document.getElementById("view");
-let refreshTimer = null;
-
-/** The screen shown now: a screen still loading when another is asked for never paints over it. */
-let generation = 0;
-
-/** A check that the screen calling it is still the one asked for. */
-function current() {
-  const mine = generation;
-  return () => mine === generation;
-}
-
-function show(...children) {
-  clearInterval(refreshTimer);
-  refreshTimer = null;
-  view.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
-  view.focus({ preventScroll: true });
-}
-
-/** An API error in words, in the chosen language: never a raw code. */
-function errorBox(err) {
-  const text = err instanceof ApiError ? err.message : t("error_unknown");
-  return h("p", { class: "error", role: "alert" }, text);
-}
 
 /** A money action's failure: offline, it says the action was not queued. */
 function moneyError(err) {
@@ -234,7 +210,7 @@ async function pointsScreen() {
     render(last);
   });
   await load();
-  refreshTimer = setInterval(load, REFRESH_MS);
+  every(REFRESH_MS, load);
 }
 
 /** A time in Hanoi's zone, whatever the phone's: `14:35` or `14:35, 05/12`. */
@@ -479,9 +455,9 @@ async function sessionScreen(id) {
         h("p", {}, t("purchase", { at: hanoiTime(pu.at, true), amount: money(pu.amount), until: hanoiTime(pu.paid_until) })),
         quoteLines(pu.lines)))),
   );
-  refreshTimer = setInterval(() => { left.textContent = countdown(s); }, 1000);
-  if (s.status === "active") view.append(changeSection(s));
-  else if (!offline && s.amount_charged > s.amount_refunded) view.append(disputeSection(s));
+  every(1000, () => { left.textContent = countdown(s); });
+  if (s.status === "active") viewElement().append(changeSection(s));
+  else if (!offline && s.amount_charged > s.amount_refunded) viewElement().append(disputeSection(s));
 }
 
 /** A refund request about a session, for finance to decide (issue 7's rule). */
@@ -904,7 +880,7 @@ async function citationsScreen() {
 // ---- Router ------------------------------------------------------------------------------
 
 function route() {
-  generation += 1;
+  nextScreen();
   const hash = location.hash || "#/points";
   const tabs = document.getElementById("tabs");
   if (!token()) {

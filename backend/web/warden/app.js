@@ -7,6 +7,7 @@
 // and sent through /v1/warden/sync when the network returns (the server applies each once).
 import { api, ApiError, newKey, setToken, token } from "./api.js";
 import { h } from "./dom.js";
+import { current, errorBox, every, nextScreen, show } from "./screen.js";
 import { lang, number, setLang, t, tOr, translate } from "./i18n.js";
 import { formatPlate, normalise } from "./plate.js";
 import { all, clientId, get, put, remove } from "./queue.js";
@@ -19,27 +20,6 @@ const ME = "iparking.warden.me";
 const DEVICE = "iparking.warden.device";
 const POINTS = "iparking.warden.points";
 const SHIFT = "iparking.warden.shift";
-
-const view = document.getElementById("view");
-let timer = null;
-let generation = 0;
-
-function current() {
-  const mine = generation;
-  return () => mine === generation;
-}
-
-function show(...children) {
-  clearInterval(timer);
-  timer = null;
-  view.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
-  view.focus({ preventScroll: true });
-}
-
-function errorBox(err) {
-  const text = err instanceof ApiError && err.message ? err.message : t("error_unknown");
-  return h("p", { class: "error", role: "alert" }, text);
-}
 
 const offlineError = (err) => err instanceof ApiError && err.status === 0;
 
@@ -452,13 +432,13 @@ async function pointScreen(code) {
     h("section", { class: "card" }, h("h2", {}, t("roster")), asOf, rosterBox),
   );
   paint(saved);
-  timer = setInterval(async () => {
+  every(ROSTER_MS, async () => {
     try {
       paint(await loadRoster(code));
     } catch {
       // Keep the last one on screen.
     }
-  }, ROSTER_MS);
+  });
 }
 
 function verdictCard(code, c, offline) {
@@ -813,7 +793,7 @@ async function historyScreen() {
 // ---- Router -----------------------------------------------------------------------------
 
 function route() {
-  generation += 1;
+  nextScreen();
   const hash = location.hash || "#/";
   if (!token()) return loginScreen(sessionStorage.getItem("iparking.warden.why"));
   sessionStorage.removeItem("iparking.warden.why");

@@ -36,7 +36,8 @@ pub async fn extension_quote(
     turns: Option<u32>,
 ) -> Result<iparking_mobile_api::QuoteView, AppError> {
     w.require_cash_role()?;
-    check_turns(turns, minutes)?;
+    // The query's rules are the drivers' extension quote's (the same documented query); the
+    // payment's own cap (48 turns) is the extension's to enforce.
     let session = app.store.session(session_id).await?.ok_or_else(session_not_found)?;
     let point = match app.index().point_by_id(session.point_id) {
         Some(p) => p,

@@ -38,6 +38,7 @@ use crate::{
         (status = 403, description = "Not a warden, or a point the warden does not cover", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
         (status = 409, description = "The session has ended", body = ErrorBody),
+        (status = 422, description = "Longer than the tariff's maximum stay", body = ErrorBody),
     )
 )]
 pub async fn warden_extension_quote(
