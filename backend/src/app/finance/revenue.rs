@@ -3,7 +3,7 @@
 
 use iparking_mobile_api::{RevenueChannel, RevenueQuery, RevenueReport, RevenueRow, RevenueSums, VehicleClass};
 
-use super::{out_of_scope, reader, visible, wants_csv};
+use super::{out_of_scope, reader, wants_csv};
 use crate::{
     App,
     domain::finance::{self as fin, Csv, RangeError},
@@ -29,6 +29,19 @@ fn bad_group(name: &str, allowed: &[&str], repeated: bool) -> AppError {
 /// The revenue report for a caller (scope applied).
 pub async fn revenue_report(app: &App, p: &Principal, q: &RevenueQuery) -> Result<RevenueReport, AppError> {
     reader(p)?;
+    report_in(app, &p.district_codes, q).await
+}
+
+/// The revenue report anyone may read (the public page, `/public`): the whole city, by the
+/// same rules. It holds no personal data: sums of the ledger's postings per place, channel,
+/// day or class.
+pub async fn public_report(app: &App, q: &RevenueQuery) -> Result<RevenueReport, AppError> {
+    report_in(app, &[], q).await
+}
+
+/// The report within `scope` (district codes; empty: the whole city).
+async fn report_in(app: &App, scope: &[String], q: &RevenueQuery) -> Result<RevenueReport, AppError> {
+    let visible = |code: &str| scope.is_empty() || scope.iter().any(|d| d == code);
     let day = |v: &Option<String>, name: &str| {
         v.as_deref().and_then(fin::parse_day).ok_or_else(|| {
             AppError::bad_request(
@@ -60,12 +73,12 @@ pub async fn revenue_report(app: &App, p: &Principal, q: &RevenueQuery) -> Resul
         dims.push(dim);
     }
     wants_csv(q.format.as_deref())?;
-    let mut districts: Vec<String> = p.district_codes.clone();
+    let mut districts: Vec<String> = scope.to_vec();
     if let Some(code) = q.district.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
         if !app.store.districts().await?.iter().any(|d| d.code == code) {
             return Err(AppError::not_found("district_not_found", "Không có quận này.", "No such district."));
         }
-        if !visible(p, Some(code)) {
+        if !visible(code) {
             return Err(out_of_scope(&format!("quận {code}")));
         }
         districts = vec![code.to_owned()];
@@ -76,7 +89,7 @@ pub async fn revenue_report(app: &App, p: &Principal, q: &RevenueQuery) -> Resul
             .street(street)
             .await?
             .ok_or_else(|| AppError::not_found("street_not_found", "Không có tuyến phố này.", "No such street."))?;
-        if !visible(p, Some(&s.district_code)) {
+        if !visible(&s.district_code) {
             return Err(out_of_scope(&format!("quận {}", s.district_code)));
         }
     }
@@ -136,7 +149,7 @@ pub async fn revenue_report(app: &App, p: &Principal, q: &RevenueQuery) -> Resul
         from: range.from,
         to: range.to,
         group_by: dims.iter().map(|d| d.as_str().to_owned()).collect(),
-        scope: p.district_codes.clone(),
+        scope: scope.to_vec(),
         rows,
         totals,
     })

@@ -33,6 +33,7 @@ mod chart;
 mod guard;
 mod labels;
 mod periods;
+mod public;
 mod reconciliation;
 mod request;
 mod revenue;
@@ -73,6 +74,9 @@ pub fn router() -> Router<AppState> {
         .route("/finance/periods/{month}", get(periods::period_page))
         .route("/finance/periods/{month}/close", post(periods::close_submit))
         .route("/finance/assets/finance.css", get(stylesheet))
+        .route("/public", get(public::public_page))
+        .route("/public/revenue.csv", get(public::public_csv))
+        .route("/public/revenue.json", get(public::public_json))
 }
 
 async fn stylesheet() -> Response {
