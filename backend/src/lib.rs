@@ -227,6 +227,9 @@ pub struct App {
     stripe_webhook_secret: Option<String>,
     /// This node's name for job leases (unique per process and app).
     pub node_id: String,
+    /// The deployment's key for session receipts' check codes (`domain::receipt`), shared by
+    /// every node through the database. Never logged.
+    pub receipt_key: Vec<u8>,
     /// The durable record of plate checks (batched writer).
     pub checks: check_log::CheckRecorder,
     /// The database's confirmations of plate checks (asked in batches).
@@ -306,6 +309,13 @@ impl App {
         gateways: Gateways,
     ) -> anyhow::Result<Arc<Self>> {
         let Gateways { sms, push, web_push, payments, stripe_webhook_secret } = gateways;
+        let candidate: String = {
+            use rand::RngCore as _;
+            let mut bytes = [0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            hex::encode(bytes)
+        };
+        let receipt_key = store.server_secret("receipt_key", &candidate, clock.now()).await?.into_bytes();
         let checks = check_log::CheckRecorder::start(store.clone());
         let facts = fact_batch::FactBatcher::start(store.clone());
         let staff_tokens = token_cache::TokenCache::new(settings.staff_token_cache);
@@ -323,6 +333,7 @@ impl App {
             payments,
             stripe_webhook_secret,
             node_id: new_node_id(),
+            receipt_key,
             index: ArcSwap::from_pointee(PointIndex::empty()),
             index_rebuild: tokio::sync::Mutex::new(()),
             tariffs: ArcSwap::from_pointee(TariffBook { version: -1, tariffs: Vec::new() }),

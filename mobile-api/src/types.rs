@@ -478,6 +478,18 @@ pub struct PushSubscriptionView {
     pub lang: String,
 }
 
+/// Answer of `GET /v1/sessions/{id}/receipt`: the session's receipt number and check code,
+/// and its public page (what the receipt's QR code opens).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SessionReceiptView {
+    /// `IP-00000042`.
+    pub number: String,
+    /// The check code printed with it.
+    pub code: String,
+    /// `/r/{number}?code={code}`.
+    pub public_path: String,
+}
+
 /// Answer of `POST /v1/auth/logout-all`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LoggedOutEverywhere {

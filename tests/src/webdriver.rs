@@ -342,6 +342,37 @@ impl Browser {
         .map(|_| ())
     }
 
+    /// Reads the QR code drawn as SVG squares at `css` (the apps' `qr.js`) as a scanner would:
+    /// its dark modules rasterised (8 pixels each), then located and decoded by `rqrr`.
+    pub async fn read_qr(&self, css: &str) -> Result<String> {
+        let modules = self
+            .execute(
+                "const svg = document.querySelector(arguments[0]); \
+                 const size = svg.viewBox.baseVal.width; \
+                 const dark = [...svg.querySelectorAll('rect')].filter(r => r.getAttribute('fill') !== '#fff') \
+                   .map(r => [Number(r.getAttribute('x')), Number(r.getAttribute('y'))]); \
+                 return { size, dark };",
+                json!([css]),
+            )
+            .await?;
+        let size = usize::try_from(modules["size"].as_u64().ok_or_else(|| anyhow!("no QR code at {css}"))?)?;
+        let scale = 8;
+        let mut grid = vec![255u8; size * size];
+        for m in modules["dark"].as_array().into_iter().flatten() {
+            let (x, y) = (m[0].as_u64().unwrap_or(0) as usize, m[1].as_u64().unwrap_or(0) as usize);
+            if x < size && y < size {
+                grid[y * size + x] = 0;
+            }
+        }
+        let px = size * scale;
+        let mut img = rqrr::PreparedImage::prepare_from_greyscale(px, px, |x, y| grid[(y / scale) * size + x / scale]);
+        let grids = img.detect_grids();
+        if grids.len() != 1 {
+            bail!("{} QR codes found at {css}", grids.len());
+        }
+        Ok(grids[0].decode().map_err(|e| anyhow!("the QR code does not decode: {e:?}"))?.1)
+    }
+
     /// A PNG screenshot of the viewport.
     pub async fn screenshot(&self) -> Result<Vec<u8>> {
         let v = self.get("/screenshot").await?;

@@ -367,6 +367,16 @@ matrix!(a_driver_tops_up_parks_once_extends_and_stops, |t| {
     assert!(until.starts_with("19:30"), "{until}");
     let receipt = b.find_all("#receipt table.lines tr").await.unwrap();
     assert_eq!(receipt.len(), 3);
+    // Its number, check code and QR code: the QR opens the receipt's public page.
+    b.wait_for("#receipt-check svg.qr").await.unwrap();
+    let url = b.read_qr("#receipt-check svg.qr").await.unwrap();
+    let link = b.attribute(&b.find("#receipt-link").await.unwrap(), "href").await.unwrap().unwrap_or_default();
+    assert_eq!(url, link);
+    assert!(url.starts_with(&t.url(&format!("/r/IP-{id:08}?code="))), "{url}");
+    let page = reqwest::Client::new().get(&url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("•••••345") && page.contains("85.000 đ") && !page.contains("30A12345"), "{page}");
 
     assert_accessible(&b, "a session (vi)").await;
 

@@ -98,3 +98,69 @@ matrix!(the_public_page_adds_up_the_ledger_with_no_personal_data, |t| {
     assert!(found.is_empty(), "{}", serde_json::to_string_pretty(&found).unwrap());
     b.quit().await.unwrap();
 });
+
+matrix!(every_session_has_a_receipt_anyone_can_check_and_lookups_are_limited, |t| {
+    let driver = t.funded_driver("0912555101", 500_000).await;
+    let start = StartSession {
+        point_code: "HK003".into(),
+        plate: "30A-777.12".into(),
+        vehicle_class: Some(VehicleClass::Car),
+        minutes: Some(60),
+        turns: None,
+        payment: None,
+        card_id: None,
+        lat: None,
+        lon: None,
+    };
+    let s = driver.start_session(&start, "rcpt").await.unwrap();
+    let get = |path: String, token: Option<String>| {
+        let mut r = reqwest::Client::new().get(t.url(&path));
+        if let Some(tok) = token {
+            r = r.bearer_auth(tok);
+        }
+        r
+    };
+    let (status, r) = raw(get(format!("/v1/sessions/{}/receipt", s.id), driver.token().map(str::to_owned))).await;
+    assert_eq!(status, 200, "{r}");
+    let number = r["number"].as_str().unwrap().to_owned();
+    let code = r["code"].as_str().unwrap().to_owned();
+    assert_eq!(number, format!("IP-{:08}", s.id));
+    assert_eq!(r["public_path"], format!("/r/{number}?code={code}"));
+    // Another driver cannot read it.
+    let other = t.driver("0912555102").await;
+    let (status, _) = raw(get(format!("/v1/sessions/{}/receipt", s.id), other.token().map(str::to_owned))).await;
+    assert_eq!(status, 404);
+
+    // The page: what was paid, where, until when, the ledger's transaction; the plate masked.
+    let page = get(format!("/r/{number}?code={code}"), None).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let txn = t
+        .sql_i64(&format!("SELECT CAST(MIN(id) AS BIGINT) FROM ledger_transactions WHERE session_id = {}", s.id))
+        .await;
+    assert!(html.contains(&number) && html.contains("•••••712") && html.contains(&format!("#{txn}")), "{html}");
+    assert!(!html.contains("30A77712") && !html.contains("912555101"), "{html}");
+    // A wrong code, or a code of another session, reads "not found".
+    let wrong = format!("/r/{number}?code={}", if code == "AAAAAAAA" { "BBBBBBBB" } else { "AAAAAAAA" });
+    assert_eq!(get(wrong, None).send().await.unwrap().status(), 404);
+    let next = format!("/r/IP-{:08}?code={code}", s.id + 1);
+    assert_eq!(get(next, None).send().await.unwrap().status(), 404);
+
+    // Lookups are limited per client address: pages and the slips' API together (the three
+    // pages above counted).
+    let limit = iparking::app::receipts::LOOKUPS_PER_WINDOW as usize;
+    let mut statuses = Vec::new();
+    for i in 0..limit - 3 {
+        let path = if i % 2 == 0 {
+            format!("/r/{number}?code={code}")
+        } else {
+            "/v1/receipts/HK-20260101-000001?code=ABCDEFGH".to_owned()
+        };
+        statuses.push(get(path, None).send().await.unwrap().status().as_u16());
+    }
+    assert!(statuses.iter().all(|s| *s != 429), "{statuses:?}");
+    let page = get(format!("/r/{number}?code={code}"), None).send().await.unwrap();
+    assert_eq!(page.status(), 429);
+    let (status, body) = raw(get("/v1/receipts/HK-20260101-000001?code=ABCDEFGH".into(), None)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("rate_limited")), "{body}");
+});

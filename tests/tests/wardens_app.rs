@@ -105,33 +105,6 @@ async fn check(b: &Browser, plate: &str) -> String {
     b.attribute(&card, "data-verdict").await.unwrap().unwrap_or_default()
 }
 
-/// Reads the slip's QR code as a scanner would: the SVG's modules rasterised, then decoded.
-async fn scan_qr(b: &Browser) -> String {
-    let modules = b
-        .execute(
-            "const svg = document.querySelector('#slip svg.qr'); \
-             const size = svg.viewBox.baseVal.width; \
-             const dark = [...svg.querySelectorAll('rect')].filter(r => r.getAttribute('fill') !== '#fff') \
-               .map(r => [Number(r.getAttribute('x')), Number(r.getAttribute('y'))]); \
-             return { size, dark };",
-            json!([]),
-        )
-        .await
-        .unwrap();
-    let size = modules["size"].as_u64().unwrap() as usize;
-    let scale = 8;
-    let mut grid = vec![255u8; size * size];
-    for m in modules["dark"].as_array().unwrap() {
-        let (x, y) = (m[0].as_u64().unwrap() as usize, m[1].as_u64().unwrap() as usize);
-        grid[y * size + x] = 0;
-    }
-    let px = size * scale;
-    let mut img = rqrr::PreparedImage::prepare_from_greyscale(px, px, |x, y| grid[(y / scale) * size + x / scale]);
-    let grids = img.detect_grids();
-    assert_eq!(grids.len(), 1, "one QR code on the slip");
-    grids[0].decode().expect("the QR code decodes").1
-}
-
 async fn finance_report(t: &TestApp) -> Value {
     let finance = t.staff(StaffRole::Finance, &[]).await;
     let day = chrono::Utc::now().with_timezone(&iparking::domain::tariff::LOCAL_TZ).format("%Y-%m-%d").to_string();
@@ -227,7 +200,7 @@ matrix!(a_warden_works_a_whole_shift_on_the_handheld, |t| {
     assert_accessible(&b, "the slip").await;
 
     // The QR code opens the slip's public page: for people, with the plate masked.
-    let url = scan_qr(&b).await;
+    let url = b.read_qr("#slip svg.qr").await.unwrap();
     assert!(url.starts_with(&t.url("/r/")) && url.contains("?code="), "{url}");
     let page = reqwest::Client::new().get(&url).send().await.unwrap();
     assert_eq!(page.status(), 200);

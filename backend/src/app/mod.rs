@@ -10,6 +10,7 @@ pub mod drivers;
 pub mod finance;
 pub mod points;
 pub mod quotes;
+pub mod receipts;
 pub mod refunds;
 pub mod registry;
 pub mod reminders;

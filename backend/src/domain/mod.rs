@@ -67,6 +67,7 @@ pub mod ledger;
 pub mod money;
 pub mod phone;
 pub mod plate;
+pub mod receipt;
 pub mod session;
 pub mod sms_command;
 pub mod tariff;

@@ -47,6 +47,7 @@ const DRIVER: &[Embedded] = embed![
     "api.js" => "shared/api.js",
     "dom.js" => "shared/dom.js",
     "screen.js" => "shared/screen.js",
+    "qr.js" => "shared/qr.js",
     "lang.js" => "shared/lang.js",
     "i18n.js" => "driver/i18n.js",
     "map.js" => "driver/map.js",
@@ -57,6 +58,7 @@ const DRIVER: &[Embedded] = embed![
     "icon-512.png" => "driver/icon-512.png",
     "vendor/leaflet/leaflet.js" => "vendor/leaflet/leaflet.js",
     "vendor/leaflet/leaflet.css" => "vendor/leaflet/leaflet.css",
+    "vendor/qrcode-generator/qrcode.mjs" => "vendor/qrcode-generator/qrcode.mjs",
 ];
 
 /// The wardens' handheld app, served at `/warden/`; `slip.css` also styles a slip's public
@@ -71,6 +73,7 @@ const WARDEN: &[Embedded] = embed![
     "api.js" => "shared/api.js",
     "dom.js" => "shared/dom.js",
     "screen.js" => "shared/screen.js",
+    "qr.js" => "shared/qr.js",
     "lang.js" => "shared/lang.js",
     "i18n.js" => "warden/i18n.js",
     "queue.js" => "warden/queue.js",

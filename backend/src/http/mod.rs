@@ -118,6 +118,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(sessions::stop_session))
         .routes(routes!(sessions::extension_quote))
         .routes(routes!(sessions::stop_quote))
+        .routes(routes!(sessions::session_receipt))
         .routes(routes!(webhooks::sms_delivery))
         .routes(routes!(payments::create_topup))
         .routes(routes!(payments::stripe_event))

@@ -225,6 +225,24 @@ pub async fn extension_quote(
     Ok(Json(sessions::extension_quote(&app, &d, id, q.minutes, q.turns, english).await?))
 }
 
+/// The session's receipt: its number and check code, and its public page (what the
+/// receipt's QR code opens; anyone holding both can check it there).
+#[utoipa::path(
+    get, path = "/v1/sessions/{id}/receipt", tag = "sessions",
+    params(("id" = i64, Path, description = "Session id")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The receipt's number, code and page", body = iparking_mobile_api::SessionReceiptView),
+        (status = 404, description = "No such session (or another driver's)", body = ErrorBody),
+    )
+)]
+pub async fn session_receipt(
+    State(app): State<AppState>,
+    Driver(d): Driver,
+    Path(id): Path<i64>,
+) -> Result<Json<iparking_mobile_api::SessionReceiptView>, AppError> {
+    Ok(Json(crate::app::receipts::session_receipt(&app, &d, id).await?))
+}
+
 /// What stopping an active session now would refund (its unused whole turns), before the
 /// driver confirms `POST /v1/sessions/{id}/stop`.
 #[utoipa::path(

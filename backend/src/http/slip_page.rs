@@ -1,5 +1,6 @@
-//! A slip's public page, `/r/{number}?code=…`: what the QR code on a cash slip opens, for
-//! people (the driver, an inspector, anyone who scans it), not JSON. It shows what was paid,
+//! A receipt's public page, `/r/{number}?code=…`: what the QR code on a warden's cash slip or
+//! on a driver's receipt opens, for people (the driver, an inspector, anyone who scans it),
+//! not JSON. Lookups are limited per client address (`app::receipts`). It shows what was paid,
 //! where and until when, the plate masked but for its last 3 characters, the warden's badge
 //! number (not the name) and the ledger transaction that moved the money. A wrong code reads
 //! exactly like an unknown number: "not found".
@@ -16,8 +17,11 @@ use serde::Deserialize;
 
 use super::{AppState, apps::Apps, prefers_english};
 use crate::{
-    app::wardens::{cash::badge, same_code},
-    domain::{money::Vnd, tariff::LOCAL_TZ},
+    app::{
+        receipts::{Found, SessionReceipt, count_lookup, find},
+        wardens::cash::badge,
+    },
+    domain::{money::Vnd, session::SessionChannel, tariff::LOCAL_TZ},
     store::wardens::ReceiptRow,
 };
 
@@ -38,9 +42,10 @@ fn when(t: chrono::DateTime<chrono::Utc>) -> String {
     t.with_timezone(&LOCAL_TZ).format("%H:%M %d/%m/%Y").to_string()
 }
 
-/// `GET /r/{number}?code=…`.
+/// `GET /r/{number}?code=…`: a warden's slip (`HK-…`) or a session's receipt (`IP-…`).
 pub async fn slip_page(
     State(app): State<AppState>,
+    axum::extract::ConnectInfo(super::Peer(peer)): axum::extract::ConnectInfo<super::Peer>,
     axum::Extension(apps): axum::Extension<Arc<Apps>>,
     Path(number): Path<String>,
     Query(q): Query<SlipQuery>,
@@ -52,20 +57,69 @@ pub async fn slip_page(
         _ => prefers_english(&headers),
     };
     let code = q.code.unwrap_or_default();
-    let found = if number.len() <= 40 && code.len() <= 16 && !code.is_empty() {
-        match app.store.receipt(number.trim()).await {
-            Ok(r) => r.filter(|r| same_code(&code, &r.verification_code)),
-            Err(e) => {
-                tracing::warn!(error = %e, "slip page: the receipt could not be read");
-                return page(StatusCode::SERVICE_UNAVAILABLE, &apps, en, &number, &code, unavailable(en));
+    if count_lookup(&app, peer.ip()).await.is_err() {
+        return page(StatusCode::TOO_MANY_REQUESTS, &apps, en, &number, &code, too_many(en));
+    }
+    match find(&app, &number, &code).await {
+        Ok(Some(Found::Slip(r))) => page(StatusCode::OK, &apps, en, &number, &code, slip(&r, en)),
+        Ok(Some(Found::Session(r))) => page(StatusCode::OK, &apps, en, &number, &code, session_receipt(&r, en)),
+        Ok(None) => page(StatusCode::NOT_FOUND, &apps, en, &number, &code, not_found(en)),
+        Err(e) => {
+            tracing::warn!(error = %e.code, "receipt page: the receipt could not be read");
+            page(StatusCode::SERVICE_UNAVAILABLE, &apps, en, &number, &code, unavailable(en))
+        }
+    }
+}
+
+fn too_many(en: bool) -> Markup {
+    html! {
+        h1 { (t(en, "Tra cứu quá nhiều lần", "Too many lookups")) }
+        p { (t(en, "Vui lòng thử lại sau 10 phút.", "Please try again in 10 minutes.")) }
+    }
+}
+
+fn channel_words(c: SessionChannel, en: bool) -> &'static str {
+    match c {
+        SessionChannel::App => t(en, "Ứng dụng iParking (ví hoặc thẻ)", "The iParking app (wallet or card)"),
+        SessionChannel::Sms => t(en, "SMS, trừ vào tài khoản điện thoại", "SMS, charged to the phone balance"),
+        SessionChannel::WardenCash => t(en, "Tiền mặt, nhân viên thu hộ", "Cash, taken by a warden"),
+        SessionChannel::WardenFloat => t(en, "Tài khoản thanh toán hộ của nhân viên", "A warden's float"),
+    }
+}
+
+fn session_receipt(r: &SessionReceipt, en: bool) -> Markup {
+    let status = if r.active {
+        t(en, "Lượt gửi đang có hiệu lực.", "The parking session is running.")
+    } else {
+        t(en, "Lượt gửi đã kết thúc.", "The parking session has ended.")
+    };
+    html! {
+        h1 { (t(en, "Biên lai gửi xe", "Parking receipt")) }
+        p class={ "status " (if r.active { "ok" } else { "warn" }) } { (status) }
+        dl class="slip" {
+            dt { (t(en, "Số biên lai", "Receipt number")) } dd class="number" { (r.number) }
+            dt { (t(en, "Đã trả", "Paid")) } dd class="amount" { (r.charged.display(en)) }
+            @if r.refunded.get() > 0 {
+                dt { (t(en, "Đã hoàn", "Refunded")) } dd { (r.refunded.display(en)) }
+            }
+            dt { (t(en, "Điểm đỗ", "Parking point")) }
+            dd { (r.point_code) @if let Some((name, street)) = &r.point_name { " · " (name) ", " (street) } }
+            dt { (t(en, "Bắt đầu", "Started")) } dd { (when(r.started_at)) }
+            dt { (t(en, "Trả đến", "Paid until")) } dd class="until" { (when(r.paid_until)) }
+            @if let Some(ended) = r.ended_at {
+                dt { (t(en, "Kết thúc", "Ended")) } dd { (when(ended)) }
+            }
+            dt { (t(en, "Số lượt", "Turns")) } dd { (r.turns) }
+            dt { (t(en, "Trả bằng", "Paid by")) } dd class="payment" { (channel_words(r.channel, en)) }
+            dt { (t(en, "Biển số", "Plate")) } dd class="plate" { (masked_plate(&r.plate)) }
+            dt { (t(en, "Giao dịch sổ cái", "Ledger transactions")) }
+            dd class="txn" {
+                @for (i, id) in r.transactions.iter().enumerate() { @if i > 0 { ", " } "#" (id) }
             }
         }
-    } else {
-        None
-    };
-    match found {
-        Some(r) => page(StatusCode::OK, &apps, en, &number, &code, slip(&r, en)),
-        None => page(StatusCode::NOT_FOUND, &apps, en, &number, &code, not_found(en)),
+        p class="note" {
+            (t(en, "Giờ Hà Nội. Biển số chỉ hiện 3 ký tự cuối.", "Hanoi time. Only the plate's last 3 characters are shown."))
+        }
     }
 }
 

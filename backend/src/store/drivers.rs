@@ -567,6 +567,8 @@ pub trait DriverStore: Send + Sync {
         &self,
         session_id: i64,
     ) -> StoreResult<Vec<(u32, Vnd, DateTime<Utc>, String, DateTime<Utc>)>>;
+    /// The ids of a session's ledger transactions (payments and refunds), oldest first.
+    async fn session_transactions(&self, session_id: i64) -> StoreResult<Vec<i64>>;
     /// Every active session.
     async fn active_sessions(&self) -> StoreResult<Vec<SessionRow>>;
     /// What the live state holds of every active session, by session id: the live-state

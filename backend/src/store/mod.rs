@@ -230,6 +230,9 @@ pub trait Store:
     async fn create_district(&self, code: &str, name: &str, now: DateTime<Utc>) -> StoreResult<District>;
     /// All districts, by code.
     async fn districts(&self) -> StoreResult<Vec<District>>;
+    /// A secret every node shares (`name`): `candidate` is stored if none is yet, and the
+    /// stored one is returned (the first node to start picks it).
+    async fn server_secret(&self, name: &str, candidate: &str, now: DateTime<Utc>) -> StoreResult<String>;
     /// Creates a street in a district.
     async fn create_street(&self, district_id: i64, name: &str, now: DateTime<Utc>) -> StoreResult<Street>;
     /// Streets of one district (or all), by name.

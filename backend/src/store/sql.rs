@@ -196,6 +196,28 @@ macro_rules! sql_store_impl {
                 Ok(row.into())
             }
 
+            async fn server_secret(
+                &self,
+                name: &str,
+                candidate: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<String> {
+                sqlx::query(
+                    "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(candidate)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+                sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
+                    .bind(name)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::store::map_sqlx)
+            }
+
             async fn districts(&self) -> $crate::store::StoreResult<Vec<$crate::store::District>> {
                 let rows: Vec<$crate::store::sql::DistrictRow> =
                     sqlx::query_as("SELECT id, code, name FROM districts ORDER BY code")

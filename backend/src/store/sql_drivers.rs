@@ -676,6 +676,14 @@ macro_rules! sql_driver_store_impl {
                     .collect())
             }
 
+            async fn session_transactions(&self, session_id: i64) -> $crate::store::StoreResult<Vec<i64>> {
+                sqlx::query_scalar("SELECT id FROM ledger_transactions WHERE session_id = $1 ORDER BY id")
+                    .bind(session_id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::store::map_sqlx)
+            }
+
             async fn active_sessions(&self) -> $crate::store::StoreResult<Vec<$crate::store::drivers::SessionRow>> {
                 let sql = sqlx::AssertSqlSafe(format!(
                     "{} WHERE s.status = 'active' ORDER BY s.id",

@@ -453,11 +453,32 @@ async function sessionScreen(id) {
       h("h2", {}, t("receipt")),
       (s.purchases || []).map((pu) => h("div", { class: "purchase" },
         h("p", {}, t("purchase", { at: hanoiTime(pu.at, true), amount: money(pu.amount), until: hanoiTime(pu.paid_until) })),
-        quoteLines(pu.lines)))),
+        quoteLines(pu.lines))),
+      offline ? null : receiptCheck(s.id)),
   );
   every(1000, () => { left.textContent = countdown(s); });
   if (s.status === "active") viewElement().append(changeSection(s));
   else if (!offline && s.amount_charged > s.amount_refunded) viewElement().append(disputeSection(s));
+}
+
+/** The receipt's number and check code, and its QR code: anyone can check it at /r/…. */
+function receiptCheck(id) {
+  const box = h("div", { id: "receipt-check", class: "receipt-check" });
+  (async () => {
+    try {
+      const r = await api("GET", `/v1/sessions/${id}/receipt`);
+      const url = new URL(r.public_path, location.origin).href;
+      const { qrSvg } = await import("./qr.js");
+      box.replaceChildren(
+        h("p", {}, t("receipt_number", { number: r.number }), h("br"), t("receipt_code", { code: r.code })),
+        qrSvg(url, t("receipt_qr")),
+        h("p", { class: "help" }, h("a", { href: url, id: "receipt-link" }, t("receipt_check"))));
+      box.dataset.url = url;
+    } catch {
+      // The receipt above stands; its check code shows when the server answers.
+    }
+  })();
+  return box;
 }
 
 /** A refund request about a session, for finance to decide (issue 7's rule). */

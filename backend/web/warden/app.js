@@ -11,7 +11,7 @@ import { current, errorBox, every, nextScreen, show } from "./screen.js";
 import { lang, number, setLang, t, tOr, translate } from "./i18n.js";
 import { formatPlate, normalise } from "./plate.js";
 import { all, clientId, get, put, remove } from "./queue.js";
-import qrcode from "./vendor/qrcode-generator/qrcode.mjs";
+import { qrSvg } from "./qr.js";
 
 const PILOT = { lat: 21.0245, lon: 105.8525 };
 const ROSTER_MS = 15000;
@@ -564,40 +564,6 @@ async function collectScreen(code, plateText, sessionId) {
 
 // ---- Slips ------------------------------------------------------------------------------
 
-/** The slip's QR code, drawn as SVG squares from the vendored generator. */
-function qrSvg(text) {
-  const qr = qrcode(0, "M");
-  qr.addData(text);
-  qr.make();
-  const n = qr.getModuleCount();
-  const quiet = 4;
-  const size = n + quiet * 2;
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("viewBox", `0 0 ${size} ${size}`);
-  svg.setAttribute("class", "qr");
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", t("qr_label"));
-  svg.setAttribute("shape-rendering", "crispEdges");
-  const bg = document.createElementNS(ns, "rect");
-  bg.setAttribute("width", String(size));
-  bg.setAttribute("height", String(size));
-  bg.setAttribute("fill", "#fff");
-  svg.append(bg);
-  for (let r = 0; r < n; r++) {
-    for (let c = 0; c < n; c++) {
-      if (!qr.isDark(r, c)) continue;
-      const m = document.createElementNS(ns, "rect");
-      m.setAttribute("x", String(c + quiet));
-      m.setAttribute("y", String(r + quiet));
-      m.setAttribute("width", "1");
-      m.setAttribute("height", "1");
-      svg.append(m);
-    }
-  }
-  return svg;
-}
-
 async function slipScreen(number) {
   const live = current();
   const kept = await get("done", "slip:" + number);
@@ -623,7 +589,7 @@ async function slipScreen(number) {
         h("dt", {}, t("paid_by")), h("dd", {}, t(r.payment === "float" ? "pay_float" : "pay_cash")),
         h("dt", {}, t("badge")), h("dd", {}, r.badge),
         h("dt", {}, t("code")), h("dd", { class: "code" }, r.verification_code)),
-      qrSvg(url),
+      qrSvg(url, t("qr_label")),
       h("p", { class: "help" }, t("slip_scan"))),
     h("button", { type: "button", id: "print", class: "no-print", onclick: () => window.print() }, t("print")),
   );

@@ -146,18 +146,22 @@ pub async fn extend_cash_session(
 }
 
 /// Checks a cash slip: the number and the code printed on it. No login needed; a wrong
-/// code answers exactly like an unknown number.
+/// code answers exactly like an unknown number; lookups are limited per client address
+/// (with the slips' pages, `/r/{number}`).
 #[utoipa::path(
     get, path = "/v1/receipts/{number}", tag = "wardens", params(("number" = String, Path, description = "Receipt number"), ReceiptQuery),
     responses(
         (status = 200, description = "The slip is genuine", body = ReceiptCheckView),
         (status = 404, description = "No such slip (or a wrong code)", body = ErrorBody),
+        (status = 429, description = "Too many lookups from this address", body = ErrorBody),
     )
 )]
 pub async fn get_receipt(
     State(app): State<AppState>,
+    axum::extract::ConnectInfo(super::super::conns::Peer(peer)): axum::extract::ConnectInfo<super::super::conns::Peer>,
     Path(number): Path<String>,
     Query(q): Query<ReceiptQuery>,
 ) -> Result<Json<ReceiptCheckView>, AppError> {
+    crate::app::receipts::count_lookup(&app, peer.ip()).await?;
     Ok(Json(check_receipt(&app, &number, &q.code).await?))
 }
