@@ -74,6 +74,10 @@ enum Command {
         /// with DATABASE_URL, no Web Push unless it is set (every node needs the same key).
         #[arg(long, env = "IPARKING_VAPID_PRIVATE_KEY", hide_env_values = true)]
         vapid_private_key: Option<String>,
+        /// More push services a browser's subscription may name, besides FCM, Mozilla's,
+        /// Apple's and Windows' (comma-separated hosts; their subdomains too).
+        #[arg(long, env = "IPARKING_PUSH_HOSTS", value_delimiter = ',')]
+        push_hosts: Vec<String>,
         /// The operator's contact given to push services with each message.
         #[arg(long, env = "IPARKING_VAPID_SUBJECT", default_value = "mailto:ops@iparking.invalid")]
         vapid_subject: String,
@@ -257,6 +261,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sms_gateways,
             push_webhook,
             vapid_private_key,
+            push_hosts,
             vapid_subject,
             stripe_secret_key,
             stripe_webhook_secret,
@@ -347,7 +352,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             .transpose()
             .map_err(|e| anyhow::anyhow!(e))?
-            .map(Arc::new);
+            .map(|p| Arc::new(p.with_hosts(&push_hosts)));
             let gateways = iparking::Gateways { sms, push, web_push, payments, stripe_webhook_secret };
             let app = App::with_gateways(store, live, Arc::new(SystemClock), settings, gateways).await?;
             let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;

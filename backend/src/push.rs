@@ -72,7 +72,14 @@ pub struct WebPush {
     subject: String,
     http: reqwest::Client,
     allow_http: bool,
+    hosts: Vec<String>,
 }
+
+/// The browsers' push services a subscription may name (Chrome and Edge's FCM, Firefox's
+/// autopush, Safari's, Windows'): the server posts only there, never to an address a client
+/// makes up (`IPARKING_PUSH_HOSTS` adds more).
+pub const PUSH_SERVICES: &[&str] =
+    &["fcm.googleapis.com", "push.services.mozilla.com", "push.apple.com", "notify.windows.com"];
 
 impl std::fmt::Debug for WebPush {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -102,6 +109,7 @@ impl WebPush {
             subject: subject.to_owned(),
             http,
             allow_http: false,
+            hosts: PUSH_SERVICES.iter().map(|h| (*h).to_owned()).collect(),
         })
     }
 
@@ -122,6 +130,12 @@ impl WebPush {
         }
     }
 
+    /// Also accepts endpoints on these hosts (and their subdomains): another push service.
+    pub fn with_hosts(mut self, extra: &[String]) -> Self {
+        self.hosts.extend(extra.iter().map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()));
+        self
+    }
+
     /// Accepts `http://` endpoints on loopback (tests and local push services only).
     pub fn allow_loopback_http(mut self) -> Self {
         self.allow_http = true;
@@ -135,7 +149,7 @@ impl WebPush {
 
     /// Checks a subscription the app sends before it is stored.
     pub fn check_subscription(&self, endpoint: &str, p256dh: &str, auth: &str) -> Result<(), SubscriptionError> {
-        check_endpoint(endpoint, self.allow_http)?;
+        check_endpoint(endpoint, self.allow_http, &self.hosts)?;
         let ua = B64.decode(p256dh).map_err(|_| SubscriptionError::Keys("p256dh is not base64url".into()))?;
         p256::PublicKey::from_sec1_bytes(&ua)
             .map_err(|_| SubscriptionError::Keys("p256dh is not a P-256 public key".into()))?;
@@ -176,7 +190,7 @@ impl WebPush {
     }
 
     fn request(&self, sub: &Subscription, payload: &[u8], ttl_secs: u64) -> Result<PushRequest, String> {
-        check_endpoint(&sub.endpoint, self.allow_http).map_err(|e| e.to_string())?;
+        check_endpoint(&sub.endpoint, self.allow_http, &self.hosts).map_err(|e| e.to_string())?;
         let ua = B64.decode(&sub.p256dh).map_err(|_| "p256dh is not base64url")?;
         let ua = p256::PublicKey::from_sec1_bytes(&ua).map_err(|_| "p256dh is not a P-256 key")?;
         let auth = B64.decode(&sub.auth).map_err(|_| "auth is not base64url")?;
@@ -235,7 +249,7 @@ fn origin_of(url: &str) -> Option<String> {
     Some(format!("{scheme}://{authority}"))
 }
 
-fn check_endpoint(endpoint: &str, allow_http: bool) -> Result<(), SubscriptionError> {
+fn check_endpoint(endpoint: &str, allow_http: bool, hosts: &[String]) -> Result<(), SubscriptionError> {
     let bad = |why: &str| Err(SubscriptionError::Endpoint(why.to_owned()));
     if endpoint.len() > MAX_ENDPOINT_LEN {
         return bad("too long");
@@ -245,9 +259,17 @@ fn check_endpoint(endpoint: &str, allow_http: bool) -> Result<(), SubscriptionEr
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
         return bad("user info is not allowed");
     }
+    let loopback = host == "127.0.0.1" || host == "localhost" || host == "[::1]";
     match uri.scheme_str() {
-        Some("https") => Ok(()),
-        Some("http") if allow_http && (host == "127.0.0.1" || host == "localhost" || host == "[::1]") => Ok(()),
+        Some("http" | "https") if allow_http && loopback => Ok(()),
+        Some("https") => {
+            let host = host.to_ascii_lowercase();
+            if hosts.iter().any(|h| host == *h || host.ends_with(&format!(".{h}"))) {
+                Ok(())
+            } else {
+                bad("not a known push service")
+            }
+        }
         _ => bad("an https URL is needed"),
     }
 }
@@ -257,14 +279,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoints_are_https_unless_loopback_is_allowed() {
-        assert!(check_endpoint("https://fcm.googleapis.com/fcm/send/abc", false).is_ok());
-        assert!(check_endpoint("http://127.0.0.1:9/push", false).is_err());
-        assert!(check_endpoint("http://127.0.0.1:9/push", true).is_ok());
-        assert!(check_endpoint("http://10.0.0.1/push", true).is_err());
-        assert!(check_endpoint("https://user:pw@push.example/x", false).is_err());
-        assert!(check_endpoint("ftp://push.example/x", false).is_err());
-        assert!(check_endpoint(&format!("https://p.example/{}", "a".repeat(MAX_ENDPOINT_LEN)), false).is_err());
+    fn endpoints_are_known_push_services_over_https() {
+        let known: Vec<String> = PUSH_SERVICES.iter().map(|h| (*h).to_owned()).collect();
+        let check = |e: &str, http: bool| check_endpoint(e, http, &known);
+        assert!(check("https://fcm.googleapis.com/fcm/send/abc", false).is_ok());
+        assert!(check("https://updates.push.services.mozilla.com/wpush/v2/abc", false).is_ok());
+        assert!(check("https://web.push.apple.com/abc", false).is_ok());
+        // Not a push service: the server would post wherever a client said (internal hosts).
+        assert!(check("https://10.0.0.1/push", false).is_err());
+        assert!(check("https://intranet.example/admin", false).is_err());
+        assert!(check("https://fcm.googleapis.com.evil.example/x", false).is_err());
+        assert!(check("http://127.0.0.1:9/push", false).is_err());
+        assert!(check("http://127.0.0.1:9/push", true).is_ok());
+        assert!(check("http://10.0.0.1/push", true).is_err());
+        assert!(check("https://user:pw@fcm.googleapis.com/x", false).is_err());
+        assert!(check("ftp://fcm.googleapis.com/x", false).is_err());
+        assert!(check(&format!("https://fcm.googleapis.com/{}", "a".repeat(MAX_ENDPOINT_LEN)), false).is_err());
+        let more = [known, vec!["push.example".to_owned()]].concat();
+        assert!(check_endpoint("https://a.push.example/x", false, &more).is_ok());
         assert_eq!(origin_of("https://push.example:8443/a/b?c").as_deref(), Some("https://push.example:8443"));
     }
 

@@ -295,7 +295,7 @@ pub struct ReceiptCheckView {
     pub amount: i64,
     /// Turns.
     pub turns: u32,
-    /// Plate.
+    /// Plate, all but its last 3 characters hidden (`•••••345`).
     pub plate: String,
     /// Point code.
     pub point_code: String,

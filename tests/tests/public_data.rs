@@ -88,6 +88,10 @@ matrix!(the_public_page_adds_up_the_ledger_with_no_personal_data, |t| {
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_group")), "{body}");
     let (status, _) = raw(reqwest::Client::new().get(t.url("/public/revenue.json?month=2026-13"))).await;
     assert_eq!(status, 400);
+    // A street's takings by channel would show one warden's day: not published.
+    let (status, body) =
+        raw(reqwest::Client::new().get(t.url("/public/revenue.json?group_by=street,channel,day"))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_group")), "{body}");
 
     // Accessible on a phone.
     let b = Browser::launch().await.expect("headless Chromium (scripts/test installs it)");

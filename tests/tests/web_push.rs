@@ -218,16 +218,18 @@ async fn subscriptions_are_checked_and_private() {
     let post = |d: &Client, body: Value| {
         reqwest::Client::new().post(t.url("/v1/me/push-subscriptions")).bearer_auth(d.token().unwrap()).json(&body)
     };
-    let good = serde_json::to_value(browser.subscription("https://push.example/abc", "vi")).unwrap();
+    let good = serde_json::to_value(browser.subscription("https://fcm.googleapis.com/fcm/send/abc", "vi")).unwrap();
     let with = |field: &str, value: Value| {
         let mut v = good.clone();
         v[field] = value;
         v
     };
     for (body, code) in [
-        (with("endpoint", "http://push.example/abc".into()), "invalid_push_endpoint"),
+        (with("endpoint", "http://fcm.googleapis.com/fcm/send/abc".into()), "invalid_push_endpoint"),
+        // Only the browsers' push services: never an address the client makes up.
+        (with("endpoint", "https://intranet.example/admin".into()), "invalid_push_endpoint"),
         (with("endpoint", "http://10.1.2.3/abc".into()), "invalid_push_endpoint"),
-        (with("endpoint", format!("https://push.example/{}", "a".repeat(1000)).into()), "invalid_push_endpoint"),
+        (with("endpoint", format!("https://fcm.googleapis.com/{}", "a".repeat(1000)).into()), "invalid_push_endpoint"),
         (
             with("keys", serde_json::json!({"p256dh": B64.encode([4u8; 65]), "auth": B64.encode([1u8; 16])})),
             "invalid_push_keys",
@@ -245,7 +247,7 @@ async fn subscriptions_are_checked_and_private() {
     let anonymous = raw(reqwest::Client::new().post(t.url("/v1/me/push-subscriptions")).json(&good)).await;
     assert_eq!(anonymous.0, 401);
 
-    let sub = a.subscribe_push(&browser.subscription("https://push.example/abc", "vi")).await.unwrap();
+    let sub = a.subscribe_push(&browser.subscription("https://fcm.googleapis.com/fcm/send/abc", "vi")).await.unwrap();
     let other = raw(reqwest::Client::new()
         .delete(t.url(&format!("/v1/me/push-subscriptions/{}", sub.id)))
         .bearer_auth(b.token().unwrap()))
@@ -253,7 +255,7 @@ async fn subscriptions_are_checked_and_private() {
     assert_error(&other, 404, "push_subscription_not_found");
     assert_eq!(a.push_subscriptions().await.unwrap().len(), 1, "another driver cannot remove it");
     // The same browser, now logged in as b, takes the subscription over.
-    b.subscribe_push(&browser.subscription("https://push.example/abc", "en")).await.unwrap();
+    b.subscribe_push(&browser.subscription("https://fcm.googleapis.com/fcm/send/abc", "en")).await.unwrap();
     assert!(a.push_subscriptions().await.unwrap().is_empty());
     let taken = b.push_subscriptions().await.unwrap();
     assert_eq!(taken.len(), 1);
@@ -271,7 +273,7 @@ async fn logging_out_everywhere_ends_every_session_of_the_driver() {
     let phone = t.driver("0912000790").await;
     let laptop = t.driver("0912000790").await;
     let someone_else = t.driver("0912000791").await;
-    phone.subscribe_push(&Browser::new().subscription("https://push.example/p", "vi")).await.unwrap();
+    phone.subscribe_push(&Browser::new().subscription("https://fcm.googleapis.com/fcm/send/p", "vi")).await.unwrap();
     assert!(laptop.wallet().await.is_ok());
     let out = phone.logout_everywhere().await.unwrap();
     assert_eq!(out.tokens_revoked, 2);

@@ -107,10 +107,18 @@ pub async fn remind(app: &App, s: &SessionRow, phone: &Phone, until: &str) -> Re
     let by_sms = s.channel == SessionChannel::Sms;
     if let (Some(push), Some(driver_id), false) = (&app.web_push, s.driver_id, by_sms) {
         let subs = app.store.push_subscriptions(driver_id).await.map_err(|e| e.to_string())?;
+        // Every browser at once: a slow push service does not hold up the others.
+        let mut sends = tokio::task::JoinSet::new();
+        for sub in subs {
+            let (push, payload) = (push.clone(), push_payload(s, until, &sub.lang));
+            sends.spawn(async move {
+                let delivery = push.send(&sub, payload.as_bytes(), REMINDER_TTL_SECS).await;
+                (sub, delivery)
+            });
+        }
         let mut accepted = 0;
-        for sub in &subs {
-            let payload = push_payload(s, until, &sub.lang);
-            match push.send(sub, payload.as_bytes(), REMINDER_TTL_SECS).await {
+        while let Some(Ok((sub, delivery))) = sends.join_next().await {
+            match delivery {
                 Delivery::Accepted => accepted += 1,
                 Delivery::Gone => {
                     tracing::info!(subscription.id = sub.id, "push subscription gone: forgotten");

@@ -12,6 +12,12 @@ pub const SESSION_PREFIX: &str = "IP-";
 /// Letters and digits that cannot be misread on paper (no I, O, 0 or 1).
 const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 
+/// A plate as receipts show it to whoever holds one: all but its last 3 characters hidden.
+pub fn masked_plate(plate: &str) -> String {
+    let n = plate.chars().count();
+    plate.chars().enumerate().map(|(i, c)| if i + 3 < n { '•' } else { c }).collect()
+}
+
 /// The receipt number of session `id`.
 pub fn session_number(id: i64) -> String {
     format!("{SESSION_PREFIX}{id:08}")

@@ -32,11 +32,7 @@ pub struct SlipQuery {
     lang: Option<String>,
 }
 
-/// A plate as the public page shows it: all but its last 3 characters hidden.
-pub fn masked_plate(plate: &str) -> String {
-    let n = plate.chars().count();
-    plate.chars().enumerate().map(|(i, c)| if i + 3 < n { '•' } else { c }).collect()
-}
+pub use crate::domain::receipt::masked_plate;
 
 fn when(t: chrono::DateTime<chrono::Utc>) -> String {
     t.with_timezone(&LOCAL_TZ).format("%H:%M %d/%m/%Y").to_string()

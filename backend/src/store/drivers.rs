@@ -347,7 +347,7 @@ pub struct LedgerReport {
     pub unbalanced_transactions: Vec<i64>,
     /// Accounts whose balance differs from the sum of their postings: (id, balance, sum).
     pub balance_mismatches: Vec<(i64, i64, i64)>,
-    /// Wallets below zero.
+    /// Wallets (and wardens' floats) below zero.
     pub negative_wallets: Vec<i64>,
     /// Point revenue in the ledger, and charged minus refunded over all sessions.
     pub revenue_vs_sessions: (i64, i64),

@@ -938,7 +938,7 @@ macro_rules! sql_driver_store_impl {
                 .map_err($crate::store::map_sqlx)?;
                 let balance_mismatches = balance_mismatches(&self.pool).await?;
                 let negative_wallets: Vec<i64> =
-                    sqlx::query_scalar("SELECT id FROM accounts WHERE kind = 'wallet' AND balance < 0")
+                    sqlx::query_scalar("SELECT id FROM accounts WHERE kind IN ('wallet', 'warden_float') AND balance < 0")
                         .fetch_all(&self.pool)
                         .await
                         .map_err($crate::store::map_sqlx)?;

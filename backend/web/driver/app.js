@@ -35,7 +35,8 @@ function moneyAction(button, statusEl, call) {
       await call(key);
       key = null;
     } catch (err) {
-      if (err instanceof ApiError && err.status !== 0 && err.status < 500) key = null;
+      // A refusal is final for this key; an answer still being made keeps it.
+      if (err instanceof ApiError && err.status !== 0 && err.status < 500 && err.code !== "idempotency_in_progress") key = null;
       statusEl.replaceChildren(moneyError(err));
     } finally {
       button.disabled = false;
@@ -360,7 +361,7 @@ async function pointScreen(code) {
       location.hash = "#/sessions/" + s.id;
     } catch (err) {
       // A refusal is final for this key; a lost answer keeps it, so a retry is the same start.
-      if (err instanceof ApiError && err.status !== 0 && err.status < 500) startKey = null;
+      if (err instanceof ApiError && err.status !== 0 && err.status < 500 && err.code !== "idempotency_in_progress") startKey = null;
       startStatus.replaceChildren(moneyError(err));
       if (err.code === "point_full" && err.details && Array.isArray(err.details.alternatives)) {
         startStatus.append(h("ul", { class: "points", id: "alternatives", "aria-label": t("alternatives") },

@@ -2,7 +2,7 @@
 // service with the server's VAPID key, and the subscription goes to the API. The service
 // worker shows the reminder. Without push (browser, refusal, or server), reminders come by SMS.
 import { api, ApiError } from "./api.js";
-import { lang } from "./i18n.js";
+import { lang, t } from "./i18n.js";
 
 const KEY = "iparking.push";
 
@@ -35,7 +35,7 @@ export async function enablePush() {
     try {
       sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(publicKey) });
     } catch {
-      throw new ApiError(0, "push_unavailable", null);
+      throw new ApiError(0, "push_unavailable", t("reminders_failed"));
     }
   }
   const saved = await api("POST", "/v1/me/push-subscriptions", { ...sub.toJSON(), lang: lang() });

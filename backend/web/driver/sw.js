@@ -52,8 +52,11 @@ self.addEventListener("notificationclick", (event) => {
   event.notification.close();
   const url = new URL((event.notification.data && event.notification.data.url) || "/", self.location.origin).href;
   event.waitUntil(self.clients.matchAll({ type: "window", includeUncontrolled: true }).then((wins) => {
+    // Only a window of this app (not /warden/ or /finance) can be sent to the session.
     for (const w of wins) {
-      if (new URL(w.url).origin === self.location.origin) return w.navigate(url).then((c) => (c || w).focus());
+      const at = new URL(w.url);
+      const ours = at.origin === self.location.origin && !/^\/(warden|finance|public|r)(\/|$)/.test(at.pathname);
+      if (ours) return w.navigate(url).then((c) => (c || w).focus()).catch(() => self.clients.openWindow(url));
     }
     return self.clients.openWindow(url);
   }));

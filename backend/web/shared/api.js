@@ -36,12 +36,13 @@ export async function api(method, path, body, { key, form } = {}) {
   if (body !== undefined && !form) headers["Content-Type"] = "application/json";
   if (key) headers["Idempotency-Key"] = key;
   // The browser knows it is offline: nothing is sent (and nothing is queued).
-  if (navigator.onLine === false) throw new ApiError(0, "network", t("error_network"));
+  if (navigator.onLine === false) throw new ApiError(0, "network", t("error_network"), { sent: false });
   let res;
   try {
     res = await fetch(path, { method, headers, body: body === undefined ? undefined : form ? body : JSON.stringify(body) });
   } catch {
-    throw new ApiError(0, "network", t("error_network"));
+    // The request may or may not have reached the server: a retry must reuse its key.
+    throw new ApiError(0, "network", t("error_network"), { sent: true });
   }
   const text = await res.text();
   let json = null;

@@ -62,42 +62,121 @@ function deviceName() {
 
 // ---- The queue --------------------------------------------------------------------------
 
+/** This warden's staff id: the queue holds each warden's own actions. */
+function staffId() {
+  const m = me();
+  return m ? m.staff_id : null;
+}
+
+async function mine(store) {
+  const id = staffId();
+  return (await all(store)).filter((a) => a.staff_id === id);
+}
+
 async function refreshBadge() {
-  const waiting = (await all("queue")).length;
+  const waiting = (await mine("queue")).length + (await mine("pending")).length;
   const badge = document.getElementById("queue");
   document.getElementById("queue-count").textContent = String(waiting);
   badge.hidden = waiting === 0;
   badge.title = t("queued_count", { n: waiting });
 }
 
-/** Queues an action for /v1/warden/sync: kept on the device until the server answers it. */
-async function enqueue(kind, payload, extra = {}) {
-  const action = { id: clientId(), device_time: new Date().toISOString(), kind, payload, ...extra };
+/**
+ * Queues an action for /v1/warden/sync: kept on the device until the server answers it. Its
+ * id is the attempt's own (never sent online), so the server applies it once.
+ */
+async function enqueue(id, kind, payload, extra = {}) {
+  const action = { id, staff_id: staffId(), device_time: new Date().toISOString(), kind, payload, ...extra };
   await put("queue", action);
   await refreshBadge();
   return action;
 }
 
-let syncing = false;
+/**
+ * An online call whose answer was lost (it may have been applied): kept, and sent again with
+ * the same Idempotency-Key when the network returns, so it is applied once.
+ */
+async function keepPending(key, call, extra = {}) {
+  await put("pending", { id: key, staff_id: staffId(), device_time: new Date().toISOString(), ...call, ...extra });
+  await refreshBadge();
+}
 
-/** Sends the queue (oldest first, 20 at a time); each answered action leaves the queue. */
+/** What a money call's network failure means: queued for sync, or to be resent as it was. */
+async function lostOrQueued(err, key, queued, pending) {
+  if (err.details && err.details.sent === false) {
+    await queued();
+    return "queued";
+  }
+  await pending();
+  return "pending";
+}
+
+let syncing = false;
+/** Most bytes of actions per sync request (photos travel in base64). */
+const SYNC_BYTES = 4 * 1024 * 1024;
+
+async function recordDone(a, status, fields) {
+  await put("done", {
+    id: a.id, kind: a.kind, device_time: a.device_time, status, flags: [], error: null, result: null,
+    summary: a.summary || null, ...fields,
+  });
+}
+
+/** Resends the lost online calls, then sends the queue in batches of at most SYNC_BYTES. */
 async function syncNow() {
-  if (syncing || !token()) return;
+  if (syncing || !token() || staffId() === null) return;
   syncing = true;
   try {
+    for (const p of (await mine("pending")).sort((a, b) => a.device_time.localeCompare(b.device_time))) {
+      let body = p.body;
+      if (p.form) {
+        body = new FormData();
+        for (const [k, v] of p.form.fields) body.append(k, v);
+        p.form.photos.forEach((ph, i) => body.append("photo", base64Blob(ph.data, ph.type), `photo-${i + 1}`));
+      }
+      try {
+        const answer = await api(p.method, p.path, body, { key: p.id, form: Boolean(p.form) });
+        if (answer && answer.receipt) await keepSlip(answer.receipt);
+        if (answer && answer.number && answer.verification_code && !answer.receipt) {
+          await put("done", { id: "citation:" + answer.number, kind: "citation", citation: answer });
+        }
+        await recordDone(p, "applied", { result: answer });
+      } catch (err) {
+        if (offlineError(err)) return;
+        if (err instanceof ApiError && err.code === "idempotency_in_progress") continue;
+        await recordDone(p, "rejected", { error: err.message || t("error_unknown") });
+      }
+      await remove("pending", p.id);
+    }
     for (;;) {
-      const waiting = (await all("queue")).sort((a, b) => a.device_time.localeCompare(b.device_time)).slice(0, 20);
+      const waiting = (await mine("queue")).sort((a, b) => a.device_time.localeCompare(b.device_time));
       if (!waiting.length) break;
-      const answer = await api("POST", "/v1/warden/sync", {
-        actions: waiting.map((a) => ({ id: a.id, device_time: a.device_time, kind: a.kind, payload: a.payload })),
-      });
-      for (const r of answer.results) {
-        const a = waiting.find((w) => w.id === r.id);
-        if (!a) continue;
-        await put("done", {
-          id: a.id, kind: a.kind, device_time: a.device_time, status: r.status, flags: r.flags || [],
-          error: r.error ? r.error.message : null, result: r.result || null, summary: a.summary || null,
+      const batch = [];
+      let bytes = 0;
+      for (const a of waiting.slice(0, 20)) {
+        const size = JSON.stringify(a.payload).length;
+        if (batch.length && bytes + size > SYNC_BYTES) break;
+        batch.push(a);
+        bytes += size;
+      }
+      let answer;
+      try {
+        answer = await api("POST", "/v1/warden/sync", {
+          actions: batch.map((a) => ({ id: a.id, device_time: a.device_time, kind: a.kind, payload: a.payload })),
         });
+      } catch (err) {
+        if (offlineError(err) || !(err instanceof ApiError) || err.status === 401 || err.status >= 500) throw err;
+        // The server refused the batch for one action: that one is rejected, the rest go on.
+        const at = err.details && Number.isInteger(err.details.index) ? err.details.index : 0;
+        const bad = batch[Math.min(at, batch.length - 1)];
+        await recordDone(bad, "rejected", { error: err.message });
+        await remove("queue", bad.id);
+        continue;
+      }
+      for (const r of answer.results) {
+        const a = batch.find((w) => w.id === r.id);
+        if (!a) continue;
+        await recordDone(a, r.status, { flags: r.flags || [], error: r.error ? r.error.message : null, result: r.result || null });
         if ((a.kind === "cash_session" || a.kind === "cash_extension") && r.result && r.result.receipt) await keepSlip(r.result.receipt);
         await remove("queue", a.id);
       }
@@ -108,6 +187,11 @@ async function syncNow() {
     syncing = false;
     await refreshBadge();
   }
+}
+
+function base64Blob(data, type) {
+  const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+  return new Blob([bytes], { type });
 }
 
 async function keepSlip(receipt) {
@@ -232,8 +316,18 @@ async function homeScreen() {
       h("h3", {}, t("nearest")), near),
     h("p", {}, h("a", { href: "#/history" }, t("history_title"))),
     status,
+    h("p", { id: "logout-waiting", class: "warn", hidden: true }),
     h("button", { type: "button", id: "logout", class: "secondary", onclick: logout }, t("log_out")),
   );
+  // What waits belongs to this warden: it is sent when they log in again on this handheld.
+  Promise.all([mine("queue"), mine("pending")]).then(([q, p]) => {
+    const n = q.length + p.length;
+    const note = document.getElementById("logout-waiting");
+    if (note && n > 0) {
+      note.textContent = t("logout_waiting", { n });
+      note.hidden = false;
+    }
+  });
   nearest(near).catch(() => near.replaceChildren(h("li", { class: "help" }, t("nearest_offline"))));
   syncNow();
 }
@@ -326,6 +420,7 @@ async function logout() {
   setToken(null);
   localStorage.removeItem(ME);
   localStorage.removeItem(SHIFT);
+  localStorage.removeItem(FLOAT);
   location.hash = "#/login";
   route();
 }
@@ -416,7 +511,7 @@ async function pointScreen(code) {
       // Offline: the last roster answers, marked as such; the check is queued for the trace.
       const v = saved.roster.vehicles.find((x) => x.plate === p);
       const offline = { plate: p, point_code: code, verdict: v ? verdictOf(v) : "unpaid", paid_until: v ? v.paid_until : null, near_misses: [], offline_roster_at: saved.at };
-      await enqueue("check", { plate: p, point: code }, { summary: { plate: p, point: code } });
+      await enqueue(clientId(), "check", { plate: p, point: code }, { summary: { plate: p, point: code } });
       verdictBox.replaceChildren(verdictCard(code, offline, true));
     }
   };
@@ -532,26 +627,35 @@ async function collectScreen(code, plateText, sessionId) {
     const body = extending
       ? { turns: Number(turns.value), payment: payment.value }
       : { point_code: code, plate, vehicle_class: vclass.value, turns: Number(turns.value), payment: payment.value };
-    key = key || newKey();
+    // One attempt, one key (a UUID): a retry, or the same payment queued, reuses it.
+    key = key || clientId();
+    const path = extending ? `/v1/warden/sessions/${sessionId}/extend` : "/v1/warden/sessions";
     try {
-      const paid = extending
-        ? await api("POST", `/v1/warden/sessions/${sessionId}/extend`, body, { key })
-        : await api("POST", "/v1/warden/sessions", body, { key });
+      const paid = await api("POST", path, body, { key });
       key = null;
       await keepSlip(paid.receipt);
       location.hash = "#/slip/" + encodeURIComponent(paid.receipt.number);
     } catch (err) {
       if (offlineError(err)) {
-        // Never lost: queued with its own client id, sent when the network returns.
-        const a = extending
-          ? await enqueue("cash_extension", { session_id: Number(sessionId), ...body }, { summary: { plate, point: code, turns: body.turns } })
-          : await enqueue("cash_session", body, { summary: { plate, point: code, amount: quoted ? quoted.total : null, turns: body.turns } });
+        // Never lost, never twice: with no network it is queued under this attempt's id; if
+        // the answer was lost on the way, the same call is sent again with the same key.
+        const summary = { plate, point: code, amount: quoted ? quoted.total : null, turns: body.turns };
+        const how = await lostOrQueued(err, key,
+          () => (extending
+            ? enqueue(key, "cash_extension", { session_id: Number(sessionId), ...body }, { summary })
+            : enqueue(key, "cash_session", body, { summary })),
+          () => keepPending(key, { method: "POST", path, body, kind: extending ? "cash_extension" : "cash_session" }, { summary }));
+        const id = key.slice(0, 8);
         key = null;
-        status.replaceChildren(h("p", { class: "warn", role: "status", id: "queued-note" }, t("collect_queued", { id: a.id.slice(0, 8) })));
-      } else {
-        if (err instanceof ApiError && err.status < 500) key = null;
-        status.replaceChildren(errorBox(err));
+        // This payment is taken: the form is done (a second tap would be a second payment).
+        form.replaceChildren(h("p", { class: "warn", role: "status", id: "queued-note" },
+          t(how === "queued" ? "collect_queued" : "collect_pending", { id })),
+        h("p", {}, h("a", { href: "#/point/" + code }, "← " + t("point_title", { code }))));
+        return;
       }
+      // A refusal is final for this key; an answer still being made keeps it.
+      if (err instanceof ApiError && err.status < 500 && err.code !== "idempotency_in_progress") key = null;
+      status.replaceChildren(errorBox(err));
     } finally {
       confirm.disabled = false;
     }
@@ -665,7 +769,7 @@ function violationScreen(code, plateText) {
       fd.append("lon", String(where.longitude));
     }
     blobs.forEach((b, i) => fd.append("photo", b, `photo-${i + 1}.${b.type === "image/png" ? "png" : "jpg"}`));
-    key = key || newKey();
+    key = key || clientId();
     try {
       const v = await api("POST", "/v1/warden/violations", fd, { key, form: true });
       key = null;
@@ -678,18 +782,28 @@ function violationScreen(code, plateText) {
         h("p", {}, h("a", { href: "#/point/" + code }, "← " + t("point_title", { code }))));
     } catch (err) {
       if (offlineError(err)) {
+        const encoded = await Promise.all(blobs.map(base64Of));
+        const summary = { plate, point: code, kind: reason.value, photos: blobs.length };
         const payload = {
           plate, point: code, kind: reason.value, note: note.value.trim(),
           lat: where ? where.latitude : null, lon: where ? where.longitude : null,
-          photos: await Promise.all(blobs.map(base64Of)),
+          photos: encoded,
         };
-        await enqueue("violation", payload, { summary: { plate, point: code, kind: reason.value, photos: blobs.length } });
+        const fields = [...fd.entries()].filter(([k]) => k !== "photo").map(([k, v]) => [k, String(v)]);
+        const how = await lostOrQueued(err, key,
+          () => enqueue(key, "violation", payload, { summary }),
+          () => keepPending(key, {
+            method: "POST", path: "/v1/warden/violations", kind: "violation",
+            form: { fields, photos: encoded.map((data, i) => ({ data, type: blobs[i].type || "image/jpeg" })) },
+          }, { summary }));
         key = null;
-        status.replaceChildren(h("p", { class: "warn", role: "status", id: "queued-note" }, t("violation_queued")));
-      } else {
-        if (err instanceof ApiError && err.status < 500) key = null;
-        status.replaceChildren(errorBox(err));
+        form.replaceChildren(h("p", { class: "warn", role: "status", id: "queued-note" },
+          t(how === "queued" ? "violation_queued" : "violation_pending")),
+        h("p", {}, h("a", { href: "#/point/" + code }, "← " + t("point_title", { code }))));
+        return;
       }
+      if (err instanceof ApiError && err.status < 500 && err.code !== "idempotency_in_progress") key = null;
+      status.replaceChildren(errorBox(err));
     } finally {
       submit.disabled = false;
     }
@@ -703,7 +817,7 @@ function violationScreen(code, plateText) {
 async function historyScreen() {
   const live = current();
   show(h("p", {}, t("loading")));
-  const waiting = (await all("queue")).sort((a, b) => b.device_time.localeCompare(a.device_time));
+  const waiting = [...await mine("queue"), ...await mine("pending")].sort((a, b) => b.device_time.localeCompare(a.device_time));
   const done = (await all("done")).filter((d) => d.status);
   let hist = null;
   let problem = null;

@@ -1,7 +1,8 @@
 // The handheld's own store (IndexedDB): actions waiting to be sent (each with its client id,
-// so the server applies it exactly once however often it is sent), the last roster of each
-// chosen point, and the slips and citations made on this handheld. It outlives a closed app
-// and a restarted phone.
+// so the server applies it exactly once however often it is sent), online calls whose answer
+// was lost (resent with the same Idempotency-Key), the last roster of each chosen point, and
+// the slips and citations made on this handheld. Every action records the warden it belongs
+// to. It outlives a closed app and a restarted phone.
 
 const DB = "iparking-warden";
 let opening = null;
@@ -9,12 +10,14 @@ let opening = null;
 function open() {
   if (!opening) {
     opening = new Promise((resolve, reject) => {
-      const req = indexedDB.open(DB, 1);
+      const req = indexedDB.open(DB, 2);
       req.onupgradeneeded = () => {
         const db = req.result;
-        db.createObjectStore("queue", { keyPath: "id" });
-        db.createObjectStore("rosters", { keyPath: "point_code" });
-        db.createObjectStore("done", { keyPath: "id" });
+        // queue: actions for /v1/warden/sync; pending: online calls whose answer was lost,
+        // resent with the same Idempotency-Key; rosters; done: answered actions and slips.
+        for (const [name, keyPath] of [["queue", "id"], ["pending", "id"], ["rosters", "point_code"], ["done", "id"]]) {
+          if (!db.objectStoreNames.contains(name)) db.createObjectStore(name, { keyPath });
+        }
       };
       req.onsuccess = () => resolve(req.result);
       req.onerror = () => reject(req.error);

@@ -358,7 +358,8 @@ pub async fn check_receipt(app: &App, number: &str, code: &str) -> Result<Receip
         status: if r.applied { ReceiptStatus::Applied } else { ReceiptStatus::Unapplied },
         amount: r.amount.get(),
         turns: r.turns,
-        plate: r.plate.as_str().to_owned(),
+        // Masked as on the slip's public page: whoever holds a slip learns no more than it says.
+        plate: crate::domain::receipt::masked_plate(r.plate.as_str()),
         point_code: r.point_code.clone(),
         point_name: r.point_name.clone(),
         paid_until: r.paid_until,

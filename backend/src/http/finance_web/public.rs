@@ -237,7 +237,16 @@ async fn download(app: &App, ctx: &Ctx) -> Result<(Month, RevenueReport), AppErr
     let q: DownloadQuery = ctx.query()?;
     let month = month_param(app, q.month.as_deref())?;
     let group_by = q.group_by.unwrap_or_else(|| "district".to_owned());
-    for g in group_by.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+    let dims: Vec<&str> = group_by.split(',').map(str::trim).filter(|g| !g.is_empty()).collect();
+    if dims.contains(&"street") && dims.contains(&"channel") {
+        // A street's takings per channel (per day) would show what one warden collected.
+        return Err(AppError::unprocessable(
+            "invalid_group",
+            "Trang công khai không chia tuyến phố theo kênh thanh toán.",
+            "The public figures do not split a street by payment channel.",
+        ));
+    }
+    for g in dims {
         if !PUBLIC_DIMS.contains(&g) {
             return Err(AppError::bad_request(
                 "invalid_group",
