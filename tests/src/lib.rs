@@ -486,3 +486,31 @@ pub fn assert_error(answer: &(u16, serde_json::Value), status: u16, code: &str) 
     assert!(!msg.is_empty(), "error without a message: {}", answer.1);
     assert_eq!(answer.1.as_object().map(|o| o.len()), Some(1), "extra top-level fields: {}", answer.1);
 }
+
+/// A tiny PNG (1×1 RGB: signature, IHDR, IEND), `seed` appended so photos differ.
+pub fn tiny_png(seed: u8) -> Vec<u8> {
+    let mut b = vec![0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n', 0, 0, 0, 13];
+    b.extend_from_slice(b"IHDR");
+    b.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0, 0x90, 0x77, 0x53, 0xde, 0, 0, 0, 0]);
+    b.extend_from_slice(b"IEND");
+    b.extend_from_slice(&[0xae, 0x42, 0x60, 0x82, seed]);
+    b
+}
+
+/// Digits grouped by 3 the Vietnamese way (`1.250.000`), written independently of the app.
+pub fn grouped(v: i64) -> String {
+    let digits = v.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && c.is_ascii_digit() && (digits.len() - i).is_multiple_of(3) && !out.ends_with('-') {
+            out.push('.');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// VND as the apps write it: `1.250.000 đ`.
+pub fn vnd(v: i64) -> String {
+    format!("{} đ", grouped(v))
+}

@@ -461,6 +461,35 @@ pub fn base64_decode(s: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Panics unless axe-core finds no serious or critical violation on the page as it is.
+pub async fn assert_accessible(b: &Browser, page: &str) {
+    let found = b.axe_violations().await.expect("axe-core runs");
+    assert!(found.is_empty(), "{page}: {}", serde_json::to_string_pretty(&found).unwrap_or_default());
+}
+
+/// Waits (up to 15 s) until `script`, returning a boolean, is true in the page; panics with
+/// the page's text otherwise.
+pub async fn wait_until(b: &Browser, script: &str, what: &str) {
+    for _ in 0..150 {
+        if b.execute(script, json!([])).await.ok().and_then(|v| v.as_bool()) == Some(true) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}; page: {}", b.body_text().await.unwrap_or_default());
+}
+
+/// Chooses `value` in the `<select>` at `css`, as a tap would (its change event fires).
+pub async fn set_select(b: &Browser, css: &str, value: &str) {
+    b.execute(
+        "const s = document.querySelector(arguments[0]); s.value = arguments[1]; \
+         s.dispatchEvent(new Event('change', { bubbles: true }));",
+        json!([css, value]),
+    )
+    .await
+    .expect("set a select");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,19 +15,6 @@ use serde_json::Value;
 
 const NOTE: &str = "Xe đỗ trước cổng số 12, chủ xe vắng mặt";
 
-/// A tiny PNG: the signature, a 1×1 RGB IHDR chunk, then `seed` (so photos differ).
-fn png(seed: u8) -> Vec<u8> {
-    let mut b = vec![0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
-    b.extend_from_slice(&[0, 0, 0, 13]);
-    b.extend_from_slice(b"IHDR");
-    b.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0]);
-    b.extend_from_slice(&[0x90, 0x77, 0x53, 0xde]);
-    b.extend_from_slice(&[0, 0, 0, 0]);
-    b.extend_from_slice(b"IEND");
-    b.extend_from_slice(&[0xae, 0x42, 0x60, 0x82, seed]);
-    b
-}
-
 /// A tiny JPEG: SOI, a JFIF APP0 segment, `seed`, EOI.
 fn jpeg(seed: u8) -> Vec<u8> {
     let mut b = vec![0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10];
@@ -74,7 +61,7 @@ fn keys(v: &Value) -> Vec<String> {
 
 /// Issues a citation on `plate` at HK001 with two photos.
 async fn cite(w: &Client, plate: &str, seed: u8, key: &str) -> (ViolationView, Vec<u8>, Vec<u8>) {
-    let (p, j) = (png(seed), jpeg(seed));
+    let (p, j) = (iparking_tests::tiny_png(seed), jpeg(seed));
     let v = w
         .create_violation(&form(plate, vec![("image/png", p.clone()), ("image/jpeg", j.clone())]), key)
         .await

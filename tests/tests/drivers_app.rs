@@ -7,7 +7,10 @@
 use std::{collections::BTreeSet, io::Read, time::Duration};
 
 use iparking_mobile_api::{StartSession, VehicleClass};
-use iparking_tests::{Db, Live, TestApp, matrix, webdriver::Browser};
+use iparking_tests::{
+    Db, Live, TestApp, matrix, tiny_png, vnd,
+    webdriver::{Browser, assert_accessible, set_select, wait_until},
+};
 use serde_json::{Value, json};
 
 /// The app's own HTML, JS and CSS, compressed, at most (issue 32).
@@ -146,23 +149,6 @@ async fn the_app_is_served_embedded_hashed_compressed_and_locked_down() {
     }
 }
 
-/// No serious or critical axe-core violation on the page as it is.
-async fn assert_accessible(b: &Browser, page: &str) {
-    let found = b.axe_violations().await.expect("axe-core runs");
-    assert!(found.is_empty(), "{page}: {}", serde_json::to_string_pretty(&found).unwrap());
-}
-
-/// Waits until `script` (returning a boolean) is true in the page.
-async fn wait_until(b: &Browser, script: &str, what: &str) {
-    for _ in 0..100 {
-        if b.execute(script, json!([])).await.ok().and_then(|v| v.as_bool()) == Some(true) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}; page: {}", b.body_text().await.unwrap_or_default());
-}
-
 matrix!(a_driver_logs_in_finds_a_point_and_switches_language, |t| {
     let b = Browser::launch().await.expect("headless Chromium (scripts/test installs it)");
     b.set_window_size(390, 844).await.unwrap();
@@ -287,19 +273,6 @@ matrix!(a_driver_logs_in_finds_a_point_and_switches_language, |t| {
     assert_eq!(after.0, 401, "{after:?}");
     b.quit().await.unwrap();
 });
-
-/// VND as the app writes it: `1.250.000 đ` (written independently of the app's code).
-fn vnd(v: i64) -> String {
-    let digits = v.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push('.');
-        }
-        out.push(c);
-    }
-    format!("{out} đ")
-}
 
 #[test]
 fn vnd_is_grouped_the_vietnamese_way() {
@@ -456,16 +429,6 @@ matrix!(a_driver_tops_up_parks_once_extends_and_stops, |t| {
     b.quit().await.unwrap();
 });
 
-/// A tiny PNG (1×1, RGB) for a citation's photo.
-fn tiny_png() -> Vec<u8> {
-    let mut b = vec![0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n', 0, 0, 0, 13];
-    b.extend_from_slice(b"IHDR");
-    b.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0, 0x90, 0x77, 0x53, 0xde, 0, 0, 0, 0]);
-    b.extend_from_slice(b"IEND");
-    b.extend_from_slice(&[0xae, 0x42, 0x60, 0x82]);
-    b
-}
-
 /// No sideways scrolling, and every visible control inside the viewport's width (the skip
 /// link waits off-screen until it is focused).
 async fn assert_fits(b: &Browser, page: &str) {
@@ -528,11 +491,8 @@ async fn the_first_load_is_light_and_the_app_works_at_200_percent_zoom() {
 
     // A citation on the driver's plate, with two photos.
     let (w, _) = t.warden_with(StaffRole::Warden, "hk.zoom", &["HK"], &[]).await;
-    let photo = |n: u8| {
-        let mut bytes = tiny_png();
-        bytes.push(n);
-        PhotoUpload { filename: format!("p{n}.png"), content_type: "image/png".into(), bytes }
-    };
+    let photo =
+        |n: u8| PhotoUpload { filename: format!("p{n}.png"), content_type: "image/png".into(), bytes: tiny_png(n) };
     let form = ViolationForm {
         plate: "30A-246.80".into(),
         point: "HK001".into(),
@@ -648,16 +608,6 @@ async fn stripe_may_load_only_when_stripe_collects_cards() {
             assert!(csp.contains("script-src 'self';") && csp.contains("frame-src 'none';"), "{mode}: {csp}");
         }
     }
-}
-
-async fn set_select(b: &Browser, css: &str, value: &str) {
-    b.execute(
-        "const s = document.querySelector(arguments[0]); s.value = arguments[1]; \
-         s.dispatchEvent(new Event('change', { bubbles: true })); return s.value;",
-        json!([css, value]),
-    )
-    .await
-    .unwrap();
 }
 
 /// Cards in the app, on a server with the SANDBOX card gateway (play cards, charged at once;

@@ -2,19 +2,7 @@
 //! with no personal data, equal to what finance reads from the same ledger.
 
 use iparking_mobile_api::{StaffRole, StartSession, VehicleClass, WardenPayment, WardenStartSession};
-use iparking_tests::{matrix, raw, webdriver::Browser};
-
-fn vnd(v: i64) -> String {
-    let digits = v.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push('.');
-        }
-        out.push(c);
-    }
-    format!("{out} ₫")
-}
+use iparking_tests::{grouped, matrix, raw, webdriver::Browser};
 
 matrix!(the_public_page_adds_up_the_ledger_with_no_personal_data, |t| {
     let month = chrono::Utc::now().with_timezone(&iparking::domain::tariff::LOCAL_TZ).format("%Y-%m").to_string();
@@ -49,7 +37,7 @@ matrix!(the_public_page_adds_up_the_ledger_with_no_personal_data, |t| {
     let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
     assert!(csp.contains("default-src 'none'") && !csp.contains("unsafe"), "{csp}");
     let html = page.text().await.unwrap();
-    assert!(html.contains(&vnd(wallet + cash)), "the total {}: {html}", vnd(wallet + cash));
+    assert!(html.contains(&format!("{} ₫", grouped(wallet + cash))), "the total {}: {html}", grouped(wallet + cash));
     assert!(html.contains("Hoàn Kiếm"), "{html}");
     for secret in ["30A43210", "30A-432.10", "912555001", "hk.public"] {
         assert!(!html.contains(secret), "{secret} on the public page");

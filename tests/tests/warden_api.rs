@@ -230,19 +230,6 @@ async fn raw_form(
     raw(req).await
 }
 
-/// A tiny PNG: the signature, a 1×1 RGB IHDR chunk, then `seed` (so photos differ).
-fn png(seed: u8) -> Vec<u8> {
-    let mut b = vec![0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
-    b.extend_from_slice(&[0, 0, 0, 13]);
-    b.extend_from_slice(b"IHDR");
-    b.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0]);
-    b.extend_from_slice(&[0x90, 0x77, 0x53, 0xde]);
-    b.extend_from_slice(&[0, 0, 0, 0]);
-    b.extend_from_slice(b"IEND");
-    b.extend_from_slice(&[0xae, 0x42, 0x60, 0x82, seed]);
-    b
-}
-
 /// A tiny JPEG: SOI, a JFIF APP0 segment, `seed`, EOI.
 fn jpeg(seed: u8) -> Vec<u8> {
     let mut b = vec![0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10];
@@ -496,7 +483,15 @@ matrix!(scope_districts_streets_and_inspectors, |t| {
     assert_error(&post(&t, &tok, "/v1/warden/sessions", Some("dd-cash"), &body).await, 403, "forbidden");
     let path = format!("/v1/warden/sessions/{}/extend", dd_session.id);
     assert_error(&post(&t, &tok, &path, Some("dd-ext"), &json!({"turns": 1})).await, 403, "forbidden");
-    let v = raw_violation(&t, &tok, Some("dd-v"), "30A-100.03", "DD001", &[("a.png", "image/png", png(1))]).await;
+    let v = raw_violation(
+        &t,
+        &tok,
+        Some("dd-v"),
+        "30A-100.03",
+        "DD001",
+        &[("a.png", "image/png", iparking_tests::tiny_png(1))],
+    )
+    .await;
     assert_error(&v, 403, "forbidden");
     // Its own district works.
     assert_eq!(hk.check_plate("30A-100.01", "HK001").await.expect("check").verdict, CheckVerdict::Elsewhere);
@@ -538,8 +533,12 @@ matrix!(scope_districts_streets_and_inspectors, |t| {
     let path = format!("/v1/warden/sessions/{}/extend", dd_session.id);
     assert_error(&post(&t, &it, &path, Some("i-ext"), &json!({"turns": 1})).await, 403, "forbidden");
     assert_error(&post(&t, &it, "/v1/warden/shifts", Some("i-shift"), &json!({})).await, 403, "forbidden");
-    let cited =
-        insp.create_violation(&form("30A-100.22", "DD002", vec![upload("p.png", "image/png", png(2))]), "i-v").await;
+    let cited = insp
+        .create_violation(
+            &form("30A-100.22", "DD002", vec![upload("p.png", "image/png", iparking_tests::tiny_png(2))]),
+            "i-v",
+        )
+        .await;
     assert_eq!(cited.expect("inspector cites").point_code, "DD002");
     assert_eq!(count(&t, &format!("warden_shifts WHERE staff_id = {}", insp_login.staff_id)).await, 0);
     assert_eq!(count(&t, "cash_collections").await, 1, "only the street warden's cash");
@@ -1058,7 +1057,7 @@ matrix!(violations_need_photo_evidence_and_reach_the_driver, |t| {
     let other = t.driver("0912600002").await;
     other.add_vehicle("30A-777.78", VehicleClass::Car).await.expect("vehicle");
 
-    let (p, j) = (png(1), jpeg(1));
+    let (p, j) = (iparking_tests::tiny_png(1), jpeg(1));
     let photos =
         vec![upload("a.png", "image/png", p.clone()), upload("evidence.png", "application/octet-stream", j.clone())];
     let v = w.create_violation(&form("30A-777.77", "hk001", photos), "v-1").await.expect("violation");
@@ -1134,22 +1133,43 @@ matrix!(violations_need_photo_evidence_and_reach_the_driver, |t| {
         (vec![("big.jpg", "image/jpeg", big)], 413, "photo_too_large"),
         (vec![("x.jpg", "image/jpeg", b"just some text, not a picture".to_vec())], 415, "photo_not_image"),
         (
-            vec![("ok.png", "image/png", png(7)), ("x.png", "image/png", b"GIF89a not a png".to_vec())],
+            vec![
+                ("ok.png", "image/png", iparking_tests::tiny_png(7)),
+                ("x.png", "image/png", b"GIF89a not a png".to_vec()),
+            ],
             415,
             "photo_not_image",
         ),
-        ((0..6).map(|i| ("p.png", "image/png", png(20 + i))).collect(), 400, "too_many_photos"),
+        ((0..6).map(|i| ("p.png", "image/png", iparking_tests::tiny_png(20 + i))).collect(), 400, "too_many_photos"),
         (vec![], 400, "photos_required"),
     ];
     for (i, (files, status, code)) in cases.into_iter().enumerate() {
         let a = raw_violation(&t, &tok, Some(&format!("bad-{i}")), "30A-777.79", "HK001", &files).await;
         assert_error(&a, status, code);
     }
-    let a = raw_violation(&t, &tok, None, "30A-777.79", "HK001", &[("a.png", "image/png", png(3))]).await;
+    let a =
+        raw_violation(&t, &tok, None, "30A-777.79", "HK001", &[("a.png", "image/png", iparking_tests::tiny_png(3))])
+            .await;
     assert_error(&a, 400, "idempotency_key_required");
-    let a = raw_violation(&t, &tok, Some("bad-plate"), "XYZ", "HK001", &[("a.png", "image/png", png(3))]).await;
+    let a = raw_violation(
+        &t,
+        &tok,
+        Some("bad-plate"),
+        "XYZ",
+        "HK001",
+        &[("a.png", "image/png", iparking_tests::tiny_png(3))],
+    )
+    .await;
     assert_error(&a, 400, "invalid_plate");
-    let a = raw_violation(&t, &tok, Some("bad-point"), "30A-777.79", "HK999", &[("a.png", "image/png", png(3))]).await;
+    let a = raw_violation(
+        &t,
+        &tok,
+        Some("bad-point"),
+        "30A-777.79",
+        "HK999",
+        &[("a.png", "image/png", iparking_tests::tiny_png(3))],
+    )
+    .await;
     assert_error(&a, 404, "point_not_found");
     // Bad fields: an unknown kind, a note over 500 characters, a latitude without a longitude.
     let long_note = "x".repeat(501);
@@ -1161,14 +1181,29 @@ matrix!(violations_need_photo_evidence_and_reach_the_driver, |t| {
     ];
     for (i, extra) in bad_fields.into_iter().enumerate() {
         let fields: Vec<(&str, &str)> = base_fields.iter().chain(extra).copied().collect();
-        let a = raw_form(&t, &tok, Some(&format!("bad-field-{i}")), &fields, &[("a.png", "image/png", png(3))]).await;
+        let a = raw_form(
+            &t,
+            &tok,
+            Some(&format!("bad-field-{i}")),
+            &fields,
+            &[("a.png", "image/png", iparking_tests::tiny_png(3))],
+        )
+        .await;
         assert_error_shape(&a, 400);
     }
     // A note of exactly 500 characters is fine (checked below with the other counts).
     let max_note: String = "ư".repeat(500);
 
     // A plate paid at the point is not fined; paid elsewhere it is.
-    let a = raw_violation(&t, &tok, Some("paid"), "30A-888.88", "HK001", &[("a.png", "image/png", png(4))]).await;
+    let a = raw_violation(
+        &t,
+        &tok,
+        Some("paid"),
+        "30A-888.88",
+        "HK001",
+        &[("a.png", "image/png", iparking_tests::tiny_png(4))],
+    )
+    .await;
     assert_error(&a, 409, "session_valid");
     assert_eq!(counts(&t).await, base, "nothing was created by the refusals");
     assert_eq!(files_under(t.db.photos.path()), 2, "no photo of a refused citation was kept");
@@ -1206,7 +1241,7 @@ matrix!(sync_applies_each_action_once, |t| {
     let (w, login) = t.warden_with(StaffRole::Warden, "hk.sync", &["HK"], &[]).await;
     let shift = open_shift(&w, "shift").await;
     let at = now(&t);
-    let photo = png(5);
+    let photo = iparking_tests::tiny_png(5);
     let ids: Vec<String> = (0..5).map(|_| uuid()).collect();
     let batch = SyncBatch {
         actions: vec![

@@ -5,21 +5,14 @@
 use std::time::Duration;
 
 use iparking_mobile_api::{StaffRole, StartSession, VehicleClass};
-use iparking_tests::{TestApp, WARDEN_PASSWORD, matrix, webdriver::Browser};
+use iparking_tests::{
+    TestApp, WARDEN_PASSWORD, matrix, tiny_png, vnd,
+    webdriver::{Browser, assert_accessible, set_select, wait_until},
+};
 use serde_json::{Value, json};
 
 /// The app's own first load (page, JS, CSS; compressed), as in the drivers' app (issue 32).
 const FIRST_LOAD_BUDGET: u64 = 150 * 1024;
-
-/// A tiny PNG (1×1 RGB), `seed` appended so photos differ.
-fn tiny_png(seed: u8) -> Vec<u8> {
-    let mut b = vec![0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n', 0, 0, 0, 13];
-    b.extend_from_slice(b"IHDR");
-    b.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0, 0x90, 0x77, 0x53, 0xde, 0, 0, 0, 0]);
-    b.extend_from_slice(b"IEND");
-    b.extend_from_slice(&[0xae, 0x42, 0x60, 0x82, seed]);
-    b
-}
 
 /// Two photo files on disk, for the file input.
 fn photo_files(dir: &std::path::Path, seed: u8) -> String {
@@ -31,31 +24,6 @@ fn photo_files(dir: &std::path::Path, seed: u8) -> String {
         })
         .collect();
     paths.join("\n")
-}
-
-async fn assert_accessible(b: &Browser, page: &str) {
-    let found = b.axe_violations().await.expect("axe-core runs");
-    assert!(found.is_empty(), "{page}: {}", serde_json::to_string_pretty(&found).unwrap());
-}
-
-async fn wait_until(b: &Browser, script: &str, what: &str) {
-    for _ in 0..150 {
-        if b.execute(script, json!([])).await.ok().and_then(|v| v.as_bool()) == Some(true) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}; page: {}", b.body_text().await.unwrap_or_default());
-}
-
-async fn set_select(b: &Browser, css: &str, value: &str) {
-    b.execute(
-        "const s = document.querySelector(arguments[0]); s.value = arguments[1]; \
-         s.dispatchEvent(new Event('change', { bubbles: true }));",
-        json!([css, value]),
-    )
-    .await
-    .unwrap();
 }
 
 fn start(point: &str, plate: &str) -> StartSession {
@@ -247,7 +215,7 @@ matrix!(a_warden_works_a_whole_shift_on_the_handheld, |t| {
     // Close the shift 5,000 short: the difference shown and confirmed twice.
     b.goto(&t.url("/warden/#/")).await.unwrap();
     let expected: i64 = t.sql_i64("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM cash_collections").await;
-    b.wait_for_text("#expected-cash", &iparking_vnd(expected)).await.unwrap();
+    b.wait_for_text("#expected-cash", &vnd(expected)).await.unwrap();
     b.type_into(&b.find("#cash-counted").await.unwrap(), &(expected - 5_000).to_string()).await.unwrap();
     b.click(&b.find("#close-shift").await.unwrap()).await.unwrap();
     b.wait_for_text("#difference", "Thiếu 5.000 đ").await.unwrap();
@@ -288,19 +256,6 @@ matrix!(a_warden_works_a_whole_shift_on_the_handheld, |t| {
     assert_accessible(&b, "home (en)").await;
     b.quit().await.unwrap();
 });
-
-/// `1.250.000 đ`, written independently of the app.
-fn iparking_vnd(v: i64) -> String {
-    let digits = v.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push('.');
-        }
-        out.push(c);
-    }
-    format!("{out} đ")
-}
 
 async fn offline(b: &Browser, off: bool) {
     b.cdp("Network.enable", json!({})).await.unwrap();
@@ -501,7 +456,7 @@ matrix!(a_car_in_its_grace_period_gets_more_time_on_its_session, |t| {
     let after = d.session(s.id).await.unwrap();
     assert!(after.paid_until > s.paid_until, "the same session, extended");
     assert!(
-        price.contains(&iparking_vnd(after.amount_charged - s.amount_charged)),
+        price.contains(&vnd(after.amount_charged - s.amount_charged)),
         "charged {} after showing {price}",
         after.amount_charged - s.amount_charged
     );

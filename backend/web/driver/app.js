@@ -4,7 +4,7 @@
 import { api, ApiError, newKey, setToken, token } from "./api.js";
 import { h } from "./dom.js";
 import { current, errorBox, every, nextScreen, show, viewElement } from "./screen.js";
-import { lang, number, setLang, t, tOr, translate } from "./i18n.js";
+import { lang, number, setLang, showLanguage, t, tOr } from "./i18n.js";
 import { drawMap } from "./map.js";
 import { canCollectCards, cardForm, cardsMode, settleCardPayment, until } from "./cards.js";
 import { disablePush, enablePush, forgetPush, pushId, pushSupported } from "./push.js";
@@ -929,13 +929,7 @@ function route() {
 }
 
 function applyLang() {
-  document.documentElement.lang = lang();
-  const b = document.getElementById("lang");
-  const other = lang() === "vi" ? "en" : "vi";
-  b.textContent = other.toUpperCase();
-  b.setAttribute("lang", other);
-  b.setAttribute("aria-label", other === "en" ? "EN: English" : "VI: Tiếng Việt");
-  translate();
+  showLanguage();
 }
 
 function applyNetwork() {

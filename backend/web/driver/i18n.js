@@ -1,7 +1,7 @@
 // Vietnamese first, English one tap away; the choice is remembered on the device.
 // Every string the app shows is here, in both languages (the browser test compares the keys).
 
-import { lang, number, setLang, t, tOr, translate, useStrings } from "./lang.js";
+import { lang, number, setLang, showLanguage, t, tOr, translate, useStrings } from "./lang.js";
 
 export const STRINGS = {
   vi: {
@@ -362,4 +362,4 @@ export const STRINGS = {
 
 useStrings(STRINGS);
 
-export { lang, number, setLang, t, tOr, translate };
+export { lang, number, setLang, showLanguage, t, tOr, translate };

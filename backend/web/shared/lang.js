@@ -36,6 +36,18 @@ export function translate(root = document) {
   for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
 }
 
+/** Shows the chosen language on the page: `<html lang>`, the header's switch (offering the
+ * other language, named in it), and every `[data-i18n]` string. */
+export function showLanguage() {
+  document.documentElement.lang = lang();
+  const b = document.getElementById("lang");
+  const other = lang() === "vi" ? "en" : "vi";
+  b.textContent = other.toUpperCase();
+  b.setAttribute("lang", other);
+  b.setAttribute("aria-label", other === "en" ? "EN: English" : "VI: Tiếng Việt");
+  translate();
+}
+
 /** A whole number grouped the Vietnamese or English way. */
 export function number(n) {
   return new Intl.NumberFormat(lang() === "en" ? "en-GB" : "vi-VN").format(n);

@@ -8,7 +8,7 @@
 import { api, ApiError, newKey, setToken, token } from "./api.js";
 import { h } from "./dom.js";
 import { current, errorBox, every, nextScreen, show } from "./screen.js";
-import { lang, number, setLang, t, tOr, translate } from "./i18n.js";
+import { lang, number, setLang, showLanguage, t, tOr } from "./i18n.js";
 import { formatPlate, normalise } from "./plate.js";
 import { all, clientId, get, put, remove } from "./queue.js";
 import { qrSvg } from "./qr.js";
@@ -890,13 +890,7 @@ function route() {
 }
 
 function applyLang() {
-  document.documentElement.lang = lang();
-  const b = document.getElementById("lang");
-  const other = lang() === "vi" ? "en" : "vi";
-  b.textContent = other.toUpperCase();
-  b.setAttribute("lang", other);
-  b.setAttribute("aria-label", other === "en" ? "EN: English" : "VI: Tiếng Việt");
-  translate();
+  showLanguage();
   refreshBadge();
 }
 
