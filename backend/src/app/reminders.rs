@@ -48,14 +48,15 @@ pub async fn subscribe(
         }
     };
     push.check_subscription(&body.endpoint, &body.keys.p256dh, &body.keys.auth).map_err(|e| match e {
+        // The reason is in English only: the Vietnamese message says what is needed instead.
         SubscriptionError::Endpoint(why) => AppError::bad_request(
             "invalid_push_endpoint",
-            format!("Địa chỉ nhận thông báo không hợp lệ ({why})."),
+            "Địa chỉ nhận thông báo không hợp lệ: cần địa chỉ https của dịch vụ thông báo của trình duyệt.",
             format!("The push endpoint is not valid ({why})."),
         ),
         SubscriptionError::Keys(why) => AppError::bad_request(
             "invalid_push_keys",
-            format!("Khóa nhận thông báo không hợp lệ ({why})."),
+            "Khóa nhận thông báo không hợp lệ: cần khóa P-256 và mã bí mật 16 byte của trình duyệt.",
             format!("The push keys are not valid ({why})."),
         ),
     })?;
