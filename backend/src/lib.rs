@@ -109,6 +109,10 @@ pub struct Settings {
     pub charge_action_timeout: Duration,
     /// How often settlement data is imported from the processor (one node at a time).
     pub settlement_interval: Duration,
+    /// How often the ledger's sealer runs (one node at a time, under a lease): each run
+    /// gives every ledger transaction older than a second its place and hash in the chain
+    /// (`app::ledger_chain`). Zero: not sealed (for measurement only; the chain then lags).
+    pub ledger_seal_interval: Duration,
     /// Where violation photos are stored (by content hash), under the data directory.
     pub photo_dir: std::path::PathBuf,
     /// Failed password logins allowed per username per window.
@@ -195,6 +199,7 @@ impl Default for Settings {
             sweep_after: Duration::from_secs(120),
             charge_action_timeout: Duration::from_secs(15 * 60),
             settlement_interval: Duration::from_secs(15 * 60),
+            ledger_seal_interval: Duration::from_secs(1),
             photo_dir: std::path::PathBuf::from("./data/photos"),
             login_per_user: 5,
             login_per_ip: 50,

@@ -378,6 +378,20 @@ impl TestApp {
         result.unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// Runs a statement that changes the test's database behind the server's back (to play
+    /// an intruder with database access); returns the rows it touched.
+    pub async fn sql_exec(&self, sql: &str) -> u64 {
+        let query = sqlx::AssertSqlSafe(sql.to_owned());
+        let result = if self.db.url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&self.db.url).await.expect("open SQLite");
+            sqlx::query::<sqlx::Sqlite>(query).execute(&mut conn).await.map(|r| r.rows_affected())
+        } else {
+            let mut conn = PgConnection::connect(&self.db.url).await.expect("connect PostgreSQL");
+            sqlx::query::<sqlx::Postgres>(query).execute(&mut conn).await.map(|r| r.rows_affected())
+        };
+        result.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// Like [`TestApp::sql_i64`], for one optional text value (no row: `None`).
     pub async fn sql_text(&self, sql: &str) -> Option<String> {
         let query = sqlx::AssertSqlSafe(sql.to_owned());

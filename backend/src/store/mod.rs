@@ -9,11 +9,13 @@ use iparking_mobile_api::{PointStatus, StaffRole, VehicleClass};
 use crate::domain::tariff::Tariff;
 
 pub mod cards;
+pub mod chain;
 pub mod drivers;
 pub mod finance;
 mod postgres;
 mod sql;
 mod sql_cards;
+pub(crate) mod sql_chain;
 mod sql_drivers;
 pub(crate) mod sql_finance;
 mod sql_wardens;
@@ -217,7 +219,14 @@ impl Principal {
 /// Durable storage of the city registry and staff.
 #[async_trait]
 pub trait Store:
-    drivers::DriverStore + cards::CardStore + wardens::WardenStore + finance::FinanceStore + Send + Sync + 'static
+    drivers::DriverStore
+    + cards::CardStore
+    + wardens::WardenStore
+    + finance::FinanceStore
+    + chain::ChainStore
+    + Send
+    + Sync
+    + 'static
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

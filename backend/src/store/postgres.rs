@@ -20,6 +20,7 @@ use super::{
     map_sqlx,
     sql::sql_store_impl,
     sql_cards::sql_card_store_impl,
+    sql_chain::sql_chain_store_impl,
     sql_drivers::sql_driver_store_impl,
     sql_finance::sql_finance_store_impl,
     sql_wardens::sql_warden_store_impl,
@@ -235,3 +236,4 @@ sql_finance_store_impl!(
     lock = " FOR UPDATE",
     local_day = "to_char((COL) AT TIME ZONE 'Asia/Ho_Chi_Minh', 'YYYY-MM-DD')",
 );
+sql_chain_store_impl!(PgStore, Postgres, lock = " FOR UPDATE");
