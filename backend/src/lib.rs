@@ -115,6 +115,10 @@ pub struct Settings {
     pub ledger_seal_interval: Duration,
     /// Where violation photos are stored (by content hash), under the data directory.
     pub photo_dir: std::path::PathBuf,
+    /// Where this node journals plate checks before answering them (`check_log`), under the
+    /// data directory; journals left there by a stopped node are replayed at start. `None`:
+    /// no journal (for measuring its cost only: a crash then loses the checks not written).
+    pub check_journal_dir: Option<std::path::PathBuf>,
     /// Failed password logins allowed per username per window.
     pub login_per_user: u32,
     /// Failed password logins allowed per client address per window.
@@ -201,6 +205,7 @@ impl Default for Settings {
             settlement_interval: Duration::from_secs(15 * 60),
             ledger_seal_interval: Duration::from_secs(1),
             photo_dir: std::path::PathBuf::from("./data/photos"),
+            check_journal_dir: Some(std::path::PathBuf::from("./data/checks-journal")),
             login_per_user: 5,
             login_per_ip: 50,
             login_window: Duration::from_secs(15 * 60),
@@ -321,7 +326,7 @@ impl App {
             hex::encode(bytes)
         };
         let receipt_key = store.server_secret("receipt_key", &candidate, clock.now()).await?.into_bytes();
-        let checks = check_log::CheckRecorder::start(store.clone());
+        let checks = check_log::CheckRecorder::start(store.clone(), settings.check_journal_dir.as_deref()).await?;
         let facts = fact_batch::FactBatcher::start(store.clone());
         let staff_tokens = token_cache::TokenCache::new(settings.staff_token_cache);
         let driver_tokens = token_cache::TokenCache::new(settings.driver_token_cache);

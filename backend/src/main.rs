@@ -98,6 +98,14 @@ enum Command {
         /// (OpenStreetMap's by default).
         #[arg(long, env = "IPARKING_MAP_TILES")]
         map_tiles: Option<String>,
+        /// Journal plate checks under the data directory before answering them, so that an
+        /// answered check survives the process. `false` is for measuring its cost only.
+        #[arg(long, env = "IPARKING_CHECK_JOURNAL", default_value_t = true, action = clap::ArgAction::Set)]
+        check_journal: bool,
+        /// How often the ledger's sealer runs, in milliseconds; 0 stops sealing (for
+        /// measuring its cost only: the chain then falls behind).
+        #[arg(long, env = "IPARKING_LEDGER_SEAL_MS", default_value_t = 1000)]
+        ledger_seal_ms: u64,
     },
     /// Apply the database migrations and exit.
     Migrate,
@@ -298,6 +306,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             stripe_publishable_key,
             stripe_api_base,
             map_tiles,
+            check_journal,
+            ledger_seal_ms,
         } => {
             let store = cli.db.connect().await?;
             if cli.db.is_embedded_default() && !no_seed && store.districts().await?.is_empty() {
@@ -314,6 +324,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let mut settings = settings;
             settings.photo_dir = cli.db.data_dir.join("photos");
+            settings.check_journal_dir = check_journal.then(|| cli.db.data_dir.join("checks-journal"));
+            settings.ledger_seal_interval = Duration::from_millis(ledger_seal_ms);
             if let Some(tiles) = map_tiles {
                 settings.map_tiles = tiles;
             }
@@ -447,13 +459,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Staff { action } => {
             let store = cli.db.connect().await?;
-            let app = App::new(
-                store,
-                Arc::new(iparking::live::MemoryLive::new()),
-                Arc::new(SystemClock),
-                Settings::default(),
-            )
-            .await?;
+            let settings =
+                Settings { check_journal_dir: Some(cli.db.data_dir.join("checks-journal")), ..Settings::default() };
+            let app =
+                App::new(store, Arc::new(iparking::live::MemoryLive::new()), Arc::new(SystemClock), settings).await?;
             match action {
                 StaffCommand::Add { role, name, districts, streets, username } => {
                     let name =
@@ -523,8 +532,8 @@ async fn ledger(db: DatabaseArgs, action: LedgerCommand) -> anyhow::Result<()> {
         return Ok(());
     }
     let store = db.connect().await?;
-    let app = App::new(store, Arc::new(iparking::live::MemoryLive::new()), Arc::new(SystemClock), Settings::default())
-        .await?;
+    let settings = Settings { check_journal_dir: Some(db.data_dir.join("checks-journal")), ..Settings::default() };
+    let app = App::new(store, Arc::new(iparking::live::MemoryLive::new()), Arc::new(SystemClock), settings).await?;
     match action {
         LedgerCommand::Verify { digests, .. } => {
             let anchors = match &digests {

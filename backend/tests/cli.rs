@@ -516,7 +516,7 @@ fn two_days_of_ledger(dir: &Path) -> (chrono::NaiveDate, i64) {
             store,
             std::sync::Arc::new(iparking::live::MemoryLive::new()),
             std::sync::Arc::new(iparking::SystemClock),
-            iparking::Settings::default(),
+            iparking::Settings { check_journal_dir: Some(dir.join("checks-journal")), ..iparking::Settings::default() },
         )
         .await
         .unwrap();
