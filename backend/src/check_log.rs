@@ -414,15 +414,22 @@ async fn write_forever(
                 None => return,
             }
         }
+        // Everything queued meanwhile joins (up to the retry buffer, while the database is
+        // down), and what arrives within the linger unless the batch is full.
         let deadline = tokio::time::Instant::now() + LINGER;
-        while pending.len() < BATCH {
+        while pending.len() <= RETRY_BUFFER {
             match rx.try_recv() {
                 Ok(rows) => pending.extend(rows),
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
-                Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(rows)) => pending.extend(rows),
-                    Ok(None) | Err(_) => break,
-                },
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    if pending.len() >= BATCH {
+                        break;
+                    }
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(rows)) => pending.extend(rows),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
             }
         }
         if let Some(upto) = spilled_upto {

@@ -102,6 +102,10 @@ enum Command {
         /// answered check survives the process. `false` is for measuring its cost only.
         #[arg(long, env = "IPARKING_CHECK_JOURNAL", default_value_t = true, action = clap::ArgAction::Set)]
         check_journal: bool,
+        /// Where the journal lives (default: `checks-journal` under the data directory). Keep
+        /// it on the node's own disk: a shared volume's file locks may not hold.
+        #[arg(long, env = "IPARKING_CHECK_JOURNAL_DIR")]
+        check_journal_dir: Option<PathBuf>,
         /// How often the ledger's sealer runs, in milliseconds; 0 stops sealing (for
         /// measuring its cost only: the chain then falls behind).
         #[arg(long, env = "IPARKING_LEDGER_SEAL_MS", default_value_t = 1000)]
@@ -307,6 +311,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             stripe_api_base,
             map_tiles,
             check_journal,
+            check_journal_dir,
             ledger_seal_ms,
         } => {
             let store = cli.db.connect().await?;
@@ -324,7 +329,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let mut settings = settings;
             settings.photo_dir = cli.db.data_dir.join("photos");
-            settings.check_journal_dir = check_journal.then(|| cli.db.data_dir.join("checks-journal"));
+            settings.check_journal_dir =
+                check_journal.then(|| check_journal_dir.unwrap_or_else(|| cli.db.data_dir.join("checks-journal")));
             settings.ledger_seal_interval = Duration::from_millis(ledger_seal_ms);
             if let Some(tiles) = map_tiles {
                 settings.map_tiles = tiles;

@@ -1173,6 +1173,16 @@ async fn crash_test(db: Db) {
     if let Err(e) = ledger_sound(&url).await {
         failures.push(format!("after the replays: {e}"));
     }
+    // Issue 34: the ledger's hash chain, sealed by the killed and restarted server, is whole:
+    // every sealed transaction gives its hash, with no place missing.
+    tokio::time::sleep(Duration::from_millis(2_500)).await; // the last second's, sealed
+    let out = server.command().args(["ledger", "verify"]).output().expect("iparking ledger verify");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() || !said.starts_with("ledger chain sound: ") {
+        failures.push(format!("ledger verify after the kills: {said}{}", String::from_utf8_lossy(&out.stderr)));
+    } else if !said.ends_with("; 0 not sealed yet\n") {
+        failures.push(format!("transactions left unsealed: {said}"));
+    }
 
     // Bug 8: no deadlock in PostgreSQL's log from this run.
     let deadlocks = pg_log.as_ref().map(|(path, from)| deadlocks_since(path, *from));
