@@ -4,11 +4,12 @@
 //!
 //! A check answers from the live state in well under a millisecond; writing its row in the
 //! same request would make the database the bottleneck. So:
-//! 1. **The journal.** Before a check is answered, its row is appended to this node's journal:
-//!    a file under the data directory, one JSON line per check with a sequence number. One
-//!    task appends whatever has queued in one `write` (group commit), then lets the handlers
-//!    answer. A `write` puts the bytes in the kernel's page cache: they outlive the process
-//!    (a `kill -9`, a panic, the OOM killer), not the machine (no `fsync`; see the decision).
+//! 1. **The journal.** Before a check is answered, the handler appends its row to this node's
+//!    journal: a file under the data directory, one JSON line per check with a sequence
+//!    number, one `write` under a lock (no task to wake: a hand-off to a journal task cost a
+//!    third of the plate checks' rate). A `write` puts the bytes in the kernel's page cache:
+//!    they outlive the process (a `kill -9`, a panic, the OOM killer), not the machine (no
+//!    `fsync`; see the decision).
 //! 2. **The database.** The rows go on in memory to the writer task, which inserts whatever
 //!    has queued in one multi-row statement (`COPY` on PostgreSQL), waiting at most
 //!    [`LINGER`] for more, and in the same database transaction moves this journal's mark (the
@@ -32,7 +33,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::{
     domain::{check::CheckSource, plate::Plate},
@@ -53,8 +54,6 @@ pub const QUEUE: usize = 20_000;
 pub const RETRY_BUFFER: usize = 200_000;
 /// A journal segment is closed (and a new one begun) beyond this size.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
-/// Most rows appended in one write.
-const APPEND_BATCH: usize = 4_096;
 
 /// One journal line.
 #[derive(Serialize, Deserialize)]
@@ -116,9 +115,11 @@ impl Line {
     }
 }
 
-enum Msg {
-    Check(CheckRecord, oneshot::Sender<()>),
-    Flush(oneshot::Sender<u64>),
+/// A row on its way to the writer, in sequence order; its permit bounds the queue.
+struct Row {
+    seq: u64,
+    check: CheckRecord,
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// How far the writer got: the last sequence number written, and how many batches failed.
@@ -128,13 +129,61 @@ struct Progress {
     failures: u64,
 }
 
+/// The journal's open segment, appended to under the recorder's lock.
+struct Appender {
+    journal: Option<Arc<Journal>>,
+    file: Option<std::fs::File>,
+    seq: u64,
+    size: u64,
+    segment: Option<PathBuf>,
+    buf: Vec<u8>,
+    /// Closed segments and their last sequence numbers, deleted once written.
+    closed: Arc<Mutex<VecDeque<(PathBuf, u64)>>>,
+    /// To the writer; sent under the lock, so rows reach it in sequence order.
+    tx: mpsc::UnboundedSender<Row>,
+}
+
+impl Appender {
+    /// Journals `check` (when there is a journal) and hands it to the writer.
+    fn append(&mut self, check: CheckRecord, permit: tokio::sync::OwnedSemaphorePermit) {
+        self.seq += 1;
+        let seq = self.seq;
+        if let (Some(file), Some(journal)) = (self.file.as_mut(), &self.journal) {
+            self.buf.clear();
+            let _ = serde_json::to_writer(&mut self.buf, &Line::new(seq, &check));
+            self.buf.push(b'\n');
+            if let Err(e) = file.write_all(&self.buf) {
+                // The disk refused: the row still goes to the database from memory, but a
+                // crash now would lose it; said loudly.
+                metrics::counter!("plate_check_journal_errors_total").increment(1);
+                tracing::error!(error = %e, "plate check journal write failed");
+            }
+            self.size += self.buf.len() as u64;
+            if self.size >= SEGMENT_BYTES {
+                match open_segment(&journal.dir, seq + 1) {
+                    Ok(next) => {
+                        self.file = Some(next);
+                        self.size = 0;
+                        if let Some(old) = self.segment.replace(journal.dir.join(segment_name(seq + 1))) {
+                            self.closed.lock().unwrap_or_else(|p| p.into_inner()).push_back((old, seq));
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "plate check journal: new segment not opened"),
+                }
+            }
+        }
+        if self.tx.send(Row { seq, check, _permit: permit }).is_err() {
+            tracing::error!("plate check writer is gone; a check was journaled, not written");
+        }
+    }
+}
+
 /// The handle handlers record checks through.
 #[derive(Clone)]
 pub struct CheckRecorder {
-    tx: mpsc::Sender<Msg>,
+    appender: Arc<Mutex<Appender>>,
+    permits: Arc<tokio::sync::Semaphore>,
     progress: watch::Receiver<Progress>,
-    /// Whether a check waits for its journal line (no journal: for measurement only).
-    journaled: bool,
 }
 
 impl std::fmt::Debug for CheckRecorder {
@@ -257,33 +306,39 @@ impl CheckRecorder {
             Some(j) => Some(open_segment(&j.dir, 1).map_err(|e| io_error("open", &j.dir, e))?),
             None => None,
         };
-        let journaled = journal.is_some();
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let (rows_tx, rows_rx) = mpsc::channel::<Vec<(u64, CheckRecord)>>(QUEUE / 64);
+        let (tx, rx) = mpsc::unbounded_channel();
         let (progress_tx, progress) = watch::channel(Progress::default());
         let closed = Arc::new(Mutex::new(VecDeque::new()));
-        tokio::spawn(append_forever(journal.clone(), file, rx, rows_tx, closed.clone()));
-        tokio::spawn(write_forever(store, journal, rows_rx, progress_tx, closed));
-        Ok(Self { tx, progress, journaled })
+        let segment = journal.as_ref().map(|j| j.dir.join(segment_name(1)));
+        let appender = Appender {
+            journal: journal.clone(),
+            file,
+            seq: 0,
+            size: 0,
+            segment,
+            buf: Vec::with_capacity(256),
+            closed: closed.clone(),
+            tx,
+        };
+        tokio::spawn(write_forever(store, journal, rx, progress_tx, closed));
+        Ok(Self {
+            appender: Arc::new(Mutex::new(appender)),
+            permits: Arc::new(tokio::sync::Semaphore::new(QUEUE)),
+            progress,
+        })
     }
 
-    /// Journals a check, and returns once it is in the journal (waits longer only when the
-    /// queue is full).
+    /// Journals a check and queues it for the database; returns once it is in the journal
+    /// (waits longer only when the queue is full).
     pub async fn record(&self, check: CheckRecord) {
-        let (done, wait) = oneshot::channel();
-        if self.tx.send(Msg::Check(check, done)).await.is_err() || (self.journaled && wait.await.is_err()) {
-            tracing::error!("plate check journal is gone; a check was not recorded");
-        }
+        let Ok(permit) = self.permits.clone().acquire_owned().await else { return };
+        self.appender.lock().unwrap_or_else(|p| p.into_inner()).append(check, permit);
     }
 
     /// Waits until every check recorded before this call is written to the database (or a
-    /// write failed meanwhile: the database is unreachable, and the rows wait in the journal).
+    /// write failed meanwhile: the database is unreachable, and the rows wait).
     pub async fn flush(&self) {
-        let (ask, answer) = oneshot::channel();
-        if self.tx.send(Msg::Flush(ask)).await.is_err() {
-            return;
-        }
-        let Ok(upto) = answer.await else { return };
+        let upto = self.appender.lock().unwrap_or_else(|p| p.into_inner()).seq;
         let mut progress = self.progress.clone();
         let failures = progress.borrow().failures;
         let _ = progress.wait_for(|p| p.written >= upto || p.failures > failures).await;
@@ -316,88 +371,12 @@ fn open_segment(dir: &Path, first: u64) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new().create(true).append(true).open(dir.join(segment_name(first)))
 }
 
-/// The journal's task: appends what has queued in one write, lets the handlers answer, and
-/// hands the rows to the writer.
-async fn append_forever(
-    journal: Option<Arc<Journal>>,
-    mut file: Option<std::fs::File>,
-    mut rx: mpsc::Receiver<Msg>,
-    rows: mpsc::Sender<Vec<(u64, CheckRecord)>>,
-    closed: Arc<Mutex<VecDeque<(PathBuf, u64)>>>,
-) {
-    let mut seq = 0u64;
-    let mut size = 0u64;
-    let mut segment_path = journal.as_ref().map(|j| j.dir.join(segment_name(1)));
-    let mut buf = Vec::with_capacity(1 << 16);
-    while let Some(first) = rx.recv().await {
-        let mut msgs = vec![first];
-        while msgs.len() < APPEND_BATCH {
-            match rx.try_recv() {
-                Ok(m) => msgs.push(m),
-                Err(_) => break,
-            }
-        }
-        buf.clear();
-        let mut batch = Vec::new();
-        let mut acks = Vec::new();
-        let mut flushes = Vec::new();
-        for m in msgs {
-            match m {
-                Msg::Check(c, ack) => {
-                    seq += 1;
-                    if file.is_some() {
-                        let _ = serde_json::to_writer(&mut buf, &Line::new(seq, &c));
-                        buf.push(b'\n');
-                    }
-                    batch.push((seq, c));
-                    acks.push(ack);
-                }
-                Msg::Flush(f) => flushes.push(f),
-            }
-        }
-        if let Some(f) = file.as_mut()
-            && !buf.is_empty()
-        {
-            if let Err(e) = f.write_all(&buf) {
-                // The disk refused: the rows still go to the database from memory, but a
-                // crash now would lose them; said loudly.
-                metrics::counter!("plate_check_journal_errors_total").increment(1);
-                tracing::error!(error = %e, "plate check journal write failed");
-            }
-            size += buf.len() as u64;
-        }
-        for a in acks {
-            let _ = a.send(());
-        }
-        for f in flushes {
-            let _ = f.send(seq);
-        }
-        if !batch.is_empty() && rows.send(batch).await.is_err() {
-            return;
-        }
-        if let Some(j) = &journal
-            && size >= SEGMENT_BYTES
-        {
-            match open_segment(&j.dir, seq + 1) {
-                Ok(next) => {
-                    file = Some(next);
-                    size = 0;
-                    if let Some(old) = segment_path.replace(j.dir.join(segment_name(seq + 1))) {
-                        closed.lock().unwrap_or_else(|p| p.into_inner()).push_back((old, seq));
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "plate check journal: new segment not opened"),
-            }
-        }
-    }
-}
-
 /// The writer task: inserts the rows in batches, moving the journal's mark in the same
 /// database transaction.
 async fn write_forever(
     store: Arc<dyn Store>,
     journal: Option<Arc<Journal>>,
-    mut rx: mpsc::Receiver<Vec<(u64, CheckRecord)>>,
+    mut rx: mpsc::UnboundedReceiver<Row>,
     progress: watch::Sender<Progress>,
     closed: Arc<Mutex<VecDeque<(PathBuf, u64)>>>,
 ) {
@@ -410,7 +389,7 @@ async fn write_forever(
     loop {
         if pending.is_empty() && spilled_upto.is_none() {
             match rx.recv().await {
-                Some(rows) => pending.extend(rows),
+                Some(row) => pending.push_back((row.seq, row.check)),
                 None => return,
             }
         }
@@ -419,14 +398,14 @@ async fn write_forever(
         let deadline = tokio::time::Instant::now() + LINGER;
         while pending.len() <= RETRY_BUFFER {
             match rx.try_recv() {
-                Ok(rows) => pending.extend(rows),
+                Ok(row) => pending.push_back((row.seq, row.check)),
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
                 Err(mpsc::error::TryRecvError::Empty) => {
                     if pending.len() >= BATCH {
                         break;
                     }
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(rows)) => pending.extend(rows),
+                        Ok(Some(row)) => pending.push_back((row.seq, row.check)),
                         Ok(None) | Err(_) => break,
                     }
                 }
