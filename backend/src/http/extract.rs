@@ -104,6 +104,24 @@ impl FromRequestParts<AppState> for Staff {
     }
 }
 
+/// A staff member if the request carries a valid staff token, else `None` (never a
+/// rejection: the use-case decides what an anonymous caller may do).
+#[derive(Debug, Clone)]
+pub struct MaybeStaff(pub Option<Principal>);
+
+impl FromRequestParts<AppState> for MaybeStaff {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let Some(token) = bearer(&parts.headers) else { return Ok(MaybeStaff(None)) };
+        let principal = state.staff_principal(&token_hash(token)).await?;
+        if let Some(p) = &principal {
+            tracing::Span::current().record("staff.id", p.staff_id);
+        }
+        Ok(MaybeStaff(principal))
+    }
+}
+
 impl FromRequestParts<AppState> for Admin {
     type Rejection = AppError;
 

@@ -9,6 +9,7 @@ use iparking_mobile_api::{PointStatus, StaffRole, VehicleClass};
 use crate::domain::tariff::Tariff;
 
 pub mod cards;
+pub mod cds;
 pub mod drivers;
 pub mod finance;
 mod postgres;
@@ -217,7 +218,14 @@ impl Principal {
 /// Durable storage of the city registry and staff.
 #[async_trait]
 pub trait Store:
-    drivers::DriverStore + cards::CardStore + wardens::WardenStore + finance::FinanceStore + Send + Sync + 'static
+    drivers::DriverStore
+    + cards::CardStore
+    + wardens::WardenStore
+    + finance::FinanceStore
+    + cds::CdsStore
+    + Send
+    + Sync
+    + 'static
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
