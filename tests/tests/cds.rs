@@ -13,8 +13,7 @@ use std::{
 };
 
 use iparking_mobile_api::{
-    PhotoUpload, StaffRole, StartSession, VehicleClass, ViolationForm, ViolationKind, WardenPayment,
-    WardenStartSession,
+    PhotoUpload, StaffRole, StartSession, VehicleClass, ViolationForm, ViolationKind, WardenPayment, WardenStartSession,
 };
 use iparking_tests::{Db, Live, Options, TestApp, assert_error, matrix, raw, tiny_png};
 use serde_json::{Value, json};
@@ -323,11 +322,18 @@ matrix!(curbs_zones_areas_and_policies_follow_the_schemas_and_are_public, |t| {
     assert_eq!(near[0]["user_zone_id"], "HK001", "nearest first");
     let (_, boxed) = get(
         &t,
-        &format!("/cds/curbs/zones?min_lat={}&min_lng={}&max_lat={}&max_lng={}", lat - 0.0001, lon - 0.0001, lat + 0.0001, lon + 0.0001),
+        &format!(
+            "/cds/curbs/zones?min_lat={}&min_lng={}&max_lat={}&max_lng={}",
+            lat - 0.0001,
+            lon - 0.0001,
+            lat + 0.0001,
+            lon + 0.0001
+        ),
         None,
     )
     .await;
-    let boxed: Vec<&str> = boxed["data"]["zones"].as_array().unwrap().iter().map(|z| z["user_zone_id"].as_str().unwrap()).collect();
+    let boxed: Vec<&str> =
+        boxed["data"]["zones"].as_array().unwrap().iter().map(|z| z["user_zone_id"].as_str().unwrap()).collect();
     assert!(boxed.contains(&"HK001") && (boxed.len() as i64) < points, "{boxed:?}");
     let hk_area = hk001["curb_area_ids"][0].as_str().unwrap().to_owned();
     let (_, in_area) = get(&t, &format!("/cds/curbs/zones?area={hk_area}"), None).await;
@@ -456,8 +462,21 @@ async fn activity(t: &TestApp) -> (String, Vec<&'static str>, i64) {
     let total = a.amount_charged + stopped.amount_charged - stopped.amount_refunded + cash;
     let data = t.staff(StaffRole::Data, &[]).await.token().unwrap().to_owned();
     let secrets = vec![
-        "30A55501", "30A-555.01", "555.01", "30A55502", "555.02", "30A55503", "555.03", "29H99988", "999.88",
-        "912777001", "0912777001", "cds.warden", "cds.warden test", "data test", "IP-0",
+        "30A55501",
+        "30A-555.01",
+        "555.01",
+        "30A55502",
+        "555.02",
+        "30A55503",
+        "555.03",
+        "29H99988",
+        "999.88",
+        "912777001",
+        "0912777001",
+        "cds.warden",
+        "cds.warden test",
+        "data test",
+        "IP-0",
     ];
     (data, secrets, total)
 }
@@ -563,7 +582,11 @@ matrix!(events_and_metrics_follow_the_schemas_hold_no_personal_data_and_add_up, 
     // Revenue: one figure per zone-hour (repeated on its metric rows), summing to the ledger's.
     let mut revenue: BTreeMap<(String, String, i64), i64> = BTreeMap::new();
     for r in rows {
-        let key = (r["curb_place_id"].as_str().unwrap().to_owned(), r["date"].as_str().unwrap().to_owned(), r["hour"].as_i64().unwrap());
+        let key = (
+            r["curb_place_id"].as_str().unwrap().to_owned(),
+            r["date"].as_str().unwrap().to_owned(),
+            r["hour"].as_i64().unwrap(),
+        );
         let v = r["revenue"].as_i64().unwrap();
         assert_eq!(*revenue.entry(key).or_insert(v), v, "one revenue per zone-hour");
     }
@@ -587,9 +610,12 @@ matrix!(events_and_metrics_follow_the_schemas_hold_no_personal_data_and_add_up, 
     }
     // By area, and one metric.
     let hk = iparking::domain::cds::area_id("HK");
-    let (_, by_area) =
-        get(&t, &format!("/cds/metrics/aggregates?curb_place_type=area&curb_place_id={hk}&metric_type=total_sessions"), Some(&data))
-            .await;
+    let (_, by_area) = get(
+        &t,
+        &format!("/cds/metrics/aggregates?curb_place_type=area&curb_place_id={hk}&metric_type=total_sessions"),
+        Some(&data),
+    )
+    .await;
     let by_area = by_area["data"]["aggregates"].as_array().unwrap();
     assert!(by_area.iter().all(|r| r["curb_place_type"] == "area" && r["metric_type"] == "total_sessions"));
     assert_eq!(by_area.iter().map(|r| r["value"].as_f64().unwrap()).sum::<f64>(), 3.0);
@@ -692,11 +718,13 @@ matrix!(events_are_time_bounded_and_pages_visit_every_event_once, |t| {
         assert_error(&get(&t, bad, Some(&data)).await, 400, "invalid_parameter");
     }
     // Metric sessions page too: two pages of 2 cover the three sessions once each.
-    let (_, p1) = get(&t, &format!("/cds/metrics/sessions?limit=2&start_time={}", now - 3 * 3_600_000), Some(&data)).await;
+    let (_, p1) =
+        get(&t, &format!("/cds/metrics/sessions?limit=2&start_time={}", now - 3 * 3_600_000), Some(&data)).await;
     let next = p1["links"]["next"].as_str().expect("a second page").to_owned();
     let (_, p2) = get(&t, &next, Some(&data)).await;
     assert_eq!(p2["links"]["next"], Value::Null);
-    let mut ids: Vec<&str> = p1["data"]["sessions"].as_array().unwrap().iter().map(|r| r["event_session_id"].as_str().unwrap()).collect();
+    let mut ids: Vec<&str> =
+        p1["data"]["sessions"].as_array().unwrap().iter().map(|r| r["event_session_id"].as_str().unwrap()).collect();
     ids.extend(p2["data"]["sessions"].as_array().unwrap().iter().map(|r| r["event_session_id"].as_str().unwrap()));
     assert_eq!(ids.len(), 3);
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 3);
@@ -774,7 +802,13 @@ fn the_published_polygon_schema_admits_no_polygon_and_the_corrected_one_does() {
     let ring = iparking::domain::cds::zone_polygon(21.0245, 105.853, None);
     let rfc = json!({ "type": "Polygon", "coordinates": ring });
     let flat = json!({ "type": "Polygon", "coordinates": ring[0] });
-    let geometry = |cds: &Cds| cds.bundle("Shared Data Models/curb_zone.yaml", &cds.docs["Shared Data Models/curb_zone.yaml"]["properties"]["geometry"], 0);
+    let geometry = |cds: &Cds| {
+        cds.bundle(
+            "Shared Data Models/curb_zone.yaml",
+            &cds.docs["Shared Data Models/curb_zone.yaml"]["properties"]["geometry"],
+            0,
+        )
+    };
     let published = geometry(&Cds::load(false));
     assert!(!errors(&published, &rfc).is_empty(), "published: an RFC 7946 polygon fails");
     assert!(!errors(&published, &flat).is_empty(), "published: a flat ring matches both branches of oneOf");
@@ -799,9 +833,8 @@ async fn sqlite_migration_0021_keeps_staff_and_their_references() {
     use sqlx::{Connection, Row};
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
-    let mut m = sqlx::migrate::Migrator::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/sqlite"))
-        .await
-        .unwrap();
+    let mut m =
+        sqlx::migrate::Migrator::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/sqlite")).await.unwrap();
     m.migrations = m.migrations.iter().filter(|x| x.version < 21).cloned().collect::<Vec<_>>().into();
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
     m.run(&mut conn).await.unwrap();
@@ -816,7 +849,10 @@ async fn sqlite_migration_0021_keeps_staff_and_their_references() {
     ] {
         sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
-    let refused = sqlx::query("INSERT INTO staff (name, role, created_at) VALUES ('D', 'data', $1)").bind(now).execute(&mut conn).await;
+    let refused = sqlx::query("INSERT INTO staff (name, role, created_at) VALUES ('D', 'data', $1)")
+        .bind(now)
+        .execute(&mut conn)
+        .await;
     assert!(refused.is_err(), "before 0021 the role is refused");
     conn.close().await.unwrap();
 
@@ -825,11 +861,17 @@ async fn sqlite_migration_0021_keeps_staff_and_their_references() {
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let staff: Vec<(i64, String, String, Option<String>)> =
         sqlx::query_as("SELECT id, name, role, username FROM staff ORDER BY id").fetch_all(&mut conn).await.unwrap();
-    assert_eq!(staff, vec![(7, "Lan".into(), "warden".into(), Some("lan".into())), (9, "Hà".into(), "finance".into(), None)]);
+    assert_eq!(
+        staff,
+        vec![(7, "Lan".into(), "warden".into(), Some("lan".into())), (9, "Hà".into(), "finance".into(), None)]
+    );
     let orphans = sqlx::query("PRAGMA foreign_key_check").fetch_all(&mut conn).await.unwrap();
     assert!(orphans.is_empty(), "{} dangling references", orphans.len());
     let tokens: Vec<(i64, i64)> =
-        sqlx::query_as("SELECT t.id, s.id FROM staff_tokens t JOIN staff s ON s.id = t.staff_id ORDER BY t.id").fetch_all(&mut conn).await.unwrap();
+        sqlx::query_as("SELECT t.id, s.id FROM staff_tokens t JOIN staff s ON s.id = t.staff_id ORDER BY t.id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
     assert_eq!(tokens, vec![(3, 7), (4, 9)]);
     sqlx::query("PRAGMA foreign_keys = ON").execute(&mut conn).await.unwrap();
     let id = sqlx::query("INSERT INTO staff (name, role, created_at) VALUES ('Data', 'data', $1) RETURNING id")
@@ -839,13 +881,27 @@ async fn sqlite_migration_0021_keeps_staff_and_their_references() {
         .unwrap()
         .get::<i64, _>(0);
     assert!(id > 9, "ids go on after the old ones: {id}");
-    assert!(sqlx::query("INSERT INTO staff (name, role, created_at) VALUES ('X', 'boss', $1)").bind(now).execute(&mut conn).await.is_err());
     assert!(
-        sqlx::query("INSERT INTO staff (name, role, created_at, username) VALUES ('Y', 'warden', $1, 'lan')").bind(now).execute(&mut conn).await.is_err(),
+        sqlx::query("INSERT INTO staff (name, role, created_at) VALUES ('X', 'boss', $1)")
+            .bind(now)
+            .execute(&mut conn)
+            .await
+            .is_err()
+    );
+    assert!(
+        sqlx::query("INSERT INTO staff (name, role, created_at, username) VALUES ('Y', 'warden', $1, 'lan')")
+            .bind(now)
+            .execute(&mut conn)
+            .await
+            .is_err(),
         "usernames stay unique"
     );
     assert!(
-        sqlx::query("INSERT INTO staff_tokens (staff_id, token_hash, created_at) VALUES (999, 'h', $1)").bind(now).execute(&mut conn).await.is_err(),
+        sqlx::query("INSERT INTO staff_tokens (staff_id, token_hash, created_at) VALUES (999, 'h', $1)")
+            .bind(now)
+            .execute(&mut conn)
+            .await
+            .is_err(),
         "references to staff are still enforced"
     );
 }

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use chrono::{Datelike as _, DateTime, Duration, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike as _, Duration, NaiveDate, TimeZone, Timelike, Utc};
 use iparking_mobile_api::{PointStatus, StaffRole, VehicleClass, Weekday};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -88,13 +88,21 @@ fn bad_param(field: &str, vi: impl Into<String>, en: impl Into<String>) -> AppEr
 
 fn parse_num(field: &str, v: &str) -> Result<f64, AppError> {
     v.trim().parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| {
-        bad_param(field, format!("Tham số {field} phải là một số."), format!("Query parameter {field} must be a number."))
+        bad_param(
+            field,
+            format!("Tham số {field} phải là một số."),
+            format!("Query parameter {field} must be a number."),
+        )
     })
 }
 
 fn parse_uuid(field: &str, v: &str) -> Result<Uuid, AppError> {
     Uuid::try_parse(v.trim()).map_err(|_| {
-        bad_param(field, format!("Tham số {field} phải là một UUID."), format!("Query parameter {field} must be a UUID."))
+        bad_param(
+            field,
+            format!("Tham số {field} phải là một UUID."),
+            format!("Query parameter {field} must be a UUID."),
+        )
     })
 }
 
@@ -238,9 +246,8 @@ impl Spatial {
     fn keeps(&self, z: &mut Zone<'_>) -> bool {
         match *self {
             Self::None => true,
-            Self::Box { min_lat, min_lng, max_lat, max_lng } => {
-                cds::bbox(&z.polygon).is_some_and(|(a, b, c, d)| a <= max_lng && c >= min_lng && b <= max_lat && d >= min_lat)
-            }
+            Self::Box { min_lat, min_lng, max_lat, max_lng } => cds::bbox(&z.polygon)
+                .is_some_and(|(a, b, c, d)| a <= max_lng && c >= min_lng && b <= max_lat && d >= min_lat),
             Self::Circle { lat, lng, radius_m } => {
                 z.distance_m = cds::distance_m(lat, lng, z.point.lat, z.point.lon);
                 z.distance_m <= radius_m
@@ -283,7 +290,12 @@ impl Registry {
 }
 
 fn zone_of(p: &PointRecord) -> Zone<'_> {
-    Zone { point: p, id: cds::zone_id(&p.code), polygon: cds::zone_polygon(p.lat, p.lon, p.curb.as_deref()), distance_m: 0.0 }
+    Zone {
+        point: p,
+        id: cds::zone_id(&p.code),
+        polygon: cds::zone_polygon(p.lat, p.lon, p.curb.as_deref()),
+        distance_m: 0.0,
+    }
 }
 
 fn polygon(rings: &[Vec<[f64; 2]>]) -> Value {
@@ -528,7 +540,9 @@ fn policy_json(t: &Tariff, i: usize) -> Value {
         json!(format!(
             "Paid parking by turns of {} minutes, priced by the hour of the stay in which a turn starts{}{}.",
             t.turn_minutes,
-            w.block_price.map(|b| format!("; one occurrence of this window costs at most {} VND", b.0)).unwrap_or_default(),
+            w.block_price
+                .map(|b| format!("; one occurrence of this window costs at most {} VND", b.0))
+                .unwrap_or_default(),
             t.daily_cap.map(|c| format!("; one local day costs at most {} VND", c.0)).unwrap_or_default(),
         )),
     );
@@ -636,7 +650,8 @@ impl Cursor {
     }
 
     fn decode(s: &str, widest: Duration) -> Result<Self, AppError> {
-        let parts: Vec<i64> = s.split('.').map(|p| p.parse::<i64>().map_err(|_| bad_cursor())).collect::<Result<_, _>>()?;
+        let parts: Vec<i64> =
+            s.split('.').map(|p| p.parse::<i64>().map_err(|_| bad_cursor())).collect::<Result<_, _>>()?;
         let [from, to, at, rank, id] = parts[..] else { return Err(bad_cursor()) };
         let t = |n: i64| Utc.timestamp_nanos(n);
         let c = Cursor { from: t(from), to: t(to), at: t(at), rank, id };
@@ -670,7 +685,6 @@ fn events_window(q: &EventsQuery, now: DateTime<Utc>) -> Result<(DateTime<Utc>, 
     Ok((start, start + Duration::hours(1)))
 }
 
-
 /// The place of a query: a zone (point), an area (district), or one we do not publish
 /// (a space or an object: nothing happens there), or anywhere.
 enum Place {
@@ -678,12 +692,7 @@ enum Place {
     Nowhere,
 }
 
-fn place_of(
-    reg_points: &[PointRecord],
-    districts: &[District],
-    zone: Option<Uuid>,
-    area: Option<Uuid>,
-) -> Place {
+fn place_of(reg_points: &[PointRecord], districts: &[District], zone: Option<Uuid>, area: Option<Uuid>) -> Place {
     let mut filter = PlaceFilter::All;
     if let Some(z) = zone {
         match reg_points.iter().find(|p| cds::zone_id(&p.code) == z) {
@@ -810,7 +819,11 @@ fn event_json(app: &App, key: &[u8], source: EventSource, f: &EventFact, p: &Poi
 fn parse_limit(v: Option<&str>, default: i64, max: i64) -> Result<i64, AppError> {
     let Some(v) = v else { return Ok(default) };
     v.trim().parse::<i64>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
-        bad_param("limit", format!("limit là số nguyên từ 1 đến {max}."), format!("limit is a whole number from 1 to {max}."))
+        bad_param(
+            "limit",
+            format!("limit là số nguyên từ 1 đến {max}."),
+            format!("limit is a whole number from 1 to {max}."),
+        )
     })
 }
 
@@ -859,20 +872,20 @@ pub async fn events(app: &App, q: &EventsQuery) -> Result<Page, AppError> {
             facts.extend(rows.into_iter().map(|f| (s, f)));
         }
     }
-    facts.sort_by(|(sa, a), (sb, b)| (b.at, rank(*sb), b.id).cmp(&(a.at, rank(*sa), a.id)));
+    facts.sort_by_key(|(s, f)| std::cmp::Reverse((f.at, rank(*s), f.id)));
     let more = facts.len() as i64 > limit;
     facts.truncate(limit as usize);
     let next = if more {
-        facts.last().map(|(s, f)| Cursor { from: cursor.from, to: cursor.to, at: f.at, rank: rank(*s), id: f.id }.encode())
+        facts
+            .last()
+            .map(|(s, f)| Cursor { from: cursor.from, to: cursor.to, at: f.at, rank: rank(*s), id: f.id }.encode())
     } else {
         None
     };
     let by_id: HashMap<i64, &PointRecord> = reg_points.iter().map(|p| (p.id, p)).collect();
     let key = app.receipt_key.as_slice();
-    let list: Vec<Value> = facts
-        .iter()
-        .filter_map(|(s, f)| by_id.get(&f.point_id).map(|p| event_json(app, key, *s, f, p)))
-        .collect();
+    let list: Vec<Value> =
+        facts.iter().filter_map(|(s, f)| by_id.get(&f.point_id).map(|p| event_json(app, key, *s, f, p))).collect();
     let rows = list.len();
     Ok(Page { body: envelope(app, now, json!({ "events": list })), first: first.encode(), next, rows })
 }
@@ -1069,7 +1082,9 @@ pub async fn metric_sessions(app: &App, q: &MetricsQuery) -> Result<Table, AppEr
     };
     let first = Cursor { at: cursor.from, rank: 0, id: 0, ..cursor };
     let mut spans = match scope.place {
-        Place::Filter(f) => app.store.cds_sessions_started(cursor.from, cursor.to, (cursor.at, cursor.id), f, limit + 1).await?,
+        Place::Filter(f) => {
+            app.store.cds_sessions_started(cursor.from, cursor.to, (cursor.at, cursor.id), f, limit + 1).await?
+        }
         Place::Nowhere => Vec::new(),
     };
     let more = spans.len() as i64 > limit;
@@ -1130,17 +1145,20 @@ pub async fn aggregates(app: &App, q: &MetricsQuery) -> Result<Table, AppError> 
         if t < scope.to { t + Duration::hours(1) } else { t }
     };
     let (spans, revenue) = match scope.place {
-        Place::Filter(f) => (
-            app.store.cds_sessions_overlapping(from, to, f).await?,
-            app.store.cds_revenue(from, to, f).await?,
-        ),
+        Place::Filter(f) => {
+            (app.store.cds_sessions_overlapping(from, to, f).await?, app.store.cds_revenue(from, to, f).await?)
+        }
         Place::Nowhere => (Vec::new(), Vec::new()),
     };
     let by_id: HashMap<i64, &PointRecord> = points.iter().map(|p| (p.id, p)).collect();
     // The place a point's figures go to: its zone, or its district's area.
     let place_of_point = |pid: i64| -> Option<(Uuid, i64)> {
         let p = by_id.get(&pid)?;
-        Some(if scope.area_level { (cds::area_id(&p.district_code), p.district_id) } else { (cds::zone_id(&p.code), p.id) })
+        Some(if scope.area_level {
+            (cds::area_id(&p.district_code), p.district_id)
+        } else {
+            (cds::zone_id(&p.code), p.id)
+        })
     };
     let mut capacity: HashMap<Uuid, i64> = HashMap::new();
     for p in &points {

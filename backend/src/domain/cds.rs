@@ -114,7 +114,8 @@ pub fn distance_m(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
 fn dedup(line: &[[f64; 2]]) -> Vec<[f64; 2]> {
     let mut out: Vec<[f64; 2]> = Vec::with_capacity(line.len());
     for p in line {
-        if p.iter().all(|c| c.is_finite()) && out.last().is_none_or(|q| (q[0] - p[0]).abs() + (q[1] - p[1]).abs() > 1e-9)
+        if p.iter().all(|c| c.is_finite())
+            && out.last().is_none_or(|q| (q[0] - p[0]).abs() + (q[1] - p[1]).abs() > 1e-9)
         {
             out.push(*p);
         }

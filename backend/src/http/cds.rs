@@ -84,8 +84,14 @@ fn negotiate(headers: &HeaderMap, csv: bool) -> Result<Format, AppError> {
     Err(AppError::new(
         StatusCode::NOT_ACCEPTABLE,
         "not_acceptable",
-        format!("Chỉ phục vụ {JSON_MEDIA_TYPE}{}.", if csv { format!(" hoặc {CSV_MEDIA_TYPE}") } else { String::new() }),
-        format!("Only {JSON_MEDIA_TYPE}{} is served.", if csv { format!(" or {CSV_MEDIA_TYPE}") } else { String::new() }),
+        format!(
+            "Chỉ phục vụ {JSON_MEDIA_TYPE}{}.",
+            if csv { format!(" hoặc {CSV_MEDIA_TYPE}") } else { String::new() }
+        ),
+        format!(
+            "Only {JSON_MEDIA_TYPE}{} is served.",
+            if csv { format!(" or {CSV_MEDIA_TYPE}") } else { String::new() }
+        ),
     ))
 }
 
@@ -150,7 +156,8 @@ fn cell(v: Option<&Value>) -> String {
 /// `;`-separated lists, absent values empty); the next page, if any, in a `Link` header.
 fn csv_answer(table: &Table, key: &str, uri: &Uri, public: bool) -> Result<Response, AppError> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let write = |w: &mut csv::Writer<Vec<u8>>, rec: Vec<String>| w.write_record(rec).map_err(|e| AppError::internal(&e));
+    let write =
+        |w: &mut csv::Writer<Vec<u8>>, rec: Vec<String>| w.write_record(rec).map_err(|e| AppError::internal(&e));
     write(&mut w, table.columns.iter().map(|c| (*c).to_owned()).collect())?;
     let rows = table.page.body.pointer(&format!("/data/{key}")).and_then(Value::as_array).cloned().unwrap_or_default();
     for row in &rows {
@@ -169,7 +176,11 @@ fn csv_answer(table: &Table, key: &str, uri: &Uri, public: bool) -> Result<Respo
     Ok(r)
 }
 
-async fn zones(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<ZonesQuery>) -> Result<Response, AppError> {
+async fn zones(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ZonesQuery>,
+) -> Result<Response, AppError> {
     negotiate(&headers, false)?;
     Ok(json_answer(&cds::zones(&app, &q).await?, true))
 }
@@ -184,7 +195,11 @@ async fn zone(
     Ok(json_answer(&cds::zone(&app, &id, &q).await?, true))
 }
 
-async fn areas(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<ZonesQuery>) -> Result<Response, AppError> {
+async fn areas(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ZonesQuery>,
+) -> Result<Response, AppError> {
     negotiate(&headers, false)?;
     Ok(json_answer(&cds::areas(&app, &q).await?, true))
 }

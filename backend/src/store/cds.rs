@@ -331,7 +331,8 @@ macro_rules! sql_cds_store_impl {
                     $crate::store::cds::place_sql("point_id", 4, 5)
                 );
                 let (point, district) = place.binds();
-                let earliest = from - chrono::Duration::minutes(i64::from($crate::domain::tariff::ABSOLUTE_MAX_STAY_MINUTES));
+                let earliest =
+                    from - chrono::Duration::minutes(i64::from($crate::domain::tariff::ABSOLUTE_MAX_STAY_MINUTES));
                 let rows: Vec<$crate::store::cds::SpanRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .bind(from)
                     .bind(to)
@@ -370,11 +371,14 @@ macro_rules! sql_cds_store_impl {
                     .map_err($crate::store::map_sqlx)?;
                 Ok(rows
                     .into_iter()
-                    .map(|(point_id, local_hour, gross)| $crate::store::cds::HourRevenue { point_id, local_hour, gross })
+                    .map(|(point_id, local_hour, gross)| $crate::store::cds::HourRevenue {
+                        point_id,
+                        local_hour,
+                        gross,
+                    })
                     .collect())
             }
         }
-
     };
 }
 

@@ -236,4 +236,8 @@ sql_finance_store_impl!(
     lock = " FOR UPDATE",
     local_day = "to_char((COL) AT TIME ZONE 'Asia/Ho_Chi_Minh', 'YYYY-MM-DD')",
 );
-sql_cds_store_impl!(PgStore, Postgres, local_hour = "to_char((COL) AT TIME ZONE 'Asia/Ho_Chi_Minh', 'YYYY-MM-DD HH24')");
+sql_cds_store_impl!(
+    PgStore,
+    Postgres,
+    local_hour = "to_char((COL) AT TIME ZONE 'Asia/Ho_Chi_Minh', 'YYYY-MM-DD HH24')"
+);
