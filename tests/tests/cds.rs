@@ -303,12 +303,21 @@ matrix!(curbs_zones_areas_and_policies_follow_the_schemas_and_are_public, |t| {
     assert!(iparking::domain::cds::signed_area2(&pts) > 0.0, "counter-clockwise exterior");
     let ids: BTreeSet<&str> = list.iter().map(|z| z["curb_zone_id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), list.len(), "one id per zone");
+    assert_eq!(hk001["available_spaces"], hk001["num_spaces"], "no session yet");
 
     // One zone by id: the same object; unknown ids are 404 in our error shape.
     let (status, one) = get(&t, &format!("/cds/curbs/zones/{}", zone_id("HK001")), None).await;
     assert_eq!(status, 200, "{one}");
     assert_valid(&cds.answer("Curbs", "/curbs/zones/{id}"), &one, "GET /cds/curbs/zones/{id}");
-    assert_eq!(&one["data"], hk001);
+    assert_eq!(&one["data"]["user_zone_id"], "HK001");
+    assert_eq!(one["data"]["geometry"], hk001["geometry"]);
+    assert_eq!(one["data"]["curb_policy_ids"], hk001["curb_policy_ids"]);
+    // A session takes a space: the zone's free spaces follow the live state.
+    let driver = t.funded_driver("0912777301", 500_000).await;
+    driver.start_session(&start("HK001", "30A-555.31", 60), "cds-free").await.unwrap();
+    let (_, after) = get(&t, &format!("/cds/curbs/zones/{}", zone_id("HK001")), None).await;
+    assert_eq!(after["data"]["available_spaces"].as_i64(), hk001["num_spaces"].as_i64().map(|n| n - 1), "{after}");
+    assert_valid(&cds.answer("Curbs", "/curbs/zones/{id}"), &after, "GET /cds/curbs/zones/{id}");
     assert_error(&get(&t, "/cds/curbs/zones/00000000-0000-4000-8000-000000000000", None).await, 404, "zone_not_found");
     assert_error(&get(&t, "/cds/curbs/zones/HK001", None).await, 404, "zone_not_found");
 

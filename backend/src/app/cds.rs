@@ -320,7 +320,35 @@ fn policy_ids(t: &Tariff) -> Vec<Uuid> {
     (0..t.windows.len()).map(|i| cds::policy_id(t.id, i, t.valid_until.map(ms))).collect()
 }
 
-fn zone_json(reg: &Registry, z: &Zone<'_>, tariffs: &[Tariff], at: DateTime<Utc>, geometry: bool) -> Value {
+/// Free spaces of each zone now, from the live state: `None` for a past `time` (CDS gives
+/// availability as of the time asked, which we do not keep) or when the live state is
+/// unreachable (then the zones are published without it rather than not at all).
+async fn free_now(app: &App, zones: &[Zone<'_>], past: bool) -> Vec<Option<i64>> {
+    if past {
+        return vec![None; zones.len()];
+    }
+    let ids: Vec<i64> = zones.iter().map(|z| z.point.id).collect();
+    match app.live.occupancy(&ids).await {
+        Ok(occupied) if occupied.len() == zones.len() => zones
+            .iter()
+            .zip(occupied)
+            .map(|(z, o)| {
+                let open = z.point.status == PointStatus::Open;
+                Some(if open { i64::from(super::views::free_spaces(z.point.capacity, o)) } else { 0 })
+            })
+            .collect(),
+        _ => vec![None; zones.len()],
+    }
+}
+
+fn zone_json(
+    reg: &Registry,
+    z: &Zone<'_>,
+    tariffs: &[Tariff],
+    at: DateTime<Utc>,
+    geometry: bool,
+    free: Option<i64>,
+) -> Value {
     let p = z.point;
     let policies: Vec<String> =
         tariffs_of(tariffs, p, at).into_iter().flat_map(policy_ids).map(|u| u.to_string()).collect();
@@ -339,6 +367,10 @@ fn zone_json(reg: &Registry, z: &Zone<'_>, tariffs: &[Tariff], at: DateTime<Utc>
     m.insert("street_name".into(), json!(p.street_name));
     m.insert("num_spaces".into(), json!(p.capacity));
     m.insert("available".into(), json!(p.status == PointStatus::Open));
+    if let Some(free) = free {
+        m.insert("available_spaces".into(), json!(free));
+        m.insert("availability_time".into(), json!(ms(at)));
+    }
     m.insert("jurisdiction_type".into(), json!("public"));
     m.insert("curb_area_ids".into(), json!([cds::area_id(&p.district_code).to_string()]));
     let mut custom = Map::new();
@@ -381,7 +413,9 @@ pub async fn zones(app: &App, q: &ZonesQuery) -> Result<Value, AppError> {
     if matches!(spatial, Spatial::Circle { .. }) {
         zones.sort_by(|a, b| a.distance_m.total_cmp(&b.distance_m));
     }
-    let list: Vec<Value> = zones.iter().map(|z| zone_json(&reg, z, &book.tariffs, at, geometry)).collect();
+    let free = free_now(app, &zones, q.time.is_some()).await;
+    let list: Vec<Value> =
+        zones.iter().zip(free).map(|(z, f)| zone_json(&reg, z, &book.tariffs, at, geometry, f)).collect();
     Ok(envelope(app, reg.last_updated(&book.tariffs), json!({ "zones": list })))
 }
 
@@ -402,7 +436,8 @@ pub async fn zone(app: &App, id: &str, q: &ZonesQuery) -> Result<Value, AppError
     if reg.created(z.point) > at {
         return Err(zone_not_found());
     }
-    let body = zone_json(&reg, &z, &book.tariffs, at, true);
+    let free = free_now(app, std::slice::from_ref(&z), q.time.is_some()).await;
+    let body = zone_json(&reg, &z, &book.tariffs, at, true, free[0]);
     Ok(envelope(app, reg.last_updated(&book.tariffs), body))
 }
 
