@@ -375,6 +375,12 @@ matrix!(curbs_zones_areas_and_policies_follow_the_schemas_and_are_public, |t| {
     let in_areas: BTreeSet<&str> =
         area_list.iter().flat_map(|a| a["curb_zone_ids"].as_array().unwrap()).map(|z| z.as_str().unwrap()).collect();
     assert_eq!(in_areas, ids);
+    let (status, one_area) = get(&t, &format!("/cds/curbs/areas/{hk_area}"), None).await;
+    assert_eq!(status, 200, "{one_area}");
+    assert_valid(&cds.answer("Curbs", "/curbs/areas/{id}"), &one_area, "GET /cds/curbs/areas/{id}");
+    assert_eq!(one_area["data"]["name"], "Hoàn Kiếm");
+    assert_eq!(one_area["data"]["curb_zone_ids"].as_array().unwrap().len() as i64, hk_points);
+    assert_error(&get(&t, &format!("/cds/curbs/areas/{}", zone_id("HK001")), None).await, 404, "area_not_found");
 
     // Policies: the tariffs in force, every zone's policy ids resolvable.
     let (status, policies) = get(&t, "/cds/curbs/policies", None).await;
@@ -419,6 +425,12 @@ matrix!(curbs_zones_areas_and_policies_follow_the_schemas_and_are_public, |t| {
     let one_id = day["curb_policy_id"].as_str().unwrap();
     let (_, only) = get(&t, &format!("/cds/curbs/policies?ids={one_id}"), None).await;
     assert_eq!(only["data"]["policies"].as_array().unwrap().len(), 1);
+    let (status, single) = get(&t, &format!("/cds/curbs/policies/{one_id}"), None).await;
+    assert_eq!(status, 200, "{single}");
+    assert_valid(&cds.answer("Curbs", "/curbs/policies/{id}"), &single, "GET /cds/curbs/policies/{id}");
+    assert_eq!(&single["data"], **day);
+    assert_error(&get(&t, &format!("/cds/curbs/policies/{}", zone_id("HK001")), None).await, 404, "policy_not_found");
+    assert_error(&get(&t, "/cds/curbs/policies/nope", None).await, 404, "policy_not_found");
 
     // Versions and optional endpoints.
     let v10 = reqwest::Client::new()

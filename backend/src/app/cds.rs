@@ -471,6 +471,32 @@ pub async fn areas(app: &App, q: &ZonesQuery) -> Result<Value, AppError> {
     Ok(envelope(app, reg.last_updated(&book.tariffs), json!({ "areas": list })))
 }
 
+/// `GET /cds/curbs/areas/{id}`.
+pub async fn area(app: &App, id: &str) -> Result<Value, AppError> {
+    let not_found = || AppError::not_found("area_not_found", "Không có khu vực (curb area) này.", "No such curb area.");
+    let id = Uuid::try_parse(id).map_err(|_| not_found())?.to_string();
+    let mut all = areas(app, &ZonesQuery::default()).await?;
+    let found = all
+        .pointer_mut("/data/areas")
+        .and_then(Value::as_array_mut)
+        .and_then(|a| a.iter().position(|x| x["curb_area_id"] == id.as_str()).map(|i| a.swap_remove(i)))
+        .ok_or_else(not_found)?;
+    all["data"] = found;
+    Ok(all)
+}
+
+/// `GET /cds/curbs/policies/{id}`: a policy of a tariff in force.
+pub async fn policy(app: &App, id: &str) -> Result<Value, AppError> {
+    let not_found =
+        || AppError::not_found("policy_not_found", "Không có chính sách (curb policy) này.", "No such curb policy.");
+    let id = Uuid::try_parse(id).map_err(|_| not_found())?;
+    let mut all = policies(app, &PoliciesQuery { ids: Some(id.to_string()) }).await?;
+    let found =
+        all.pointer_mut("/data/policies").and_then(Value::as_array_mut).and_then(|a| a.pop()).ok_or_else(not_found)?;
+    all["data"] = found;
+    Ok(all)
+}
+
 /// The query of `GET /cds/curbs/policies`.
 #[derive(Debug, Default, Deserialize)]
 pub struct PoliciesQuery {

@@ -31,8 +31,8 @@ pub fn router() -> Router<AppState> {
         .route("/cds/curbs/zones/{id}", get(zone))
         .route("/cds/curbs/areas", get(areas))
         .route("/cds/curbs/policies", get(policies))
-        .route("/cds/curbs/areas/{id}", get(not_implemented))
-        .route("/cds/curbs/policies/{id}", get(not_implemented))
+        .route("/cds/curbs/areas/{id}", get(area))
+        .route("/cds/curbs/policies/{id}", get(policy))
         .route("/cds/curbs/spaces", get(not_implemented))
         .route("/cds/curbs/spaces/{id}", get(not_implemented))
         .route("/cds/curbs/objects", get(not_implemented))
@@ -202,6 +202,16 @@ async fn areas(
 ) -> Result<Response, AppError> {
     negotiate(&headers, false)?;
     Ok(json_answer(&cds::areas(&app, &q).await?, true))
+}
+
+async fn area(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, AppError> {
+    negotiate(&headers, false)?;
+    Ok(json_answer(&cds::area(&app, &id).await?, true))
+}
+
+async fn policy(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, AppError> {
+    negotiate(&headers, false)?;
+    Ok(json_answer(&cds::policy(&app, &id).await?, true))
 }
 
 async fn policies(
