@@ -591,6 +591,9 @@ matrix!(events_and_metrics_follow_the_schemas_hold_no_personal_data_and_add_up, 
     };
     assert_eq!(sum("total_sessions", None), 3.0);
     assert_eq!(sum("total_sessions", Some(&zone_id("HK002"))), 1.0);
+    // Every event of the Events feed, counted where and when it happened.
+    assert_eq!(sum("total_events", None), list.len() as f64);
+    assert_eq!(sum("total_events", Some(&zone_id("HK002"))), 2.0, "HK002's start and end");
     let occupancy: Vec<f64> =
         rows.iter().filter(|r| r["metric_type"] == "occupancy_percent").map(|r| r["value"].as_f64().unwrap()).collect();
     assert!(occupancy.iter().all(|v| (0.0..=100.0).contains(v)), "{occupancy:?}");

@@ -1018,7 +1018,8 @@ pub const AGGREGATE_COLUMNS: &[&str] =
     &["curb_place_type", "curb_place_id", "metric_type", "date", "hour", "value", "revenue"];
 
 /// The metrics published per zone (or area) and local hour.
-pub const METRIC_TYPES: [&str; 4] = ["total_sessions", "turnover", "average_dwell_time", "occupancy_percent"];
+pub const METRIC_TYPES: [&str; 5] =
+    ["total_sessions", "total_events", "turnover", "average_dwell_time", "occupancy_percent"];
 
 struct MetricsScope {
     from: DateTime<Utc>,
@@ -1170,6 +1171,7 @@ pub async fn metric_sessions(app: &App, q: &MetricsQuery) -> Result<Table, AppEr
 #[derive(Debug, Default, Clone)]
 struct HourFigures {
     started: i64,
+    events: i64,
     dwell_of_started_s: i64,
     occupied_s: i64,
     revenue: i64,
@@ -1182,9 +1184,10 @@ fn local_hour_start(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// `GET /cds/metrics/aggregates`: per zone (or area, `curb_place_type=area`) and local hour
-/// that had any parking or revenue in the window (hours are whole: the window is widened to
-/// them): sessions started, turnover, average dwell time (minutes), occupancy (percent of
-/// the spaces' time) and, an iParking extension, the hour's revenue from the ledger (VND).
+/// that had any parking, event or revenue in the window (hours are whole: the window is
+/// widened to them): sessions started, events (session starts and ends, checks, citations),
+/// turnover, average dwell time (minutes), occupancy (percent of the spaces' time) and, an
+/// iParking extension, the hour's revenue from the ledger (VND).
 pub async fn aggregates(app: &App, q: &MetricsQuery) -> Result<Table, AppError> {
     let now = app.clock.now();
     let points = app.store.points().await?;
@@ -1192,12 +1195,11 @@ pub async fn aggregates(app: &App, q: &MetricsQuery) -> Result<Table, AppError> 
     let scope = metrics_scope(q, now, &points, &districts)?;
     if let Some(m) = q.metric_type.as_deref()
         && !METRIC_TYPES.contains(&m)
-        && m != "total_events"
     {
         return Err(bad_param(
             "metric_type",
-            "metric_type là total_sessions, turnover, average_dwell_time hoặc occupancy_percent.",
-            "metric_type is total_sessions, turnover, average_dwell_time or occupancy_percent.",
+            "metric_type là total_sessions, total_events, turnover, average_dwell_time hoặc occupancy_percent.",
+            "metric_type is total_sessions, total_events, turnover, average_dwell_time or occupancy_percent.",
         ));
     }
     let from = local_hour_start(scope.from);
@@ -1205,11 +1207,13 @@ pub async fn aggregates(app: &App, q: &MetricsQuery) -> Result<Table, AppError> 
         let t = local_hour_start(scope.to);
         if t < scope.to { t + Duration::hours(1) } else { t }
     };
-    let (spans, revenue) = match scope.place {
-        Place::Filter(f) => {
-            (app.store.cds_sessions_overlapping(from, to, f).await?, app.store.cds_revenue(from, to, f).await?)
-        }
-        Place::Nowhere => (Vec::new(), Vec::new()),
+    let (spans, revenue, enforcement) = match scope.place {
+        Place::Filter(f) => (
+            app.store.cds_sessions_overlapping(from, to, f).await?,
+            app.store.cds_revenue(from, to, f).await?,
+            app.store.cds_enforcement_counts(from, to, f).await?,
+        ),
+        Place::Nowhere => (Vec::new(), Vec::new(), Vec::new()),
     };
     let by_id: HashMap<i64, &PointRecord> = points.iter().map(|p| (p.id, p)).collect();
     // The place a point's figures go to: its zone, or its district's area.
@@ -1234,7 +1238,14 @@ pub async fn aggregates(app: &App, q: &MetricsQuery) -> Result<Table, AppError> 
         if s.started_at >= from && s.started_at < to {
             let f = figures.entry((local_hour_start(s.started_at), place)).or_default();
             f.started += 1;
+            f.events += 1;
             f.dwell_of_started_s += (end - s.started_at).num_seconds();
+        }
+        if let Some(ended) = s.ended_at
+            && ended >= from
+            && ended < to
+        {
+            figures.entry((local_hour_start(ended), place)).or_default().events += 1;
         }
         let mut h = local_hour_start(s.started_at.max(from));
         while h < end.min(to) {
@@ -1246,21 +1257,31 @@ pub async fn aggregates(app: &App, q: &MetricsQuery) -> Result<Table, AppError> 
             h = next;
         }
     }
+    let hour_of = |local_hour: &str| -> Result<Option<DateTime<Utc>>, AppError> {
+        let local = chrono::NaiveDateTime::parse_from_str(&format!("{local_hour}:00:00"), "%Y-%m-%d %H:%M:%S")
+            .map_err(|_| AppError::internal(&format!("bad local hour {local_hour:?}")))?;
+        Ok(LOCAL_TZ.from_local_datetime(&local).single().map(|h| h.with_timezone(&Utc)))
+    };
     for r in &revenue {
         let Some((place, _)) = place_of_point(r.point_id) else { continue };
-        let Ok(local) = chrono::NaiveDateTime::parse_from_str(&format!("{}:00:00", r.local_hour), "%Y-%m-%d %H:%M:%S")
-        else {
-            return Err(AppError::internal(&format!("bad local hour {:?}", r.local_hour)));
-        };
-        let Some(h) = LOCAL_TZ.from_local_datetime(&local).single() else { continue };
-        figures.entry((h.with_timezone(&Utc), place)).or_default().revenue += r.gross;
+        let Some(h) = hour_of(&r.local_hour)? else { continue };
+        figures.entry((h, place)).or_default().revenue += r.gross;
+    }
+    for c in &enforcement {
+        let Some((place, _)) = place_of_point(c.point_id) else { continue };
+        let Some(h) = hour_of(&c.local_hour)? else { continue };
+        figures.entry((h, place)).or_default().events += c.count;
     }
     let kind = if scope.area_level { "area" } else { "zone" };
     let mut list = Vec::new();
     for ((hour, place), f) in &figures {
         let local = hour.with_timezone(&LOCAL_TZ);
         let cap = capacity.get(place).copied().unwrap_or(0);
-        let mut values: Vec<(&str, f64)> = vec![("total_sessions", f.started as f64), ("turnover", f.started as f64)];
+        let mut values: Vec<(&str, f64)> = vec![
+            ("total_sessions", f.started as f64),
+            ("total_events", f.events as f64),
+            ("turnover", f.started as f64),
+        ];
         if f.started > 0 {
             values.push(("average_dwell_time", round2(f.dwell_of_started_s as f64 / 60.0 / f.started as f64)));
         }

@@ -94,6 +94,17 @@ pub struct HourRevenue {
     pub gross: i64,
 }
 
+/// How many facts one point had in one local hour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourCount {
+    /// Point row id.
+    pub point_id: i64,
+    /// Local hour, `YYYY-MM-DD HH` (Asia/Ho_Chi_Minh).
+    pub local_hour: String,
+    /// How many.
+    pub count: i64,
+}
+
 /// When each point and district was created (the CDS `published_date`s).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlaceDates {
@@ -141,6 +152,14 @@ pub trait CdsStore: Send + Sync {
         to: DateTime<Utc>,
         place: PlaceFilter,
     ) -> StoreResult<Vec<SessionSpan>>;
+
+    /// How many plate checks and violations each point had in each local hour of `[from, to)`.
+    async fn cds_enforcement_counts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        place: PlaceFilter,
+    ) -> StoreResult<Vec<HourCount>>;
 
     /// Revenue by point and local hour of the ledger transactions in `[from, to)`.
     async fn cds_revenue(
@@ -343,6 +362,38 @@ macro_rules! sql_cds_store_impl {
                     .await
                     .map_err($crate::store::map_sqlx)?;
                 Ok($crate::store::cds::spans(rows))
+            }
+
+            async fn cds_enforcement_counts(
+                &self,
+                from: chrono::DateTime<chrono::Utc>,
+                to: chrono::DateTime<chrono::Utc>,
+                place: $crate::store::cds::PlaceFilter,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::cds::HourCount>> {
+                let mut out = Vec::new();
+                for (table, col) in [("plate_checks", "checked_at"), ("violations", "issued_at")] {
+                    let hour = $local_hour.replace("COL", col);
+                    let sql = format!(
+                        "SELECT point_id, {hour} AS local_hour, CAST(COUNT(*) AS BIGINT) FROM {table} \
+                         WHERE {col} >= $1 AND {col} < $2 AND {} GROUP BY point_id, {hour}",
+                        $crate::store::cds::place_sql("point_id", 3, 4)
+                    );
+                    let (point, district) = place.binds();
+                    let rows: Vec<(i64, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .bind(from)
+                        .bind(to)
+                        .bind(point)
+                        .bind(district)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err($crate::store::map_sqlx)?;
+                    out.extend(rows.into_iter().map(|(point_id, local_hour, count)| $crate::store::cds::HourCount {
+                        point_id,
+                        local_hour,
+                        count,
+                    }));
+                }
+                Ok(out)
             }
 
             async fn cds_revenue(
