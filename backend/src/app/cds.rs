@@ -35,6 +35,8 @@ pub const DEFAULT_EVENTS_PAGE: i64 = 500;
 pub const MAX_SESSIONS_PAGE: i64 = 5000;
 /// The widest Metrics query (`end_time - start_time`).
 pub const MAX_METRICS_SPAN: Duration = Duration::days(7);
+/// Most rows in one aggregates answer (else 422 `too_many_rows`).
+pub const MAX_AGGREGATE_ROWS: usize = 100_000;
 /// The Metrics window when `start_time` is not given: the day before `end_time`.
 pub const DEFAULT_METRICS_SPAN: Duration = Duration::hours(24);
 
@@ -1271,6 +1273,14 @@ pub async fn aggregates(app: &App, q: &MetricsQuery) -> Result<Table, AppError> 
         let Some((place, _)) = place_of_point(c.point_id) else { continue };
         let Some(h) = hour_of(&c.local_hour)? else { continue };
         figures.entry((h, place)).or_default().events += c.count;
+    }
+    let per_place_hour = if q.metric_type.is_some() { 1 } else { METRIC_TYPES.len() };
+    if figures.len().saturating_mul(per_place_hour) > MAX_AGGREGATE_ROWS {
+        return Err(AppError::unprocessable(
+            "too_many_rows",
+            format!("Quá {MAX_AGGREGATE_ROWS} dòng: thu hẹp khoảng thời gian, chọn một nơi hoặc một chỉ số."),
+            format!("Over {MAX_AGGREGATE_ROWS} rows: narrow the time range, or choose a place or a metric."),
+        ));
     }
     let kind = if scope.area_level { "area" } else { "zone" };
     let mut list = Vec::new();
