@@ -770,6 +770,16 @@ matrix!(events_and_metrics_need_the_data_role, |t| {
         let (status, body) = get(&t, path, data.token()).await;
         assert_eq!(status, 200, "{path}: {body}");
     }
+    // A data token opens nothing else a staff token does: no photos, finance, admin or handheld.
+    let data = t.staff(StaffRole::Data, &[]).await;
+    for path in [
+        format!("/v1/warden/photos/{}", "ab".repeat(32)),
+        "/v1/finance/revenue?from=2026-12-01&to=2026-12-31".to_owned(),
+        "/v1/admin/streets".to_owned(),
+        "/v1/warden/points/HK001/vehicles".to_owned(),
+    ] {
+        assert_error(&get(&t, &path, data.token()).await, 403, "forbidden");
+    }
     // The role is stored as such (the CHECK of migration 0021 lets it in).
     assert!(t.sql_i64("SELECT COUNT(*) FROM staff WHERE role = 'data'").await >= 3);
     // Curbs stays public.

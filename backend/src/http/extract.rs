@@ -89,7 +89,9 @@ impl FromRequestParts<AppState> for Driver {
     }
 }
 
-/// Any authenticated staff member.
+/// Any authenticated staff member who works in the service: not the role `data`, whose
+/// tokens read the CDS feeds only ([`MaybeStaff`] there) and nothing a staff token opens
+/// elsewhere (a violation's photos, for instance, open to any staff whose scope covers them).
 #[derive(Debug, Clone)]
 pub struct Staff(pub Principal);
 
@@ -100,6 +102,12 @@ impl FromRequestParts<AppState> for Staff {
         let token = bearer(&parts.headers).ok_or_else(AppError::unauthorized)?;
         let principal = state.staff_principal(&token_hash(token)).await?.ok_or_else(AppError::unauthorized)?;
         tracing::Span::current().record("staff.id", principal.staff_id);
+        if principal.role == iparking_mobile_api::StaffRole::Data {
+            return Err(AppError::forbidden(
+                "Mã của vai trò data chỉ đọc được dữ liệu CDS (/cds/events, /cds/metrics).",
+                "A token of the role data reads only the CDS feeds (/cds/events, /cds/metrics).",
+            ));
+        }
         Ok(Staff(principal))
     }
 }
