@@ -617,7 +617,8 @@ fn policy_json(t: &Tariff, i: usize) -> Value {
     Value::Object(m)
 }
 
-/// `GET /cds/curbs/policies`: every window of every tariff in force now.
+/// `GET /cds/curbs/policies`: every window of every tariff in force now (with `ids`, of any
+/// published tariff).
 pub async fn policies(app: &App, q: &PoliciesQuery) -> Result<Value, AppError> {
     let wanted: Option<BTreeSet<Uuid>> = q
         .ids
@@ -627,7 +628,10 @@ pub async fn policies(app: &App, q: &PoliciesQuery) -> Result<Value, AppError> {
     let now = app.clock.now();
     let book = app.tariffs();
     let mut list = Vec::new();
-    for t in book.tariffs.iter().filter(|t| t.published_at.is_some() && t.in_force_at(now)) {
+    // The list is the tariffs in force; asked by id, any published version answers, so that
+    // the ids of zones asked at a past or future `time` resolve too.
+    let listed = |t: &Tariff| t.published_at.is_some() && (wanted.is_some() || t.in_force_at(now));
+    for t in book.tariffs.iter().filter(|t| listed(t)) {
         for (i, id) in policy_ids(t).into_iter().enumerate() {
             if wanted.as_ref().is_none_or(|w| w.contains(&id)) {
                 list.push(policy_json(t, i));
