@@ -1,39 +1,140 @@
-//! The durable record of plate checks, written off the request path.
+//! The durable record of plate checks, written off the request path, through a local
+//! journal that survives the process (issue 34, docs/decisions/0026-ledger-hash-chain.md
+//! has the chain; this module's decision is in docs/decisions/0028-check-journal.md).
 //!
 //! A check answers from the live state in well under a millisecond; writing its row in the
-//! same request would make the database the bottleneck. Handlers hand the row to a channel
-//! instead, and one writer task per node inserts whatever has queued in one multi-row
-//! statement (group commit). A batch waits at most [`LINGER`] after its first row for more
-//! (or until it has [`BATCH`] rows, or someone [flushes](CheckRecorder::flush)): under load
-//! that makes a statement of hundreds of rows rather than a few, and a row costs the database
-//! far less in a large statement than a statement does. A full queue makes handlers wait
-//! (backpressure) rather than drop rows.
+//! same request would make the database the bottleneck. So:
+//! 1. **The journal.** Before a check is answered, its row is appended to this node's journal:
+//!    a file under the data directory, one JSON line per check with a sequence number. One
+//!    task appends whatever has queued in one `write` (group commit), then lets the handlers
+//!    answer. A `write` puts the bytes in the kernel's page cache: they outlive the process
+//!    (a `kill -9`, a panic, the OOM killer), not the machine (no `fsync`; see the decision).
+//! 2. **The database.** The rows go on in memory to the writer task, which inserts whatever
+//!    has queued in one multi-row statement (`COPY` on PostgreSQL), waiting at most
+//!    [`LINGER`] for more, and in the same database transaction moves this journal's mark (the
+//!    last sequence number written) in `check_journal_marks`.
+//! 3. **At start**, every journal under the data directory that no running node holds (each
+//!    node holds its own with a file lock) is replayed: the rows after its mark are inserted,
+//!    then the journal is deleted. So every answered check reaches the database once.
+//!
+//! While the database is unreachable the writer keeps up to [`RETRY_BUFFER`] rows in memory;
+//! beyond that it lets the memory copies go and reads them back from the journal when the
+//! database returns. Nothing is dropped. A journal's segment is deleted once its rows are
+//! all written.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::VecDeque,
+    io::{BufRead, Write},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use tokio::sync::{mpsc, oneshot};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::store::{Store, wardens::CheckRecord};
+use crate::{
+    domain::{check::CheckSource, plate::Plate},
+    store::{
+        Store, StoreError,
+        wardens::{CheckRecord, verdict_name},
+    },
+};
 
-/// Most rows per batch (a store may split it into statements, in one transaction).
+/// Most rows per database batch (a store may split it into statements, in one transaction).
 pub const BATCH: usize = 10_000;
-/// Longest a queued row waits for others to share its insert.
+/// Longest a row waits for others to share its insert.
 pub const LINGER: Duration = Duration::from_millis(20);
 /// Rows queued before handlers wait.
 pub const QUEUE: usize = 20_000;
-/// Rows kept while the database is unreachable; beyond this the oldest are dropped (and
-/// counted in the log and the `plate_checks_dropped_total` metric).
+/// Rows kept in memory while the database is unreachable; beyond this they are read back
+/// from the journal when it returns.
 pub const RETRY_BUFFER: usize = 200_000;
+/// A journal segment is closed (and a new one begun) beyond this size.
+pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Most rows appended in one write.
+const APPEND_BATCH: usize = 4_096;
+
+/// One journal line.
+#[derive(Serialize, Deserialize)]
+struct Line {
+    seq: u64,
+    staff: i64,
+    point: i64,
+    plate: String,
+    verdict: String,
+    session: Option<i64>,
+    near: u32,
+    source: String,
+    at: DateTime<Utc>,
+}
+
+impl Line {
+    fn new(seq: u64, c: &CheckRecord) -> Self {
+        Line {
+            seq,
+            staff: c.staff_id,
+            point: c.point_id,
+            plate: c.plate.as_str().to_owned(),
+            verdict: verdict_name(c.verdict).to_owned(),
+            session: c.session_id,
+            near: c.near_misses,
+            source: c.source.as_str().to_owned(),
+            at: c.checked_at,
+        }
+    }
+
+    fn record(self) -> Option<(u64, CheckRecord)> {
+        use iparking_mobile_api::CheckVerdict as V;
+        let verdict = match self.verdict.as_str() {
+            "valid" => V::Valid,
+            "grace" => V::Grace,
+            "expired" => V::Expired,
+            "unpaid" => V::Unpaid,
+            "elsewhere" => V::Elsewhere,
+            _ => return None,
+        };
+        let source = match self.source.as_str() {
+            "online" => CheckSource::Online,
+            "sync" => CheckSource::Sync,
+            _ => return None,
+        };
+        Some((
+            self.seq,
+            CheckRecord {
+                staff_id: self.staff,
+                point_id: self.point,
+                plate: Plate::from_db(self.plate),
+                verdict,
+                session_id: self.session,
+                near_misses: self.near,
+                source,
+                checked_at: self.at,
+            },
+        ))
+    }
+}
 
 enum Msg {
-    Check(CheckRecord),
-    Flush(oneshot::Sender<()>),
+    Check(CheckRecord, oneshot::Sender<()>),
+    Flush(oneshot::Sender<u64>),
+}
+
+/// How far the writer got: the last sequence number written, and how many batches failed.
+#[derive(Clone, Copy, Default)]
+struct Progress {
+    written: u64,
+    failures: u64,
 }
 
 /// The handle handlers record checks through.
 #[derive(Clone)]
 pub struct CheckRecorder {
     tx: mpsc::Sender<Msg>,
+    progress: watch::Receiver<Progress>,
+    /// Whether a check waits for its journal line (no journal: for measurement only).
+    journaled: bool,
 }
 
 impl std::fmt::Debug for CheckRecorder {
@@ -42,67 +143,335 @@ impl std::fmt::Debug for CheckRecorder {
     }
 }
 
+/// A node's own journal: its directory (named by its id), held with a lock.
+struct Journal {
+    id: String,
+    dir: PathBuf,
+    _lock: std::fs::File,
+}
+
+/// A segment's file name: `seg-` and its first sequence number.
+fn segment_name(first: u64) -> String {
+    format!("seg-{first:020}.jsonl")
+}
+
+/// A journal's segments, oldest first, with their first sequence numbers.
+fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let path = e?.path();
+        let first = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("seg-")?.strip_suffix(".jsonl")?.parse::<u64>().ok());
+        if let Some(first) = first {
+            out.push((first, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads the rows of `dir`'s journal after sequence number `after`, at most `limit` of them.
+/// A torn last line (the process died in the middle of a write, so its checks were not
+/// answered) is skipped.
+fn read_journal(dir: &Path, after: u64, limit: usize) -> std::io::Result<Vec<(u64, CheckRecord)>> {
+    let segs = segments(dir)?;
+    let mut out = Vec::new();
+    for (i, (_, path)) in segs.iter().enumerate() {
+        if segs.get(i + 1).is_some_and(|(next, _)| *next <= after + 1) {
+            continue;
+        }
+        let file = std::io::BufReader::new(std::fs::File::open(path)?);
+        for line in file.lines() {
+            let line = line?;
+            let Ok(l) = serde_json::from_str::<Line>(&line) else { continue };
+            if l.seq <= after {
+                continue;
+            }
+            if let Some(r) = l.record() {
+                out.push(r);
+            }
+            if out.len() >= limit {
+                return Ok(out);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn io_error(what: &str, dir: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Internal(format!("check journal {what} {}: {e}", dir.display()))
+}
+
+/// Replays every journal under `root` that no running node holds: the rows after its mark in
+/// the database are written, then the journal is deleted. Returns the rows written.
+pub async fn replay_orphans(store: &dyn Store, root: &Path) -> Result<u64, StoreError> {
+    let Ok(entries) = std::fs::read_dir(root) else { return Ok(0) };
+    let mut total = 0;
+    for e in entries.flatten() {
+        let dir = e.path();
+        let Some(id) = dir.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
+        if !dir.is_dir() {
+            continue;
+        }
+        let Ok(lock) =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join("lock"))
+        else {
+            continue;
+        };
+        if lock.try_lock().is_err() {
+            continue; // a running node's own
+        }
+        let mut mark = store.check_journal_mark(&id).await?;
+        let mut rows_written = 0u64;
+        loop {
+            let rows = read_journal(&dir, mark, BATCH).map_err(|e| io_error("read", &dir, e))?;
+            let Some(last) = rows.last().map(|(s, _)| *s) else { break };
+            let records: Vec<CheckRecord> = rows.into_iter().map(|(_, r)| r).collect();
+            store.record_checks(&records, Some((&id, last as i64))).await?;
+            rows_written += records.len() as u64;
+            mark = last;
+        }
+        std::fs::remove_dir_all(&dir).map_err(|e| io_error("delete", &dir, e))?;
+        store.forget_check_journal(&id).await?;
+        if rows_written > 0 {
+            tracing::warn!(journal = %id, rows = rows_written, "plate checks of a stopped node's journal written");
+        }
+        total += rows_written;
+    }
+    Ok(total)
+}
+
 impl CheckRecorder {
-    /// Starts the writer task for `store`.
-    pub fn start(store: Arc<dyn Store>) -> Self {
+    /// Replays the journals left under `journal_root` by nodes that stopped, then starts this
+    /// node's journal there and the writer task for `store`. Without a root, checks are kept
+    /// in memory only until written, and lost if the process dies first (for measuring what
+    /// the journal costs; the rows beyond [`RETRY_BUFFER`] are then dropped).
+    pub async fn start(store: Arc<dyn Store>, journal_root: Option<&Path>) -> Result<Self, StoreError> {
+        let journal = match journal_root {
+            Some(root) => Some(Arc::new(open_journal(store.as_ref(), root).await?)),
+            None => None,
+        };
+        let file = match &journal {
+            Some(j) => Some(open_segment(&j.dir, 1).map_err(|e| io_error("open", &j.dir, e))?),
+            None => None,
+        };
+        let journaled = journal.is_some();
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_forever(store, rx));
-        Self { tx }
+        let (rows_tx, rows_rx) = mpsc::channel::<Vec<(u64, CheckRecord)>>(QUEUE / 64);
+        let (progress_tx, progress) = watch::channel(Progress::default());
+        let closed = Arc::new(Mutex::new(VecDeque::new()));
+        tokio::spawn(append_forever(journal.clone(), file, rx, rows_tx, closed.clone()));
+        tokio::spawn(write_forever(store, journal, rows_rx, progress_tx, closed));
+        Ok(Self { tx, progress, journaled })
     }
 
-    /// Queues a check (waits only when the queue is full).
+    /// Journals a check, and returns once it is in the journal (waits longer only when the
+    /// queue is full).
     pub async fn record(&self, check: CheckRecord) {
-        if self.tx.send(Msg::Check(check)).await.is_err() {
-            tracing::error!("plate check writer is gone; a check was not recorded");
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Msg::Check(check, done)).await.is_err() || (self.journaled && wait.await.is_err()) {
+            tracing::error!("plate check journal is gone; a check was not recorded");
         }
     }
 
-    /// Waits until every check queued before this call is written (or given up on).
+    /// Waits until every check recorded before this call is written to the database (or a
+    /// write failed meanwhile: the database is unreachable, and the rows wait in the journal).
     pub async fn flush(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.tx.send(Msg::Flush(done)).await.is_ok() {
-            let _ = wait.await;
+        let (ask, answer) = oneshot::channel();
+        if self.tx.send(Msg::Flush(ask)).await.is_err() {
+            return;
+        }
+        let Ok(upto) = answer.await else { return };
+        let mut progress = self.progress.clone();
+        let failures = progress.borrow().failures;
+        let _ = progress.wait_for(|p| p.written >= upto || p.failures > failures).await;
+    }
+}
+
+/// Replays the stopped nodes' journals under `root`, then makes and locks this node's own.
+async fn open_journal(store: &dyn Store, root: &Path) -> Result<Journal, StoreError> {
+    create_private_dir(root).map_err(|e| io_error("create", root, e))?;
+    replay_orphans(store, root).await?;
+    let id = format!("{:032x}", rand::random::<u128>());
+    let dir = root.join(&id);
+    create_private_dir(&dir).map_err(|e| io_error("create", &dir, e))?;
+    let lock = std::fs::File::create(dir.join("lock")).map_err(|e| io_error("create", &dir, e))?;
+    lock.try_lock().map_err(|e| io_error("lock", &dir, std::io::Error::other(e.to_string())))?;
+    Ok(Journal { id, dir, _lock: lock })
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+fn open_segment(dir: &Path, first: u64) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().create(true).append(true).open(dir.join(segment_name(first)))
+}
+
+/// The journal's task: appends what has queued in one write, lets the handlers answer, and
+/// hands the rows to the writer.
+async fn append_forever(
+    journal: Option<Arc<Journal>>,
+    mut file: Option<std::fs::File>,
+    mut rx: mpsc::Receiver<Msg>,
+    rows: mpsc::Sender<Vec<(u64, CheckRecord)>>,
+    closed: Arc<Mutex<VecDeque<(PathBuf, u64)>>>,
+) {
+    let mut seq = 0u64;
+    let mut size = 0u64;
+    let mut segment_path = journal.as_ref().map(|j| j.dir.join(segment_name(1)));
+    let mut buf = Vec::with_capacity(1 << 16);
+    while let Some(first) = rx.recv().await {
+        let mut msgs = vec![first];
+        while msgs.len() < APPEND_BATCH {
+            match rx.try_recv() {
+                Ok(m) => msgs.push(m),
+                Err(_) => break,
+            }
+        }
+        buf.clear();
+        let mut batch = Vec::new();
+        let mut acks = Vec::new();
+        let mut flushes = Vec::new();
+        for m in msgs {
+            match m {
+                Msg::Check(c, ack) => {
+                    seq += 1;
+                    if file.is_some() {
+                        let _ = serde_json::to_writer(&mut buf, &Line::new(seq, &c));
+                        buf.push(b'\n');
+                    }
+                    batch.push((seq, c));
+                    acks.push(ack);
+                }
+                Msg::Flush(f) => flushes.push(f),
+            }
+        }
+        if let Some(f) = file.as_mut()
+            && !buf.is_empty()
+        {
+            if let Err(e) = f.write_all(&buf) {
+                // The disk refused: the rows still go to the database from memory, but a
+                // crash now would lose them; said loudly.
+                metrics::counter!("plate_check_journal_errors_total").increment(1);
+                tracing::error!(error = %e, "plate check journal write failed");
+            }
+            size += buf.len() as u64;
+        }
+        for a in acks {
+            let _ = a.send(());
+        }
+        for f in flushes {
+            let _ = f.send(seq);
+        }
+        if !batch.is_empty() && rows.send(batch).await.is_err() {
+            return;
+        }
+        if let Some(j) = &journal
+            && size >= SEGMENT_BYTES
+        {
+            match open_segment(&j.dir, seq + 1) {
+                Ok(next) => {
+                    file = Some(next);
+                    size = 0;
+                    if let Some(old) = segment_path.replace(j.dir.join(segment_name(seq + 1))) {
+                        closed.lock().unwrap_or_else(|p| p.into_inner()).push_back((old, seq));
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "plate check journal: new segment not opened"),
+            }
         }
     }
 }
 
-async fn write_forever(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Msg>) {
-    let mut pending: Vec<CheckRecord> = Vec::new();
-    let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+/// The writer task: inserts the rows in batches, moving the journal's mark in the same
+/// database transaction.
+async fn write_forever(
+    store: Arc<dyn Store>,
+    journal: Option<Arc<Journal>>,
+    mut rx: mpsc::Receiver<Vec<(u64, CheckRecord)>>,
+    progress: watch::Sender<Progress>,
+    closed: Arc<Mutex<VecDeque<(PathBuf, u64)>>>,
+) {
+    let mut pending: VecDeque<(u64, CheckRecord)> = VecDeque::new();
+    let mut written = 0u64;
+    // Rows let go from memory while the database was unreachable: read back from the journal
+    // from here, and what comes from memory up to `spilled_upto` is skipped.
+    let mut spilled_upto: Option<u64> = None;
     let mut backoff = Duration::from_millis(100);
     loop {
-        if pending.is_empty() && waiters.is_empty() {
+        if pending.is_empty() && spilled_upto.is_none() {
             match rx.recv().await {
-                Some(m) => take(m, &mut pending, &mut waiters),
+                Some(rows) => pending.extend(rows),
                 None => return,
             }
         }
-        // Everything queued meanwhile joins this batch, and what arrives within the linger
-        // (unless a flush is waiting, or the batch is full).
+        // Everything queued meanwhile joins (up to the retry buffer, while the database is
+        // down), and what arrives within the linger unless the batch is full.
         let deadline = tokio::time::Instant::now() + LINGER;
-        while pending.len() < RETRY_BUFFER {
+        while pending.len() <= RETRY_BUFFER {
             match rx.try_recv() {
-                Ok(m) => take(m, &mut pending, &mut waiters),
+                Ok(rows) => pending.extend(rows),
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    if !waiters.is_empty() || pending.len() >= BATCH {
+                    if pending.len() >= BATCH {
                         break;
                     }
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(m)) => take(m, &mut pending, &mut waiters),
+                        Ok(Some(rows)) => pending.extend(rows),
                         Ok(None) | Err(_) => break,
                     }
+                }
+            }
+        }
+        if let Some(upto) = spilled_upto {
+            // Catching up from the journal: memory's rows up to `upto` are read from there.
+            while pending.front().is_some_and(|(s, _)| *s <= upto) {
+                pending.pop_front();
+            }
+            let Some(j) = &journal else {
+                spilled_upto = None;
+                continue;
+            };
+            match read_journal(&j.dir, written, BATCH) {
+                Ok(rows) => {
+                    let rows: Vec<_> = rows.into_iter().filter(|(s, _)| *s <= upto).collect();
+                    if rows.is_empty() {
+                        spilled_upto = None;
+                        continue;
+                    }
+                    for r in rows.into_iter().rev() {
+                        pending.push_front(r);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "plate check journal unreadable; rows kept for the next start");
+                    spilled_upto = None;
                 }
             }
         }
         let mut failed = false;
         while !pending.is_empty() {
             let n = pending.len().min(BATCH);
-            match store.record_checks(&pending[..n]).await {
+            let batch: Vec<CheckRecord> = pending.iter().take(n).map(|(_, c)| c.clone()).collect();
+            let last = pending[n - 1].0;
+            let mark = journal.as_ref().map(|j| (j.id.as_str(), last as i64));
+            match store.record_checks(&batch, mark).await {
                 Ok(_) => {
                     pending.drain(..n);
+                    written = last;
                     backoff = Duration::from_millis(100);
                     metrics::counter!("plate_checks_recorded_total").increment(n as u64);
+                    progress.send_modify(|p| p.written = last);
+                    forget_segments(&closed, written);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, queued = pending.len(), "plate checks not written yet; retrying");
@@ -112,29 +481,35 @@ async fn write_forever(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Msg>) {
             }
         }
         if failed {
-            if pending.len() > RETRY_BUFFER {
+            progress.send_modify(|p| p.failures += 1);
+            if journal.is_none() && pending.len() > RETRY_BUFFER {
+                // No journal: the oldest are lost.
                 let drop = pending.len() - RETRY_BUFFER;
                 pending.drain(..drop);
                 metrics::counter!("plate_checks_dropped_total").increment(drop as u64);
                 tracing::error!(dropped = drop, "database unreachable too long: oldest plate checks dropped");
-            }
-            // Flush waiters are answered anyway: they must not hang while the database is down.
-            for w in waiters.drain(..) {
-                let _ = w.send(());
+            } else if pending.len() > RETRY_BUFFER {
+                // Let the memory copies go: the journal has them, and is read back later.
+                let upto = pending.back().map_or(written, |(s, _)| *s);
+                spilled_upto = Some(spilled_upto.map_or(upto, |u| u.max(upto)));
+                metrics::counter!("plate_checks_spilled_total").increment(pending.len() as u64);
+                tracing::warn!(rows = pending.len(), "database unreachable: plate checks wait in the journal");
+                pending.clear();
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
-            continue;
-        }
-        for w in waiters.drain(..) {
-            let _ = w.send(());
         }
     }
 }
 
-fn take(m: Msg, pending: &mut Vec<CheckRecord>, waiters: &mut Vec<oneshot::Sender<()>>) {
-    match m {
-        Msg::Check(c) => pending.push(c),
-        Msg::Flush(w) => waiters.push(w),
+/// Deletes the closed segments whose rows are all written.
+fn forget_segments(closed: &Mutex<VecDeque<(PathBuf, u64)>>, written: u64) {
+    let mut closed = closed.lock().unwrap_or_else(|p| p.into_inner());
+    while closed.front().is_some_and(|(_, last)| *last <= written) {
+        if let Some((path, _)) = closed.pop_front()
+            && let Err(e) = std::fs::remove_file(&path)
+        {
+            tracing::warn!(error = %e, "plate check journal segment not deleted");
+        }
     }
 }

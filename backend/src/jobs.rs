@@ -1,6 +1,7 @@
 //! The background jobs of a node, in one place: session expiry, expiry reminders, the
 //! registry and tariff refresh, the live-state watchdog, and (one node at a time, under a
-//! lease in the database) the payments sweeper and the settlement import. Each job calls
+//! lease in the database) the ledger's sealer and day digests, the payments sweeper and the
+//! settlement import. Each job calls
 //! the same use-cases as the HTTP routes (`app`).
 
 use std::sync::Arc;
@@ -29,6 +30,29 @@ impl Jobs {
                 app.node_id.clone(),
             )),
         ];
+        // The ledger's sealer and its day digests: one node at a time (a lease each).
+        if !app.settings.ledger_seal_interval.is_zero() {
+            handles.push(tokio::spawn(leased_forever(
+                app.clone(),
+                "ledger_sealer",
+                app.settings.ledger_seal_interval,
+                |app| async move {
+                    if let Err(e) = crate::app::ledger_chain::seal(&app).await {
+                        tracing::warn!(error = %e, "ledger sealing failed; it resumes at the next tick");
+                    }
+                },
+            )));
+            handles.push(tokio::spawn(leased_forever(
+                app.clone(),
+                "ledger_digests",
+                std::time::Duration::from_secs(60),
+                |app| async move {
+                    if let Err(e) = crate::app::ledger_chain::make_digests(&app).await {
+                        tracing::warn!(error = %e, "ledger digests failed; they resume at the next tick");
+                    }
+                },
+            )));
+        }
         // Payments jobs run on one node at a time (a lease in the database).
         if app.payments.as_ref().is_some_and(|g| !g.is_sandbox()) {
             handles.push(tokio::spawn(leased_forever(

@@ -109,8 +109,16 @@ pub struct Settings {
     pub charge_action_timeout: Duration,
     /// How often settlement data is imported from the processor (one node at a time).
     pub settlement_interval: Duration,
+    /// How often the ledger's sealer runs (one node at a time, under a lease): each run
+    /// gives every ledger transaction older than a second its place and hash in the chain
+    /// (`app::ledger_chain`). Zero: not sealed (for measurement only; the chain then lags).
+    pub ledger_seal_interval: Duration,
     /// Where violation photos are stored (by content hash), under the data directory.
     pub photo_dir: std::path::PathBuf,
+    /// Where this node journals plate checks before answering them (`check_log`), under the
+    /// data directory; journals left there by a stopped node are replayed at start. `None`:
+    /// no journal (for measuring its cost only: a crash then loses the checks not written).
+    pub check_journal_dir: Option<std::path::PathBuf>,
     /// Failed password logins allowed per username per window.
     pub login_per_user: u32,
     /// Failed password logins allowed per client address per window.
@@ -208,7 +216,9 @@ impl Default for Settings {
             sweep_after: Duration::from_secs(120),
             charge_action_timeout: Duration::from_secs(15 * 60),
             settlement_interval: Duration::from_secs(15 * 60),
+            ledger_seal_interval: Duration::from_secs(1),
             photo_dir: std::path::PathBuf::from("./data/photos"),
+            check_journal_dir: Some(std::path::PathBuf::from("./data/checks-journal")),
             login_per_user: 5,
             login_per_ip: 50,
             login_window: Duration::from_secs(15 * 60),
@@ -332,7 +342,7 @@ impl App {
             hex::encode(bytes)
         };
         let receipt_key = store.server_secret("receipt_key", &candidate, clock.now()).await?.into_bytes();
-        let checks = check_log::CheckRecorder::start(store.clone());
+        let checks = check_log::CheckRecorder::start(store.clone(), settings.check_journal_dir.as_deref()).await?;
         let facts = fact_batch::FactBatcher::start(store.clone());
         let staff_tokens = token_cache::TokenCache::new(settings.staff_token_cache);
         let driver_tokens = token_cache::TokenCache::new(settings.driver_token_cache);

@@ -108,6 +108,18 @@ enum Command {
         /// Who produces the published data (the CDS feeds' `author`).
         #[arg(long, env = "IPARKING_DATA_AUTHOR", default_value = iparking::DEFAULT_DATA_AUTHOR)]
         data_author: String,
+        /// Journal plate checks under the data directory before answering them, so that an
+        /// answered check survives the process. `false` is for measuring its cost only.
+        #[arg(long, env = "IPARKING_CHECK_JOURNAL", default_value_t = true, action = clap::ArgAction::Set)]
+        check_journal: bool,
+        /// Where the journal lives (default: `checks-journal` under the data directory). Keep
+        /// it on the node's own disk: a shared volume's file locks may not hold.
+        #[arg(long, env = "IPARKING_CHECK_JOURNAL_DIR")]
+        check_journal_dir: Option<PathBuf>,
+        /// How often the ledger's sealer runs, in milliseconds; 0 stops sealing (for
+        /// measuring its cost only: the chain then falls behind).
+        #[arg(long, env = "IPARKING_LEDGER_SEAL_MS", default_value_t = 1000)]
+        ledger_seal_ms: u64,
     },
     /// Apply the database migrations and exit.
     Migrate,
@@ -125,6 +137,36 @@ enum Command {
     Staff {
         #[command(subcommand)]
         action: StaffCommand,
+    },
+    /// The tamper-evident ledger: verify its hash chain, export a day (docs/open-data.md).
+    Ledger {
+        #[command(subcommand)]
+        action: LedgerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Re-compute the hash chain from the database (or re-hash an export) and report the first
+    /// broken link; exits 1 when one is found.
+    Verify {
+        /// Re-hash this export (written by `ledger export`) instead of reading the database.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Compare with digests kept elsewhere too: a copy of /public/ledger/digests.json.
+        #[arg(long)]
+        digests: Option<PathBuf>,
+    },
+    /// Write a Hanoi day's ledger transactions, without personal data, in the canonical form
+    /// anyone can re-hash (`docs/ledger-rehash.py`). The day needs its digest (made after it
+    /// ends).
+    Export {
+        /// The day, YYYY-MM-DD.
+        #[arg(long)]
+        day: chrono::NaiveDate,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -284,6 +326,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             open_data,
             data_license_url,
             data_author,
+            check_journal,
+            check_journal_dir,
+            ledger_seal_ms,
         } => {
             let store = cli.db.connect().await?;
             if cli.db.is_embedded_default() && !no_seed && store.districts().await?.is_empty() {
@@ -300,6 +345,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let mut settings = settings;
             settings.photo_dir = cli.db.data_dir.join("photos");
+            settings.check_journal_dir =
+                check_journal.then(|| check_journal_dir.unwrap_or_else(|| cli.db.data_dir.join("checks-journal")));
+            settings.ledger_seal_interval = Duration::from_millis(ledger_seal_ms);
             if let Some(tiles) = map_tiles {
                 settings.map_tiles = tiles;
             }
@@ -439,13 +487,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Staff { action } => {
             let store = cli.db.connect().await?;
-            let app = App::new(
-                store,
-                Arc::new(iparking::live::MemoryLive::new()),
-                Arc::new(SystemClock),
-                Settings::default(),
-            )
-            .await?;
+            let settings =
+                Settings { check_journal_dir: Some(cli.db.data_dir.join("checks-journal")), ..Settings::default() };
+            let app =
+                App::new(store, Arc::new(iparking::live::MemoryLive::new()), Arc::new(SystemClock), settings).await?;
             match action {
                 StaffCommand::Add { role, name, districts, streets, username } => {
                     let name =
@@ -481,8 +526,87 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Ledger { action } => ledger(cli.db, action).await?,
     }
     Ok(())
+}
+
+async fn ledger(db: DatabaseArgs, action: LedgerCommand) -> anyhow::Result<()> {
+    use iparking::app::ledger_chain;
+    if let LedgerCommand::Verify { file: Some(file), digests } = &action {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        match ledger_chain::verify_export(&text) {
+            Ok(check) => {
+                println!(
+                    "{}: {} transactions re-hashed, last hash {}",
+                    file.display(),
+                    check.transactions,
+                    check.last_hash
+                );
+                if let Some(path) = digests {
+                    let anchors = read_digests(path)?;
+                    if !anchors.iter().any(|d| d.last_hash == check.last_hash) {
+                        println!("BROKEN: no digest in {} has the last hash {}", path.display(), check.last_hash);
+                        std::process::exit(1);
+                    }
+                    println!("the last hash is a published digest's");
+                }
+            }
+            Err(broken) => {
+                println!("BROKEN: {}: {broken}", file.display());
+                std::process::exit(1);
+            }
+        }
+        return Ok(());
+    }
+    let store = db.connect().await?;
+    let settings = Settings { check_journal_dir: Some(db.data_dir.join("checks-journal")), ..Settings::default() };
+    let app = App::new(store, Arc::new(iparking::live::MemoryLive::new()), Arc::new(SystemClock), settings).await?;
+    match action {
+        LedgerCommand::Verify { digests, .. } => {
+            let anchors = match &digests {
+                Some(path) => read_digests(path)?,
+                None => Vec::new(),
+            };
+            let report = ledger_chain::verify_store(app.store.as_ref(), &app.receipt_key, &anchors)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.en))?;
+            match &report.broken {
+                None => println!(
+                    "ledger chain sound: {} transactions (places 1..{}), last hash {}; {} digests match; {} not sealed yet",
+                    report.checked, report.head.0, report.head.1, report.digests_checked, report.unsealed
+                ),
+                Some(broken) => {
+                    println!("BROKEN: {broken} (checked {} transactions before it)", report.checked);
+                    std::process::exit(1);
+                }
+            }
+        }
+        LedgerCommand::Export { day, out } => {
+            let Some(text) = ledger_chain::export_day(app.store.as_ref(), &app.receipt_key, day)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.en))?
+            else {
+                anyhow::bail!("{day} has no digest yet: a day is digested a few minutes after it ends (Hanoi time)");
+            };
+            match out {
+                Some(path) => std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{text}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Digests kept elsewhere: `/public/ledger/digests.json` as downloaded.
+fn read_digests(path: &std::path::Path) -> anyhow::Result<Vec<iparking::store::chain::DigestRow>> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        digests: Vec<iparking::store::chain::DigestRow>,
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let file: File = serde_json::from_str(&text).with_context(|| format!("{}: not a digests file", path.display()))?;
+    Ok(file.digests)
 }
 
 async fn shutdown_signal() {

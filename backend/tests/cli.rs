@@ -467,3 +467,113 @@ fn serve_on_postgres_without_an_sms_gateway_names_the_sandbox_switch() {
     assert!(err.contains("IPARKING_SMS_GATEWAYS"), "{err}");
     assert!(err.contains("IPARKING_SANDBOX_PAYMENTS=true"), "{err}");
 }
+
+/// Writes two balanced ledger transactions two days ago straight into the database under
+/// `dir` (a top-up and a payment), seals them and makes the days' digests through the
+/// library, as a serving node's jobs would. Returns the Hanoi day and the payment's id.
+fn two_days_of_ledger(dir: &Path) -> (chrono::NaiveDate, i64) {
+    block_on(async {
+        let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(SqliteStore::open_in(dir).await.unwrap());
+        store.migrate().await.unwrap();
+        let at = chrono::Utc::now() - chrono::Duration::days(2);
+        let url = format!("sqlite://{}", dir.join("iparking.db").display());
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+        let account = |kind: &'static str, r: &'static str| {
+            sqlx::query_scalar::<_, i64>(
+                "INSERT INTO accounts (kind, ref, balance, created_at) VALUES ($1, $2, 0, $3) RETURNING id",
+            )
+            .bind(kind)
+            .bind(r)
+            .bind(at)
+        };
+        let funding = account("sandbox_funding", "").fetch_one(&mut conn).await.unwrap();
+        let wallet = account("wallet", "7").fetch_one(&mut conn).await.unwrap();
+        let revenue = account("refunds", "card").fetch_one(&mut conn).await.unwrap();
+        let mut ids = Vec::new();
+        for (kind, from, to, amount) in
+            [("sandbox_topup", funding, wallet, 50_000), ("test_payment", wallet, revenue, 20_000)]
+        {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO ledger_transactions (kind, session_id, created_at) VALUES ($1, NULL, $2) RETURNING id",
+            )
+            .bind(kind)
+            .bind(at)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            for (account, amount) in [(from, -amount), (to, amount)] {
+                sqlx::query("INSERT INTO postings (transaction_id, account_id, amount) VALUES ($1, $2, $3)")
+                    .bind(id)
+                    .bind(account)
+                    .bind(amount)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            ids.push(id);
+        }
+        let app = iparking::App::new(
+            store,
+            std::sync::Arc::new(iparking::live::MemoryLive::new()),
+            std::sync::Arc::new(iparking::SystemClock),
+            iparking::Settings { check_journal_dir: Some(dir.join("checks-journal")), ..iparking::Settings::default() },
+        )
+        .await
+        .unwrap();
+        assert_eq!(iparking::app::ledger_chain::seal(&app).await.unwrap(), 2);
+        assert!(!iparking::app::ledger_chain::make_digests(&app).await.unwrap().is_empty());
+        let digests = serde_json::json!({ "digests": app.store.digests(100).await.unwrap() });
+        std::fs::write(dir.join("digests.json"), digests.to_string()).unwrap();
+        (at.with_timezone(&iparking::domain::tariff::LOCAL_TZ).date_naive(), ids[1])
+    })
+}
+
+#[test]
+fn ledger_verify_and_export_find_a_changed_transaction_in_the_database_and_in_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (day, payment) = two_days_of_ledger(dir.path());
+    let sound = ok(&iparking(dir.path(), &["ledger", "verify"]));
+    assert!(sound.starts_with("ledger chain sound: 2 transactions (places 1..2)"), "{sound}");
+    let digests = dir.path().join("digests.json");
+    let with_anchor = ok(&iparking(dir.path(), &["ledger", "verify", "--digests", digests.to_str().unwrap()]));
+    assert!(with_anchor.contains("digests match"), "{with_anchor}");
+
+    // The day's export re-hashes, in the binary and against the digests kept aside.
+    let export = dir.path().join("day.txt");
+    let day_arg = day.to_string();
+    ok(&iparking(dir.path(), &["ledger", "export", "--day", &day_arg, "--out", export.to_str().unwrap()]));
+    let text = std::fs::read_to_string(&export).unwrap();
+    assert!(text.contains("|sandbox_topup|-|sandbox_funding:=-50000/-/-;wallet:~"), "{text}");
+    assert!(!text.contains("wallet:7"), "the wallet's owner is not in the export: {text}");
+    let file_check = ok(&iparking(
+        dir.path(),
+        &["ledger", "verify", "--file", export.to_str().unwrap(), "--digests", digests.to_str().unwrap()],
+    ));
+    assert!(file_check.contains("2 transactions re-hashed") && file_check.contains("published digest"), "{file_check}");
+
+    // The export changed by hand: the file check names the transaction.
+    std::fs::write(&export, text.replace("=20000/", "=2000/")).unwrap();
+    let o = iparking(dir.path(), &["ledger", "verify", "--file", export.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains(&format!("BROKEN: {}: line", export.display())), "{}", stdout(&o));
+    assert!(stdout(&o).contains(&format!("transaction {payment} (place 2)")), "{}", stdout(&o));
+
+    // The database changed behind the server's back: verify names the transaction.
+    block_on(async {
+        let url = format!("sqlite://{}", dir.path().join("iparking.db").display());
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+        sqlx::query("UPDATE postings SET amount = amount / 10 WHERE transaction_id = $1")
+            .bind(payment)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    });
+    let o = iparking(dir.path(), &["ledger", "verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains(&format!("BROKEN: transaction {payment} (place 2) was changed")), "{}", stdout(&o));
+
+    // A day with no digest cannot be exported.
+    let o = iparking(dir.path(), &["ledger", "export", "--day", "2001-01-01"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("2001-01-01 has no digest yet"), "{}", stderr(&o));
+}

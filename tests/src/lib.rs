@@ -69,6 +69,8 @@ pub struct TestDb {
     pub url: String,
     /// Where the servers on this database keep violation photos (their data directory).
     pub photos: tempfile::TempDir,
+    /// Where the servers on this database journal plate checks (each its own journal).
+    pub journal: tempfile::TempDir,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -79,7 +81,12 @@ impl TestDb {
             Db::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("test.db").display());
-                Self { url, photos: tempfile::tempdir().expect("temp dir"), _dir: Some(dir) }
+                Self {
+                    url,
+                    photos: tempfile::tempdir().expect("temp dir"),
+                    journal: tempfile::tempdir().expect("temp dir"),
+                    _dir: Some(dir),
+                }
             }
             Db::Postgres => {
                 let admin = pg_url();
@@ -90,7 +97,12 @@ impl TestDb {
                     .expect("create test database");
                 let _ = conn.close().await;
                 let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
-                Self { url: format!("{base}/{name}"), photos: tempfile::tempdir().expect("temp dir"), _dir: None }
+                Self {
+                    url: format!("{base}/{name}"),
+                    photos: tempfile::tempdir().expect("temp dir"),
+                    journal: tempfile::tempdir().expect("temp dir"),
+                    _dir: None,
+                }
             }
         }
     }
@@ -267,6 +279,7 @@ impl TestApp {
         };
         let mut settings = opts.settings;
         settings.photo_dir = test_db.photos.path().to_path_buf();
+        settings.check_journal_dir = Some(test_db.journal.path().to_path_buf());
         let app = App::with_gateways(store, live_state, clock.clone(), settings, gateways).await.expect("app");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -374,6 +387,20 @@ impl TestApp {
         } else {
             let mut conn = PgConnection::connect(&self.db.url).await.expect("connect PostgreSQL");
             sqlx::query_scalar::<sqlx::Postgres, i64>(query).fetch_one(&mut conn).await
+        };
+        result.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Runs a statement that changes the test's database behind the server's back (to play
+    /// an intruder with database access); returns the rows it touched.
+    pub async fn sql_exec(&self, sql: &str) -> u64 {
+        let query = sqlx::AssertSqlSafe(sql.to_owned());
+        let result = if self.db.url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&self.db.url).await.expect("open SQLite");
+            sqlx::query::<sqlx::Sqlite>(query).execute(&mut conn).await.map(|r| r.rows_affected())
+        } else {
+            let mut conn = PgConnection::connect(&self.db.url).await.expect("connect PostgreSQL");
+            sqlx::query::<sqlx::Postgres>(query).execute(&mut conn).await.map(|r| r.rows_affected())
         };
         result.unwrap_or_else(|e| panic!("{sql}: {e}"))
     }

@@ -320,6 +320,7 @@ impl Node {
         let sms = Arc::new(iparking::sms::OutboxSms::default());
         let mut settings = settings();
         settings.photo_dir = test_db.photos.path().to_path_buf();
+        settings.check_journal_dir = Some(test_db.journal.path().to_path_buf());
         let gateways = iparking::Gateways { sms: sms.clone(), ..iparking::Gateways::default() };
         let clock = Arc::new(iparking_tests::TestClock::default());
         let app = App::with_gateways(store, live, clock, settings, gateways).await.expect("app");

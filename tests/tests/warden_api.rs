@@ -785,7 +785,7 @@ matrix!(check_batches_of_any_size_are_written_whole, |t| {
     };
     for (n, offset) in [(3_i64, 0_i64), (1_201, 10), (10_003, 2_000)] {
         let rows: Vec<CheckRecord> = (offset..offset + n).map(row).collect();
-        assert_eq!(t.app.store.record_checks(&rows).await.expect("record"), n as u64);
+        assert_eq!(t.app.store.record_checks(&rows, None).await.expect("record"), n as u64);
     }
     assert_eq!(count(&t, "plate_checks").await, 11_207);
     let expect = |f: fn(i64) -> bool| {

@@ -9,6 +9,7 @@ pub mod charges;
 pub mod checks;
 pub mod drivers;
 pub mod finance;
+pub mod ledger_chain;
 pub mod points;
 pub mod quotes;
 pub mod receipts;

@@ -65,6 +65,7 @@ pub mod check;
 pub mod city;
 pub mod finance;
 pub mod ledger;
+pub mod ledger_chain;
 pub mod money;
 pub mod phone;
 pub mod plate;

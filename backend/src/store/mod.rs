@@ -10,11 +10,13 @@ use crate::domain::tariff::Tariff;
 
 pub mod cards;
 pub mod cds;
+pub mod chain;
 pub mod drivers;
 pub mod finance;
 mod postgres;
 mod sql;
 mod sql_cards;
+pub(crate) mod sql_chain;
 mod sql_drivers;
 pub(crate) mod sql_finance;
 mod sql_wardens;
@@ -223,6 +225,7 @@ pub trait Store:
     + wardens::WardenStore
     + finance::FinanceStore
     + cds::CdsStore
+    + chain::ChainStore
     + Send
     + Sync
     + 'static

@@ -21,6 +21,7 @@ use super::{
     map_sqlx,
     sql::sql_store_impl,
     sql_cards::sql_card_store_impl,
+    sql_chain::sql_chain_store_impl,
     sql_drivers::sql_driver_store_impl,
     sql_finance::sql_finance_store_impl,
     sql_wardens::sql_warden_store_impl,
@@ -241,3 +242,4 @@ sql_cds_store_impl!(
     Postgres,
     local_hour = "to_char((COL) AT TIME ZONE 'Asia/Ho_Chi_Minh', 'YYYY-MM-DD HH24')"
 );
+sql_chain_store_impl!(PgStore, Postgres, lock = " FOR UPDATE");

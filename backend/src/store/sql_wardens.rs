@@ -494,13 +494,15 @@ macro_rules! sql_warden_store_impl {
             async fn record_checks(
                 &self,
                 checks: &[$crate::store::wardens::CheckRecord],
+                journal_mark: Option<(&str, i64)>,
             ) -> $crate::store::StoreResult<u64> {
                 if checks.is_empty() {
                     return Ok(0);
                 }
-                // A batch that fits one statement is one round trip (a statement is atomic
-                // on its own); a larger one is a transaction.
-                if checks.len() <= $checks_chunk {
+                // A batch that fits one statement and moves no journal mark is one round trip
+                // (a statement is atomic on its own); otherwise a transaction, so that the
+                // rows and the mark commit together.
+                if checks.len() <= $checks_chunk && journal_mark.is_none() {
                     let mut conn = self.pool.acquire().await.map_err($crate::store::map_sqlx)?;
                     return $insert_checks(&mut *conn, checks).await.map_err($crate::store::map_sqlx);
                 }
@@ -509,8 +511,37 @@ macro_rules! sql_warden_store_impl {
                 for chunk in checks.chunks($checks_chunk) {
                     written += $insert_checks(&mut *tx, chunk).await.map_err($crate::store::map_sqlx)?;
                 }
+                if let Some((journal, upto)) = journal_mark {
+                    sqlx::query(
+                        "INSERT INTO check_journal_marks (journal, upto) VALUES ($1, $2) \
+                         ON CONFLICT (journal) DO UPDATE SET upto = excluded.upto",
+                    )
+                    .bind(journal)
+                    .bind(upto)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                }
                 tx.commit().await.map_err($crate::store::map_sqlx)?;
                 Ok(written)
+            }
+
+            async fn check_journal_mark(&self, journal: &str) -> $crate::store::StoreResult<u64> {
+                let upto: Option<i64> = sqlx::query_scalar("SELECT upto FROM check_journal_marks WHERE journal = $1")
+                    .bind(journal)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                Ok(upto.map_or(0, |u| u.max(0) as u64))
+            }
+
+            async fn forget_check_journal(&self, journal: &str) -> $crate::store::StoreResult<()> {
+                sqlx::query("DELETE FROM check_journal_marks WHERE journal = $1")
+                    .bind(journal)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::store::map_sqlx)?;
+                Ok(())
             }
 
             async fn open_shift(

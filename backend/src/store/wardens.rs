@@ -422,7 +422,11 @@ pub trait WardenStore: Send + Sync {
     /// Active sessions at a point, soonest paid-until first.
     async fn point_sessions(&self, point_id: i64) -> StoreResult<Vec<SessionRow>>;
     /// Writes plate checks (one multi-row insert per chunk).
-    async fn record_checks(&self, checks: &[CheckRecord]) -> StoreResult<u64>;
+    async fn record_checks(&self, checks: &[CheckRecord], journal_mark: Option<(&str, i64)>) -> StoreResult<u64>;
+    /// The last sequence number of journal `journal` written (0 when none is).
+    async fn check_journal_mark(&self, journal: &str) -> StoreResult<u64>;
+    /// Forgets a replayed journal's mark.
+    async fn forget_check_journal(&self, journal: &str) -> StoreResult<()>;
 
     /// Opens a shift unless the warden has one open. With a claim, `answer` renders the
     /// answer from the opened shift, stored with the claim in the same transaction (a crash

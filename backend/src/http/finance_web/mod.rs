@@ -30,6 +30,7 @@ use super::AppState;
 mod access;
 mod auth;
 mod chart;
+mod digests;
 mod guard;
 mod labels;
 mod periods;
@@ -77,6 +78,9 @@ pub fn router() -> Router<AppState> {
         .route("/public", get(public::public_page))
         .route("/public/revenue.csv", get(public::public_csv))
         .route("/public/revenue.json", get(public::public_json))
+        .route("/public/ledger/digests", get(digests::digests_page))
+        .route("/public/ledger/digests.json", get(digests::digests_json))
+        .route("/public/ledger/digests.csv", get(digests::digests_csv))
 }
 
 async fn stylesheet() -> Response {

@@ -142,7 +142,7 @@ fn downloads(ctx: &Ctx, month: Month) -> Markup {
     }
 }
 
-fn page(ctx: &Ctx, title: &str, body: Markup) -> Markup {
+pub(super) fn page(ctx: &Ctx, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang=(ctx.lang.code()) {
@@ -229,6 +229,10 @@ async fn render(app: &App, ctx: &Ctx) -> Result<Markup, AppError> {
         (table(ctx, "by-street", ctx.t("Theo tuyến phố", "By street"), &[ctx.t("Quận", "District"), ctx.t("Tuyến phố", "Street")], &by_street, street))
         (table(ctx, "by-channel", ctx.t("Theo kênh thanh toán", "By payment channel"), &[ctx.t("Kênh", "Channel")], &by_channel, channel))
         (downloads(ctx, month))
+        p { a href={ "/public/ledger/digests" @if ctx.lang == Lang::En { "?lang=en" } } { (ctx.t(
+            "Dấu vân tay sổ cái hằng ngày: kiểm chứng rằng không giao dịch nào bị sửa sau đó",
+            "Daily ledger digests: proof that no transaction was changed afterwards"
+        )) } }
     };
     Ok(page(ctx, title, body))
 }
@@ -258,7 +262,7 @@ async fn download(app: &App, ctx: &Ctx) -> Result<(Month, RevenueReport), AppErr
     Ok((month, month_report(app, month, &group_by).await?))
 }
 
-fn open_data_headers(mut r: Response) -> Response {
+pub(super) fn open_data_headers(mut r: Response) -> Response {
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));

@@ -1,0 +1,126 @@
+//! The ledger's daily digests, published (issue 34): `/public/ledger/digests` for people,
+//! `.json` and `.csv` for machines. Each is a Hanoi day's last hash in the ledger's chain and
+//! its totals: anyone who keeps a copy can later prove the ledger was not rewritten
+//! (`iparking ledger verify --digests`, docs/open-data.md).
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode, Uri},
+    response::{IntoResponse, Response},
+};
+use maud::html;
+use serde::Serialize;
+
+use super::{
+    labels::{Lang, money},
+    public::{open_data_headers, page},
+    request::Ctx,
+};
+use crate::{
+    app::ledger_chain::public_digests,
+    http::{AppState, csv::csv_response},
+    store::chain::DigestRow,
+};
+
+/// Days shown and downloaded: the last ten years' worth.
+const MAX_DAYS: i64 = 3_660;
+
+/// The JSON download.
+#[derive(Serialize)]
+struct DigestsFile {
+    /// How the hashes are made.
+    about: &'static str,
+    /// Latest first.
+    digests: Vec<DigestRow>,
+}
+
+/// `GET /public/ledger/digests`: the digests, latest first, and how to check a day.
+pub async fn digests_page(State(app): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let ctx = Ctx::new(&headers, &uri);
+    let title = ctx.t("Dấu vân tay sổ cái hằng ngày", "Daily ledger digests");
+    let digests = match public_digests(&app, MAX_DAYS).await {
+        Ok(d) => d,
+        Err(e) => return e.into_response(),
+    };
+    let body = html! {
+        h1 { (title) }
+        p { (ctx.t(
+            "Mỗi giao dịch của sổ cái có một mã băm SHA-256 nối với mã của giao dịch trước nó. \
+             Cuối mỗi ngày (giờ Hà Nội), mã băm cuối cùng của ngày được công bố ở đây. \
+             Hãy lưu một bản: nếu sau này có ai sửa hay xoá một giao dịch, chuỗi sẽ không còn khớp với mã đã công bố.",
+            "Every ledger transaction has a SHA-256 hash chained to the one before it. At the end of each \
+             Hanoi day, the day's last hash is published here. Keep a copy: if anyone later changes or deletes \
+             a transaction, the chain no longer gives the published hash."
+        )) }
+        p {
+            (ctx.t("Tải về", "Download")) ": "
+            a href="/public/ledger/digests.json" { "JSON" } " · "
+            a href="/public/ledger/digests.csv" download { "CSV" }
+        }
+        @if digests.is_empty() {
+            p class="empty" { (ctx.t("Chưa có ngày nào kết thúc.", "No day has ended yet.")) }
+        } @else {
+            div class="scroll" tabindex="0" role="region" aria-label=(title) {
+                table id="digests" {
+                    thead { tr {
+                        th scope="col" { (ctx.t("Ngày", "Day")) }
+                        th scope="col" class="num" { (ctx.t("Giao dịch", "Transactions")) }
+                        th scope="col" class="num" { (ctx.t("Tiền luân chuyển", "Money moved")) }
+                        th scope="col" { (ctx.t("Vị trí", "Places")) }
+                        th scope="col" { (ctx.t("Mã băm cuối ngày", "The day's last hash")) }
+                    } }
+                    tbody {
+                        @for d in &digests {
+                            tr {
+                                th scope="row" { (d.day) }
+                                td class="num" { (d.transactions) }
+                                td class="num" { (money(d.moved)) }
+                                td { @if d.to_seq >= d.from_seq { (d.from_seq) "–" (d.to_seq) } @else { "—" } }
+                                td { code class="hash" { (d.last_hash) } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { (ctx.t("Tự kiểm tra một ngày", "Check a day yourself")) }
+        p { (ctx.t(
+            "Bản xuất của một ngày (lệnh iparking ledger export --day NGÀY) không có dữ liệu cá nhân; \
+             tập lệnh Python 40 dòng docs/ledger-rehash.py tính lại mọi mã băm và mã cuối ngày để so với bảng trên.",
+            "A day's export (iparking ledger export --day DAY) holds no personal data; the 40-line Python \
+             script docs/ledger-rehash.py re-computes every hash and the day's last one, to compare with the table above."
+        )) }
+    };
+    ctx.html(StatusCode::OK, page(&ctx, if ctx.lang == Lang::Vi { "Sổ cái" } else { "Ledger" }, body))
+}
+
+/// `GET /public/ledger/digests.json`.
+pub async fn digests_json(State(app): State<AppState>) -> Response {
+    match public_digests(&app, MAX_DAYS).await {
+        Ok(digests) => open_data_headers(
+            axum::Json(DigestsFile {
+                about: "Hanoi days' last hashes of the iParking ledger's SHA-256 chain; see docs/open-data.md",
+                digests,
+            })
+            .into_response(),
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /public/ledger/digests.csv` (UTF-8 with a BOM).
+pub async fn digests_csv(State(app): State<AppState>) -> Response {
+    match public_digests(&app, MAX_DAYS).await {
+        Ok(digests) => {
+            let mut out = String::from("\u{feff}day,from_seq,to_seq,transactions,moved_vnd,last_hash\r\n");
+            for d in digests {
+                out.push_str(&format!(
+                    "{},{},{},{},{},{}\r\n",
+                    d.day, d.from_seq, d.to_seq, d.transactions, d.moved, d.last_hash
+                ));
+            }
+            open_data_headers(csv_response("iparking-ledger-digests.csv", out))
+        }
+        Err(e) => e.into_response(),
+    }
+}
