@@ -216,7 +216,9 @@ mod tests {
         assert_ne!(zone_id("HK"), area_id("HK"));
         assert_eq!(zone_id("HK001").get_version_num(), 5);
         // Pinned: a published id must never change with a new build.
-        assert_eq!(namespace().to_string(), Uuid::new_v5(&Uuid::NAMESPACE_URL, b"urn:iparking:cds").to_string());
+        assert_eq!(zone_id("HK007").to_string(), "a404c8ef-040f-5d58-bca2-9528cfd476e1");
+        assert_eq!(area_id("HK").to_string(), "bcc898e6-e64e-5e86-9122-902378f772f1");
+        assert_eq!(policy_id(1, 0, None).to_string(), "2839601f-61a7-5bc1-bdf6-364205e85cf8");
         assert_ne!(policy_id(1, 0, None), policy_id(1, 0, Some(5)), "retiring a tariff changes its policies");
     }
 
