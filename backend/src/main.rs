@@ -330,6 +330,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             check_journal_dir,
             ledger_seal_ms,
         } => {
+            if !iparking::app::cds::is_licence_url(&data_license_url) {
+                anyhow::bail!("IPARKING_DATA_LICENSE_URL: an http:// or https:// URL without spaces is expected");
+            }
             let store = cli.db.connect().await?;
             if cli.db.is_embedded_default() && !no_seed && store.districts().await?.is_empty() {
                 let r = registry::load_seed(store.as_ref(), seed::hanoi_pilot(), now()).await?;
@@ -352,9 +355,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 settings.map_tiles = tiles;
             }
             settings.open_data_public = open_data == "public";
-            if !iparking::app::cds::is_licence_url(&data_license_url) {
-                anyhow::bail!("IPARKING_DATA_LICENSE_URL: an http:// or https:// URL without spaces is expected");
-            }
             settings.data_license_url = data_license_url;
             settings.data_author = data_author.trim().to_owned();
             if let Some(key) = &stripe_publishable_key
