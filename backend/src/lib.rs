@@ -132,7 +132,20 @@ pub struct Settings {
     /// drivers' app collects cards with Stripe's Payment Element, and only then may the page
     /// load Stripe.js (its origins join the CSP).
     pub stripe_publishable_key: Option<String>,
+    /// The CDS Events and Metrics feeds are open to anyone (`IPARKING_OPEN_DATA=public`);
+    /// otherwise they need a token of the staff role `data`. The Curbs feed is always public.
+    pub open_data_public: bool,
+    /// The licence of the published data, the CDS answers' `license_url`
+    /// (`IPARKING_DATA_LICENSE_URL`; CC BY 4.0 by default).
+    pub data_license_url: String,
+    /// Who produces the published data, the CDS answers' `author` (`IPARKING_DATA_AUTHOR`).
+    pub data_author: String,
 }
+
+/// The default licence of the published data (the CDS feeds' `license_url`).
+pub const DEFAULT_DATA_LICENSE_URL: &str = "https://creativecommons.org/licenses/by/4.0/";
+/// The default author of the published data.
+pub const DEFAULT_DATA_AUTHOR: &str = "iParking";
 
 /// A mobile carrier of the SMS channel.
 #[derive(Clone)]
@@ -211,6 +224,9 @@ impl Default for Settings {
             login_window: Duration::from_secs(15 * 60),
             map_tiles: http::apps::DEFAULT_TILES.to_owned(),
             stripe_publishable_key: None,
+            open_data_public: false,
+            data_license_url: DEFAULT_DATA_LICENSE_URL.to_owned(),
+            data_author: DEFAULT_DATA_AUTHOR.to_owned(),
         }
     }
 }

@@ -98,6 +98,16 @@ enum Command {
         /// (OpenStreetMap's by default).
         #[arg(long, env = "IPARKING_MAP_TILES")]
         map_tiles: Option<String>,
+        /// Who may read the CDS Events and Metrics feeds: `token` (a token of the role
+        /// `data`; the default) or `public` (anyone). The Curbs feed is always public.
+        #[arg(long, env = "IPARKING_OPEN_DATA", default_value = "token", value_parser = ["token", "public"])]
+        open_data: String,
+        /// The licence of the published data (the CDS feeds' `license_url`): an http(s) URL.
+        #[arg(long, env = "IPARKING_DATA_LICENSE_URL", default_value = iparking::DEFAULT_DATA_LICENSE_URL)]
+        data_license_url: String,
+        /// Who produces the published data (the CDS feeds' `author`).
+        #[arg(long, env = "IPARKING_DATA_AUTHOR", default_value = iparking::DEFAULT_DATA_AUTHOR)]
+        data_author: String,
         /// Journal plate checks under the data directory before answering them, so that an
         /// answered check survives the process. `false` is for measuring its cost only.
         #[arg(long, env = "IPARKING_CHECK_JOURNAL", default_value_t = true, action = clap::ArgAction::Set)]
@@ -239,6 +249,8 @@ enum RoleArg {
     Finance,
     Warden,
     Inspector,
+    /// Reads the CDS Events and Metrics feeds.
+    Data,
 }
 
 impl From<RoleArg> for StaffRole {
@@ -248,6 +260,7 @@ impl From<RoleArg> for StaffRole {
             RoleArg::Finance => StaffRole::Finance,
             RoleArg::Warden => StaffRole::Warden,
             RoleArg::Inspector => StaffRole::Inspector,
+            RoleArg::Data => StaffRole::Data,
         }
     }
 }
@@ -310,10 +323,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             stripe_publishable_key,
             stripe_api_base,
             map_tiles,
+            open_data,
+            data_license_url,
+            data_author,
             check_journal,
             check_journal_dir,
             ledger_seal_ms,
         } => {
+            if !iparking::app::cds::is_licence_url(&data_license_url) {
+                anyhow::bail!("IPARKING_DATA_LICENSE_URL: an http:// or https:// URL without spaces is expected");
+            }
             let store = cli.db.connect().await?;
             if cli.db.is_embedded_default() && !no_seed && store.districts().await?.is_empty() {
                 let r = registry::load_seed(store.as_ref(), seed::hanoi_pilot(), now()).await?;
@@ -335,6 +354,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(tiles) = map_tiles {
                 settings.map_tiles = tiles;
             }
+            settings.open_data_public = open_data == "public";
+            settings.data_license_url = data_license_url;
+            settings.data_author = data_author.trim().to_owned();
             if let Some(key) = &stripe_publishable_key
                 && !iparking::http::apps::is_publishable_key(key)
             {

@@ -307,6 +307,8 @@ pub enum StaffRole {
     Warden,
     /// Inspector: city-wide checks.
     Inspector,
+    /// Open-data reader: the CDS Events and Metrics feeds (`/cds/events`, `/cds/metrics`).
+    Data,
 }
 
 impl StaffRole {
@@ -317,12 +319,13 @@ impl StaffRole {
             Self::Finance => "finance",
             Self::Warden => "warden",
             Self::Inspector => "inspector",
+            Self::Data => "data",
         }
     }
 
     /// Parses a wire name.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Admin, Self::Finance, Self::Warden, Self::Inspector].into_iter().find(|r| r.as_str() == s)
+        [Self::Admin, Self::Finance, Self::Warden, Self::Inspector, Self::Data].into_iter().find(|r| r.as_str() == s)
     }
 }
 

@@ -4,6 +4,7 @@
 //! `jobs` schedules. The arrows run one way: `http` → `app` → (`domain`, `store`, `live`,
 //! `payments`). See docs/architecture.md.
 
+pub mod cds;
 pub mod charges;
 pub mod checks;
 pub mod drivers;

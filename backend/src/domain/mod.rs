@@ -59,6 +59,7 @@ macro_rules! stored_names {
     };
 }
 
+pub mod cds;
 pub mod charge;
 pub mod check;
 pub mod city;

@@ -89,7 +89,9 @@ impl FromRequestParts<AppState> for Driver {
     }
 }
 
-/// Any authenticated staff member.
+/// Any authenticated staff member who works in the service: not the role `data`, whose
+/// tokens read the CDS feeds only ([`MaybeStaff`] there) and nothing a staff token opens
+/// elsewhere (a violation's photos, for instance, open to any staff whose scope covers them).
 #[derive(Debug, Clone)]
 pub struct Staff(pub Principal);
 
@@ -100,7 +102,31 @@ impl FromRequestParts<AppState> for Staff {
         let token = bearer(&parts.headers).ok_or_else(AppError::unauthorized)?;
         let principal = state.staff_principal(&token_hash(token)).await?.ok_or_else(AppError::unauthorized)?;
         tracing::Span::current().record("staff.id", principal.staff_id);
+        if principal.role == iparking_mobile_api::StaffRole::Data {
+            return Err(AppError::forbidden(
+                "Mã của vai trò data chỉ đọc được dữ liệu CDS (/cds/events, /cds/metrics).",
+                "A token of the role data reads only the CDS feeds (/cds/events, /cds/metrics).",
+            ));
+        }
         Ok(Staff(principal))
+    }
+}
+
+/// A staff member if the request carries a valid staff token, else `None` (never a
+/// rejection: the use-case decides what an anonymous caller may do).
+#[derive(Debug, Clone)]
+pub struct MaybeStaff(pub Option<Principal>);
+
+impl FromRequestParts<AppState> for MaybeStaff {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let Some(token) = bearer(&parts.headers) else { return Ok(MaybeStaff(None)) };
+        let principal = state.staff_principal(&token_hash(token)).await?;
+        if let Some(p) = &principal {
+            tracing::Span::current().record("staff.id", p.staff_id);
+        }
+        Ok(MaybeStaff(principal))
     }
 }
 

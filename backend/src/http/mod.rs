@@ -34,6 +34,7 @@ use crate::{
 pub mod admin;
 pub mod apps;
 pub mod cards;
+pub mod cds;
 mod conns;
 pub mod csv;
 pub mod drivers;
@@ -206,6 +207,7 @@ pub fn router(app: AppState) -> Router {
                 .config(SwaggerConfig::default().validator_url("none")),
         )
         .merge(finance_web::router())
+        .merge(cds::router())
         .merge(apps::router(std::sync::Arc::new(apps::Apps::new(&apps::Config::of(&app)))))
         // Inside routing, so the matched route template is known.
         .route_layer(middleware::from_fn(record_metrics))

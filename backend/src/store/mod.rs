@@ -9,6 +9,7 @@ use iparking_mobile_api::{PointStatus, StaffRole, VehicleClass};
 use crate::domain::tariff::Tariff;
 
 pub mod cards;
+pub mod cds;
 pub mod chain;
 pub mod drivers;
 pub mod finance;
@@ -223,6 +224,7 @@ pub trait Store:
     + cards::CardStore
     + wardens::WardenStore
     + finance::FinanceStore
+    + cds::CdsStore
     + chain::ChainStore
     + Send
     + Sync

@@ -16,6 +16,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 use super::{
     StoreError, StoreResult,
+    cds::sql_cds_store_impl,
     drivers::{IdemClaim, NewSession, StartAnswer, StartOutcome},
     map_sqlx,
     sql::sql_store_impl,
@@ -235,5 +236,10 @@ sql_finance_store_impl!(
     Postgres,
     lock = " FOR UPDATE",
     local_day = "to_char((COL) AT TIME ZONE 'Asia/Ho_Chi_Minh', 'YYYY-MM-DD')",
+);
+sql_cds_store_impl!(
+    PgStore,
+    Postgres,
+    local_hour = "to_char((COL) AT TIME ZONE 'Asia/Ho_Chi_Minh', 'YYYY-MM-DD HH24')"
 );
 sql_chain_store_impl!(PgStore, Postgres, lock = " FOR UPDATE");

@@ -9,7 +9,7 @@ use sqlx::{
 };
 
 use super::{
-    StoreError, StoreResult, map_sqlx, sql::sql_store_impl, sql_cards::sql_card_store_impl,
+    StoreError, StoreResult, cds::sql_cds_store_impl, map_sqlx, sql::sql_store_impl, sql_cards::sql_card_store_impl,
     sql_chain::sql_chain_store_impl, sql_drivers::sql_driver_store_impl, sql_finance::sql_finance_store_impl,
     sql_wardens::sql_warden_store_impl,
 };
@@ -98,4 +98,5 @@ sql_warden_store_impl!(
     facts_batch = crate::store::sql_wardens::plate_facts_each::<SqliteStore>,
 );
 sql_finance_store_impl!(SqliteStore, Sqlite, lock = "", local_day = "date(COL, '+7 hours')");
+sql_cds_store_impl!(SqliteStore, Sqlite, local_hour = "strftime('%Y-%m-%d %H', COL, '+7 hours')");
 sql_chain_store_impl!(SqliteStore, Sqlite, lock = "");

@@ -183,6 +183,7 @@ pub(super) fn role_label(r: StaffRole, lang: Lang) -> &'static str {
         StaffRole::Admin => lang.t("Quản trị (chỉ xem)", "Admin (read only)"),
         StaffRole::Warden => "warden",
         StaffRole::Inspector => "inspector",
+        StaffRole::Data => lang.t("Dữ liệu mở", "Open data"),
     }
 }
 
