@@ -42,6 +42,13 @@ matrix!(the_public_page_adds_up_the_ledger_with_no_personal_data, |t| {
     for secret in ["30A43210", "30A-432.10", "912555001", "hk.public"] {
         assert!(!html.contains(secret), "{secret} on the public page");
     }
+    // The licence the figures are published under, on the page and on each download.
+    let licence = t.app.settings.data_license_url.clone();
+    assert!(html.contains(&format!("href=\"{licence}\" rel=\"license\"")), "{html}");
+    for path in ["/public/revenue.json", "/public/revenue.csv", "/public/ledger/digests.json"] {
+        let r = reqwest::get(t.url(path)).await.unwrap();
+        assert_eq!(r.headers()["link"], format!("<{licence}>; rel=\"license\"").as_str(), "{path}");
+    }
     let en = reqwest::Client::new().get(t.url("/public?lang=en")).send().await.unwrap().text().await.unwrap();
     assert!(en.contains("Public parking revenue"), "{en}");
 

@@ -91,13 +91,17 @@ pub async fn digests_page(State(app): State<AppState>, headers: HeaderMap, uri: 
              script docs/ledger-rehash.py re-computes every hash and the day's last one, to compare with the table above."
         )) }
     };
-    ctx.html(StatusCode::OK, page(&ctx, if ctx.lang == Lang::Vi { "Sổ cái" } else { "Ledger" }, body))
+    ctx.html(
+        StatusCode::OK,
+        page(&ctx, &app.settings.data_license_url, if ctx.lang == Lang::Vi { "Sổ cái" } else { "Ledger" }, body),
+    )
 }
 
 /// `GET /public/ledger/digests.json`.
 pub async fn digests_json(State(app): State<AppState>) -> Response {
     match public_digests(&app, MAX_DAYS).await {
         Ok(digests) => open_data_headers(
+            &app,
             axum::Json(DigestsFile {
                 about: "Hanoi days' last hashes of the iParking ledger's SHA-256 chain; see docs/open-data.md",
                 digests,
@@ -119,7 +123,7 @@ pub async fn digests_csv(State(app): State<AppState>) -> Response {
                     d.day, d.from_seq, d.to_seq, d.transactions, d.moved, d.last_hash
                 ));
             }
-            open_data_headers(csv_response("iparking-ledger-digests.csv", out))
+            open_data_headers(&app, csv_response("iparking-ledger-digests.csv", out))
         }
         Err(e) => e.into_response(),
     }

@@ -142,7 +142,7 @@ fn downloads(ctx: &Ctx, month: Month) -> Markup {
     }
 }
 
-pub(super) fn page(ctx: &Ctx, title: &str, body: Markup) -> Markup {
+pub(super) fn page(ctx: &Ctx, licence: &str, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang=(ctx.lang.code()) {
@@ -170,6 +170,11 @@ pub(super) fn page(ctx: &Ctx, title: &str, body: Markup) -> Markup {
                         "Sums straight from the city's double-entry ledger (no personal data); Hanoi time (UTC+7); amounts in VND. \
                          Gross = parking paid, net of refunds; the carrier share is the carriers' fee on SMS turns."
                     ))
+                    " "
+                    (ctx.t("Công bố theo", "Published under"))
+                    " "
+                    a href=(licence) rel="license" { (ctx.t("giấy phép dữ liệu", "the data licence")) }
+                    "."
                 }
             }
         }
@@ -185,7 +190,10 @@ pub async fn public_page(State(app): State<AppState>, headers: HeaderMap, uri: U
         Err(e) => {
             let status = StatusCode::from_u16(e.status.as_u16()).unwrap_or(StatusCode::BAD_REQUEST);
             let body = html! { h1 { (ctx.t("Không hiển thị được", "Cannot show this")) } p class="error" { (e.message(ctx.lang == Lang::En)) } };
-            ctx.html(status, page(&ctx, ctx.t("Doanh thu công khai", "Public revenue"), body))
+            ctx.html(
+                status,
+                page(&ctx, &app.settings.data_license_url, ctx.t("Doanh thu công khai", "Public revenue"), body),
+            )
         }
     }
 }
@@ -234,7 +242,7 @@ async fn render(app: &App, ctx: &Ctx) -> Result<Markup, AppError> {
             "Daily ledger digests: proof that no transaction was changed afterwards"
         )) } }
     };
-    Ok(page(ctx, title, body))
+    Ok(page(ctx, &app.settings.data_license_url, title, body))
 }
 
 async fn download(app: &App, ctx: &Ctx) -> Result<(Month, RevenueReport), AppError> {
@@ -262,8 +270,11 @@ async fn download(app: &App, ctx: &Ctx) -> Result<(Month, RevenueReport), AppErr
     Ok((month, month_report(app, month, &group_by).await?))
 }
 
-pub(super) fn open_data_headers(mut r: Response) -> Response {
+pub(super) fn open_data_headers(app: &App, mut r: Response) -> Response {
     let h = r.headers_mut();
+    if let Ok(link) = HeaderValue::from_str(&format!("<{}>; rel=\"license\"", app.settings.data_license_url)) {
+        h.insert(header::LINK, link);
+    }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -275,7 +286,7 @@ pub async fn public_csv(State(app): State<AppState>, headers: HeaderMap, uri: Ur
     let ctx = Ctx::new(&headers, &uri);
     match download(&app, &ctx).await {
         Ok((month, r)) => {
-            open_data_headers(csv_response(&format!("iparking-revenue-{}.csv", month.key()), revenue_csv(&r)))
+            open_data_headers(&app, csv_response(&format!("iparking-revenue-{}.csv", month.key()), revenue_csv(&r)))
         }
         Err(e) => e.into_response(),
     }
@@ -286,7 +297,7 @@ pub async fn public_csv(State(app): State<AppState>, headers: HeaderMap, uri: Ur
 pub async fn public_json(State(app): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     let ctx = Ctx::new(&headers, &uri);
     match download(&app, &ctx).await {
-        Ok((_, r)) => open_data_headers(axum::Json(r).into_response()),
+        Ok((_, r)) => open_data_headers(&app, axum::Json(r).into_response()),
         Err(e) => e.into_response(),
     }
 }
