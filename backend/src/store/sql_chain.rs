@@ -102,13 +102,11 @@ pub(crate) fn seal_sql(n: usize) -> String {
 macro_rules! sql_chain_store_impl {
     ($store:ty, $db:ty, lock = $lock:literal $(,)?) => {
         impl $store {
-            async fn chain_postings<'c, E>(
-                conn: E,
+            /// `rows` with their postings, read in chunks of ids.
+            async fn chain_postings(
+                conn: &mut <$db as sqlx::Database>::Connection,
                 rows: Vec<$crate::store::sql_chain::ChainTxRow>,
-            ) -> $crate::store::StoreResult<Vec<$crate::domain::ledger_chain::ChainTx>>
-            where
-                E: sqlx::Executor<'c, Database = $db> + Copy,
-            {
+            ) -> $crate::store::StoreResult<Vec<$crate::domain::ledger_chain::ChainTx>> {
                 let mut postings = Vec::new();
                 for chunk in rows.chunks($crate::store::sql_chain::CHAIN_CHUNK) {
                     let sql = $crate::store::sql_chain::postings_sql(chunk.len());
@@ -117,7 +115,7 @@ macro_rules! sql_chain_store_impl {
                     for r in chunk {
                         q = q.bind(r.id);
                     }
-                    postings.extend(q.fetch_all(conn).await.map_err($crate::store::map_sqlx)?);
+                    postings.extend(q.fetch_all(&mut *conn).await.map_err($crate::store::map_sqlx)?);
                 }
                 Ok($crate::store::sql_chain::with_postings(rows, postings))
             }
@@ -150,17 +148,7 @@ macro_rules! sql_chain_store_impl {
                     tx.rollback().await.map_err($crate::store::map_sqlx)?;
                     return Ok(0);
                 }
-                let mut postings = Vec::new();
-                for chunk in rows.chunks($crate::store::sql_chain::CHAIN_CHUNK) {
-                    let sql = $crate::store::sql_chain::postings_sql(chunk.len());
-                    let mut q =
-                        sqlx::query_as::<_, $crate::store::sql_chain::ChainPostingRow>(sqlx::AssertSqlSafe(sql));
-                    for r in chunk {
-                        q = q.bind(r.id);
-                    }
-                    postings.extend(q.fetch_all(&mut *tx).await.map_err($crate::store::map_sqlx)?);
-                }
-                let txs = $crate::store::sql_chain::with_postings(rows, postings);
+                let txs = Self::chain_postings(&mut tx, rows).await?;
                 let mut sealed = Vec::with_capacity(txs.len());
                 for t in &txs {
                     seq += 1;
@@ -209,7 +197,8 @@ macro_rules! sql_chain_store_impl {
                 .fetch_all(&self.pool)
                 .await
                 .map_err($crate::store::map_sqlx)?;
-                Self::chain_postings(&self.pool, rows).await
+                let mut conn = self.pool.acquire().await.map_err($crate::store::map_sqlx)?;
+                Self::chain_postings(&mut conn, rows).await
             }
 
             async fn chain_link(&self, seq: i64) -> $crate::store::StoreResult<Option<(i64, String)>> {
