@@ -487,8 +487,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Staff { action } => {
             let store = cli.db.connect().await?;
-            let settings =
-                Settings { check_journal_dir: Some(cli.db.data_dir.join("checks-journal")), ..Settings::default() };
+            // One-off commands check no plates: no journal of their own (`serve` replays the
+            // journals of stopped nodes).
+            let settings = Settings { check_journal_dir: None, ..Settings::default() };
             let app =
                 App::new(store, Arc::new(iparking::live::MemoryLive::new()), Arc::new(SystemClock), settings).await?;
             match action {
@@ -560,7 +561,7 @@ async fn ledger(db: DatabaseArgs, action: LedgerCommand) -> anyhow::Result<()> {
         return Ok(());
     }
     let store = db.connect().await?;
-    let settings = Settings { check_journal_dir: Some(db.data_dir.join("checks-journal")), ..Settings::default() };
+    let settings = Settings { check_journal_dir: None, ..Settings::default() };
     let app = App::new(store, Arc::new(iparking::live::MemoryLive::new()), Arc::new(SystemClock), settings).await?;
     match action {
         LedgerCommand::Verify { digests, .. } => {
