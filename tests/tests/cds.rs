@@ -784,6 +784,12 @@ matrix!(events_and_metrics_need_the_data_role, |t| {
     assert!(t.sql_i64("SELECT COUNT(*) FROM staff WHERE role = 'data'").await >= 3);
     // Curbs stays public.
     assert_eq!(get(&t, "/cds/curbs/policies", None).await.0, 200);
+    // The feeds are the whole city's: a data token scoped to a district is refused, not made.
+    let before = t.sql_i64("SELECT COUNT(*) FROM staff").await;
+    let scoped = iparking_mobile_api::CreateStaff::new("Scoped reader", StaffRole::Data, vec!["HK".into()]);
+    let answer = raw(t.admin_request(reqwest::Method::POST, "/v1/admin/staff").json(&scoped)).await;
+    assert_error(&answer, 400, "invalid_scope");
+    assert_eq!(t.sql_i64("SELECT COUNT(*) FROM staff").await, before);
 });
 
 async fn open_data_is_public_when_the_operator_says_so(db: Db, live: Live) {

@@ -48,6 +48,14 @@ fn district_not_found(code: &str) -> AppError {
 /// Creates a staff member (shared by the HTTP route and `iparking staff add`).
 pub async fn add_staff(app: &App, spec: StaffSpec) -> Result<StaffCreated, AppError> {
     let StaffSpec { name, role, districts, streets, username, password } = spec;
+    if role == StaffRole::Data && !(districts.is_empty() && streets.is_empty()) {
+        // The CDS feeds it reads are the whole city's: a scope would promise what they do not do.
+        return Err(AppError::bad_request(
+            "invalid_scope",
+            "Vai trò data đọc dữ liệu mở của cả thành phố: không gán quận hay tuyến phố.",
+            "The data role reads the whole city's open data: give it no district or street.",
+        ));
+    }
     let all = app.store.districts().await?;
     let mut district_ids = Vec::new();
     let mut codes = Vec::new();
