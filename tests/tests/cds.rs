@@ -788,7 +788,7 @@ matrix!(events_and_metrics_need_the_data_role, |t| {
     let before = t.sql_i64("SELECT COUNT(*) FROM staff").await;
     let scoped = iparking_mobile_api::CreateStaff::new("Scoped reader", StaffRole::Data, vec!["HK".into()]);
     let answer = raw(t.admin_request(reqwest::Method::POST, "/v1/admin/staff").json(&scoped)).await;
-    assert_error(&answer, 400, "invalid_scope");
+    assert_error(&answer, 422, "invalid_scope");
     assert_eq!(t.sql_i64("SELECT COUNT(*) FROM staff").await, before);
 });
 

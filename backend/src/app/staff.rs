@@ -50,7 +50,7 @@ pub async fn add_staff(app: &App, spec: StaffSpec) -> Result<StaffCreated, AppEr
     let StaffSpec { name, role, districts, streets, username, password } = spec;
     if role == StaffRole::Data && !(districts.is_empty() && streets.is_empty()) {
         // The CDS feeds it reads are the whole city's: a scope would promise what they do not do.
-        return Err(AppError::bad_request(
+        return Err(AppError::unprocessable(
             "invalid_scope",
             "Vai trò data đọc dữ liệu mở của cả thành phố: không gán quận hay tuyến phố.",
             "The data role reads the whole city's open data: give it no district or street.",

@@ -208,6 +208,7 @@ pub async fn import_points(
         (status = 400, description = "Invalid name", body = ErrorBody),
         (status = 403, description = "Not a city-wide admin", body = ErrorBody),
         (status = 404, description = "Unknown district", body = ErrorBody),
+        (status = 422, description = "A data reader given a district or street (it reads the whole city)", body = ErrorBody),
     )
 )]
 pub async fn create_staff(
