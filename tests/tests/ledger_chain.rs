@@ -112,6 +112,23 @@ matrix!(the_chain_seals_every_transaction_and_verify_names_what_was_changed, |t|
     assert!(!export.contains(&format!("wallet:{driver_id}=")), "the wallet is named by a pseudonym: {export}");
     assert!(export.contains("wallet:~"), "{export}");
     assert_eq!(export.lines().filter(|l| !l.starts_with('#') && !l.starts_with("prev ")).count() as i64, written);
+    // Anyone can download the same export from the public page.
+    let public = reqwest::get(t.url(&format!("/public/ledger/days/{key}.txt"))).await.unwrap();
+    assert_eq!(public.status(), 200);
+    assert_eq!(public.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(public.text().await.unwrap(), export);
+    assert!(page.contains(&format!("href=\"/public/ledger/days/{key}.txt\"")), "the page links the day's export");
+    for missing in ["2001-01-01.txt", "not-a-day.txt", "2026-12-04"] {
+        let (status, body) = raw(reqwest::Client::new().get(t.url(&format!("/public/ledger/days/{missing}")))).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{missing}: {body}");
+    }
+    // Each export reads a whole day: 20 an hour per client address, then 429.
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        statuses.push(reqwest::get(t.url(&format!("/public/ledger/days/{key}.txt"))).await.unwrap().status().as_u16());
+    }
+    let limited = statuses.iter().position(|s| *s == 429).expect("a 429 among 20 more downloads");
+    assert!(limited >= 15 && statuses[..limited].iter().all(|s| *s == 200), "{statuses:?}");
     let (ok, out) = python_rehash(&export, Some(&digests));
     assert!(ok, "{out}");
     assert!(out.contains(digest["last_hash"].as_str().unwrap()), "{out}");

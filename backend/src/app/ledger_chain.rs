@@ -293,6 +293,33 @@ pub fn verify_export(text: &str) -> Result<ExportCheck, String> {
     Ok(ExportCheck { transactions: n, last_hash: prev.unwrap_or_else(|| GENESIS.to_owned()) })
 }
 
+/// Day exports one client address may download per [`EXPORT_WINDOW`] (each reads a whole
+/// day of the ledger).
+pub const EXPORTS_PER_WINDOW: u32 = 20;
+/// The exports' window.
+pub const EXPORT_WINDOW: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// A day's export for anyone (`/public/ledger/days/{day}.txt`): counted per client address
+/// (429 beyond [`EXPORTS_PER_WINDOW`] an hour), 404 for a day without a digest.
+pub async fn public_export(app: &App, peer: std::net::IpAddr, day: &str) -> Result<String, AppError> {
+    let not_found = || {
+        AppError::not_found(
+            "not_found",
+            "Ngày này chưa có dấu vân tay sổ cái (một ngày được chốt vài phút sau khi hết ngày).",
+            "This day has no ledger digest (a day is digested a few minutes after it ends).",
+        )
+    };
+    let day = NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| not_found())?;
+    if !app.live.rate_limit(&format!("ledger-export-ip:{peer}"), EXPORTS_PER_WINDOW, EXPORT_WINDOW).await? {
+        return Err(AppError::too_many_requests(
+            "rate_limited",
+            "Tải bản xuất sổ cái quá nhiều lần. Vui lòng thử lại sau một giờ.",
+            "Too many ledger exports. Please try again in an hour.",
+        ));
+    }
+    export_day(app.store.as_ref(), &app.receipt_key, day).await?.ok_or_else(not_found)
+}
+
 /// The published digests, latest first.
 pub async fn public_digests(app: &App, limit: i64) -> Result<Vec<DigestRow>, AppError> {
     Ok(app.store.digests(limit).await?)

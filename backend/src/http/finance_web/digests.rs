@@ -4,8 +4,8 @@
 //! (`iparking ledger verify --digests`, docs/open-data.md).
 
 use axum::{
-    extract::State,
-    http::{HeaderMap, StatusCode, Uri},
+    extract::{ConnectInfo, Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
 use maud::html;
@@ -17,8 +17,8 @@ use super::{
     request::Ctx,
 };
 use crate::{
-    app::ledger_chain::public_digests,
-    http::{AppState, csv::csv_response},
+    app::ledger_chain::{public_digests, public_export},
+    http::{AppState, Peer, csv::csv_response},
     store::chain::DigestRow,
 };
 
@@ -72,7 +72,10 @@ pub async fn digests_page(State(app): State<AppState>, headers: HeaderMap, uri: 
                     tbody {
                         @for d in &digests {
                             tr {
-                                th scope="row" { (d.day) }
+                                th scope="row" {
+                                    a href={ "/public/ledger/days/" (d.day) ".txt" } download
+                                        title=(ctx.t("Bản xuất của ngày", "The day's export")) { (d.day) }
+                                }
                                 td class="num" { (d.transactions) }
                                 td class="num" { (money(d.moved)) }
                                 td { @if d.to_seq >= d.from_seq { (d.from_seq) "–" (d.to_seq) } @else { "—" } }
@@ -85,10 +88,12 @@ pub async fn digests_page(State(app): State<AppState>, headers: HeaderMap, uri: 
         }
         h2 { (ctx.t("Tự kiểm tra một ngày", "Check a day yourself")) }
         p { (ctx.t(
-            "Bản xuất của một ngày (lệnh iparking ledger export --day NGÀY) không có dữ liệu cá nhân; \
-             tập lệnh Python 40 dòng docs/ledger-rehash.py tính lại mọi mã băm và mã cuối ngày để so với bảng trên.",
-            "A day's export (iparking ledger export --day DAY) holds no personal data; the 40-line Python \
-             script docs/ledger-rehash.py re-computes every hash and the day's last one, to compare with the table above."
+            "Bấm vào một ngày để tải bản xuất của ngày đó (không có dữ liệu cá nhân). \
+             Tập lệnh Python 40 dòng docs/ledger-rehash.py tính lại mọi mã băm và mã cuối ngày để so với bảng trên: \
+             python3 ledger-rehash.py NGÀY.txt digests.json",
+            "Tap a day to download its export (no personal data). The 40-line Python script \
+             docs/ledger-rehash.py re-computes every hash and the day's last one, to compare with the table above: \
+             python3 ledger-rehash.py DAY.txt digests.json"
         )) }
     };
     ctx.html(
@@ -124,6 +129,28 @@ pub async fn digests_csv(State(app): State<AppState>) -> Response {
                 ));
             }
             open_data_headers(&app, csv_response("iparking-ledger-digests.csv", out))
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /public/ledger/days/{day}.txt`: a day's export (`iparking ledger export`), for anyone;
+/// 20 an hour per client address.
+pub async fn day_export(
+    State(app): State<AppState>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    Path(file): Path<String>,
+) -> Response {
+    let day = file.strip_suffix(".txt").unwrap_or("");
+    match public_export(&app, peer.ip(), day).await {
+        Ok(text) => {
+            let mut r = open_data_headers(&app, text.into_response());
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"iparking-ledger-{day}.txt\"")) {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            r
         }
         Err(e) => e.into_response(),
     }

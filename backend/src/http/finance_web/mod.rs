@@ -81,6 +81,7 @@ pub fn router() -> Router<AppState> {
         .route("/public/ledger/digests", get(digests::digests_page))
         .route("/public/ledger/digests.json", get(digests::digests_json))
         .route("/public/ledger/digests.csv", get(digests::digests_csv))
+        .route("/public/ledger/days/{file}", get(digests::day_export))
 }
 
 async fn stylesheet() -> Response {
