@@ -9,7 +9,7 @@ use iparking::{
     domain::tariff::LOCAL_TZ,
 };
 use iparking_mobile_api::{StaffRole, StartSession, VehicleClass, WardenPayment, WardenStartSession};
-use iparking_tests::{matrix, raw};
+use iparking_tests::{matrix, raw, webdriver::Browser};
 
 fn start(point: &str, plate: &str) -> StartSession {
     StartSession {
@@ -122,6 +122,23 @@ matrix!(the_chain_seals_every_transaction_and_verify_names_what_was_changed, |t|
         let (status, body) = raw(reqwest::Client::new().get(t.url(&format!("/public/ledger/days/{missing}")))).await;
         assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{missing}: {body}");
     }
+    // The digests page is accessible on a phone, in both languages.
+    let b = Browser::launch().await.expect("headless Chromium (scripts/test installs it)");
+    b.set_window_size(390, 844).await.unwrap();
+    for path in ["/public/ledger/digests", "/public/ledger/digests?lang=en"] {
+        b.goto(&t.url(path)).await.unwrap();
+        b.wait_for("#digests").await.unwrap();
+        let found = b.axe_violations().await.unwrap();
+        assert!(found.is_empty(), "{path}: {}", serde_json::to_string_pretty(&found).unwrap());
+    }
+    b.quit().await.unwrap();
+    // The script is served as shipped in docs/.
+    let script = reqwest::get(t.url("/public/ledger/ledger-rehash.py")).await.unwrap().text().await.unwrap();
+    assert_eq!(
+        script,
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/ledger-rehash.py")).unwrap()
+    );
+    assert!(page.contains("href=\"/public/ledger/ledger-rehash.py\""));
     // Each export reads a whole day: 20 an hour per client address, then 429.
     let mut statuses = Vec::new();
     for _ in 0..20 {

@@ -87,12 +87,13 @@ pub async fn digests_page(State(app): State<AppState>, headers: HeaderMap, uri: 
             }
         }
         h2 { (ctx.t("Tự kiểm tra một ngày", "Check a day yourself")) }
+        p { a href="/public/ledger/ledger-rehash.py" download { (ctx.t("Tải tập lệnh ledger-rehash.py", "Download the script ledger-rehash.py")) } }
         p { (ctx.t(
             "Bấm vào một ngày để tải bản xuất của ngày đó (không có dữ liệu cá nhân). \
              Tập lệnh Python 40 dòng docs/ledger-rehash.py tính lại mọi mã băm và mã cuối ngày để so với bảng trên: \
              python3 ledger-rehash.py NGÀY.txt digests.json",
             "Tap a day to download its export (no personal data). The 40-line Python script \
-             docs/ledger-rehash.py re-computes every hash and the day's last one, to compare with the table above: \
+             ledger-rehash.py re-computes every hash and the day's last one, to compare with the table above: \
              python3 ledger-rehash.py DAY.txt digests.json"
         )) }
     };
@@ -154,4 +155,14 @@ pub async fn day_export(
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// The re-hash script of `docs/`, served as it is in the source tree.
+pub const REHASH_SCRIPT: &str = include_str!("../../../../docs/ledger-rehash.py");
+
+/// `GET /public/ledger/ledger-rehash.py`: the script that re-hashes a day's export.
+pub async fn rehash_script(State(app): State<AppState>) -> Response {
+    let mut r = open_data_headers(&app, REHASH_SCRIPT.into_response());
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/x-python; charset=utf-8"));
+    r
 }

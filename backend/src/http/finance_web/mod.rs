@@ -82,6 +82,7 @@ pub fn router() -> Router<AppState> {
         .route("/public/ledger/digests.json", get(digests::digests_json))
         .route("/public/ledger/digests.csv", get(digests::digests_csv))
         .route("/public/ledger/days/{file}", get(digests::day_export))
+        .route("/public/ledger/ledger-rehash.py", get(digests::rehash_script))
 }
 
 async fn stylesheet() -> Response {
