@@ -66,9 +66,9 @@ pub fn day_bounds(day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
 pub async fn make_digests(app: &App) -> Result<Vec<DigestRow>, AppError> {
     let now = app.clock.now();
     let mut made = Vec::new();
+    let mut last = app.store.digests(1).await?.into_iter().next();
     // A month at most per call; the next call goes on.
     for _ in 0..31 {
-        let last = app.store.digests(1).await?.into_iter().next();
         let day = match &last {
             Some(d) => match NaiveDate::parse_from_str(&d.day, "%Y-%m-%d") {
                 Ok(day) => day + Days::new(1),
@@ -83,7 +83,7 @@ pub async fn make_digests(app: &App) -> Result<Vec<DigestRow>, AppError> {
         if now < end + DIGEST_DELAY || app.store.unsealed(end).await? > 0 {
             break;
         }
-        let (prev_to, prev_hash) = last.map_or((0, GENESIS.to_owned()), |d| (d.to_seq, d.last_hash));
+        let (prev_to, prev_hash) = last.as_ref().map_or((0, GENESIS.to_owned()), |d| (d.to_seq, d.last_hash.clone()));
         let to_seq = app.store.max_seq_between(start, end).await?.unwrap_or(prev_to).max(prev_to);
         let (transactions, moved) = app.store.seq_totals(prev_to + 1, to_seq).await?;
         let last_hash = if to_seq == prev_to {
@@ -105,7 +105,11 @@ pub async fn make_digests(app: &App) -> Result<Vec<DigestRow>, AppError> {
         };
         if app.store.insert_digest(&digest).await? {
             tracing::info!(day = %digest.day, transactions, to_seq, "ledger day digested");
-            made.push(digest);
+            made.push(digest.clone());
+            last = Some(digest);
+        } else {
+            // Another node digested it meanwhile: go on from what it stored.
+            last = app.store.digests(1).await?.into_iter().next();
         }
     }
     Ok(made)

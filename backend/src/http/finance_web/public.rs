@@ -16,7 +16,7 @@ use super::{
     chart::bar_chart,
     labels::{Lang, Month, channel_label, money},
     request::{Ctx, month_param},
-    views::{month_nav, totals_cards},
+    views::{head, lang_switch, month_nav, totals_cards},
 };
 use crate::{
     App,
@@ -146,20 +146,12 @@ pub(super) fn page(ctx: &Ctx, licence: &str, title: &str, body: Markup) -> Marku
     html! {
         (DOCTYPE)
         html lang=(ctx.lang.code()) {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · iParking" }
-                link rel="stylesheet" href="/finance/assets/finance.css";
-            }
+            (head(title))
             body {
                 header class="top" {
                     a class="brand" href="/public" { "iParking " span { (ctx.t("Công khai", "Open data")) } }
                     div class="who" {
-                        a id="lang-switch" class="lang" href=(ctx.other_lang_href())
-                            hreflang=(if ctx.lang == Lang::Vi { "en" } else { "vi" }) {
-                            (ctx.t("English", "Tiếng Việt"))
-                        }
+                        (lang_switch(ctx))
                     }
                 }
                 main { (body) }

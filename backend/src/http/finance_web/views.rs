@@ -10,6 +10,28 @@ use super::{
 };
 use crate::{error::AppError, store::Principal};
 
+/// A page's `<head>` (the dashboard's and the public pages' style sheet).
+pub(super) fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · iParking" }
+            link rel="stylesheet" href="/finance/assets/finance.css";
+        }
+    }
+}
+
+/// The link to this page in the other language.
+pub(super) fn lang_switch(ctx: &Ctx) -> Markup {
+    html! {
+        a id="lang-switch" class="lang" href=(ctx.other_lang_href())
+            hreflang=(if ctx.lang == Lang::Vi { "en" } else { "vi" }) {
+            (ctx.t("English", "Tiếng Việt"))
+        }
+    }
+}
+
 /// The page around `body`: head, header with navigation, language switch, logout.
 pub(super) fn layout(ctx: &Ctx, user: Option<&Principal>, month: Option<Month>, title: &str, body: Markup) -> Markup {
     let month_query = month.map(|m| format!("?month={}", m.key())).unwrap_or_default();
@@ -17,12 +39,7 @@ pub(super) fn layout(ctx: &Ctx, user: Option<&Principal>, month: Option<Month>, 
     html! {
         (DOCTYPE)
         html lang=(ctx.lang.code()) {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · iParking" }
-                link rel="stylesheet" href="/finance/assets/finance.css";
-            }
+            (head(title))
             body {
                 header class="top" {
                     a class="brand" href="/finance" { "iParking " span { (ctx.t("Tài chính", "Finance")) } }
@@ -50,10 +67,7 @@ pub(super) fn layout(ctx: &Ctx, user: Option<&Principal>, month: Option<Month>, 
                             }
                         }
                         " "
-                        a id="lang-switch" class="lang" href=(ctx.other_lang_href())
-                            hreflang=(if ctx.lang == Lang::Vi { "en" } else { "vi" }) {
-                            (ctx.t("English", "Tiếng Việt"))
-                        }
+                        (lang_switch(ctx))
                     }
                 }
                 main { (body) }
