@@ -1,6 +1,5 @@
 //! The durable record of plate checks, written off the request path, through a local
-//! journal that survives the process (issue 34, docs/decisions/0026-ledger-hash-chain.md
-//! has the chain; this module's decision is in docs/decisions/0028-check-journal.md).
+//! journal that survives the process (issue 34; docs/decisions/0028-check-journal.md).
 //!
 //! A check answers from the live state in well under a millisecond; writing its row in the
 //! same request would make the database the bottleneck. So:
@@ -39,7 +38,7 @@ use crate::{
     domain::{check::CheckSource, plate::Plate},
     store::{
         Store, StoreError,
-        wardens::{CheckRecord, verdict_name},
+        wardens::{CheckRecord, verdict_from_name, verdict_name},
     },
 };
 
@@ -85,20 +84,8 @@ impl Line {
     }
 
     fn record(self) -> Option<(u64, CheckRecord)> {
-        use iparking_mobile_api::CheckVerdict as V;
-        let verdict = match self.verdict.as_str() {
-            "valid" => V::Valid,
-            "grace" => V::Grace,
-            "expired" => V::Expired,
-            "unpaid" => V::Unpaid,
-            "elsewhere" => V::Elsewhere,
-            _ => return None,
-        };
-        let source = match self.source.as_str() {
-            "online" => CheckSource::Online,
-            "sync" => CheckSource::Sync,
-            _ => return None,
-        };
+        let verdict = verdict_from_name(&self.verdict)?;
+        let source = CheckSource::from_name(&self.source)?;
         Some((
             self.seq,
             CheckRecord {

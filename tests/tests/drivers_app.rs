@@ -389,6 +389,8 @@ matrix!(a_driver_tops_up_parks_once_extends_and_stops, |t| {
     let balance = 115_000 - extra + refund;
     b.goto(&t.url("/#/account")).await.unwrap();
     b.wait_for_text("#balance", &vnd(balance)).await.unwrap();
+    // The list is drawn when its fetch answers: wait for its rows, then read them all.
+    b.wait_for_text("#movements", "Hoàn tiền lượt gửi").await.unwrap();
     let moves = b.text(&b.wait_for("#movements").await.unwrap()).await.unwrap();
     b.wait_for_text("#refund-requests", "Đang chờ duyệt").await.unwrap();
     for label in ["Nạp tiền thử (SANDBOX)", "Gửi xe", "Gửi thêm giờ", "Hoàn tiền lượt gửi"] {

@@ -46,6 +46,11 @@ impl CheckSource {
             CheckSource::Sync => "sync",
         }
     }
+
+    /// The source a stored name stands for.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [CheckSource::Online, CheckSource::Sync].into_iter().find(|s| s.as_str() == name)
+    }
 }
 
 /// A session's standing at `at` by its times alone: paid, in its grace, or past it.

@@ -523,6 +523,13 @@ pub trait WardenStore: Send + Sync {
     ) -> StoreResult<()>;
 }
 
+/// The verdict a stored name stands for ([`verdict_name`]'s inverse).
+pub fn verdict_from_name(name: &str) -> Option<CheckVerdict> {
+    [CheckVerdict::Valid, CheckVerdict::Grace, CheckVerdict::Expired, CheckVerdict::Unpaid, CheckVerdict::Elsewhere]
+        .into_iter()
+        .find(|v| verdict_name(*v) == name)
+}
+
 /// The database and metrics name of a verdict.
 pub fn verdict_name(v: CheckVerdict) -> &'static str {
     match v {

@@ -101,13 +101,7 @@ pub async fn history(app: &App, w: &Warden, id: i64) -> Result<ShiftHistoryView,
     let s = app.store.shift(id).await?.filter(|s| s.staff_id == w.0.staff_id).ok_or_else(shift_not_found)?;
     let until = s.closed_at.unwrap_or_else(|| app.clock.now());
     let h = app.store.shift_history(&s, until, HISTORY_LIMIT).await?;
-    let verdict = |v: &str| match v {
-        "valid" => CheckVerdict::Valid,
-        "grace" => CheckVerdict::Grace,
-        "expired" => CheckVerdict::Expired,
-        "elsewhere" => CheckVerdict::Elsewhere,
-        _ => CheckVerdict::Unpaid,
-    };
+    let verdict = |v: &str| crate::store::wardens::verdict_from_name(v).unwrap_or(CheckVerdict::Unpaid);
     Ok(ShiftHistoryView {
         shift: shift_view(&s),
         checks: h
