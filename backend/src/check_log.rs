@@ -179,6 +179,30 @@ impl std::fmt::Debug for CheckRecorder {
     }
 }
 
+/// Where the writer puts its rows: the store (a test gives it a database that fails on cue).
+#[async_trait::async_trait]
+trait CheckSink: Send + Sync {
+    async fn record_checks(&self, checks: &[CheckRecord], mark: Option<(&str, i64)>) -> Result<(), StoreError>;
+}
+
+struct StoreSink(Arc<dyn Store>);
+
+#[async_trait::async_trait]
+impl CheckSink for StoreSink {
+    async fn record_checks(&self, checks: &[CheckRecord], mark: Option<(&str, i64)>) -> Result<(), StoreError> {
+        self.0.record_checks(checks, mark).await.map(|_| ())
+    }
+}
+
+/// The writer's sizes: [`BATCH`] and [`RETRY_BUFFER`] (smaller in the tests).
+#[derive(Clone, Copy)]
+struct Limits {
+    batch: usize,
+    retry_buffer: usize,
+}
+
+const LIMITS: Limits = Limits { batch: BATCH, retry_buffer: RETRY_BUFFER };
+
 /// A node's own journal: its directory (named by its id), held with a lock.
 struct Journal {
     id: String,
@@ -289,6 +313,10 @@ impl CheckRecorder {
             Some(root) => Some(Arc::new(open_journal(store.as_ref(), root).await?)),
             None => None,
         };
+        Self::with_sink(Arc::new(StoreSink(store)), journal, LIMITS)
+    }
+
+    fn with_sink(sink: Arc<dyn CheckSink>, journal: Option<Arc<Journal>>, limits: Limits) -> Result<Self, StoreError> {
         let file = match &journal {
             Some(j) => Some(open_segment(&j.dir, 1).map_err(|e| io_error("open", &j.dir, e))?),
             None => None,
@@ -307,7 +335,7 @@ impl CheckRecorder {
             closed: closed.clone(),
             tx,
         };
-        tokio::spawn(write_forever(store, journal, rx, progress_tx, closed));
+        tokio::spawn(write_forever(sink, journal, rx, progress_tx, closed, limits));
         Ok(Self {
             appender: Arc::new(Mutex::new(appender)),
             permits: Arc::new(tokio::sync::Semaphore::new(QUEUE)),
@@ -336,6 +364,11 @@ impl CheckRecorder {
 async fn open_journal(store: &dyn Store, root: &Path) -> Result<Journal, StoreError> {
     create_private_dir(root).map_err(|e| io_error("create", root, e))?;
     replay_orphans(store, root).await?;
+    own_journal(root)
+}
+
+/// Makes and locks a new journal under `root`.
+fn own_journal(root: &Path) -> Result<Journal, StoreError> {
     let id = format!("{:032x}", rand::random::<u128>());
     let dir = root.join(&id);
     create_private_dir(&dir).map_err(|e| io_error("create", &dir, e))?;
@@ -358,19 +391,21 @@ fn open_segment(dir: &Path, first: u64) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new().create(true).append(true).open(dir.join(segment_name(first)))
 }
 
-/// The writer task: inserts the rows in batches, moving the journal's mark in the same
-/// database transaction.
+/// The writer task: inserts the rows in batches, in sequence order, moving the journal's
+/// mark in the same database transaction (so the mark never passes a row not written).
 async fn write_forever(
-    store: Arc<dyn Store>,
+    sink: Arc<dyn CheckSink>,
     journal: Option<Arc<Journal>>,
     mut rx: mpsc::UnboundedReceiver<Row>,
     progress: watch::Sender<Progress>,
     closed: Arc<Mutex<VecDeque<(PathBuf, u64)>>>,
+    Limits { batch, retry_buffer }: Limits,
 ) {
     let mut pending: VecDeque<(u64, CheckRecord)> = VecDeque::new();
     let mut written = 0u64;
-    // Rows let go from memory while the database was unreachable: read back from the journal
-    // from here, and what comes from memory up to `spilled_upto` is skipped.
+    // Rows let go from memory while the database was unreachable: until they are written,
+    // they are read back from the journal, `batch` at a time, and are written before any row
+    // of memory; memory's rows up to `spilled_upto` are skipped.
     let mut spilled_upto: Option<u64> = None;
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -381,14 +416,15 @@ async fn write_forever(
             }
         }
         // Everything queued meanwhile joins (up to the retry buffer, while the database is
-        // down), and what arrives within the linger unless the batch is full.
+        // down), and what arrives within the linger unless the batch is full (no linger while
+        // catching up: the journal has rows enough).
         let deadline = tokio::time::Instant::now() + LINGER;
-        while pending.len() <= RETRY_BUFFER {
+        while pending.len() <= retry_buffer {
             match rx.try_recv() {
                 Ok(row) => pending.push_back((row.seq, row.check)),
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    if pending.len() >= BATCH {
+                    if pending.len() >= batch || spilled_upto.is_some() {
                         break;
                     }
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -399,7 +435,8 @@ async fn write_forever(
             }
         }
         if let Some(upto) = spilled_upto {
-            // Catching up from the journal: memory's rows up to `upto` are read from there.
+            // Catching up: the next rows after `written` come from the journal (memory's copies
+            // of them, if any are left, are dropped), ahead of memory's later rows.
             while pending.front().is_some_and(|(s, _)| *s <= upto) {
                 pending.pop_front();
             }
@@ -407,7 +444,7 @@ async fn write_forever(
                 spilled_upto = None;
                 continue;
             };
-            match read_journal(&j.dir, written, BATCH) {
+            match read_journal(&j.dir, written, batch) {
                 Ok(rows) => {
                     let rows: Vec<_> = rows.into_iter().filter(|(s, _)| *s <= upto).collect();
                     if rows.is_empty() {
@@ -425,17 +462,25 @@ async fn write_forever(
             }
         }
         let mut failed = false;
-        while !pending.is_empty() {
-            let n = pending.len().min(BATCH);
-            let batch: Vec<CheckRecord> = pending.iter().take(n).map(|(_, c)| c.clone()).collect();
-            let last = pending[n - 1].0;
+        loop {
+            // While catching up, only the journal's rows (up to `spilled_upto`) are ready: a row
+            // of memory written now would move the mark past the journal's rows still unread.
+            let ready = match spilled_upto {
+                Some(upto) => pending.iter().take(batch).take_while(|(s, _)| *s <= upto).count(),
+                None => pending.len().min(batch),
+            };
+            if ready == 0 {
+                break;
+            }
+            let rows: Vec<CheckRecord> = pending.iter().take(ready).map(|(_, c)| c.clone()).collect();
+            let last = pending[ready - 1].0;
             let mark = journal.as_ref().map(|j| (j.id.as_str(), last as i64));
-            match store.record_checks(&batch, mark).await {
-                Ok(_) => {
-                    pending.drain(..n);
+            match sink.record_checks(&rows, mark).await {
+                Ok(()) => {
+                    pending.drain(..ready);
                     written = last;
                     backoff = Duration::from_millis(100);
-                    metrics::counter!("plate_checks_recorded_total").increment(n as u64);
+                    metrics::counter!("plate_checks_recorded_total").increment(ready as u64);
                     progress.send_modify(|p| p.written = last);
                     forget_segments(&closed, written);
                 }
@@ -446,24 +491,66 @@ async fn write_forever(
                 }
             }
         }
+        // Memory's rows pile up behind a catch-up: the journal has them too.
+        let mut overflow = Overflow::default();
+        overflow.limit(&mut pending, &mut spilled_upto, journal.is_some(), retry_buffer);
         if failed {
             progress.send_modify(|p| p.failures += 1);
-            if journal.is_none() && pending.len() > RETRY_BUFFER {
-                // No journal: the oldest are lost.
-                let drop = pending.len() - RETRY_BUFFER;
-                pending.drain(..drop);
-                metrics::counter!("plate_checks_dropped_total").increment(drop as u64);
-                tracing::error!(dropped = drop, "database unreachable too long: oldest plate checks dropped");
-            } else if pending.len() > RETRY_BUFFER {
-                // Let the memory copies go: the journal has them, and is read back later.
-                let upto = pending.back().map_or(written, |(s, _)| *s);
-                spilled_upto = Some(spilled_upto.map_or(upto, |u| u.max(upto)));
-                metrics::counter!("plate_checks_spilled_total").increment(pending.len() as u64);
-                tracing::warn!(rows = pending.len(), "database unreachable: plate checks wait in the journal");
-                pending.clear();
+            // Wait before retrying, taking the rows that come meanwhile: handlers never wait
+            // on a full queue while the database is down (beyond the buffer, the journal holds
+            // the rows; without one, the oldest go).
+            let until = tokio::time::Instant::now() + backoff;
+            while let Ok(Some(row)) = tokio::time::timeout_at(until, rx.recv()).await {
+                pending.push_back((row.seq, row.check));
+                overflow.limit(&mut pending, &mut spilled_upto, journal.is_some(), retry_buffer);
             }
-            tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        overflow.report();
+    }
+}
+
+/// What the writer let go of from memory in one round, said once.
+#[derive(Default)]
+struct Overflow {
+    spilled: usize,
+    dropped: usize,
+}
+
+impl Overflow {
+    /// Keeps at most `retry_buffer` rows in memory: with a journal, all of them are let go and
+    /// read back from the journal later (`spilled_upto`); without one, the oldest are lost.
+    fn limit(
+        &mut self,
+        pending: &mut VecDeque<(u64, CheckRecord)>,
+        spilled_upto: &mut Option<u64>,
+        journaled: bool,
+        retry_buffer: usize,
+    ) {
+        if pending.len() <= retry_buffer {
+            return;
+        }
+        if journaled {
+            if let Some(&(last, _)) = pending.back() {
+                *spilled_upto = Some(spilled_upto.map_or(last, |u| u.max(last)));
+            }
+            self.spilled += pending.len();
+            pending.clear();
+        } else {
+            let drop = pending.len() - retry_buffer;
+            pending.drain(..drop);
+            self.dropped += drop;
+        }
+    }
+
+    fn report(self) {
+        if self.spilled > 0 {
+            metrics::counter!("plate_checks_spilled_total").increment(self.spilled as u64);
+            tracing::warn!(rows = self.spilled, "plate checks wait in the journal");
+        }
+        if self.dropped > 0 {
+            metrics::counter!("plate_checks_dropped_total").increment(self.dropped as u64);
+            tracing::error!(dropped = self.dropped, "database unreachable too long: oldest plate checks dropped");
         }
     }
 }
@@ -477,5 +564,169 @@ fn forget_segments(closed: &Mutex<VecDeque<(PathBuf, u64)>>, written: u64) {
         {
             tracing::warn!(error = %e, "plate check journal segment not deleted");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The writer against a database that fails on cue, with small batches and a small retry
+    //! buffer, so that the spill to the journal and the catch-up from it run with a few
+    //! hundred rows. The invariant: the rows reach the database once each, in sequence order,
+    //! so that the journal's mark never passes a row not written.
+
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use iparking_mobile_api::CheckVerdict;
+
+    use super::*;
+
+    /// Records what it is given (each row's point id is its number in the test), or fails
+    /// while `down`; goes down by itself once it holds `down_at` rows.
+    struct FlakyDb {
+        down: AtomicBool,
+        down_at: AtomicUsize,
+        rows: Mutex<Vec<i64>>,
+        marks: Mutex<Vec<i64>>,
+    }
+
+    impl Default for FlakyDb {
+        fn default() -> Self {
+            FlakyDb {
+                down: AtomicBool::new(false),
+                down_at: AtomicUsize::new(usize::MAX),
+                rows: Mutex::default(),
+                marks: Mutex::default(),
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl CheckSink for FlakyDb {
+        async fn record_checks(&self, checks: &[CheckRecord], mark: Option<(&str, i64)>) -> Result<(), StoreError> {
+            // A database call takes time: the handlers go on meanwhile.
+            tokio::time::sleep(Duration::from_micros(300)).await;
+            let mut rows = self.rows.lock().unwrap();
+            if rows.len() >= self.down_at.load(Ordering::SeqCst) {
+                self.down.store(true, Ordering::SeqCst);
+            }
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("down, as the test wants".into()));
+            }
+            rows.extend(checks.iter().map(|c| c.point_id));
+            if let Some((_, m)) = mark {
+                self.marks.lock().unwrap().push(m);
+            }
+            Ok(())
+        }
+    }
+
+    fn check(n: i64) -> CheckRecord {
+        CheckRecord {
+            staff_id: 1,
+            point_id: n,
+            plate: Plate::from_db(format!("30A{n:05}")),
+            verdict: CheckVerdict::Valid,
+            session_id: Some(n),
+            near_misses: 0,
+            source: CheckSource::Online,
+            checked_at: Utc::now(),
+        }
+    }
+
+    async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    const LIMITS: Limits = Limits { batch: 7, retry_buffer: 40 };
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rows_beyond_the_retry_buffer_wait_in_the_journal_and_are_written_once_in_order() {
+        let root = tempfile::tempdir().unwrap();
+        let db = Arc::new(FlakyDb::default());
+        let journal = Arc::new(own_journal(root.path()).unwrap());
+        let recorder = CheckRecorder::with_sink(db.clone(), Some(journal.clone()), LIMITS).unwrap();
+
+        // Up: the first rows are written.
+        for n in 1..=20 {
+            recorder.record(check(n)).await;
+        }
+        wait_for("the first rows", || db.rows.lock().unwrap().len() == 20).await;
+        // Down: 500 more rows, far beyond the buffer of 40; they are let go from memory.
+        db.down.store(true, Ordering::SeqCst);
+        for n in 21..=520 {
+            recorder.record(check(n)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(db.rows.lock().unwrap().len(), 20, "nothing written while down");
+        // Up again, with checks still coming in while the journal's rows are caught up
+        // (70 batches of 7).
+        db.down.store(false, Ordering::SeqCst);
+        for n in 521..=900 {
+            recorder.record(check(n)).await;
+            if n % 20 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        wait_for("every row", || db.rows.lock().unwrap().len() >= 900).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        let rows = db.rows.lock().unwrap().clone();
+        assert_eq!(rows, (1..=900).collect::<Vec<_>>(), "every row once, in order");
+        let marks = db.marks.lock().unwrap().clone();
+        assert!(marks.windows(2).all(|w| w[0] < w[1]), "the mark only moves forward: {marks:?}");
+        assert_eq!(marks.last(), Some(&900));
+        assert!(marks.iter().all(|m| (*m as usize) <= rows.len()), "no mark past a row not written");
+        // The journal's rows after its last mark: none (a restart would replay nothing).
+        assert!(read_journal(&journal.dir, 900, 10).unwrap().is_empty());
+        assert_eq!(read_journal(&journal.dir, 0, 1000).unwrap().len(), 900, "one segment, all rows");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_down_twice_during_the_catch_up_loses_and_repeats_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let db = Arc::new(FlakyDb::default());
+        let journal = Arc::new(own_journal(root.path()).unwrap());
+        let recorder = CheckRecorder::with_sink(db.clone(), Some(journal), LIMITS).unwrap();
+        db.down.store(true, Ordering::SeqCst);
+        for n in 1..=300 {
+            recorder.record(check(n)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Up for part of the catch-up (down again from 50 rows on), with more rows coming.
+        db.down_at.store(50, Ordering::SeqCst);
+        db.down.store(false, Ordering::SeqCst);
+        wait_for("part of the catch-up", || db.down.load(Ordering::SeqCst)).await;
+        let partial = db.rows.lock().unwrap().len();
+        assert!((50..300).contains(&partial), "the catch-up interrupted ({partial} written)");
+        for n in 301..=600 {
+            recorder.record(check(n)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        db.down_at.store(usize::MAX, Ordering::SeqCst);
+        db.down.store(false, Ordering::SeqCst);
+        wait_for("every row", || db.rows.lock().unwrap().len() >= 600).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(*db.rows.lock().unwrap(), (1..=600).collect::<Vec<_>>(), "every row once, in order");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_a_journal_the_oldest_rows_beyond_the_buffer_are_dropped() {
+        let db = Arc::new(FlakyDb::default());
+        let recorder = CheckRecorder::with_sink(db.clone(), None, LIMITS).unwrap();
+        db.down.store(true, Ordering::SeqCst);
+        for n in 1..=200 {
+            recorder.record(check(n)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        db.down.store(false, Ordering::SeqCst);
+        wait_for("the kept rows", || db.rows.lock().unwrap().len() >= LIMITS.retry_buffer).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let rows = db.rows.lock().unwrap().clone();
+        assert_eq!(rows.len(), LIMITS.retry_buffer, "the buffer's worth kept: {rows:?}");
+        assert_eq!(rows, (161..=200).collect::<Vec<_>>(), "the newest kept, in order");
     }
 }
