@@ -156,6 +156,11 @@ pub fn car(point: &str, plate: &str, turns: u32) -> StartSession {
     }
 }
 
+/// A car start for `minutes` minutes paid from the wallet.
+pub fn car_minutes(point: &str, plate: &str, minutes: u32) -> StartSession {
+    StartSession { minutes: Some(minutes), turns: None, ..car(point, plate, 1) }
+}
+
 /// A wallet session (asserting it started).
 pub async fn wallet_session(d: &Client, body: &StartSession, key: &str) -> SessionView {
     d.start_session(body, key).await.unwrap_or_else(|e| panic!("wallet session at {}: {e}", body.point_code))

@@ -255,17 +255,7 @@ fn assert_private(text: &str, secrets: &[&str]) {
 }
 
 fn start(point: &str, plate: &str, minutes: u32) -> StartSession {
-    StartSession {
-        point_code: point.into(),
-        plate: plate.into(),
-        vehicle_class: Some(VehicleClass::Car),
-        minutes: Some(minutes),
-        turns: None,
-        payment: None,
-        card_id: None,
-        lat: None,
-        lon: None,
-    }
+    iparking_tests::finance::car_minutes(point, plate, minutes)
 }
 
 fn zone_id(code: &str) -> String {

@@ -12,17 +12,7 @@ use iparking_mobile_api::{StaffRole, StartSession, VehicleClass, WardenPayment, 
 use iparking_tests::{matrix, raw, webdriver::Browser};
 
 fn start(point: &str, plate: &str) -> StartSession {
-    StartSession {
-        point_code: point.into(),
-        plate: plate.into(),
-        vehicle_class: Some(VehicleClass::Car),
-        minutes: Some(60),
-        turns: None,
-        payment: None,
-        card_id: None,
-        lat: None,
-        lon: None,
-    }
+    iparking_tests::finance::car_minutes(point, plate, 60)
 }
 
 /// Runs docs/ledger-rehash.py on `export` (and the digests file): its exit status and output.

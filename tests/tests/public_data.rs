@@ -100,17 +100,7 @@ matrix!(the_public_page_adds_up_the_ledger_with_no_personal_data, |t| {
 
 matrix!(every_session_has_a_receipt_anyone_can_check_and_lookups_are_limited, |t| {
     let driver = t.funded_driver("0912555101", 500_000).await;
-    let start = StartSession {
-        point_code: "HK003".into(),
-        plate: "30A-777.12".into(),
-        vehicle_class: Some(VehicleClass::Car),
-        minutes: Some(60),
-        turns: None,
-        payment: None,
-        card_id: None,
-        lat: None,
-        lon: None,
-    };
+    let start = iparking_tests::finance::car_minutes("HK003", "30A-777.12", 60);
     let s = driver.start_session(&start, "rcpt").await.unwrap();
     let get = |path: String, token: Option<String>| {
         let mut r = reqwest::Client::new().get(t.url(&path));

@@ -8,7 +8,7 @@ use axum::{Router, body::Bytes, extract::State, http::HeaderMap, routing::post};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use chrono::Duration;
 use iparking::push::WebPush;
-use iparking_mobile_api::{Client, PushSubscriptionBody, PushSubscriptionKeys, StartSession, VehicleClass};
+use iparking_mobile_api::{Client, PushSubscriptionBody, PushSubscriptionKeys, StartSession};
 use iparking_tests::{Db, Live, Options, TestApp, assert_error, raw};
 use p256::ecdsa::{Signature, VerifyingKey, signature::Verifier as _};
 use serde_json::Value;
@@ -89,17 +89,7 @@ async fn app_with_push(db: Db, live: Live) -> TestApp {
 }
 
 fn an_hour_at(point: &str, plate: &str) -> StartSession {
-    StartSession {
-        point_code: point.into(),
-        plate: plate.into(),
-        vehicle_class: Some(VehicleClass::Car),
-        minutes: Some(60),
-        turns: None,
-        payment: None,
-        card_id: None,
-        lat: None,
-        lon: None,
-    }
+    iparking_tests::finance::car_minutes(point, plate, 60)
 }
 
 /// Waits for the push service to receive something at a path starting with `prefix`.
